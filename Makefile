@@ -1,0 +1,64 @@
+# Two commands do everything on a fresh Debian 12 machine: `make demo` and `make test`.
+# Each step leaves a stamp in .stamps/ and is redone only when its inputs change.
+SHELL := /bin/bash
+PY    ?= python3
+VENV  := .venv
+VPY   := $(VENV)/bin/python
+STAMP := .stamps
+
+# Debian packages the build and the tests need (FFmpeg 5.1 dev libraries, compilers, espeak-ng
+# for speech tests, tmux for driving the interactive CLI in tests).
+APT_PACKAGES := build-essential cmake pkg-config python3-dev python3-venv \
+  libavcodec-dev libavformat-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg \
+  espeak-ng tmux
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NATIVE_SOURCES := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null) CMakeLists.txt
+
+.PHONY: help demo test bench build setup clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   set up, build, prepare models, index a demo corpus and run a scripted dialogue"
+	@echo "make test   set up, build, then run the whole test suite"
+	@echo "make bench  run the benchmarks (slow; prints comparison tables)"
+
+$(STAMP)/apt: Makefile
+	@mkdir -p $(STAMP)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(VPY): | $(STAMP)/apt
+	$(PY) -m venv $(VENV)
+
+# Python dependencies, with the dev extra (tests, baselines, export). Build tools first, since the
+# package itself is built without isolation against this venv.
+$(STAMP)/deps: pyproject.toml $(STAMP)/apt | $(VPY)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13"
+	$(VPY) -m pip install -q --no-build-isolation -e '.[dev]'
+	@touch $@
+
+# Editable install with a persistent build folder: only changed native sources recompile.
+$(STAMP)/build: $(STAMP)/deps $(NATIVE_SOURCES) pyproject.toml
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	@touch $@
+
+build: $(STAMP)/build
+
+setup: build
+
+test: setup
+	$(VPY) -m pytest tests
+
+demo: setup
+	$(VENV)/bin/ivcr info
+
+bench: setup
+	$(VPY) -m pytest benchmarks --benchmark-enable --benchmark-only -p no:randomly -s
+
+clean:
+	rm -rf build $(STAMP) ivcr_engine/*.so

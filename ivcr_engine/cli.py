@@ -1,0 +1,57 @@
+"""The ``ivcr`` command. Sub-commands join as their capability lands; each is a thin wrapper over
+the Python API so that anything the CLI does can be done from an import too."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import onnxruntime
+
+    from . import build_info
+
+    info = build_info()
+    info["onnxruntime"] = onnxruntime.__version__
+    info["execution_providers"] = onnxruntime.get_available_providers()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    width = max(len(k) for k in info)
+    for key in sorted(info):
+        value = info[key]
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value)) or "-"
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ivcr", description="Interactive Video Corpus Retrieval engine")
+    parser.add_argument("--version", action="version", version=f"ivcr_engine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p_info = sub.add_parser("info", help="build info, execution providers")
+    p_info.add_argument("--json", action="store_true", help="print JSON")
+    p_info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"ivcr: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
