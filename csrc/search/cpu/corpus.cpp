@@ -1,0 +1,264 @@
+#include "search/cpu/corpus.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "common/thread_pool.h"
+#include "search/cpu/dot_kernels.h"
+#include "search/cpu/topk_heap.h"
+
+namespace ivcr::search {
+namespace {
+
+constexpr float kNegInf = -__builtin_inff();
+
+// Queries in the form each channel's kernel wants: float32 with the channel weight folded in, or
+// int16 with a per-query scale for int8 channels (int16 keeps query rounding error ~1e-5).
+struct PreparedQueries {
+  std::vector<bool> active;  // channels with a zero weight are not read at all
+  std::vector<std::vector<float>> f;
+  std::vector<std::vector<int16_t>> q16;
+  std::vector<std::vector<float>> qscale;
+};
+
+PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& q) {
+  PreparedQueries p;
+  const std::size_t C = channels.size();
+  p.f.resize(C);
+  p.q16.resize(C);
+  p.qscale.resize(C);
+  p.active.resize(C);
+  for (std::size_t c = 0; c < C; ++c) {
+    p.active[c] = q.weights[c] != 0.f;
+    const int D = channels[c].dim;
+    const float w = q.weights[c];
+    const float* src = q.per_channel[c];
+    const std::size_t n = std::size_t(q.batch) * D;
+    if (channels[c].dtype != DType::I8) {
+      p.f[c].resize(n);
+      for (std::size_t i = 0; i < n; ++i) p.f[c][i] = w * src[i];
+      continue;
+    }
+    // |sum| <= 127 * qmax * D must fit in int32.
+    const double qmax = std::min(32767.0, std::floor(2147483647.0 / (127.0 * std::max(D, 1))));
+    p.q16[c].resize(n);
+    p.qscale[c].resize(q.batch);
+    for (int64_t b = 0; b < q.batch; ++b) {
+      const float* row = src + std::size_t(b) * D;
+      float m = 0;
+      for (int d = 0; d < D; ++d) m = std::max(m, std::fabs(w * row[d]));
+      const float scale = m > 0 ? float(m / qmax) : 0.f;
+      p.qscale[c][b] = scale;
+      for (int d = 0; d < D; ++d)
+        p.q16[c][std::size_t(b) * D + d] = scale > 0 ? int16_t(std::lrint(w * row[d] / scale)) : int16_t(0);
+    }
+  }
+  return p;
+}
+
+// tile[b * ldo + r] = sum over channels of w_c <q_c[b], e_c[row0 + r]>.
+void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const PreparedQueries& pq, int64_t B,
+                int64_t row0, int nrows, float* tile, int ldo) {
+  bool written = false;
+  for (std::size_t c = 0; c < channels.size(); ++c) {
+    if (!pq.active[c]) continue;
+    const Channel& ch = channels[c];
+    const std::size_t off = std::size_t(row0) * ch.dim;
+    const bool acc = written;
+    written = true;
+    switch (ch.dtype) {
+      case DType::F32:
+        K.f32(pq.f[c].data(), int(B), ch.dim, static_cast<const float*>(ch.data) + off, nrows, tile, ldo, acc);
+        break;
+      case DType::F16:
+        K.f16(pq.f[c].data(), int(B), ch.dim, static_cast<const uint16_t*>(ch.data) + off, nrows, tile, ldo, acc);
+        break;
+      case DType::I8:
+        K.i8(pq.q16[c].data(), pq.qscale[c].data(), int(B), ch.dim, static_cast<const int8_t*>(ch.data) + off,
+             ch.scales + row0, nrows, tile, ldo, acc);
+        break;
+    }
+  }
+  if (!written) std::fill(tile, tile + std::size_t(B) * ldo, 0.f);
+}
+
+// Rows per block: the score tile (rows x B floats) stays within a few hundred KB of cache.
+int block_rows(int64_t B) { return int(std::clamp<int64_t>(16384 / std::max<int64_t>(B, 1), 16, 1024)); }
+
+struct WorkerState {
+  std::vector<float> tile;
+  std::vector<TopKHeap> heaps;  // one per query
+  // video aggregation state, one per query
+  std::vector<float> agg_m, agg_s;
+};
+
+// Writes the best k_out of every worker's heap for each query, best first, padded.
+void merge_heaps(std::vector<WorkerState>& workers, int64_t B, int64_t k_out, float* scores, int64_t* ids) {
+  std::vector<Scored> all;
+  for (int64_t b = 0; b < B; ++b) {
+    all.clear();
+    for (auto& w : workers)
+      if (!w.heaps.empty()) all.insert(all.end(), w.heaps[b].items().begin(), w.heaps[b].items().end());
+    const auto better = [](const Scored& x, const Scored& y) { return ranks_after(y, x); };
+    const std::size_t keep = std::min<std::size_t>(all.size(), std::size_t(k_out));
+    std::partial_sort(all.begin(), all.begin() + keep, all.end(), better);
+    for (int64_t i = 0; i < k_out; ++i) {
+      const bool have = std::size_t(i) < keep;
+      scores[b * k_out + i] = have ? all[i].score : kNegInf;
+      ids[b * k_out + i] = have ? all[i].id : -1;
+    }
+  }
+}
+
+}  // namespace
+
+CpuCorpus::CpuCorpus(std::vector<Channel> channels, const int64_t* offsets, int64_t n_videos)
+    : channels_(std::move(channels)), offsets_(offsets), n_videos_(n_videos) {
+  if (channels_.empty()) throw std::invalid_argument("a corpus needs at least one channel");
+  rows_ = channels_[0].rows;
+  for (const Channel& c : channels_)
+    if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
+  if (offsets_[0] != 0 || offsets_[n_videos_] != rows_)
+    throw std::invalid_argument("offsets must start at 0 and end at the number of rows");
+  for (int64_t v = 0; v < n_videos_; ++v)
+    if (offsets_[v + 1] < offsets_[v]) throw std::invalid_argument("offsets must be non-decreasing");
+}
+
+template <class Consume>
+void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, const VideoFilter& filter,
+                     float* scores, int64_t* ids, const Consume& consume) const {
+  const int64_t B = q.batch;
+  const int n_workers = num_threads();
+  std::vector<WorkerState> workers(n_workers);
+  if (B == 0) return;
+  if (rows_ == 0 || k_out == 0) {
+    merge_heaps(workers, B, k_out, scores, ids);
+    return;
+  }
+  const PreparedQueries pq = prepare(channels_, q);
+  const DotKernels& K = active_dot_kernels();
+  const int rows_per_block = block_rows(B);
+
+  // Row ranges handed to workers; for video aggregation they start and end on video boundaries,
+  // so one worker sees every clip of a video.
+  const int64_t n_tasks = std::clamp<int64_t>((rows_ + 2047) / 2048, 1, int64_t(n_workers) * 8);
+  std::vector<int64_t> cuts{0};
+  for (int64_t t = 1; t < n_tasks; ++t) {
+    int64_t r = rows_ * t / n_tasks;
+    if (align_to_videos) r = *std::lower_bound(offsets_, offsets_ + n_videos_ + 1, r);
+    if (r > cuts.back() && r < rows_) cuts.push_back(r);
+  }
+  cuts.push_back(rows_);
+
+  const auto video_of = [&](int64_t row) {
+    return int64_t(std::upper_bound(offsets_, offsets_ + n_videos_ + 1, row) - offsets_) - 1;
+  };
+
+  parallel_for(cuts.size() - 1, [&](std::size_t task, int worker) {
+    WorkerState& ws = workers[worker];
+    if (ws.heaps.empty()) {
+      ws.heaps.resize(B);
+      for (auto& h : ws.heaps) h.reset(k_out);
+      ws.tile.resize(std::size_t(rows_per_block) * B);
+      ws.agg_m.resize(B);
+      ws.agg_s.resize(B);
+    }
+    const int64_t r0 = cuts[task], r1 = cuts[task + 1];
+    // Blocks sit on a global grid of rows_per_block, so how a video is cut into blocks (and
+    // hence the float rounding of its running aggregate) does not depend on the thread count.
+    const auto run_blocks = [&](int64_t a, int64_t b) {
+      for (int64_t row = a; row < b;) {
+        const int n = int(std::min<int64_t>((row / rows_per_block + 1) * rows_per_block, b) - row);
+        score_tile(K, channels_, pq, B, row, n, ws.tile.data(), n);
+        consume(ws, row, n, n);
+        row += n;
+      }
+    };
+    if (!filter.active()) {
+      run_blocks(r0, r1);
+      return;
+    }
+    // Only eligible videos are scanned: a filtered video costs no memory traffic at all.
+    int64_t v = video_of(r0);
+    while (v < n_videos_ && offsets_[v] < r1) {
+      if (!filter.eligible(v)) {
+        ++v;
+        continue;
+      }
+      int64_t e = v;
+      while (e < n_videos_ && offsets_[e] < r1 && filter.eligible(e)) ++e;
+      run_blocks(std::max(r0, offsets_[v]), std::min(r1, offsets_[e]));
+      v = e;
+    }
+  });
+  merge_heaps(workers, B, k_out, scores, ids);
+}
+
+void CpuCorpus::topk_clips(const QueryBatch& q, int64_t k_out, const VideoFilter& filter, float* scores,
+                           int64_t* ids) const {
+  const int64_t B = q.batch;
+  scan(q, k_out, false, filter, scores, ids, [B](WorkerState& ws, int64_t row0, int n, int ldo) {
+    for (int64_t b = 0; b < B; ++b) ws.heaps[b].push_run(ws.tile.data() + b * ldo, n, row0);
+  });
+}
+
+void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float temperature,
+                            const VideoFilter& filter, float* scores, int64_t* ids) const {
+  if (agg == Agg::LogSumExp && !(temperature > 0)) throw std::invalid_argument("temperature must be > 0");
+  const int64_t B = q.batch;
+  const int64_t* off = offsets_;
+  const int64_t V = n_videos_;
+  const float inv_t = 1.f / temperature;
+  // A block may hold the end of one video, several whole ones and the start of another; the
+  // running state (max, or sum, or log-sum-exp pair) carries over between blocks of a task.
+  scan(q, k_out, true, filter, scores, ids, [=](WorkerState& ws, int64_t row0, int n, int ldo) {
+    int64_t r = row0;
+    const int64_t end = row0 + n;
+    while (r < end) {
+      const int64_t v = int64_t(std::upper_bound(off, off + V + 1, r) - off) - 1;
+      const int64_t seg_end = std::min(end, off[v + 1]);
+      const bool first = r == off[v];
+      const int i0 = int(r - row0), i1 = int(seg_end - row0);
+      for (int64_t b = 0; b < B; ++b) {
+        const float* s = ws.tile.data() + b * ldo;
+        float& m = ws.agg_m[b];
+        float& acc = ws.agg_s[b];
+        if (agg == Agg::Max) {
+          float mx = first ? kNegInf : m;
+          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
+          m = mx;
+        } else if (agg == Agg::Mean) {
+          float sum = first ? 0.f : acc;
+          for (int i = i0; i < i1; ++i) sum += s[i];
+          acc = sum;
+        } else {
+          float mx = kNegInf;
+          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
+          float sum = first ? 0.f : acc;
+          float cur = first ? mx : m;
+          if (mx > cur) {  // rescale the running sum to the new maximum
+            sum *= std::exp((cur - mx) * inv_t);
+            cur = mx;
+          }
+          for (int i = i0; i < i1; ++i) sum += std::exp((s[i] - cur) * inv_t);
+          m = cur;
+          acc = sum;
+        }
+      }
+      if (seg_end == off[v + 1]) {
+        const float count = float(off[v + 1] - off[v]);
+        for (int64_t b = 0; b < B; ++b) {
+          float score;
+          if (agg == Agg::Max) score = ws.agg_m[b];
+          else if (agg == Agg::Mean) score = ws.agg_s[b] / count;
+          else score = ws.agg_m[b] + temperature * std::log(ws.agg_s[b] / count);
+          ws.heaps[b].push(score, v);
+        }
+      }
+      r = seg_end;
+    }
+  });
+}
+
+}  // namespace ivcr::search

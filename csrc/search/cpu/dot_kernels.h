@@ -1,0 +1,33 @@
+// Tile kernels of the blocked scan: out[b * ldo + r] (+)= dot(query b, corpus row r) for a small
+// group of queries against a block of rows. One implementation (dot_kernels_impl.h) is compiled
+// once per ISA with different SIMD traits; the scan picks a table at run time.
+#pragma once
+#include <cstdint>
+
+#include "common/cpu_features.h"
+
+namespace ivcr::search {
+
+struct DotKernels {
+  // float32 corpus; Q holds nq rows of D floats (weights already folded in).
+  void (*f32)(const float* Q, int nq, int D, const float* E, int nrows, float* out, int ldo, bool accumulate);
+  // float16 corpus (IEEE half bits), float32 query, float32 accumulation.
+  void (*f16)(const float* Q, int nq, int D, const uint16_t* E, int nrows, float* out, int ldo, bool accumulate);
+  // int8 corpus with per-row scales; the query is int16 with a per-query scale (weight folded
+  // in), so out += qscale[b] * rowscale[r] * (exact integer dot).
+  void (*i8)(const int16_t* Q, const float* qscale, int nq, int D, const int8_t* E, const float* rowscale,
+             int nrows, float* out, int ldo, bool accumulate);
+  const char* name;
+};
+
+extern const DotKernels kDotKernelsScalar;
+extern const DotKernels kDotKernelsAvx2;
+extern const DotKernels kDotKernelsAvx512;
+
+// The table for the active SIMD level (see common/cpu_features.h).
+const DotKernels& active_dot_kernels();
+
+// Portable IEEE half -> float (used by the scalar path and by tests of it).
+float half_to_float(uint16_t h);
+
+}  // namespace ivcr::search

@@ -1,0 +1,166 @@
+// The tile kernels, written once against a SIMD "traits" type S that provides:
+//   W (floats per vector), vf, zero(), load(const float*), load_h(const uint16_t*),
+//   fma(a, b, acc), hsum(vf);
+//   WI (int8 lanes per step), vq (WI int16 lanes), vi (int32 accumulators), izero(),
+//   load_i8(const int8_t*) -> vq (widened to int16), load_i16(const int16_t*) -> vq,
+//   dot_i16(vi acc, vq a, vq b) (adjacent int16 products summed into int32 lanes), ihsum(vi).
+// Every corpus row goes through the same accumulation order whatever its position in a tile,
+// so equal rows give bit-identical scores and ties are broken only by id.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "search/cpu/dot_kernels.h"
+
+namespace ivcr::search::impl {
+
+// R rows x NQ queries per register tile: R*NQ accumulators stay in registers.
+template <class S, int R, int NQ>
+inline void tile_f32(const float* Q, int D, const float* E, float* out, int ldo, bool acc_out) {
+  typename S::vf acc[R][NQ];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) acc[i][j] = S::zero();
+  const int Dv = D - D % S::W;
+  for (int d = 0; d < Dv; d += S::W) {
+    typename S::vf q[NQ];
+    for (int j = 0; j < NQ; ++j) q[j] = S::load(Q + j * D + d);
+    for (int i = 0; i < R; ++i) {
+      const typename S::vf e = S::load(E + i * D + d);
+      for (int j = 0; j < NQ; ++j) acc[i][j] = S::fma(e, q[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) {
+      float s = S::hsum(acc[i][j]);
+      for (int d = Dv; d < D; ++d) s += E[i * D + d] * Q[j * D + d];
+      float& o = out[j * ldo + i];
+      o = acc_out ? o + s : s;
+    }
+}
+
+template <class S, int R, int NQ>
+inline void tile_f16(const float* Q, int D, const uint16_t* E, float* out, int ldo, bool acc_out) {
+  typename S::vf acc[R][NQ];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) acc[i][j] = S::zero();
+  const int Dv = D - D % S::W;
+  for (int d = 0; d < Dv; d += S::W) {
+    typename S::vf q[NQ];
+    for (int j = 0; j < NQ; ++j) q[j] = S::load(Q + j * D + d);
+    for (int i = 0; i < R; ++i) {
+      const typename S::vf e = S::load_h(E + i * D + d);
+      for (int j = 0; j < NQ; ++j) acc[i][j] = S::fma(e, q[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) {
+      float s = S::hsum(acc[i][j]);
+      for (int d = Dv; d < D; ++d) s += half_to_float(E[i * D + d]) * Q[j * D + d];
+      float& o = out[j * ldo + i];
+      o = acc_out ? o + s : s;
+    }
+}
+
+template <class S, int R, int NQ>
+inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* E, const float* rowscale,
+                    float* out, int ldo, bool acc_out) {
+  typename S::vi acc[R][NQ];
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) acc[i][j] = S::izero();
+  const int Dv = D - D % S::WI;
+  for (int d = 0; d < Dv; d += S::WI) {
+    typename S::vq q[NQ];
+    for (int j = 0; j < NQ; ++j) q[j] = S::load_i16(Q + j * D + d);
+    for (int i = 0; i < R; ++i) {
+      const typename S::vq e = S::load_i8(E + i * D + d);
+      for (int j = 0; j < NQ; ++j) acc[i][j] = S::dot_i16(acc[i][j], e, q[j]);
+    }
+  }
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < NQ; ++j) {
+      int32_t s = S::ihsum(acc[i][j]);
+      for (int d = Dv; d < D; ++d) s += int32_t(E[i * D + d]) * int32_t(Q[j * D + d]);
+      const float v = float(s) * rowscale[i] * qscale[j];
+      float& o = out[j * ldo + i];
+      o = acc_out ? o + v : v;
+    }
+}
+
+// Row-tile height per query-group width: keeps R*NQ <= 12 accumulators (16 vector registers).
+template <int NQ> struct Rows { static constexpr int value = NQ == 4 ? 3 : 4; };
+
+// Walks a block of rows in tiles of Rows<NQ> and finishes the remainder one row at a time.
+#define IVCR_WALK_ROWS(TILE, ...)                                                       \
+  do {                                                                                           \
+    constexpr int R = Rows<NQ>::value;                                                           \
+    int r = 0;                                                                                   \
+    for (; r + R <= nrows; r += R) TILE<S, R, NQ>(__VA_ARGS__);                                  \
+    for (; r < nrows; ++r) TILE<S, 1, NQ>(__VA_ARGS__);                                          \
+  } while (0)
+
+template <class S, int NQ>
+void rows_f32(const float* Q, int D, const float* E, int nrows, float* out, int ldo, bool acc) {
+  IVCR_WALK_ROWS(tile_f32, Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
+}
+template <class S, int NQ>
+void rows_f16(const float* Q, int D, const uint16_t* E, int nrows, float* out, int ldo, bool acc) {
+  IVCR_WALK_ROWS(tile_f16, Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
+}
+template <class S, int NQ>
+void rows_i8(const int16_t* Q, const float* qs, int D, const int8_t* E, const float* rs, int nrows, float* out,
+             int ldo, bool acc) {
+  IVCR_WALK_ROWS(tile_i8, Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
+}
+#undef IVCR_WALK_ROWS
+
+// Queries go in groups of 4 (the register tile width); the last group may be narrower.
+template <class S>
+void kernel_f32(const float* Q, int nq, int D, const float* E, int nrows, float* out, int ldo, bool acc) {
+  int b = 0;
+  for (; b + 4 <= nq; b += 4) rows_f32<S, 4>(Q + std::size_t(b) * D, D, E, nrows, out + std::size_t(b) * ldo, ldo, acc);
+  const float* q = Q + std::size_t(b) * D;
+  float* o = out + std::size_t(b) * ldo;
+  switch (nq - b) {
+    case 3: rows_f32<S, 3>(q, D, E, nrows, o, ldo, acc); break;
+    case 2: rows_f32<S, 2>(q, D, E, nrows, o, ldo, acc); break;
+    case 1: rows_f32<S, 1>(q, D, E, nrows, o, ldo, acc); break;
+    default: break;
+  }
+}
+
+template <class S>
+void kernel_f16(const float* Q, int nq, int D, const uint16_t* E, int nrows, float* out, int ldo, bool acc) {
+  int b = 0;
+  for (; b + 4 <= nq; b += 4) rows_f16<S, 4>(Q + std::size_t(b) * D, D, E, nrows, out + std::size_t(b) * ldo, ldo, acc);
+  const float* q = Q + std::size_t(b) * D;
+  float* o = out + std::size_t(b) * ldo;
+  switch (nq - b) {
+    case 3: rows_f16<S, 3>(q, D, E, nrows, o, ldo, acc); break;
+    case 2: rows_f16<S, 2>(q, D, E, nrows, o, ldo, acc); break;
+    case 1: rows_f16<S, 1>(q, D, E, nrows, o, ldo, acc); break;
+    default: break;
+  }
+}
+
+template <class S>
+void kernel_i8(const int16_t* Q, const float* qs, int nq, int D, const int8_t* E, const float* rs, int nrows,
+               float* out, int ldo, bool acc) {
+  int b = 0;
+  for (; b + 4 <= nq; b += 4)
+    rows_i8<S, 4>(Q + std::size_t(b) * D, qs + b, D, E, rs, nrows, out + std::size_t(b) * ldo, ldo, acc);
+  const int16_t* q = Q + std::size_t(b) * D;
+  float* o = out + std::size_t(b) * ldo;
+  switch (nq - b) {
+    case 3: rows_i8<S, 3>(q, qs + b, D, E, rs, nrows, o, ldo, acc); break;
+    case 2: rows_i8<S, 2>(q, qs + b, D, E, rs, nrows, o, ldo, acc); break;
+    case 1: rows_i8<S, 1>(q, qs + b, D, E, rs, nrows, o, ldo, acc); break;
+    default: break;
+  }
+}
+
+template <class S>
+constexpr DotKernels make_table(const char* name) {
+  return DotKernels{&kernel_f32<S>, &kernel_f16<S>, &kernel_i8<S>, name};
+}
+
+}  // namespace ivcr::search::impl

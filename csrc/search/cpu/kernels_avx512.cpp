@@ -1,0 +1,33 @@
+// AVX-512 (F/BW/VL/DQ + VNNI) kernels: 16 floats per vector, and VNNI's vpdpwssd fuses the int16
+// multiply-add into the accumulator. Entered only when the CPU reports all of these features.
+#include <immintrin.h>
+
+#include "search/cpu/dot_kernels_impl.h"
+
+namespace ivcr::search {
+namespace {
+
+struct Avx512 {
+  static constexpr int W = 16;
+  using vf = __m512;
+  static vf zero() { return _mm512_setzero_ps(); }
+  static vf load(const float* p) { return _mm512_loadu_ps(p); }
+  static vf load_h(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static vf fma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+  static float hsum(vf a) { return _mm512_reduce_add_ps(a); }
+
+  static constexpr int WI = 32;
+  using vq = __m512i;
+  using vi = __m512i;
+  static vi izero() { return _mm512_setzero_si512(); }
+  static vq load_i8(const int8_t* p) { return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static vq load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
+  static vi dot_i16(vi acc, vq a, vq b) { return _mm512_dpwssd_epi32(acc, a, b); }
+  static int32_t ihsum(vi a) { return _mm512_reduce_add_epi32(a); }
+};
+
+}  // namespace
+
+const DotKernels kDotKernelsAvx512 = impl::make_table<Avx512>("avx512");
+
+}  // namespace ivcr::search

@@ -1,0 +1,193 @@
+"""Fused similarity top-k over a corpus of clip vectors (the native core in csrc/search).
+
+A :class:`Corpus` holds one or more *channels* (matrices of L2-normalised clip vectors that share
+one clip grid, e.g. visual, speech, subtitle) and the *offsets* that say which rows belong to
+which video (video ``v`` owns rows ``offsets[v]:offsets[v+1]``). Searches score
+``sum_c w_c * <q_c, e_c>`` in one pass over the rows and keep only the best results, so no
+``B x N`` score matrix is ever materialised.
+
+Results follow one convention everywhere: ``(scores, ids)`` of shape ``(B, min(k, candidates))``,
+best first, ties broken by the lower id, padded with id ``-1`` and score ``-inf`` when a filter
+leaves fewer candidates than that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence, Union
+
+import numpy as np
+
+from . import _core
+
+ChannelData = Union[np.ndarray, tuple]  # float32/float16 array, or (int8 array, float32 scales)
+Queries = Union[np.ndarray, Mapping[str, np.ndarray]]
+
+AGGREGATIONS = ("max", "mean", "logsumexp")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k results: ``scores`` float32 and ``ids`` int64, both ``(B, k_out)``."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+
+    def __iter__(self):  # allows ``scores, ids = corpus.topk_clips(...)``
+        return iter((self.scores, self.ids))
+
+
+def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8 quantisation: ``vectors[r] ~= scales[r] * q[r]``.
+
+    A quarter of float32's bytes; the search is memory-bound at small batches, so this is the
+    fastest channel format. Recall against float32 is measured in the benchmarks.
+    """
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {v.shape}")
+    peak = np.abs(v).max(axis=1) if v.shape[1] else np.zeros(len(v), np.float32)
+    scales = (peak / 127.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    q = np.clip(np.rint(v / safe[:, None]), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def video_bitset(video_ids: Iterable[int] | np.ndarray, n_videos: int) -> np.ndarray:
+    """A uint64 bitset over ``n_videos`` from video ids or a boolean mask (for filters)."""
+    ids = np.asarray(list(video_ids) if not isinstance(video_ids, np.ndarray) else video_ids)
+    mask = np.zeros(n_videos, dtype=bool)
+    if ids.dtype == bool:
+        if ids.shape != (n_videos,):
+            raise ValueError(f"a boolean filter mask needs shape ({n_videos},), got {ids.shape}")
+        mask = ids
+    elif ids.size:
+        ids = ids.astype(np.int64, copy=False)
+        if ids.min() < 0 or ids.max() >= n_videos:
+            raise ValueError(f"filter video ids must be in [0, {n_videos}), got {ids.min()}..{ids.max()}")
+        mask[ids] = True
+    padded = np.zeros(-(-max(n_videos, 1) // 64) * 64, dtype=bool)
+    padded[:n_videos] = mask
+    return np.packbits(padded, bitorder="little").view(np.uint64)
+
+
+class Corpus:
+    """Searchable clip vectors, one or more channels, grouped into videos.
+
+    ``channels`` maps a channel name to its vectors: a ``(N, D)`` float32 or float16 array, or an
+    ``(int8 array, float32 scales)`` pair from :func:`quantize_int8`. Arrays are referenced, not
+    copied (a memory-mapped file is searched in place), so they must stay unchanged. ``offsets``
+    defaults to one video per row.
+    """
+
+    def __init__(self, channels: Mapping[str, ChannelData] | np.ndarray, offsets: Sequence[int] | np.ndarray | None = None):
+        if isinstance(channels, np.ndarray) or isinstance(channels, tuple):
+            channels = {"default": channels}
+        if not channels:
+            raise ValueError("a corpus needs at least one channel")
+        self.channel_names: list[str] = list(channels)
+        native = []
+        for name in self.channel_names:
+            data = channels[name]
+            if isinstance(data, tuple):
+                values, scales = data
+                native.append((np.ascontiguousarray(values), np.ascontiguousarray(scales, dtype=np.float32)))
+            else:
+                arr = np.asarray(data)
+                if arr.dtype == np.int8:
+                    raise ValueError(f"channel {name!r}: int8 vectors need scales, pass (values, scales)")
+                native.append((np.ascontiguousarray(arr), None))
+        n_rows = native[0][0].shape[0] if native[0][0].ndim == 2 else 0
+        if offsets is None:
+            offsets = np.arange(n_rows + 1, dtype=np.int64)
+        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        self._native = _core.SearchCorpus(native, self.offsets)
+
+    @property
+    def rows(self) -> int:
+        return self._native.rows
+
+    @property
+    def videos(self) -> int:
+        return self._native.videos
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(zip(self.channel_names, self._native.dims))
+
+    def video_of(self, clip_ids: np.ndarray) -> np.ndarray:
+        """Video index of each clip id (``-1`` stays ``-1``)."""
+        clip_ids = np.asarray(clip_ids)
+        v = np.searchsorted(self.offsets, clip_ids, side="right") - 1
+        return np.where(clip_ids < 0, -1, v)
+
+    def topk_clips(self, queries: Queries, k: int, weights: Mapping[str, float] | None = None,
+                   allow: Iterable[int] | np.ndarray | None = None,
+                   deny: Iterable[int] | np.ndarray | None = None) -> SearchResult:
+        """Best ``k`` clips per query. ``allow``/``deny`` restrict by *video* id (or bool mask)."""
+        qs, ws = self._queries(queries, weights)
+        bits, mode = self._filter(allow, deny)
+        scores, ids = self._native.topk_clips(qs, ws, int(k), bits, mode)
+        return SearchResult(scores, ids)
+
+    def topk_videos(self, queries: Queries, k: int, agg: str = "max", temperature: float = 0.1,
+                    weights: Mapping[str, float] | None = None,
+                    allow: Iterable[int] | np.ndarray | None = None,
+                    deny: Iterable[int] | np.ndarray | None = None) -> SearchResult:
+        """Best ``k`` videos per query, a video scoring the aggregate of its clips' scores.
+
+        ``agg``: ``"max"`` (best clip), ``"mean"``, or ``"logsumexp"`` =
+        ``t * log(mean(exp(s / t)))`` with ``t = temperature``: a smooth maximum between mean and
+        max that, unlike a plain log-sum-exp, does not favour long videos for having more clips.
+        """
+        if agg not in AGGREGATIONS:
+            raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
+        qs, ws = self._queries(queries, weights)
+        bits, mode = self._filter(allow, deny)
+        scores, ids = self._native.topk_videos(qs, ws, int(k), agg, float(temperature), bits, mode)
+        return SearchResult(scores, ids)
+
+    # -- argument shaping -------------------------------------------------------------------
+    def _queries(self, queries: Queries, weights: Mapping[str, float] | None) -> tuple[list, list]:
+        if isinstance(queries, np.ndarray):
+            if len(self.channel_names) != 1:
+                raise ValueError(f"this corpus has channels {self.channel_names}: pass a dict of queries")
+            queries = {self.channel_names[0]: queries}
+        unknown = set(queries) - set(self.channel_names)
+        if unknown:
+            raise ValueError(f"unknown channels {sorted(unknown)}; the corpus has {self.channel_names}")
+        weights = dict(weights or {})
+        unknown = set(weights) - set(self.channel_names)
+        if unknown:
+            raise ValueError(f"weights name unknown channels {sorted(unknown)}")
+        batch = None
+        for q in queries.values():
+            q = np.asarray(q)
+            b = 1 if q.ndim == 1 else q.shape[0]
+            batch = b if batch is None else batch
+            if b != batch:
+                raise ValueError("all channels need the same number of queries")
+        qs, ws = [], []
+        for name, dim in zip(self.channel_names, self._native.dims):
+            if name in queries:
+                q = np.asarray(queries[name])
+                if q.dtype != np.float32:
+                    if not np.issubdtype(q.dtype, np.floating):
+                        raise TypeError(f"queries must be floating point, got {q.dtype}")
+                    q = q.astype(np.float32)
+                q = np.ascontiguousarray(q.reshape(1, -1) if q.ndim == 1 else q)
+                w = float(weights.get(name, 1.0))
+            else:  # a channel the query does not use costs a zero weight, not a separate pass
+                q = np.zeros((batch or 0, dim), np.float32)
+                w = 0.0
+            qs.append(q)
+            ws.append(w)
+        return qs, ws
+
+    def _filter(self, allow, deny) -> tuple[np.ndarray | None, str]:
+        if allow is not None and deny is not None:
+            raise ValueError("pass either allow or deny, not both")
+        if allow is not None:
+            return video_bitset(allow, self.videos), "allow"
+        if deny is not None:
+            return video_bitset(deny, self.videos), "deny"
+        return None, "deny"

@@ -1,0 +1,59 @@
+"""Plain NumPy references for the search core: obviously correct, float64, no cleverness."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def dequantize(channel) -> np.ndarray:
+    if isinstance(channel, tuple):
+        values, scales = channel
+        return values.astype(np.float64) * scales.astype(np.float64)[:, None]
+    return np.asarray(channel, dtype=np.float64)
+
+
+def clip_scores(channels: list, queries: list, weights: list) -> np.ndarray:
+    """B x N float64 fused scores sum_c w_c <q_c, e_c>."""
+    total = None
+    for ch, q, w in zip(channels, queries, weights):
+        s = w * (np.asarray(q, np.float64) @ dequantize(ch).T)
+        total = s if total is None else total + s
+    return total
+
+
+def video_scores(scores: np.ndarray, offsets: np.ndarray, agg: str, temperature: float = 0.1) -> np.ndarray:
+    """B x V aggregated scores; videos without clips get NaN (they are never returned)."""
+    B, V = scores.shape[0], len(offsets) - 1
+    out = np.full((B, V), np.nan)
+    for v in range(V):
+        seg = scores[:, offsets[v]:offsets[v + 1]]
+        if seg.shape[1] == 0:
+            continue
+        if agg == "max":
+            out[:, v] = seg.max(axis=1)
+        elif agg == "mean":
+            out[:, v] = seg.mean(axis=1)
+        else:
+            m = seg.max(axis=1, keepdims=True)
+            out[:, v] = (m + temperature * np.log(np.mean(np.exp((seg - m) / temperature), axis=1, keepdims=True)))[:, 0]
+    return out
+
+
+def topk(scores: np.ndarray, k_out: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best k_out per row, ties by lower id, padded with -1 / -inf (NaN = not a candidate)."""
+    B, N = scores.shape
+    out_s = np.full((B, k_out), -np.inf)
+    out_i = np.full((B, k_out), -1, dtype=np.int64)
+    for b in range(B):
+        ids = np.arange(N)
+        ok = ~np.isnan(scores[b])
+        if eligible is not None:
+            ok &= eligible
+        ids = ids[ok]
+        order = np.lexsort((ids, -scores[b][ok]))[:k_out]
+        out_s[b, :len(order)] = scores[b][ok][order]
+        out_i[b, :len(order)] = ids[order]
+    return out_s, out_i
+
+
+def eligible_clips(offsets: np.ndarray, video_mask: np.ndarray) -> np.ndarray:
+    return np.repeat(video_mask, np.diff(offsets))

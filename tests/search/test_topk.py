@@ -1,0 +1,264 @@
+"""The fused top-k against the NumPy reference, on random and adversarial inputs, at every SIMD
+level this CPU supports."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import ivcr_engine
+from ivcr_engine import _core
+from ivcr_engine.search import Corpus, quantize_int8, video_bitset
+
+from . import reference as ref
+
+LEVELS = [0] + ([1] if "avx2" in ivcr_engine.build_info()["simd_detected"] else []) + \
+         ([2] if "avx512vnni" in ivcr_engine.build_info()["simd_detected"] else [])
+LEVEL_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+
+
+@pytest.fixture(params=LEVELS, ids=lambda l: LEVEL_NAMES[l])
+def simd_level(request):
+    _core.set_simd_level(request.param)
+    assert _core.search_kernel_name() == LEVEL_NAMES[request.param]
+    yield request.param
+    _core.set_simd_level(-1)
+
+
+def unit_rows(rng, n, d, dtype=np.float32):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x.astype(dtype)
+
+
+def check(result, ref_scores, ref_ids, tol):
+    """Scores equal the reference's within tol; ids equal wherever the reference has no near-tie."""
+    scores, ids = result
+    assert scores.shape == ref_scores.shape and ids.shape == ref_ids.shape
+    assert scores.dtype == np.float32 and ids.dtype == np.int64
+    pad = ref_ids < 0
+    np.testing.assert_array_equal(ids < 0, pad)
+    assert np.all(np.isneginf(scores[pad]))
+    np.testing.assert_allclose(scores[~pad], ref_scores[~pad], atol=tol, rtol=0)
+    for b in range(len(ids)):
+        row = ref_scores[b][~pad[b]]
+        for i in range(len(row)):
+            near = np.abs(row - row[i]) <= 2 * tol
+            if near.sum() == 1:  # unambiguous position
+                assert ids[b, i] == ref_ids[b, i], (b, i)
+        got = ids[b][~pad[b]]
+        assert len(set(got.tolist())) == len(got), "duplicate ids"
+
+
+@pytest.mark.parametrize("n,d,b,k", [(1, 1, 1, 1), (5, 3, 2, 10), (1000, 8, 4, 10), (1000, 17, 5, 7),
+                                     (4099, 384, 3, 10), (3000, 64, 33, 25), (777, 33, 9, 777)])
+def test_clips_fp32_matches_reference(simd_level, n, d, b, k):
+    rng = np.random.default_rng(n * 31 + d)
+    E, Q = unit_rows(rng, n, d), unit_rows(rng, b, d)
+    s = ref.clip_scores([E], [Q], [1.0])
+    check(Corpus(E).topk_clips(Q, k), *ref.topk(s, min(k, n)), tol=1e-5)
+
+
+def test_exact_ties_are_broken_by_lower_id(simd_level):
+    rng = np.random.default_rng(7)
+    # Small integers: every dot product is exact in float32, so scores tie exactly and often.
+    E = rng.integers(-2, 3, size=(2000, 24)).astype(np.float32)
+    E[500:700] = E[100]  # many duplicate rows
+    Q = rng.integers(-2, 3, size=(6, 24)).astype(np.float32)
+    Q[0] = 0  # every score 0: the answer is ids 0..k-1
+    res = Corpus(E).topk_clips(Q, 50)
+    rs, ri = ref.topk(ref.clip_scores([E], [Q], [1.0]), 50)
+    np.testing.assert_array_equal(res.ids, ri)
+    np.testing.assert_array_equal(res.scores, rs.astype(np.float32))
+    np.testing.assert_array_equal(res.ids[0], np.arange(50))
+
+
+@pytest.mark.parametrize("fmt", ["float16", "int8"])
+def test_clips_low_precision_channels(simd_level, fmt):
+    rng = np.random.default_rng(11)
+    E = unit_rows(rng, 5003, 96)
+    Q = unit_rows(rng, 5, 96)
+    ch = E.astype(np.float16) if fmt == "float16" else quantize_int8(E)
+    s = ref.clip_scores([ch], [Q], [1.0])
+    # The int8 path rounds the query to int16 (relative error ~1e-5 of the score scale).
+    check(Corpus({"v": ch}).topk_clips(Q, 20), *ref.topk(s, 20), tol=1e-5 if fmt == "float16" else 1e-4)
+
+
+def test_int8_recall_against_fp32_is_high():
+    rng = np.random.default_rng(3)
+    E, Q = unit_rows(rng, 20000, 128), unit_rows(rng, 32, 128)
+    exact = Corpus(E).topk_clips(Q, 10).ids
+    approx = Corpus({"v": quantize_int8(E)}).topk_clips(Q, 10).ids
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])
+    assert recall >= 0.95
+
+
+def test_multichannel_fusion_with_weights_and_mixed_formats(simd_level):
+    rng = np.random.default_rng(5)
+    n = 3001
+    vis, spe, sub = unit_rows(rng, n, 40), unit_rows(rng, n, 24), unit_rows(rng, n, 16)
+    chans = {"visual": vis, "speech": spe.astype(np.float16), "subtitle": quantize_int8(sub)}
+    corpus = Corpus(chans)
+    q = {"visual": unit_rows(rng, 4, 40), "speech": unit_rows(rng, 4, 24), "subtitle": unit_rows(rng, 4, 16)}
+    w = {"visual": 0.5, "speech": 1.5, "subtitle": -0.25}
+    s = ref.clip_scores(list(chans.values()), list(q.values()), [w[c] for c in chans])
+    check(corpus.topk_clips(q, 15, weights=w), *ref.topk(s, 15), tol=1e-4)
+    # A channel the query leaves out weighs zero (and is not read).
+    only = {"speech": q["speech"]}
+    s2 = ref.clip_scores([chans["speech"]], [q["speech"]], [1.0])
+    check(corpus.topk_clips(only, 15), *ref.topk(s2, 15), tol=1e-5)
+
+
+def random_offsets(rng, n_videos, max_clips, allow_empty=True):
+    lengths = rng.integers(0 if allow_empty else 1, max_clips + 1, size=n_videos)
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+@pytest.mark.parametrize("agg", ["max", "mean", "logsumexp"])
+def test_videos_match_reference(simd_level, agg):
+    rng = np.random.default_rng(17)
+    off = random_offsets(rng, 700, 30)
+    off[100:103] = off[100]  # a few empty videos in a row
+    off[103:] = off[103:]    # keep monotone
+    off = np.maximum.accumulate(off)
+    n = int(off[-1])
+    E, Q = unit_rows(rng, n, 32), unit_rows(rng, 6, 32)
+    vs = ref.video_scores(ref.clip_scores([E], [Q], [1.0]), off, agg)
+    res = Corpus(E, off).topk_videos(Q, 12, agg=agg)
+    check(res, *ref.topk(vs, 12), tol=1e-5)
+
+
+def test_one_long_video_spanning_many_blocks_and_tasks():
+    rng = np.random.default_rng(2)
+    off = np.array([0, 3, 50003, 50010], np.int64)
+    E, Q = unit_rows(rng, 50010, 16), unit_rows(rng, 3, 16)
+    for agg in ("max", "mean", "logsumexp"):
+        vs = ref.video_scores(ref.clip_scores([E], [Q], [1.0]), off, agg)
+        check(Corpus(E, off).topk_videos(Q, 3, agg=agg), *ref.topk(vs, 3), tol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["allow", "deny"])
+def test_filters_restrict_clips_and_videos(simd_level, mode):
+    rng = np.random.default_rng(23)
+    off = random_offsets(rng, 300, 12)
+    n = int(off[-1])
+    E, Q = unit_rows(rng, n, 20), unit_rows(rng, 5, 20)
+    chosen = rng.choice(300, size=7, replace=False)
+    mask = np.zeros(300, bool)
+    mask[chosen] = True
+    video_ok = mask if mode == "allow" else ~mask
+    corpus = Corpus(E, off)
+    kw = {mode: chosen}
+    s = ref.clip_scores([E], [Q], [1.0])
+    # More than the eligible count is asked for: the tail is padding.
+    check(corpus.topk_clips(Q, 200, **kw), *ref.topk(s, 200, ref.eligible_clips(off, video_ok)), tol=1e-5)
+    vs = ref.video_scores(s, off, "max")
+    res = corpus.topk_videos(Q, 20, **kw)
+    check(res, *ref.topk(vs, 20, video_ok), tol=1e-5)
+    got = res.ids[res.ids >= 0]
+    assert np.all(video_ok[got])
+
+
+def test_boolean_mask_filter_and_bitset_layout():
+    bits = video_bitset([0, 63, 64, 129], 130)
+    assert bits.dtype == np.uint64 and bits.shape == (3,)
+    assert int(bits[0]) == (1 | 1 << 63) and int(bits[1]) == 1 and int(bits[2]) == 2
+    mask = np.zeros(130, bool)
+    mask[[0, 63, 64, 129]] = True
+    np.testing.assert_array_equal(video_bitset(mask, 130), bits)
+    with pytest.raises(ValueError, match="filter video ids"):
+        video_bitset([130], 130)
+
+
+def test_edge_sizes_are_well_defined():
+    rng = np.random.default_rng(0)
+    empty = Corpus(np.zeros((0, 8), np.float32), np.array([0], np.int64))
+    s, i = empty.topk_clips(unit_rows(rng, 2, 8), 5)
+    assert s.shape == (2, 0) and i.shape == (2, 0)
+    E = unit_rows(rng, 10, 8)
+    corpus = Corpus(E, np.array([0, 4, 10], np.int64))
+    s, i = corpus.topk_clips(unit_rows(rng, 1, 8), 10**12)  # huge k: clipped to N, no allocation blow-up
+    assert i.shape == (1, 10) and sorted(i[0]) == list(range(10))
+    s, i = corpus.topk_videos(unit_rows(rng, 1, 8), 99)
+    assert i.shape == (1, 2)
+    s, i = corpus.topk_clips(np.zeros((0, 8), np.float32), 3)
+    assert s.shape == (0, 3)
+    # Everything filtered away: all padding.
+    s, i = corpus.topk_videos(unit_rows(rng, 2, 8), 2, allow=[])
+    assert np.all(i == -1) and np.all(np.isneginf(s))
+
+
+def test_bad_input_gives_clear_errors():
+    rng = np.random.default_rng(0)
+    E = unit_rows(rng, 10, 8)
+    corpus = Corpus(E)
+    q = unit_rows(rng, 2, 8)
+    q[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        corpus.topk_clips(q, 3)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        corpus.topk_clips(unit_rows(rng, 1, 8), 0)
+    with pytest.raises(ValueError, match=r"shape \(B, 8\)"):
+        corpus.topk_clips(unit_rows(rng, 1, 7), 3)
+    with pytest.raises(TypeError, match="floating point"):
+        corpus.topk_clips(np.ones((1, 8), np.int32), 3)
+    with pytest.raises(ValueError, match="agg"):
+        corpus.topk_videos(unit_rows(rng, 1, 8), 3, agg="median")
+    with pytest.raises(ValueError, match="temperature"):
+        corpus.topk_videos(unit_rows(rng, 1, 8), 3, agg="logsumexp", temperature=0)
+    with pytest.raises(ValueError, match="offsets"):
+        Corpus(E, np.array([0, 5, 11], np.int64))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        Corpus(E, np.array([0, 6, 5, 10], np.int64))
+    with pytest.raises(TypeError, match="float32, float16 or int8"):
+        Corpus(E.astype(np.float64))
+    with pytest.raises(ValueError, match="scales"):
+        Corpus({"v": np.zeros((10, 8), np.int8)})
+    with pytest.raises(ValueError, match="same number of rows"):
+        Corpus({"a": E, "b": unit_rows(rng, 9, 8)})
+    with pytest.raises(ValueError, match="unknown channels"):
+        corpus.topk_clips({"nope": unit_rows(rng, 1, 8)}, 3)
+
+
+def test_results_do_not_depend_on_thread_count():
+    rng = np.random.default_rng(9)
+    off = random_offsets(rng, 2000, 20, allow_empty=False)
+    E, Q = unit_rows(rng, int(off[-1]), 48), unit_rows(rng, 7, 48)
+    corpus = Corpus(E, off)
+    before = ivcr_engine.num_threads()
+    try:
+        ivcr_engine.set_num_threads(1)
+        one = corpus.topk_clips(Q, 30), corpus.topk_videos(Q, 30, agg="logsumexp")
+        ivcr_engine.set_num_threads(3)
+        three = corpus.topk_clips(Q, 30), corpus.topk_videos(Q, 30, agg="logsumexp")
+    finally:
+        ivcr_engine.set_num_threads(before)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_ten_million_rows():
+    rng = np.random.default_rng(1)
+    n = 10_000_000
+    E = rng.integers(-100, 101, size=(n, 4), dtype=np.int8)
+    scales = np.full(n, 0.01, np.float32)
+    q = rng.normal(size=(2, 4)).astype(np.float32)
+    res = Corpus({"v": (E, scales)}).topk_clips(q, 5)
+    s = (q.astype(np.float64) @ (E.astype(np.float64) * 0.01).T)
+    rs, ri = ref.topk(s, 5)
+    np.testing.assert_allclose(res.scores, rs, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 300), d=st.integers(1, 40), b=st.integers(1, 6), k=st.integers(1, 400),
+       seed=st.integers(0, 2**31), agg=st.sampled_from(["max", "mean", "logsumexp"]))
+def test_property_random_shapes(n, d, b, k, seed, agg):
+    rng = np.random.default_rng(seed)
+    E, Q = unit_rows(rng, n, d), unit_rows(rng, b, d)
+    off = np.unique(np.concatenate([[0, n], rng.integers(0, n + 1, size=rng.integers(0, 20))])).astype(np.int64)
+    corpus = Corpus(E, off)
+    s = ref.clip_scores([E], [Q], [1.0])
+    check(corpus.topk_clips(Q, k), *ref.topk(s, min(k, n)), tol=1e-5)
+    vs = ref.video_scores(s, off, agg)
+    check(corpus.topk_videos(Q, k, agg=agg), *ref.topk(vs, min(k, len(off) - 1)), tol=1e-5)
