@@ -77,9 +77,15 @@ class Corpus:
     ``(int8 array, float32 scales)`` pair from :func:`quantize_int8`. Arrays are referenced, not
     copied (a memory-mapped file is searched in place), so they must stay unchanged. ``offsets``
     defaults to one video per row.
+
+    ``refine`` maps an int8 channel to its exact (float16/float32) vectors: searches then scan the
+    int8 data for ``refine_factor * k`` candidates and re-rank those exactly, which recovers the
+    float ranking at almost the int8 scan cost (only the candidates' rows of the exact vectors are
+    read, so they may stay memory-mapped on disk).
     """
 
-    def __init__(self, channels: Mapping[str, ChannelData] | np.ndarray, offsets: Sequence[int] | np.ndarray | None = None):
+    def __init__(self, channels: Mapping[str, ChannelData] | np.ndarray, offsets: Sequence[int] | np.ndarray | None = None,
+                 refine: Mapping[str, np.ndarray] | None = None, refine_factor: int = 4):
         if isinstance(channels, np.ndarray) or isinstance(channels, tuple):
             channels = {"default": channels}
         if not channels:
@@ -101,6 +107,28 @@ class Corpus:
             offsets = np.arange(n_rows + 1, dtype=np.int64)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         self._native = _core.SearchCorpus(native, self.offsets)
+        self._exact = self._exact_vectors(native, refine or {})
+        if refine_factor < 1:
+            raise ValueError("refine_factor must be >= 1")
+        self.refine_factor = int(refine_factor)
+        self._refined = bool(refine)
+
+    def _exact_vectors(self, native: list, refine: Mapping[str, np.ndarray]) -> list:
+        """Per channel, the vectors used when re-ranking: the refine array, or the channel itself
+        (int8 dequantised lazily per candidate row)."""
+        unknown = set(refine) - set(self.channel_names)
+        if unknown:
+            raise ValueError(f"refine names unknown channels {sorted(unknown)}")
+        out = []
+        for name, (values, scales) in zip(self.channel_names, native):
+            if name in refine:
+                exact = np.asarray(refine[name])
+                if exact.shape != values.shape or exact.dtype not in (np.float16, np.float32):
+                    raise ValueError(f"refine[{name!r}] must be float16/float32 of shape {values.shape}")
+                out.append((exact, None))
+            else:
+                out.append((values, scales))
+        return out
 
     @property
     def rows(self) -> int:
@@ -126,8 +154,18 @@ class Corpus:
         """Best ``k`` clips per query. ``allow``/``deny`` restrict by *video* id (or bool mask)."""
         qs, ws = self._queries(queries, weights)
         bits, mode = self._filter(allow, deny)
-        scores, ids = self._native.topk_clips(qs, ws, int(k), bits, mode)
-        return SearchResult(scores, ids)
+        if not self._refined:
+            return SearchResult(*self._native.topk_clips(qs, ws, int(k), bits, mode))
+        _, cand = self._native.topk_clips(qs, ws, self._candidates(k), bits, mode)
+        k_out = min(int(k), self.rows)
+        out_s = np.full((len(cand), k_out), -np.inf, np.float32)
+        out_i = np.full((len(cand), k_out), -1, np.int64)
+        for b, ids in enumerate(cand):
+            ids = ids[ids >= 0]
+            s = self._exact_scores(qs, ws, b, ids)
+            order = np.lexsort((ids, -s))[:k_out]
+            out_s[b, :len(order)], out_i[b, :len(order)] = s[order], ids[order]
+        return SearchResult(out_s, out_i)
 
     def topk_videos(self, queries: Queries, k: int, agg: str = "max", temperature: float = 0.1,
                     weights: Mapping[str, float] | None = None,
@@ -143,8 +181,39 @@ class Corpus:
             raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
         qs, ws = self._queries(queries, weights)
         bits, mode = self._filter(allow, deny)
-        scores, ids = self._native.topk_videos(qs, ws, int(k), agg, float(temperature), bits, mode)
-        return SearchResult(scores, ids)
+        if not self._refined:
+            return SearchResult(*self._native.topk_videos(qs, ws, int(k), agg, float(temperature), bits, mode))
+        _, cand = self._native.topk_videos(qs, ws, self._candidates(k), agg, float(temperature), bits, mode)
+        k_out = min(int(k), self.videos)
+        out_s = np.full((len(cand), k_out), -np.inf, np.float32)
+        out_i = np.full((len(cand), k_out), -1, np.int64)
+        for b, vids in enumerate(cand):
+            vids = vids[vids >= 0]
+            starts, ends = self.offsets[vids], self.offsets[vids + 1]
+            rows = np.concatenate([np.arange(a, e) for a, e in zip(starts, ends)]) if len(vids) else np.zeros(0, np.int64)
+            s = self._exact_scores(qs, ws, b, rows).astype(np.float64)
+            bounds = np.concatenate([[0], np.cumsum(ends - starts)])
+            v = np.array([_aggregate(s[bounds[i]:bounds[i + 1]], agg, temperature) for i in range(len(vids))])
+            order = np.lexsort((vids, -v))[:k_out]
+            out_s[b, :len(order)], out_i[b, :len(order)] = v[order], vids[order]
+        return SearchResult(out_s, out_i)
+
+    def _candidates(self, k: int) -> int:
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        return int(k) * self.refine_factor
+
+    def _exact_scores(self, qs: list, ws: list, b: int, rows: np.ndarray) -> np.ndarray:
+        """sum_c w_c <q_c[b], x_c[row]> for the given rows, from the exact vectors."""
+        total = np.zeros(len(rows), np.float32)
+        for (values, scales), q, w in zip(self._exact, qs, ws):
+            if w == 0:
+                continue
+            x = values[rows].astype(np.float32)
+            if scales is not None:
+                x *= scales[rows, None]
+            total += w * (x @ q[b])
+        return total
 
     # -- argument shaping -------------------------------------------------------------------
     def _queries(self, queries: Queries, weights: Mapping[str, float] | None) -> tuple[list, list]:
@@ -191,3 +260,13 @@ class Corpus:
         if deny is not None:
             return video_bitset(deny, self.videos), "deny"
         return None, "deny"
+
+
+def _aggregate(s: np.ndarray, agg: str, temperature: float) -> float:
+    """The video aggregations of the native scan, for re-ranking (same definitions)."""
+    if agg == "max":
+        return float(s.max())
+    if agg == "mean":
+        return float(s.mean())
+    m = s.max()
+    return float(m + temperature * np.log(np.mean(np.exp((s - m) / temperature))))

@@ -262,3 +262,22 @@ def test_property_random_shapes(n, d, b, k, seed, agg):
     check(corpus.topk_clips(Q, k), *ref.topk(s, min(k, n)), tol=1e-5)
     vs = ref.video_scores(s, off, agg)
     check(corpus.topk_videos(Q, k, agg=agg), *ref.topk(vs, min(k, len(off) - 1)), tol=1e-5)
+
+
+@pytest.mark.parametrize("agg", [None, "max", "logsumexp"])
+def test_int8_refine_recovers_the_exact_ranking(agg):
+    rng = np.random.default_rng(31)
+    off = random_offsets(rng, 2000, 8, allow_empty=False)
+    E = unit_rows(rng, int(off[-1]), 64)
+    Q = unit_rows(rng, 16, 64)
+    exact = Corpus(E, off)
+    refined = Corpus({"v": quantize_int8(E)}, off, refine={"v": E.astype(np.float16)}, refine_factor=4)
+    if agg is None:
+        a, b = exact.topk_clips(Q, 10), refined.topk_clips(Q, 10)
+    else:
+        a, b = exact.topk_videos(Q, 10, agg=agg), refined.topk_videos(Q, 10, agg=agg)
+    recall = np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.ids, b.ids)])
+    assert recall >= 0.99
+    np.testing.assert_allclose(b.scores, a.scores, atol=2e-3)  # fp16 refine vectors
+    with pytest.raises(ValueError, match="refine"):
+        Corpus({"v": quantize_int8(E)}, off, refine={"v": E[:, :10]})

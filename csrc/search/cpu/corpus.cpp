@@ -84,7 +84,7 @@ void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const
 }
 
 // Rows per block: the score tile (rows x B floats) stays within a few hundred KB of cache.
-int block_rows(int64_t B) { return int(std::clamp<int64_t>(16384 / std::max<int64_t>(B, 1), 16, 1024)); }
+int block_rows(int64_t B) { return int(std::clamp<int64_t>(4096 / std::max<int64_t>(B, 1), 12, 1024)); }
 
 struct WorkerState {
   std::vector<float> tile;

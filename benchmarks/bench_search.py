@@ -1,0 +1,163 @@
+"""Fused top-k against FAISS IndexFlatIP and NumPy on a 1M x 384 corpus (100k videos x 10 clips).
+
+Run: make bench, or .venv/bin/python -m pytest benchmarks/bench_search.py --benchmark-enable -s
+Every figure in a table comes from this one run, so ratios compare like with like.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+
+import ivcr_engine
+from conftest import best_seconds
+from ivcr_engine.search import Corpus, quantize_int8
+
+N_VIDEOS, CLIPS, DIM, K = 100_000, 10, 384, 10
+N = N_VIDEOS * CLIPS
+BATCHES = (1, 32, 256)
+THREADS = ivcr_engine.num_threads()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    E = rng.standard_normal((N, DIM), dtype=np.float32)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    Q = rng.standard_normal((max(BATCHES), DIM), dtype=np.float32)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    offsets = np.arange(0, N + 1, CLIPS, dtype=np.int64)
+    E16, E8 = E.astype(np.float16), quantize_int8(E)
+    return {"E": E, "Q": Q, "offsets": offsets,
+            "fp32": Corpus(E, offsets), "fp16": Corpus(E16, offsets), "int8": Corpus({"v": E8}, offsets),
+            # int8 scan for 4k candidates, re-ranked with the fp16 vectors of those candidates only
+            "int8+refine": Corpus({"v": E8}, offsets, refine={"v": E16})}
+
+
+@pytest.fixture(scope="module")
+def faiss_index(data):
+    faiss = pytest.importorskip("faiss")
+    faiss.omp_set_num_threads(THREADS)
+    index = faiss.IndexFlatIP(DIM)
+    index.add(data["E"])
+    return index
+
+
+def copy_bandwidth_gbs(nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """STREAM-style copy bandwidth (bytes read + bytes written per second) with THREADS threads."""
+    import time
+
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    parts = np.array_split(np.arange(len(src)), THREADS)
+    bounds = [(p[0], p[-1] + 1) for p in parts]
+    best = float("inf")
+    with cf.ThreadPoolExecutor(THREADS) as ex:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(ex.map(lambda b: np.copyto(dst[b[0]:b[1]], src[b[0]:b[1]]), bounds))
+            best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best / 1e9
+
+
+@pytest.fixture(scope="module")
+def copy_gbs(record):
+    gbs = copy_bandwidth_gbs()
+    record.note("search clips", f"memory copy bandwidth (read+write, {THREADS} threads): {gbs:.1f} GB/s")
+    return gbs
+
+
+def numpy_topk_clips(E, Q, k):
+    s = Q @ E.T
+    part = np.argpartition(-s, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
+    return np.take_along_axis(part, order, 1)
+
+
+def numpy_topk_videos(E, Q, offsets, k):
+    s = Q @ E.T
+    v = np.maximum.reduceat(s, offsets[:-1], axis=1)
+    part = np.argpartition(-v, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(v, part, 1), axis=1)
+    return np.take_along_axis(part, order, 1)
+
+
+def _rounds(B):
+    return 3 if B >= 256 else 5
+
+
+@pytest.mark.parametrize("B", BATCHES)
+@pytest.mark.parametrize("impl", ["faiss fp32", "numpy fp32", "ivcr fp32", "ivcr fp16", "ivcr int8",
+                                  "ivcr int8+refine"])
+def test_clips(benchmark, record, data, faiss_index, copy_gbs, impl, B):
+    Q = data["Q"][:B]
+    if impl == "faiss fp32":
+        fn = lambda: faiss_index.search(Q, K)
+    elif impl == "numpy fp32":
+        fn = lambda: numpy_topk_clips(data["E"], Q, K)
+    else:
+        corpus = data[impl.split()[1]]
+        fn = lambda: corpus.topk_clips(Q, K)
+    benchmark.group = f"clips B={B}"
+    benchmark.pedantic(fn, rounds=_rounds(B), warmup_rounds=1)
+    sec = best_seconds(benchmark)
+    row = f"B={B}"
+    record.put("search clips", row, f"{impl} q/s", B / sec)
+    bytes_per_row = {"fp32": 4, "fp16": 2}.get(impl.split()[1], 1) * DIM + (4 if "int8" in impl else 0)
+    if impl.startswith("ivcr"):
+        gbs = N * bytes_per_row / sec / 1e9
+        record.put("search clips", row, f"{impl} GB/s", gbs)
+        if B == 1 and impl == "ivcr fp32":
+            record.put("search clips", row, "ivcr fp32 % of copy bw", 100 * gbs / copy_gbs)
+    _store_ratio(record, "search clips", row, impl, sec)
+
+
+_SECONDS: dict = {}
+
+
+def _store_ratio(record, table, row, impl, sec):
+    _SECONDS[(table, row, impl)] = sec
+    base = _SECONDS.get((table, row, "faiss fp32"))
+    if base is None:
+        return
+    for name in [n for (t, r, n) in _SECONDS if t == table and r == row and n.startswith("ivcr")]:
+        record.put(table, row, f"{name} / faiss", base / _SECONDS[(table, row, name)])
+
+
+@pytest.mark.parametrize("B", BATCHES)
+@pytest.mark.parametrize("impl", ["numpy fp32", "ivcr fp32", "ivcr int8", "ivcr int8+refine"])
+def test_videos(benchmark, record, data, impl, B):
+    Q = data["Q"][:B]
+    if impl == "numpy fp32":
+        fn = lambda: numpy_topk_videos(data["E"], Q, data["offsets"], K)
+    else:
+        corpus = data[impl.split()[1]]
+        fn = lambda: corpus.topk_videos(Q, K, agg="max")
+    benchmark.group = f"videos B={B}"
+    benchmark.pedantic(fn, rounds=_rounds(B), warmup_rounds=1)
+    sec = best_seconds(benchmark)
+    row = f"B={B}"
+    record.put("search videos (max over 10 clips)", row, f"{impl} q/s", B / sec)
+    _SECONDS[("videos", row, impl)] = sec
+    base = _SECONDS.get(("videos", row, "numpy fp32"))
+    if base and impl.startswith("ivcr"):
+        record.put("search videos (max over 10 clips)", row, f"{impl} / numpy", base / sec)
+
+
+def test_int8_recall(record, data):
+    Q = data["Q"][:256]
+    exact = data["fp32"].topk_clips(Q, K).ids
+    for fmt in ("fp16", "int8", "int8+refine"):
+        approx = data[fmt].topk_clips(Q, K).ids
+        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(exact, approx)])
+        record.put("search clips", "recall@10 vs fp32 (256 queries)", f"ivcr {fmt} q/s", recall)
+        assert recall >= 0.95, fmt
+
+
+def test_results_agree_with_faiss(data, faiss_index):
+    Q = data["Q"][:32]
+    _, fi = faiss_index.search(Q, K)
+    ours = data["fp32"].topk_clips(Q, K).ids
+    agree = np.mean([len(set(a) & set(b)) / K for a, b in zip(fi, ours)])
+    assert agree >= 0.999
