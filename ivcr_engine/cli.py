@@ -12,9 +12,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from . import build_info
 
+    from .models import model_dir, prepared_models
+
     info = build_info()
     info["onnxruntime"] = onnxruntime.__version__
     info["execution_providers"] = onnxruntime.get_available_providers()
+    info["model_dir"] = str(model_dir())
+    info["models_prepared"] = sorted(prepared_models())
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -24,6 +28,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value)) or "-"
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import MODEL_NAMES, model_dir, prepare_models, prepared_models
+
+    if args.action == "prepare":
+        cards = prepare_models(force=args.force)
+    else:
+        cards = prepared_models()
+    print(f"model folder: {model_dir()}")
+    for name in MODEL_NAMES:
+        card = cards.get(name)
+        state = f"{card.kind}, {card.dim}-d, {card.path}" if card else "not prepared (ivcr models prepare)"
+        print(f"  {name:<16} {state}")
     return 0
 
 
@@ -37,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_info = sub.add_parser("info", help="build info, execution providers")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_info.set_defaults(func=_cmd_info)
+
+    p_models = sub.add_parser("models", help="list or prepare (export) the default models")
+    p_models.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")
+    p_models.add_argument("--force", action="store_true", help="export again even if present")
+    p_models.set_defaults(func=_cmd_models)
     return parser
 
 

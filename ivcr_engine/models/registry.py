@@ -1,0 +1,86 @@
+"""Where exported models live, what they are (cards), and how to prepare them."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# Default models, in the order `ivcr models prepare` builds them, with their export scripts.
+MODEL_NAMES = ("text_minilm_l6",)
+_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py"}
+
+
+def model_dir() -> Path:
+    env = os.environ.get("IVCR_MODEL_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ivcr_engine" / "models"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    kind: str
+    dim: int
+    path: Path
+    raw: dict
+
+    @classmethod
+    def load(cls, folder: Path) -> "ModelCard":
+        card_path = folder / "card.json"
+        if not card_path.is_file():
+            raise FileNotFoundError(f"model {folder.name!r} is not prepared (no {card_path}); run `ivcr models prepare`")
+        raw = json.loads(card_path.read_text())
+        return cls(name=raw["name"], kind=raw["kind"], dim=int(raw["dim"]), path=folder, raw=raw)
+
+    def verify(self) -> bool:
+        """The exported graph is the one the card describes (not truncated or replaced)."""
+        onnx = self.path / "model.onnx"
+        return onnx.is_file() and hashlib.sha256(onnx.read_bytes()).hexdigest() == self.raw.get("sha256")
+
+
+def prepared_models(root: Path | None = None) -> dict[str, ModelCard]:
+    root = root or model_dir()
+    out = {}
+    for name in MODEL_NAMES:
+        try:
+            out[name] = ModelCard.load(root / name)
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def _exporter(name: str):
+    """The export script from the source tree's models/ folder (it needs torch, a dev extra)."""
+    script = Path(__file__).resolve().parents[2] / "models" / _EXPORTERS[name]
+    if not script.is_file():
+        raise FileNotFoundError(f"export script {script} not found: preparing models needs a source checkout")
+    spec = importlib.util.spec_from_file_location(f"ivcr_export_{name}", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def prepare_models(names: tuple[str, ...] = MODEL_NAMES, root: Path | None = None, force: bool = False) -> dict[str, ModelCard]:
+    """Export every default model that is missing or damaged; returns the cards. Idempotent."""
+    root = root or model_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    cards = {}
+    for name in names:
+        if name not in _EXPORTERS:
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+        try:
+            card = ModelCard.load(root / name)
+            if not force and card.verify():
+                cards[name] = card
+                continue
+        except FileNotFoundError:
+            pass
+        _exporter(name).export(root)
+        cards[name] = ModelCard.load(root / name)
+    return cards

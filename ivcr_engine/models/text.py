@@ -1,0 +1,61 @@
+"""Text encoder on ONNX Runtime: `tokenizers` for tokenisation, the exported graph for the rest
+(pooling and normalisation are inside the graph). No torch at run time."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .registry import ModelCard, model_dir
+
+
+def _session(onnx_path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # CUDA / TensorRT providers are used when this onnxruntime build has them (the [gpu] extra).
+    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers = [p for p in preferred if p in ort.get_available_providers()]
+    return ort.InferenceSession(str(onnx_path), opts, providers=providers)
+
+
+class TextEncoder:
+    """``encode(texts) -> (n, dim) float32`` unit vectors, in the sentence-transformers manner."""
+
+    def __init__(self, name: str = "text_minilm_l6", root: Path | None = None, threads: int | None = None,
+                 max_tokens: int | None = None):
+        from tokenizers import Tokenizer
+
+        self.card = ModelCard.load((root or model_dir()) / name)
+        self.dim = self.card.dim
+        self.max_tokens = int(max_tokens or self.card.raw.get("max_tokens", 256))
+        self._tok = Tokenizer.from_file(str(self.card.path / "tokenizer.json"))
+        self._tok.enable_truncation(self.max_tokens)
+        self._tok.enable_padding()
+        self._sess = _session(self.card.path / "model.onnx", threads)
+        self.providers = self._sess.get_providers()
+        self.encode(["warm-up"])  # first run allocates and optimises; keep it out of request latency
+
+    def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        out = np.zeros((len(texts), self.dim), np.float32)
+        # Sorting by length keeps padding small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = self._tok.encode_batch([texts[i] for i in idx])
+            ids = np.array([e.ids for e in enc], np.int64)
+            mask = np.array([e.attention_mask for e in enc], np.int64)
+            types = np.array([e.type_ids for e in enc], np.int64)
+            (emb,) = self._sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+            out[idx] = emb
+        return out
