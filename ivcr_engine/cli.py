@@ -41,8 +41,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"model folder: {model_dir()}")
     for name in MODEL_NAMES:
         card = cards.get(name)
-        state = f"{card.kind}, {card.dim}-d, {card.path}" if card else "not prepared (ivcr models prepare)"
-        print(f"  {name:<20} {state}")
+        dims = f", {card.dim}-d" if card and card.dim else ""
+        state = f"{card.kind}{dims}, {card.path}" if card else "not prepared (ivcr models prepare)"
+        print(f"  {name:<24} {state}")
     return 0
 
 

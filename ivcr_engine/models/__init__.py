@@ -6,7 +6,8 @@ Each model is a folder with ``card.json`` (dims, normalisation, inputs, sha256) 
 """
 from .frame import FrameEncoder
 from .registry import MODEL_NAMES, ModelCard, model_dir, prepare_models, prepared_models
+from .speech import Segment, SpeechRecognizer
 from .text import TextEncoder
 
-__all__ = ["MODEL_NAMES", "FrameEncoder", "ModelCard", "TextEncoder", "model_dir", "prepare_models",
-           "prepared_models"]
+__all__ = ["MODEL_NAMES", "FrameEncoder", "ModelCard", "Segment", "SpeechRecognizer", "TextEncoder", "model_dir",
+           "prepare_models", "prepared_models"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 # Default models, in the order `ivcr models prepare` builds them, with their export scripts.
 # The frame model embeds its class names with the text model, so text comes first.
-MODEL_NAMES = ("text_minilm_l6", "frame_effnet_lite0")
-_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "frame_effnet_lite0": "export_frame_encoder.py"}
+MODEL_NAMES = ("text_minilm_l6", "frame_effnet_lite0", "speech_whisper_tiny_en")
+_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "frame_effnet_lite0": "export_frame_encoder.py",
+              "speech_whisper_tiny_en": "prepare_speech_model.py"}
 
 
 def model_dir() -> Path:
@@ -38,10 +39,15 @@ class ModelCard:
         raw = json.loads(card_path.read_text())
         return cls(name=raw["name"], kind=raw["kind"], dim=int(raw["dim"]), path=folder, raw=raw)
 
+    @property
+    def weights(self) -> Path:
+        """The file the card's sha256 covers: the exported graph, or weights used in place."""
+        return Path(self.raw.get("weights_file") or self.path / "model.onnx")
+
     def verify(self) -> bool:
-        """The exported graph is the one the card describes (not truncated or replaced)."""
-        onnx = self.path / "model.onnx"
-        return onnx.is_file() and hashlib.sha256(onnx.read_bytes()).hexdigest() == self.raw.get("sha256")
+        """The weights are the ones the card describes (not truncated, replaced or gone)."""
+        w = self.weights
+        return w.is_file() and hashlib.sha256(w.read_bytes()).hexdigest() == self.raw.get("sha256")
 
 
 def prepared_models(root: Path | None = None) -> dict[str, ModelCard]:
