@@ -1,0 +1,240 @@
+"""The index store: a folder with SQLite metadata and one append-only vector file per channel.
+
+    INDEX/meta.sqlite          videos, clips, texts (transcript/subtitle lines), channels, models
+    INDEX/vectors/<name>.bin   rows of one channel (float16 by default), memory-mapped on open
+
+Crash safety comes from the order of writes: a video's rows are appended to every channel file
+and flushed to disk first, then one SQLite transaction records the video, its clips, its texts and
+the new row counts. SQLite's committed row counts are the truth: bytes past them (left by a
+killed ingest) are ignored on open and cut off before the next append. So a kill -9 at any point
+leaves every fully committed video intact and the index usable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS videos (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  path TEXT NOT NULL,
+  content_hash TEXT NOT NULL,
+  duration REAL NOT NULL,
+  fps REAL,
+  width INTEGER,
+  height INTEGER,
+  first_row INTEGER NOT NULL,
+  n_clips INTEGER NOT NULL,
+  removed INTEGER NOT NULL DEFAULT 0,
+  added_at REAL NOT NULL,
+  info TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS videos_live_hash ON videos(content_hash) WHERE removed = 0;
+CREATE TABLE IF NOT EXISTS clips (row INTEGER PRIMARY KEY, video_id INTEGER NOT NULL, t_start REAL NOT NULL,
+                                  t_end REAL NOT NULL, top_concepts TEXT);
+CREATE INDEX IF NOT EXISTS clips_video ON clips(video_id);
+CREATE TABLE IF NOT EXISTS texts (video_id INTEGER NOT NULL, source TEXT NOT NULL, t_start REAL NOT NULL,
+                                  t_end REAL NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS texts_video ON texts(video_id);
+CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, dim INTEGER NOT NULL, dtype TEXT NOT NULL,
+                                     rows INTEGER NOT NULL, model TEXT, model_sha256 TEXT);
+"""
+
+
+@dataclass
+class VideoRecord:
+    """What ingest hands the store for one video."""
+
+    path: str
+    content_hash: str
+    duration: float
+    clip_times: np.ndarray                      # (n_clips, 2) seconds
+    vectors: Mapping[str, np.ndarray]           # channel -> (n_clips, dim) float32, unit rows
+    texts: Sequence[tuple[str, float, float, str]] = ()  # (source, start, end, text)
+    top_concepts: Sequence[str] | None = None   # per clip, e.g. "cockatoo 0.61, macaw 0.12"
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    name: str
+    dim: int
+    dtype: str = "float16"
+    model: str | None = None
+    model_sha256: str | None = None
+
+
+class IndexStore:
+    """Open (or create) an index folder. One writer at a time; readers may open it concurrently."""
+
+    def __init__(self, root: str | Path, create: bool = False):
+        self.root = Path(root)
+        if not (self.root / "meta.sqlite").is_file():
+            if not create:
+                raise FileNotFoundError(f"no index at {self.root} (meta.sqlite missing); build one with `ivcr index`")
+            (self.root / "vectors").mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.root / "meta.sqlite"), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+        version = self._meta("schema_version")
+        if version is None:
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            raise RuntimeError(f"index {self.root} has schema version {version}; this engine reads {SCHEMA_VERSION}")
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def settings(self) -> dict:
+        raw = self._meta("settings")
+        return json.loads(raw) if raw else {}
+
+    def set_settings(self, settings: dict) -> None:
+        self._set_meta("settings", json.dumps(settings, sort_keys=True))
+
+    def channels(self) -> dict[str, ChannelSpec]:
+        rows = self.db.execute("SELECT name, dim, dtype, model, model_sha256 FROM channels ORDER BY name").fetchall()
+        return {r[0]: ChannelSpec(*r) for r in rows}
+
+    def ensure_channel(self, spec: ChannelSpec) -> None:
+        have = self.channels().get(spec.name)
+        if have is None:
+            if self.row_count() > 0:
+                raise ValueError(f"channel {spec.name!r} cannot join an index that already has rows; re-index")
+            self.db.execute("INSERT INTO channels(name, dim, dtype, rows, model, model_sha256) VALUES (?, ?, ?, 0, ?, ?)",
+                            (spec.name, spec.dim, spec.dtype, spec.model, spec.model_sha256))
+        elif (have.dim, have.dtype) != (spec.dim, spec.dtype):
+            raise ValueError(f"channel {spec.name!r} is {have.dim}-d {have.dtype} in this index, not "
+                             f"{spec.dim}-d {spec.dtype}")
+
+    def row_count(self) -> int:
+        row = self.db.execute("SELECT MAX(rows) FROM channels").fetchone()
+        return int(row[0] or 0)
+
+    def has_hash(self, content_hash: str) -> bool:
+        return self.db.execute("SELECT 1 FROM videos WHERE content_hash = ? AND removed = 0",
+                               (content_hash,)).fetchone() is not None
+
+    # -- writing ----------------------------------------------------------------------------
+    def _vector_path(self, name: str) -> Path:
+        return self.root / "vectors" / f"{name}.bin"
+
+    def add_video(self, rec: VideoRecord) -> int:
+        """Append one video's rows and record it; returns its id. All or nothing."""
+        chans = self.channels()
+        if set(rec.vectors) != set(chans):
+            raise ValueError(f"video {rec.path}: vectors for {sorted(rec.vectors)} but the index has {sorted(chans)}")
+        n = len(rec.clip_times)
+        first_row = self.row_count()
+        for name, spec in chans.items():
+            v = np.asarray(rec.vectors[name])
+            if v.shape != (n, spec.dim):
+                raise ValueError(f"video {rec.path}: channel {name!r} has shape {v.shape}, expected ({n}, {spec.dim})")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"video {rec.path}: channel {name!r} has NaN or infinite values")
+            self._append_rows(name, spec, first_row, v.astype(spec.dtype))
+        concepts = list(rec.top_concepts) if rec.top_concepts is not None else [None] * n
+        info = json.dumps(rec.info) if rec.info else None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO videos(path, content_hash, duration, fps, width, height, first_row, n_clips, added_at, info)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.path, rec.content_hash, float(rec.duration), rec.fps, rec.width, rec.height, first_row, n,
+                 time.time(), info))
+            vid = int(cur.lastrowid)
+            self.db.executemany("INSERT INTO clips(row, video_id, t_start, t_end, top_concepts) VALUES (?, ?, ?, ?, ?)",
+                                [(first_row + i, vid, float(a), float(b), concepts[i])
+                                 for i, (a, b) in enumerate(np.asarray(rec.clip_times, np.float64))])
+            self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text) VALUES (?, ?, ?, ?, ?)",
+                                [(vid, s, float(a), float(b), t) for s, a, b, t in rec.texts])
+            self.db.execute("UPDATE channels SET rows = ?", (first_row + n,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return vid
+
+    def _append_rows(self, name: str, spec: ChannelSpec, first_row: int, rows: np.ndarray) -> None:
+        path = self._vector_path(name)
+        row_bytes = spec.dim * np.dtype(spec.dtype).itemsize
+        with open(path, "ab") as f:
+            f.truncate(first_row * row_bytes)  # drop bytes a killed ingest left past the committed rows
+            f.write(np.ascontiguousarray(rows).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def remove_videos(self, ids: Iterable[int]) -> int:
+        """Tombstone videos (their rows stay in the files and are excluded from every search)."""
+        ids = [int(i) for i in ids]
+        self.db.execute("BEGIN IMMEDIATE")
+        cur = self.db.executemany("UPDATE videos SET removed = 1 WHERE id = ? AND removed = 0", [(i,) for i in ids])
+        self.db.execute("COMMIT")
+        return cur.rowcount
+
+    # -- reading ----------------------------------------------------------------------------
+    def videos(self, include_removed: bool = False) -> list[dict]:
+        q = ("SELECT id, path, content_hash, duration, fps, width, height, first_row, n_clips, removed, info"
+             " FROM videos" + ("" if include_removed else " WHERE removed = 0") + " ORDER BY first_row")
+        keys = ("id", "path", "content_hash", "duration", "fps", "width", "height", "first_row", "n_clips", "removed",
+                "info")
+        return [dict(zip(keys, r)) for r in self.db.execute(q).fetchall()]
+
+    def find_video_by_path(self, path: str) -> dict | None:
+        for v in self.videos():
+            if v["path"] == path:
+                return v
+        return None
+
+    def vectors(self, name: str) -> np.ndarray:
+        """The committed rows of a channel, memory-mapped read-only (no copy, no load time)."""
+        spec = self.channels()[name]
+        rows = self.row_count()
+        if rows == 0:
+            return np.zeros((0, spec.dim), spec.dtype)
+        return np.memmap(self._vector_path(name), dtype=spec.dtype, mode="r", shape=(rows, spec.dim))
+
+    def clip_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(video_id per row, t_start per row, t_end per row) for every committed row."""
+        rows = self.db.execute("SELECT video_id, t_start, t_end FROM clips ORDER BY row").fetchall()
+        a = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+        return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
+
+    def texts(self, video_id: int) -> list[tuple[str, float, float, str]]:
+        return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? ORDER BY t_start",
+                               (video_id,)).fetchall()
+
+    def concepts(self, rows: Sequence[int]) -> list[str | None]:
+        out = []
+        for r in rows:
+            got = self.db.execute("SELECT top_concepts FROM clips WHERE row = ?", (int(r),)).fetchone()
+            out.append(got[0] if got else None)
+        return out
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
