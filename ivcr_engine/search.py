@@ -82,10 +82,13 @@ class Corpus:
     int8 data for ``refine_factor * k`` candidates and re-rank those exactly, which recovers the
     float ranking at almost the int8 scan cost (only the candidates' rows of the exact vectors are
     read, so they may stay memory-mapped on disk).
+
+    ``device="cuda"`` copies the channels to GPU memory and searches there (same results and
+    conventions); it needs a build with CUDA kernels and a CUDA device.
     """
 
     def __init__(self, channels: Mapping[str, ChannelData] | np.ndarray, offsets: Sequence[int] | np.ndarray | None = None,
-                 refine: Mapping[str, np.ndarray] | None = None, refine_factor: int = 4):
+                 refine: Mapping[str, np.ndarray] | None = None, refine_factor: int = 4, device: str = "cpu"):
         if isinstance(channels, np.ndarray) or isinstance(channels, tuple):
             channels = {"default": channels}
         if not channels:
@@ -106,7 +109,8 @@ class Corpus:
         if offsets is None:
             offsets = np.arange(n_rows + 1, dtype=np.int64)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-        self._native = _core.SearchCorpus(native, self.offsets)
+        self.device = device
+        self._native = _native_class(device)(native, self.offsets)
         self._exact = self._exact_vectors(native, refine or {})
         if refine_factor < 1:
             raise ValueError("refine_factor must be >= 1")
@@ -260,6 +264,21 @@ class Corpus:
         if deny is not None:
             return video_bitset(deny, self.videos), "deny"
         return None, "deny"
+
+
+def cuda_available() -> bool:
+    """Whether ``Corpus(device="cuda")`` can work here: CUDA kernels built and a device present."""
+    return hasattr(_core, "CudaCorpus") and bool(_core.cuda_search_available())
+
+
+def _native_class(device: str):
+    if device == "cpu":
+        return _core.SearchCorpus
+    if device == "cuda":
+        if not hasattr(_core, "CudaCorpus"):
+            raise RuntimeError("this build of ivcr_engine has no CUDA kernels (nvcc was not found when it was built)")
+        return _core.CudaCorpus
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def _aggregate(s: np.ndarray, agg: str, temperature: float) -> float:
