@@ -7,11 +7,13 @@
 
 #include <memory>
 
+#include "decode/audio_decoder.h"
 #include "decode/av_handles.h"
 #include "decode/batch_decoder.h"
 #include "decode/frame_converter.h"
 #include "decode/frame_sampler.h"
 #include "decode/probe.h"
+#include "decode/subtitles.h"
 
 namespace py = pybind11;
 using namespace ivcr::decode;
@@ -89,6 +91,8 @@ py::dict result_to_dict(DecodedFrames&& r) {
   d["pts"] = vector_to_array(std::move(r.pts));
   d["requested"] = vector_to_array(std::move(r.requested));
   d["indices"] = vector_to_array(std::move(r.indices));
+  d["frames_decoded"] = r.frames_decoded;
+  d["seeks"] = r.seeks;
   d["info"] = r.error.empty() ? py::object(info_to_dict(r.info)) : py::object(py::none());
   return d;
 }
@@ -217,4 +221,40 @@ void bind_decode(py::module_& m) {
              return result_to_dict(std::move(r));
            })
       .def_property_readonly("info", [](const FrameStream& fs) { return info_to_dict(fs.info()); });
+
+  d.def(
+      "decode_audio",
+      [](const std::string& path, double start, double end, int sample_rate, int stream) {
+        AudioSamples a;
+        {
+          py::gil_scoped_release nogil;
+          a = decode_audio(path, start, end, sample_rate, stream);
+        }
+        const double t0 = a.start_time;
+        return py::make_tuple(vector_to_array(std::move(a.samples)), a.sample_rate, t0);
+      },
+      py::arg("path"), py::arg("start") = -1.0, py::arg("end") = -1.0, py::arg("sample_rate") = 16000,
+      py::arg("stream") = -1, "Mono float32 samples at sample_rate: (samples, sample_rate, start_time).");
+
+  d.def(
+      "text_subtitle_streams",
+      [](const std::string& path) {
+        py::gil_scoped_release nogil;
+        return text_subtitle_streams(path);
+      },
+      py::arg("path"));
+  d.def(
+      "read_subtitle_stream",
+      [](const std::string& path, int stream) {
+        std::vector<SubtitleCue> cues;
+        {
+          py::gil_scoped_release nogil;
+          cues = read_subtitle_stream(path, stream);
+        }
+        py::list out;
+        for (const SubtitleCue& c : cues) out.append(py::make_tuple(c.start, c.end, c.text));
+        return out;
+      },
+      py::arg("path"), py::arg("stream") = -1, "(start, end, text) cues of one text subtitle stream.");
+  d.def("ass_to_text", &ass_to_text, py::arg("ass"));
 }

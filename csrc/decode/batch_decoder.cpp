@@ -95,6 +95,8 @@ DecodedFrames decode_video(const std::string& path, const SamplerSpec& sampler, 
     if (sampler.start < 0 && sampler.end < 0) throw DecodeError("no decodable video frames in '" + path + "'");
   }
   if (conv.prepared()) set_shape(&r, conv, out.to_float);
+  r.frames_decoded = dec.frames_decoded();
+  r.seeks = dec.seeks();
   return r;
 }
 

@@ -39,6 +39,7 @@ struct DecodedFrames {
   std::vector<double> requested;  // the sampled time each frame answers (= pts for All)
   std::vector<int64_t> indices;   // FrameStream: position of each frame in the requested order
   VideoInfo info;
+  long frames_decoded = 0, seeks = 0;  // work done, for tests of the seek policy
   std::string error;  // non-empty when this video failed; the other fields are then empty
 };
 

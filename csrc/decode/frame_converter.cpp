@@ -8,6 +8,8 @@
 #include "decode/av_handles.h"
 
 extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavutil/opt.h>
 #include <libavutil/pixdesc.h>
 }
 
@@ -137,11 +139,32 @@ void FrameConverter::update_context(const AVFrame* f) {
   const int cs = sws_colorspace(f->colorspace);
   const int range = is_full_range(f) ? 1 : 0;
   if (sws_ && f->width == sws_w_ && f->height == sws_h_ && f->format == sws_fmt_ && cs == sws_cs_ &&
-      range == sws_range_)
+      range == sws_range_ && f->chroma_location == sws_chroma_)
     return;
   sws_freeContext(sws_);
-  sws_ = sws_getContext(f->width, f->height, unjpeg(AVPixelFormat(f->format)), geo_.scaled_w, geo_.scaled_h,
-                        AV_PIX_FMT_RGB24, sws_flags(spec_.interpolation), nullptr, nullptr, nullptr);
+  sws_ = sws_alloc_context();
+  if (!sws_) throw std::bad_alloc();
+  av_opt_set_int(sws_, "srcw", f->width, 0);
+  av_opt_set_int(sws_, "srch", f->height, 0);
+  av_opt_set_int(sws_, "src_format", unjpeg(AVPixelFormat(f->format)), 0);
+  av_opt_set_int(sws_, "dstw", geo_.scaled_w, 0);
+  av_opt_set_int(sws_, "dsth", geo_.scaled_h, 0);
+  av_opt_set_int(sws_, "dst_format", AV_PIX_FMT_RGB24, 0);
+  av_opt_set_int(sws_, "sws_flags", sws_flags(spec_.interpolation), 0);
+  // Where chroma samples sit (H.264/HEVC: left, MPEG-1/JPEG: centre) shifts every edge by half
+  // a chroma pixel when ignored; newer swscale reads it from the frame, 5.1 needs it set.
+  int xpos = 0, ypos = 128;
+  const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(AVPixelFormat(f->format));
+  const bool subsampled = desc && (desc->log2_chroma_w > 0 || desc->log2_chroma_h > 0);
+  if (subsampled && f->chroma_location != AVCHROMA_LOC_UNSPECIFIED &&
+      avcodec_enum_to_chroma_pos(&xpos, &ypos, f->chroma_location) == 0) {
+    av_opt_set_int(sws_, "src_h_chr_pos", xpos, 0);
+    av_opt_set_int(sws_, "src_v_chr_pos", ypos, 0);
+  }
+  if (sws_init_context(sws_, nullptr, nullptr) < 0) {
+    sws_freeContext(sws_);
+    sws_ = nullptr;
+  }
   if (!sws_) {
     const char* name = av_get_pix_fmt_name(AVPixelFormat(f->format));
     throw DecodeError(std::string("cannot convert pixel format ") + (name ? name : "unknown") + " to RGB");
@@ -153,6 +176,7 @@ void FrameConverter::update_context(const AVFrame* f) {
   sws_fmt_ = f->format;
   sws_cs_ = cs;
   sws_range_ = range;
+  sws_chroma_ = f->chroma_location;
 }
 
 void FrameConverter::convert(const AVFrame* f, uint8_t* dst) {

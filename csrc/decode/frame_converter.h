@@ -61,7 +61,7 @@ class FrameConverter {
   bool prepared_ = false;
   Geometry geo_;
   SwsContext* sws_ = nullptr;
-  int sws_w_ = -1, sws_h_ = -1, sws_fmt_ = -1, sws_cs_ = -1, sws_range_ = -1;
+  int sws_w_ = -1, sws_h_ = -1, sws_fmt_ = -1, sws_cs_ = -1, sws_range_ = -1, sws_chroma_ = -1;
   std::vector<uint8_t> scratch_;  // swscale output when a second pass is needed
   float lut_[3][256];             // uint8 -> normalised float, per channel
 };

@@ -10,6 +10,9 @@ namespace {
 // seconds forward is cheaper than a blind seek that may land far before the target.
 constexpr double kBlindSeekGap = 6.0;
 constexpr int kMaxSeekRetries = 6;
+// A seek flushes the decoder (and its frame threads); it pays off only when it skips more than
+// this many frames of forward decoding (plus one per codec thread that must refill).
+constexpr double kMinFramesSkippedBySeek = 8;
 }  // namespace
 
 VideoDecoder::VideoDecoder(const std::string& path, int codec_threads, int stream_index)
@@ -81,6 +84,7 @@ void VideoDecoder::rewind() {
   avcodec_flush_buffers(ctx_.get());
   reset_state();
   need_key_ = false;
+  need_ts_ = false;
   at_start_ = true;
 }
 
@@ -94,6 +98,7 @@ void VideoDecoder::seek_raw(double t) {
   avcodec_flush_buffers(ctx_.get());
   reset_state();
   need_key_ = true;
+  need_ts_ = true;
   at_start_ = false;
 }
 
@@ -147,6 +152,15 @@ bool VideoDecoder::decode_accepted(AVFrame* out) {
       }
       need_key_ = false;
     }
+    if (need_ts_) {
+      // Some demuxers (AVI, raw MPEG-4) lose the pts of the first packets after a seek; a frame
+      // whose time is unknown cannot be placed, so wait for one that carries its own.
+      if (frame_timestamp(out) == AV_NOPTS_VALUE) {
+        av_frame_unref(out);
+        continue;
+      }
+      need_ts_ = false;
+    }
     return true;
   }
 }
@@ -160,8 +174,10 @@ bool VideoDecoder::should_seek(double t) {
   if (idx >= 0) {
     const AVIndexEntry* e = avformat_index_get_entry(st_, idx);
     const double key = ts_to_seconds(e->timestamp, st_->time_base);
-    // A keyframe after the current position and before t: jumping there skips decoding.
-    if (key > pos + 1e-6) return true;
+    // A keyframe after the current position and before t: jumping there skips decoding the
+    // frames in between, worth it when they are more than a seek costs.
+    const double skipped = (key - pos) / frame_step_;
+    if (skipped > kMinFramesSkippedBySeek + std::max(1, ctx_->thread_count)) return true;
     if (index_complete_) return false;
   }
   return t - pos > kBlindSeekGap;

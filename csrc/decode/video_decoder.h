@@ -60,6 +60,7 @@ class VideoDecoder {
   double held_pts_ = 0, pending_pts_ = 0;
   bool draining_ = false, eof_ = false;
   bool need_key_ = false;   // right after a seek: frames before the first keyframe are unusable
+  bool need_ts_ = false;   // right after a seek: frames without a timestamp cannot be placed
   bool at_start_ = true;    // decoding from the true start of the stream (no seek since)
   double last_pts_ = -1e300, frame_step_ = 0;
 
