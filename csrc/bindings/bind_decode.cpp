@@ -101,7 +101,7 @@ py::dict result_to_dict(DecodedFrames&& r) {
 
 void bind_decode(py::module_& m) {
   py::module_ d = m.def_submodule("decode", "FFmpeg-based batched video decoding");
-  static py::exception<DecodeError> decode_error(d, "DecodeError", PyExc_RuntimeError);
+  py::register_exception<DecodeError>(d, "DecodeError", PyExc_RuntimeError);
 
   py::enum_<SamplerSpec::Kind>(d, "SamplerKind")
       .value("uniform", SamplerSpec::Kind::Uniform)
