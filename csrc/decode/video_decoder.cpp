@@ -72,6 +72,7 @@ void VideoDecoder::reset_state() {
   held_ok_ = pending_ok_ = false;
   draining_ = eof_ = false;
   last_pts_ = -1e300;
+  max_sent_pts_ = -1e300;
 }
 
 void VideoDecoder::rewind() {
@@ -134,11 +135,23 @@ bool VideoDecoder::decode_next(AVFrame* out) {
       continue;
     }
     if (pkt_->stream_index == vs_) {
+      choose_skip(pkt_.get());
       r = avcodec_send_packet(ctx_.get(), pkt_.get());
       if (r < 0 && r != AVERROR(EAGAIN)) ++bad_packets_;  // corrupt packet: skip it
     }
     av_packet_unref(pkt_.get());
   }
+}
+
+void VideoDecoder::choose_skip(const AVPacket* pkt) {
+  const double p = ts_to_seconds(pkt->pts, st_->time_base);
+  // A non-reference frame (e.g. a B-frame) can be skipped outright when it is certainly not the
+  // frame shown at the next target: a packet demuxed before it (its forward reference) already
+  // has a later pts that is still <= the target. Reference frames are decoded regardless.
+  const bool skip = !all_mode_ && !std::isnan(p) && p < skip_target_ && max_sent_pts_ > p &&
+                    max_sent_pts_ <= skip_target_;
+  ctx_->skip_frame = skip ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+  if (!std::isnan(p)) max_sent_pts_ = std::max(max_sent_pts_, p);
 }
 
 bool VideoDecoder::decode_accepted(AVFrame* out) {
@@ -250,6 +263,7 @@ bool VideoDecoder::next(const AVFrame** frame, double* pts) {
 
   if (next_target_ >= targets_.size()) return false;
   const double t = targets_[next_target_];
+  skip_target_ = t;
   if (should_seek(t)) position_before(t);
   for (;;) {
     if (pending_ok_) {

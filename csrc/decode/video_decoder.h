@@ -42,6 +42,7 @@ class VideoDecoder {
   void seek_raw(double t);
   void rewind();
   void reset_state();
+  void choose_skip(const AVPacket* pkt);  // decode or skip a non-reference frame
 
   std::string path_;
   int threads_;
@@ -63,6 +64,8 @@ class VideoDecoder {
   bool need_ts_ = false;   // right after a seek: frames without a timestamp cannot be placed
   bool at_start_ = true;    // decoding from the true start of the stream (no seek since)
   double last_pts_ = -1e300, frame_step_ = 0;
+  double max_sent_pts_ = -1e300;  // latest pts handed to the decoder since the last seek
+  double skip_target_ = -1e300;   // the target being answered (non-ref frames before it may go)
 
   bool all_mode_ = false, all_started_ = false;
   double all_start_ = 0, all_end_ = -1;
