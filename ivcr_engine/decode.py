@@ -398,9 +398,41 @@ def read_subtitles(path: Union[str, os.PathLike], stream: Optional[int] = None, 
     return cues
 
 
+# ---------------------------------------------------------------------------- GPU conversion
+
+
+def cuda_available() -> bool:
+    """True when the CUDA kernels are compiled in and a device is visible."""
+    from . import _core
+
+    return hasattr(_core, "decode_cuda") and _core.build_info().get("cuda_device_count", 0) > 0
+
+
+def _cuda():
+    from . import _core
+
+    if not hasattr(_core, "decode_cuda"):
+        raise RuntimeError("this build has no CUDA kernels (nvcc was not found at build time)")
+    return _core.decode_cuda
+
+
+def rgb_to_batch_cuda(rgb: np.ndarray, size: Tuple[int, int], mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """(n, H, W, 3) uint8 RGB frames -> (n, 3, h, w) float32 (x/255 - mean)/std, resized bilinearly
+    (half-pixel centres) on the GPU. For device-resident frames use _core.decode_cuda.*_device."""
+    return _cuda().rgb_to_batch(np.ascontiguousarray(rgb), tuple(size), tuple(mean), tuple(std))
+
+
+def nv12_to_batch_cuda(y: np.ndarray, uv: np.ndarray, size: Tuple[int, int], mean=(0.0, 0.0, 0.0),
+                       std=(1.0, 1.0, 1.0), matrix: str = "bt601", full_range: bool = False) -> np.ndarray:
+    """NV12 frames (y: (n, H, W), uv: (n, H/2, W) interleaved) -> (n, 3, h, w) normalised float32
+    RGB on the GPU, same resize as rgb_to_batch_cuda."""
+    return _cuda().nv12_to_batch(np.ascontiguousarray(y), np.ascontiguousarray(uv), tuple(size), tuple(mean),
+                                 tuple(std), matrix, bool(full_range))
+
+
 __all__ = [
     "AllFrames", "DecodeError", "DecodedVideo", "Fps", "FrameChunk", "IMAGENET_MEAN", "IMAGENET_STD",
     "Sampler", "StreamInfo", "Subtitle", "Timestamps", "Uniform", "VideoInfo", "batch_plan",
-    "decode_audio", "decode_batch", "decode_frames", "iter_frames", "probe", "read_subtitles",
+    "cuda_available", "decode_audio", "decode_batch", "nv12_to_batch_cuda", "rgb_to_batch_cuda", "decode_frames", "iter_frames", "probe", "read_subtitles",
     "sample_times", "sidecar_subtitle_files",
 ]
