@@ -142,7 +142,7 @@ def run_torchcodec(plan, sampler):
     n = 0
     for path, stream_index, start, end, times in plan:
         dec = VideoDecoder(str(path), stream_index=stream_index, num_ffmpeg_threads=THREADS,
-                           seek_mode="approximate", dimension_order="NHWC", transforms=[Resize(SIZE)])
+                           seek_mode="exact", dimension_order="NHWC", transforms=[Resize(SIZE)])
         md = dec.metadata
         lo = md.begin_stream_seconds if md.begin_stream_seconds is not None else start
         hi = md.end_stream_seconds if md.end_stream_seconds is not None else end

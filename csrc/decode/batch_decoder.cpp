@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <new>
 #include <numeric>
 
@@ -114,9 +115,10 @@ std::vector<DecodedFrames> decode_batch(const std::vector<std::string>& paths, c
   std::vector<DecodedFrames> results(paths.size());
   if (paths.empty()) return results;
   const BatchPlan plan = plan_batch(paths.size(), threads);
-  auto run_one = [&](std::size_t i) {
+  const int budget = std::max(1, threads > 0 ? threads : ivcr::num_threads());
+  auto run_one = [&](std::size_t i, int codec_threads) {
     try {
-      results[i] = decode_video(paths[i], sampler, out, plan.codec_threads);
+      results[i] = decode_video(paths[i], sampler, out, codec_threads);
     } catch (const std::bad_alloc&) {
       results[i] = DecodedFrames{};
       results[i].error = "out of memory while decoding '" + paths[i] + "'";
@@ -126,14 +128,34 @@ std::vector<DecodedFrames> decode_batch(const std::vector<std::string>& paths, c
     }
   };
   if (plan.video_workers == 1) {
-    for (std::size_t i = 0; i < paths.size(); ++i) run_one(i);
+    for (std::size_t i = 0; i < paths.size(); ++i) run_one(i, plan.codec_threads);
     return results;
+  }
+  // Heaviest first (file size as the cost estimate: no extra open). A video heavier than an even
+  // share of all the work left would finish last on one thread while the other workers idle,
+  // so such videos run one at a time with every thread inside them; the rest run side by side.
+  std::vector<std::uintmax_t> bytes(paths.size(), 0);
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    std::error_code ec;
+    const std::uintmax_t b = std::filesystem::file_size(paths[i], ec);
+    bytes[i] = ec ? 0 : b;
+  }
+  std::vector<std::size_t> order(paths.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return bytes[a] > bytes[b]; });
+  long double left = 0;
+  for (std::uintmax_t b : bytes) left += b;
+  std::size_t first_shared = 0;
+  while (first_shared < order.size() && (long double)bytes[order[first_shared]] * plan.video_workers > left) {
+    run_one(order[first_shared], budget);
+    left -= bytes[order[first_shared]];
+    ++first_shared;
   }
   // One task per worker pulling videos from a shared counter keeps exactly video_workers
   // decoders alive, however many threads the pool has.
-  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> next{first_shared};
   ivcr::parallel_for(std::size_t(plan.video_workers), [&](std::size_t, int) {
-    for (std::size_t i = next++; i < paths.size(); i = next++) run_one(i);
+    for (std::size_t k = next++; k < order.size(); k = next++) run_one(order[k], plan.codec_threads);
   });
   return results;
 }
