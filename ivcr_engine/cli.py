@@ -47,6 +47,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .index import Ingestor
+
+    ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech)
+    try:
+        report = ing.run(args.paths, remove=args.remove or (), progress=not args.quiet)
+    finally:
+        ing.store.close()
+    print(report.summary())
+    return 1 if report.failed and not report.added and not report.skipped else 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .index import Index, hits_to_json
+
+    index = Index.open(args.index)
+    hits = index.search(args.query, k=args.k)
+    if args.json:
+        print(hits_to_json(hits))
+        return 0
+    if not hits:
+        print("no results")
+    for h in hits:
+        print(f"{h.rank:>2}. {h.path}  {h.start:.1f}s-{h.end:.1f}s  video {h.score:.3f}  moment {h.moment_score:.3f}")
+        for src, a, b, text in h.evidence.lines[:3]:
+            print(f"      {src} {a:.1f}-{b:.1f}s: {text}")
+        if h.evidence.concepts:
+            print(f"      looks like: {h.evidence.concepts[0]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -62,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_models.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")
     p_models.add_argument("--force", action="store_true", help="export again even if present")
     p_models.set_defaults(func=_cmd_models)
+
+    p_index = sub.add_parser("index", help="index videos (folders, files, .txt/.jsonl manifests)")
+    p_index.add_argument("paths", nargs="*", help="videos, folders or manifests")
+    p_index.add_argument("--index", required=True, help="index folder (created if missing)")
+    p_index.add_argument("--clip-seconds", type=float, default=2.0, help="clip grid in seconds (default 2)")
+    p_index.add_argument("--remove", nargs="+", metavar="PATH", help="remove these videos from the index")
+    p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
+    p_index.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_index.set_defaults(func=_cmd_index)
+
+    p_search = sub.add_parser("search", help="one-shot text search: ranked videos with moments")
+    p_search.add_argument("query")
+    p_search.add_argument("--index", required=True)
+    p_search.add_argument("-k", type=int, default=10)
+    p_search.add_argument("--json", action="store_true")
+    p_search.set_defaults(func=_cmd_search)
     return parser
 
 

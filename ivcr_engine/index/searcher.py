@@ -1,0 +1,187 @@
+"""One-shot search over an index: text query -> ranked videos with their best moments and the
+evidence behind them.
+
+The query is embedded once by the text encoder and scored against the text-space channels
+(concept, speech, subtitle) in one fused pass over the corpus (search core, ``topk_videos``);
+then the clips of the top videos are re-scored and cut into moments by the span scorer, and the
+moments are ranked corpus-wide with each video's retrieval score as a bias (``rank_moments``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..models import TextEncoder
+from ..models.registry import model_dir
+from ..search import Corpus
+from ..span import SpanScorer
+from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
+from .store import IndexStore
+
+DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0}
+# Similarity an unrelated sentence still reaches under MiniLM: subtracted from clips that have
+# speech or subtitle text (through the presence dimension), so only evidence above chance counts.
+TEXT_BASELINE = 0.15
+
+
+@dataclass
+class Evidence:
+    lines: list[tuple[str, float, float, str]] = field(default_factory=list)  # (source, start, end, text)
+    concepts: list[str] = field(default_factory=list)                         # top classes of the moment's clips
+    channel_scores: dict = field(default_factory=dict)                        # channel -> best clip score
+
+
+@dataclass
+class Hit:
+    rank: int
+    video_id: int      # the index's id of the video
+    video_index: int   # its position in the search corpus
+    path: str
+    start: float
+    end: float
+    score: float          # the video's retrieval score (fused channels, aggregated over clips)
+    moment_score: float   # the span scorer's score of this moment inside the video
+    evidence: Evidence
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["evidence"]["lines"] = [list(x) for x in self.evidence.lines]
+        return d
+
+
+class Index:
+    """A searchable view of an index folder (memory-mapped; opening costs no vector I/O)."""
+
+    def __init__(self, root: str | Path, text_encoder: TextEncoder | None = None, models_root: Path | None = None):
+        self.store = IndexStore(root)
+        self.settings = self.store.settings()
+        self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
+        all_videos = self.store.videos(include_removed=True)
+        self.videos = all_videos  # corpus video index -> record (removed ones stay, always denied)
+        self.offsets = np.array([v["first_row"] for v in all_videos] + [self.store.row_count()], np.int64)
+        self.removed = np.array([bool(v["removed"]) for v in all_videos], bool)
+        self.video_of_row, self.clip_start, self.clip_end = self.store.clip_table()
+        chans = self.store.channels()
+        self.channels = {name: self.store.vectors(name) for name in chans}
+        self.corpus = Corpus(self.channels, self.offsets)
+        self._text = text_encoder
+        self._models_root = models_root or model_dir()
+        self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
+                               top_m=3, nms_iou=0.5, length_weight=0.05)
+
+    @classmethod
+    def open(cls, root: str | Path, **kw) -> "Index":
+        return cls(root, **kw)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        if self._text is None:
+            self._text = TextEncoder(root=self._models_root)
+        return self._text
+
+    def __len__(self) -> int:
+        return int((~self.removed).sum())
+
+    def live_ids(self) -> np.ndarray:
+        return np.nonzero(~self.removed)[0]
+
+    def encode_query(self, text: str) -> dict[str, np.ndarray]:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the query is empty")
+        q = self.text_encoder.encode([text])
+        with_presence = np.concatenate([q, [[-TEXT_BASELINE]]], axis=1).astype(np.float32)
+        return {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in self.channels}
+
+    def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
+               allow: Sequence[int] | None = None, deny: Sequence[int] | None = None,
+               moments_per_video: int = 1) -> list[Hit]:
+        """Top ``k`` videos for a text query (or prepared per-channel query vectors), each with its
+        best moment(s). ``allow``/``deny`` restrict by corpus video index."""
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        if len(self) == 0:
+            return []
+        queries = self.encode_query(query) if isinstance(query, str) else dict(query)
+        w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        w = {c: w.get(c, 0.0) for c in queries}
+        allow_mask = None
+        if allow is not None:
+            allow_mask = np.zeros(len(self.videos), bool)
+            allow_mask[np.asarray(list(allow), np.int64)] = True
+            allow_mask &= ~self.removed
+            res = self.corpus.topk_videos(queries, k, weights=w, allow=allow_mask)
+        else:
+            deny_mask = self.removed.copy()
+            if deny is not None:
+                deny_mask[np.asarray(list(deny), np.int64)] = True
+            res = self.corpus.topk_videos(queries, k, weights=w, deny=deny_mask)
+        vids = res.ids[0][res.ids[0] >= 0]
+        vscores = res.scores[0][: len(vids)]
+        return self._moments(queries, w, vids, vscores, moments_per_video)
+
+    def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
+                    per_channel: bool = False):
+        """Fused scores of the given rows (the few clips of the top videos: plain NumPy is enough)."""
+        total = np.zeros(len(rows), np.float32)
+        parts = {}
+        for c, q in queries.items():
+            wc = weights.get(c, 0.0)
+            s = np.asarray(self.channels[c][rows], np.float32) @ np.asarray(q, np.float32).reshape(-1)
+            parts[c] = s
+            total += wc * s
+        return (total, parts) if per_channel else total
+
+    def _moments(self, queries, weights, vids: np.ndarray, vscores: np.ndarray, per_video: int) -> list[Hit]:
+        if len(vids) == 0:
+            return []
+        rows = np.concatenate([np.arange(self.offsets[v], self.offsets[v + 1]) for v in vids])
+        scores, parts = self.clip_scores(queries, weights, rows, per_channel=True)
+        local_off = np.concatenate([[0], np.cumsum(self.offsets[vids + 1] - self.offsets[vids])]).astype(np.int64)
+        spans = self.span.score(scores, local_off, self.clip_start[rows], self.clip_end[rows])
+        hits = []
+        for r, (v, vs) in enumerate(zip(vids, vscores)):
+            for m in range(min(per_video, spans.start.shape[1])):
+                if spans.first_clip[r, m] < 0:
+                    continue
+                a, b = int(spans.first_clip[r, m]), int(spans.last_clip[r, m])
+                ev = self._evidence(int(v), rows[a:b + 1], float(spans.start[r, m]), float(spans.end[r, m]),
+                                    {c: float(p[a:b + 1].max()) for c, p in parts.items()})
+                hits.append(Hit(rank=0, video_id=int(self.videos[v]["id"]), video_index=int(v),
+                                path=self.videos[v]["path"], start=float(spans.start[r, m]),
+                                end=float(spans.end[r, m]), score=float(vs),
+                                moment_score=float(spans.score[r, m]), evidence=ev))
+        for i, h in enumerate(hits, 1):
+            h.rank = i
+        return hits
+
+    def _evidence(self, v: int, rows: np.ndarray, start: float, end: float, channel_scores: dict) -> Evidence:
+        lines = [l for l in self.store.texts(self.videos[v]["id"]) if l[1] < end and l[2] > start]
+        concepts = [c for c in self.store.concepts(rows) if c]
+        return Evidence(lines=lines, concepts=concepts[:3], channel_scores=channel_scores)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def to_qvhighlights(qid, query: str, hits: Sequence[Hit], vid: str | None = None) -> dict:
+    """A QVHighlights-style prediction line: moments of the top video as pred_relevant_windows."""
+    top = [h for h in hits if vid is None or Path(h.path).stem == vid]
+    return {"qid": qid, "query": query, "vid": Path(top[0].path).stem if top else vid,
+            "pred_relevant_windows": [[round(h.start, 2), round(h.end, 2), round(h.score, 4)] for h in top]}
+
+
+def to_tvr(query_id, hits: Sequence[Hit]) -> dict:
+    """A TVR-style (video corpus moment retrieval) prediction: [video, start, end, score] rows."""
+    return {"desc_id": query_id,
+            "predictions": [[Path(h.path).stem, round(h.start, 2), round(h.end, 2), round(h.score, 4)] for h in hits]}
+
+
+def hits_to_json(hits: Sequence[Hit]) -> str:
+    return json.dumps([{"video_id": h.video_id, "path": h.path, "start": round(h.start, 2), "end": round(h.end, 2),
+                        "score": round(h.score, 4), "rank": h.rank,
+                        "evidence": {"lines": [list(l) for l in h.evidence.lines], "concepts": h.evidence.concepts}}
+                       for h in hits], ensure_ascii=False, indent=2)
