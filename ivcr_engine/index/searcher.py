@@ -64,7 +64,8 @@ class Index:
         self.videos = all_videos  # corpus video index -> record (removed ones stay, always denied)
         self.offsets = np.array([v["first_row"] for v in all_videos] + [self.store.row_count()], np.int64)
         self.removed = np.array([bool(v["removed"]) for v in all_videos], bool)
-        self.video_of_row, self.clip_start, self.clip_end = self.store.clip_table()
+        times = self.store.clip_times()
+        self.clip_start, self.clip_end = times[:, 0], times[:, 1]
         chans = self.store.channels()
         self.channels = {name: self.store.vectors(name) for name in chans}
         self.corpus = Corpus(self.channels, self.offsets)

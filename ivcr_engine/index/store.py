@@ -2,8 +2,9 @@
 
     INDEX/meta.sqlite          videos, clips, texts (transcript/subtitle lines), channels, models
     INDEX/vectors/<name>.bin   rows of one channel (float16 by default), memory-mapped on open
+    INDEX/vectors/clip_times.f8  [start, end] seconds of every row, memory-mapped on open
 
-Crash safety comes from the order of writes: a video's rows are appended to every channel file
+Crash safety comes from the order of writes: a video's rows are appended to every row file
 and flushed to disk first, then one SQLite transaction records the video, its clips, its texts and
 the new row counts. SQLite's committed row counts are the truth: bytes past them (left by a
 killed ingest) are ignored on open and cut off before the next append. So a kill -9 at any point
@@ -138,48 +139,71 @@ class IndexStore:
     def _vector_path(self, name: str) -> Path:
         return self.root / "vectors" / f"{name}.bin"
 
+    def _clips_path(self) -> Path:
+        return self.root / "vectors" / "clip_times.f8"
+
     def add_video(self, rec: VideoRecord) -> int:
         """Append one video's rows and record it; returns its id. All or nothing."""
+        return self.add_videos([rec])[0]
+
+    def add_videos(self, records: Sequence[VideoRecord]) -> list[int]:
+        """Append several videos in one commit (one fsync per file): all or nothing."""
         chans = self.channels()
-        if set(rec.vectors) != set(chans):
-            raise ValueError(f"video {rec.path}: vectors for {sorted(rec.vectors)} but the index has {sorted(chans)}")
-        n = len(rec.clip_times)
         first_row = self.row_count()
+        row = first_row
+        blocks: dict[str, list[np.ndarray]] = {name: [] for name in chans}
+        times = []
+        for rec in records:
+            if set(rec.vectors) != set(chans):
+                raise ValueError(f"video {rec.path}: vectors for {sorted(rec.vectors)} but the index has {sorted(chans)}")
+            n = len(rec.clip_times)
+            clip_times = np.asarray(rec.clip_times, np.float64).reshape(-1, 2)
+            if n == 0 or np.any(clip_times[:, 1] < clip_times[:, 0]):
+                raise ValueError(f"video {rec.path}: needs at least one clip and clip ends >= starts")
+            for name, spec in chans.items():
+                v = np.asarray(rec.vectors[name])
+                if v.shape != (n, spec.dim):
+                    raise ValueError(f"video {rec.path}: channel {name!r} has shape {v.shape}, expected ({n}, {spec.dim})")
+                if not np.all(np.isfinite(v)):
+                    raise ValueError(f"video {rec.path}: channel {name!r} has NaN or infinite values")
+                blocks[name].append(v.astype(spec.dtype))
+            times.append(clip_times)
         for name, spec in chans.items():
-            v = np.asarray(rec.vectors[name])
-            if v.shape != (n, spec.dim):
-                raise ValueError(f"video {rec.path}: channel {name!r} has shape {v.shape}, expected ({n}, {spec.dim})")
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"video {rec.path}: channel {name!r} has NaN or infinite values")
-            self._append_rows(name, spec, first_row, v.astype(spec.dtype))
-        concepts = list(rec.top_concepts) if rec.top_concepts is not None else [None] * n
-        info = json.dumps(rec.info) if rec.info else None
+            self._append(self._vector_path(name), spec.dim * np.dtype(spec.dtype).itemsize, first_row, blocks[name])
+        self._append(self._clips_path(), 16, first_row, times)
+        ids = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self.db.execute(
-                "INSERT INTO videos(path, content_hash, duration, fps, width, height, first_row, n_clips, added_at, info)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rec.path, rec.content_hash, float(rec.duration), rec.fps, rec.width, rec.height, first_row, n,
-                 time.time(), info))
-            vid = int(cur.lastrowid)
-            self.db.executemany("INSERT INTO clips(row, video_id, t_start, t_end, top_concepts) VALUES (?, ?, ?, ?, ?)",
-                                [(first_row + i, vid, float(a), float(b), concepts[i])
-                                 for i, (a, b) in enumerate(np.asarray(rec.clip_times, np.float64))])
-            self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text) VALUES (?, ?, ?, ?, ?)",
-                                [(vid, s, float(a), float(b), t) for s, a, b, t in rec.texts])
-            self.db.execute("UPDATE channels SET rows = ?", (first_row + n,))
+            for rec in records:
+                n = len(rec.clip_times)
+                concepts = list(rec.top_concepts) if rec.top_concepts is not None else [None] * n
+                cur = self.db.execute(
+                    "INSERT INTO videos(path, content_hash, duration, fps, width, height, first_row, n_clips, added_at,"
+                    " info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rec.path, rec.content_hash, float(rec.duration), rec.fps, rec.width, rec.height, row, n,
+                     time.time(), json.dumps(rec.info) if rec.info else None))
+                vid = int(cur.lastrowid)
+                self.db.executemany(
+                    "INSERT INTO clips(row, video_id, t_start, t_end, top_concepts) VALUES (?, ?, ?, ?, ?)",
+                    [(row + i, vid, float(a), float(b), concepts[i])
+                     for i, (a, b) in enumerate(np.asarray(rec.clip_times, np.float64))])
+                self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text) VALUES (?, ?, ?, ?, ?)",
+                                    [(vid, src, float(a), float(b), t) for src, a, b, t in rec.texts])
+                ids.append(vid)
+                row += n
+            self.db.execute("UPDATE channels SET rows = ?", (row,))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return vid
+        return ids
 
-    def _append_rows(self, name: str, spec: ChannelSpec, first_row: int, rows: np.ndarray) -> None:
-        path = self._vector_path(name)
-        row_bytes = spec.dim * np.dtype(spec.dtype).itemsize
+    @staticmethod
+    def _append(path: Path, row_bytes: int, first_row: int, blocks: list[np.ndarray]) -> None:
         with open(path, "ab") as f:
             f.truncate(first_row * row_bytes)  # drop bytes a killed ingest left past the committed rows
-            f.write(np.ascontiguousarray(rows).tobytes())
+            for block in blocks:
+                f.write(np.ascontiguousarray(block).tobytes())
             f.flush()
             os.fsync(f.fileno())
 
@@ -213,11 +237,13 @@ class IndexStore:
             return np.zeros((0, spec.dim), spec.dtype)
         return np.memmap(self._vector_path(name), dtype=spec.dtype, mode="r", shape=(rows, spec.dim))
 
-    def clip_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(video_id per row, t_start per row, t_end per row) for every committed row."""
-        rows = self.db.execute("SELECT video_id, t_start, t_end FROM clips ORDER BY row").fetchall()
-        a = np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-        return a[:, 0].astype(np.int64), a[:, 1], a[:, 2]
+    def clip_times(self) -> np.ndarray:
+        """(rows, 2) float64 clip [start, end] seconds of every committed row, memory-mapped (so
+        opening a million-clip index reads nothing up front)."""
+        rows = self.row_count()
+        if rows == 0:
+            return np.zeros((0, 2), np.float64)
+        return np.memmap(self._clips_path(), dtype=np.float64, mode="r", shape=(rows, 2))
 
     def texts(self, video_id: int) -> list[tuple[str, float, float, str]]:
         return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? ORDER BY t_start",

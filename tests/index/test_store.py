@@ -34,8 +34,8 @@ def test_round_trip(tmp_path):
         vec = s.vectors("visual")
         assert isinstance(vec, np.memmap) and vec.shape == (8, 8) and vec.dtype == np.float16
         np.testing.assert_allclose(vec[3:], record("b", 5, seed=2).vectors["visual"], atol=1e-3)
-        video_of_row, t0, t1 = s.clip_table()
-        assert list(video_of_row) == [a] * 3 + [b] * 5 and t1[-1] == 10.0
+        times = s.clip_times()
+        assert isinstance(times, np.memmap) and times.shape == (8, 2) and times[-1, 1] == 10.0
         assert s.texts(b) == [("subtitle", 1.0, 2.5, "line of b")]
         assert s.concepts([4]) == ["concept1"]
         assert s.has_hash("hash-a") and not s.has_hash("hash-z")
@@ -52,6 +52,7 @@ def test_bytes_left_by_a_killed_ingest_are_ignored_then_overwritten(tmp_path):
         assert vec.shape == (5, 8)
         np.testing.assert_allclose(vec[3:], record("b", 2, seed=5).vectors["visual"], atol=1e-3)
         assert (s.root / "vectors" / "visual.bin").stat().st_size == 5 * 8 * 2
+        assert (s.root / "vectors" / "clip_times.f8").stat().st_size == 5 * 16
 
 
 def test_remove_and_re_add(tmp_path):
@@ -89,3 +90,25 @@ def test_bad_records_change_nothing(tmp_path):
 def test_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no index"):
         IndexStore(tmp_path / "nowhere")
+
+
+def test_opening_a_million_clip_index_reads_no_vectors(tmp_path):
+    """100k videos x 10 clips written in bulk; opening maps the files instead of reading them."""
+    import time
+
+    from ivcr_engine.index import Index
+
+    with IndexStore(tmp_path / "big", create=True) as s:
+        s.ensure_channel(ChannelSpec("visual", 4))
+        rng = np.random.default_rng(0)
+        times = np.stack([np.arange(10) * 2.0, np.arange(10) * 2.0 + 2.0], 1)
+        for chunk in range(10):
+            recs = [VideoRecord(f"/v/{chunk}_{i}.mp4", f"h{chunk}_{i}", 20.0, times,
+                                {"visual": rng.normal(size=(10, 4)).astype(np.float32)}) for i in range(10_000)]
+            s.add_videos(recs)
+    t0 = time.perf_counter()
+    index = Index(tmp_path / "big", text_encoder=object())  # no text model needed to open
+    opened = time.perf_counter() - t0
+    assert index.corpus.rows == 1_000_000 and index.corpus.videos == 100_000
+    assert isinstance(index.channels["visual"], np.memmap) and isinstance(index.clip_start, np.memmap)
+    print(f"opened a 1M-clip index in {opened * 1000:.0f} ms")
