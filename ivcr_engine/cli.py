@@ -50,7 +50,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     from .index import Ingestor
 
-    ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech)
+    ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech, clip_model=args.clip_model)
     try:
         report = ing.run(args.paths, remove=args.remove or (), progress=not args.quiet)
     finally:
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--clip-seconds", type=float, default=2.0, help="clip grid in seconds (default 2)")
     p_index.add_argument("--remove", nargs="+", metavar="PATH", help="remove these videos from the index")
     p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
+    p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
     p_index.set_defaults(func=_cmd_index)
 

@@ -4,6 +4,8 @@
     concept   those frames' top ImageNet classes placed in the text space (384-d)
     speech    Whisper transcript lines overlapping the clip, embedded by MiniLM (384-d)
     subtitle  subtitle cues (embedded streams and sidecar .srt/.vtt) overlapping the clip (384-d)
+    clip      (optional) a CLIP-family image embedding of the same frame, when the index is built
+              with a model exported by models/export_clip.py: text queries then meet frames directly
 
 The speech and subtitle channels carry one extra "presence" dimension (1 where the clip has text,
 0 where not) so a query can subtract a chance-level baseline from clips that have text: unrelated
@@ -26,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import decode
-from ..models import FrameEncoder, SpeechRecognizer, TextEncoder
+from ..models import ClipEncoder, FrameEncoder, SpeechRecognizer, TextEncoder
 from ..models.registry import model_dir
 from .store import ChannelSpec, IndexStore, VideoRecord
 
@@ -118,7 +120,7 @@ class Ingestor:
     """Holds the encoders (loaded once) and writes videos into one index."""
 
     def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
-                 models_root: Path | None = None, threads: int | None = None):
+                 models_root: Path | None = None, threads: int | None = None, clip_model: str | Path | None = None):
         root = models_root or model_dir()
         self.store = IndexStore(index_dir, create=True)
         settings = self.store.settings()
@@ -128,10 +130,18 @@ class Ingestor:
         self.text = TextEncoder(root=root, threads=threads)
         self.frames = FrameEncoder(root=root, threads=threads)
         self.speech = SpeechRecognizer(root=root, threads=threads) if speech else None
+        clip_model = clip_model or settings.get("clip_model")
+        self.clip = ClipEncoder(clip_model, threads=threads) if clip_model else None
+        if settings and self.clip and settings.get("clip_model") != str(Path(clip_model).resolve()):
+            raise ValueError("this index was built without that CLIP model; a CLIP channel needs a new index")
         if not settings:
             self.store.set_settings({"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
                                      "frame_model": self.frames.card.name,
-                                     "speech_model": self.speech.card.name if self.speech else None})
+                                     "speech_model": self.speech.card.name if self.speech else None,
+                                     "clip_model": str(Path(clip_model).resolve()) if clip_model else None})
+        if self.clip:
+            self.store.ensure_channel(ChannelSpec("clip", self.clip.dim, model=self.clip.card.name,
+                                                  model_sha256=self.clip.card.raw["sha256"]))
         for spec in (ChannelSpec("visual", self.frames.dim, model=self.frames.card.name, model_sha256=self.frames.card.raw["sha256"]),
                      *(ChannelSpec(c, self.text.dim + (c in PRESENCE_CHANNELS), model=self.text.card.name,
                                    model_sha256=self.text.card.raw["sha256"]) for c in TEXT_CHANNELS)):
@@ -153,6 +163,12 @@ class Ingestor:
         frames = decode.decode_frames(path, decode.Timestamps(list(centres)), size=(size, size), crop=True,
                                       dtype=np.float32, mean=list(self.frames.mean / 255.0),
                                       std=list(self.frames.std / 255.0))
+        clip_frames = None
+        if self.clip is not None:
+            cs = self.clip.image_size
+            clip_frames = decode.decode_frames(path, decode.Timestamps(list(centres)), size=(cs, cs), crop=True,
+                                               dtype=np.float32, mean=list(self.clip.mean / 255.0),
+                                               std=list(self.clip.std / 255.0)).frames
         audio = None
         if self.speech is not None and info.streams_of("audio"):
             try:
@@ -160,7 +176,7 @@ class Ingestor:
             except decode.DecodeError:
                 audio = None  # a broken audio track costs the speech channel, not the video
         subs = [(s.start, s.end, s.text) for s in decode.read_subtitles(path)]
-        return {"info": info, "clips": clips, "frames": frames, "audio": audio, "subs": subs,
+        return {"info": info, "clips": clips, "frames": frames, "clip_frames": clip_frames, "audio": audio, "subs": subs,
                 "seconds": time.perf_counter() - t0}
 
     def _encode(self, path: Path, d: dict, digest: str, report: IngestReport) -> VideoRecord:
@@ -174,6 +190,8 @@ class Ingestor:
         t2 = time.perf_counter()
         speech_lines = [(s.start, s.end, s.text) for s in segments]
         vectors = {"visual": feats, "concept": concepts}
+        if self.clip is not None:
+            vectors["clip"] = self.clip.encode_images(d["clip_frames"])
         for name, lines in (("speech", speech_lines), ("subtitle", d["subs"])):
             per_clip = texts_per_clip(clips, lines)
             vec = np.zeros((len(clips), self.text.dim + 1), np.float32)

@@ -15,14 +15,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..models import TextEncoder
+from ..models import ClipEncoder, TextEncoder
 from ..models.registry import model_dir
 from ..search import Corpus
 from ..span import SpanScorer
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .store import IndexStore
 
-DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0}
+DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
 # Similarity an unrelated sentence still reaches under MiniLM: subtracted from clips that have
 # speech or subtitle text (through the presence dimension), so only evidence above chance counts.
 TEXT_BASELINE = 0.15
@@ -71,6 +71,8 @@ class Index:
         self.corpus = Corpus(self.channels, self.offsets)
         self._text = text_encoder
         self._models_root = models_root or model_dir()
+        clip_model = self.settings.get("clip_model")
+        self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
                                top_m=3, nms_iou=0.5, length_weight=0.05)
 
@@ -95,7 +97,10 @@ class Index:
             raise ValueError("the query is empty")
         q = self.text_encoder.encode([text])
         with_presence = np.concatenate([q, [[-TEXT_BASELINE]]], axis=1).astype(np.float32)
-        return {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in self.channels}
+        out = {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in self.channels}
+        if self.clip is not None:
+            out["clip"] = self.clip.encode_texts([text])
+        return out
 
     def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
                allow: Sequence[int] | None = None, deny: Sequence[int] | None = None,
