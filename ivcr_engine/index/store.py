@@ -44,6 +44,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS videos_live_hash ON videos(content_hash) WHERE
 CREATE TABLE IF NOT EXISTS clips (row INTEGER PRIMARY KEY, video_id INTEGER NOT NULL, t_start REAL NOT NULL,
                                   t_end REAL NOT NULL, top_concepts TEXT);
 CREATE INDEX IF NOT EXISTS clips_video ON clips(video_id);
+CREATE INDEX IF NOT EXISTS videos_path ON videos(path);
 CREATE TABLE IF NOT EXISTS texts (video_id INTEGER NOT NULL, source TEXT NOT NULL, t_start REAL NOT NULL,
                                   t_end REAL NOT NULL, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS texts_video ON texts(video_id);
@@ -216,18 +217,19 @@ class IndexStore:
         return cur.rowcount
 
     # -- reading ----------------------------------------------------------------------------
+    _VIDEO_KEYS = ("id", "path", "content_hash", "duration", "fps", "width", "height", "first_row", "n_clips",
+                   "removed", "info")
+
+    def _video_rows(self, where: str = "", params: tuple = ()) -> list[dict]:
+        q = f"SELECT {', '.join(self._VIDEO_KEYS)} FROM videos {where} ORDER BY first_row"
+        return [dict(zip(self._VIDEO_KEYS, r)) for r in self.db.execute(q, params).fetchall()]
+
     def videos(self, include_removed: bool = False) -> list[dict]:
-        q = ("SELECT id, path, content_hash, duration, fps, width, height, first_row, n_clips, removed, info"
-             " FROM videos" + ("" if include_removed else " WHERE removed = 0") + " ORDER BY first_row")
-        keys = ("id", "path", "content_hash", "duration", "fps", "width", "height", "first_row", "n_clips", "removed",
-                "info")
-        return [dict(zip(keys, r)) for r in self.db.execute(q).fetchall()]
+        return self._video_rows("" if include_removed else "WHERE removed = 0")
 
     def find_video_by_path(self, path: str) -> dict | None:
-        for v in self.videos():
-            if v["path"] == path:
-                return v
-        return None
+        rows = self._video_rows("WHERE path = ? AND removed = 0", (path,))
+        return rows[0] if rows else None
 
     def vectors(self, name: str) -> np.ndarray:
         """The committed rows of a channel, memory-mapped read-only (no copy, no load time)."""
