@@ -183,7 +183,7 @@ def test_memory_10_minute_1080p(tmp_path):
     # 1080p stream with 1080p frames in flight (frame threads, reference frames, scaler).
     path = tmp_path / "long1080.mp4"
     subprocess.run([media.FFMPEG, "-v", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc2=size=1920x1080:rate=2:duration=600", "-c:v", "libx264", "-preset", "ultrafast",
+                    "testsrc2=size=1920x1080:rate=1:duration=600", "-c:v", "libx264", "-preset", "ultrafast",
                     "-g", "50", "-threads", "2", str(path)], check=True)
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(path)], capture_output=True, text=True,
                          check=True, env={**os.environ, "IVCR_NUM_THREADS": "2"})
