@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import time
@@ -155,8 +156,24 @@ def run_torchcodec(plan, sampler):
 IMPLS = {"ivcr_engine": run_ours, "pyav": run_pyav, "decord": run_decord, "torchcodec": run_torchcodec}
 
 
-def _record(workload, impl, benchmark, frames):
-    RESULTS.setdefault(workload, {})[impl] = {"seconds": benchmark.stats.stats.median, "frames": frames}
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of finished children (the ffmpeg CLI)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(benchmark, fn, *args):
+    """One round (these workloads take seconds) with the CPU time it used: on a shared machine
+    CPU seconds are steadier than wall time, so both are reported."""
+    before = _cpu_seconds()
+    frames = benchmark.pedantic(fn, args=args, rounds=1, iterations=1, warmup_rounds=0)
+    return frames, _cpu_seconds() - before
+
+
+def _record(workload, impl, benchmark, frames, cpu):
+    RESULTS.setdefault(workload, {})[impl] = {"seconds": benchmark.stats.stats.median, "cpu_seconds": cpu,
+                                              "frames": frames}
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
@@ -164,20 +181,22 @@ def _record(workload, impl, benchmark, frames):
 def test_sampled(benchmark, plans, workload, impl):
     pytest.importorskip({"pyav": "av", "decord": "decord", "torchcodec": "torchcodec"}.get(impl, "ivcr_engine"))
     fn = IMPLS[impl]
-    frames = benchmark.pedantic(fn, args=(plans[workload], SAMPLERS[workload]), rounds=1, iterations=1,
-                                warmup_rounds=0)
-    _record(workload, impl, benchmark, frames)
+    frames, cpu = _timed(benchmark, fn, plans[workload], SAMPLERS[workload])
+    _record(workload, impl, benchmark, frames, cpu)
 
 
-def test_full_decode_ours(benchmark, long_video):
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_full_decode_ours(benchmark, long_video, interpolation):
     def run():
         n = 0
-        for chunk in decode.iter_frames(long_video, decode.AllFrames(), size=SIZE, chunk_size=64, threads=THREADS):
+        for chunk in decode.iter_frames(long_video, decode.AllFrames(), size=SIZE, chunk_size=64, threads=THREADS,
+                                        interpolation=interpolation):
             n += len(chunk.frames)
         return n
 
-    frames = benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    _record("C", "ivcr_engine", benchmark, frames)
+    frames, cpu = _timed(benchmark, run)
+    # bilinear is the workload; nearest shows how much of the gap is the resize itself.
+    _record("C", "ivcr_engine" if interpolation == "bilinear" else "ivcr_nearest", benchmark, frames, cpu)
 
 
 def test_full_decode_ffmpeg(benchmark, long_video):
@@ -186,8 +205,8 @@ def test_full_decode_ffmpeg(benchmark, long_video):
                        check=True)
         return 0
 
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    _record("C", "ffmpeg", benchmark, None)
+    _, cpu = _timed(benchmark, run)
+    _record("C", "ffmpeg", benchmark, None, cpu)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -196,13 +215,17 @@ def report():
     if not RESULTS:
         return
     lines = [f"\nDecode benchmark ({platform.machine()}, {os.cpu_count()} cores, thread budget {THREADS})",
-             f"{'workload':<10}{'impl':<14}{'seconds':>10}{'frames':>8}{'ours x faster':>15}"]
+             f"{'workload':<10}{'impl':<14}{'seconds':>10}{'cpu s':>9}{'frames':>8}{'ours x faster':>15}"
+             f"{'(cpu)':>8}"]
     summary = {}
     for w in sorted(RESULTS):
         ours = RESULTS[w].get("ivcr_engine", {}).get("seconds")
+        ours_cpu = RESULTS[w].get("ivcr_engine", {}).get("cpu_seconds")
         for impl, r in RESULTS[w].items():
             ratio = r["seconds"] / ours if ours else float("nan")
-            lines.append(f"{w:<10}{impl:<14}{r['seconds']:>10.2f}{str(r['frames']):>8}{ratio:>15.2f}")
+            cpu_ratio = r["cpu_seconds"] / ours_cpu if ours_cpu else float("nan")
+            lines.append(f"{w:<10}{impl:<14}{r['seconds']:>10.2f}{r['cpu_seconds']:>9.2f}{str(r['frames']):>8}"
+                         f"{ratio:>15.2f}{cpu_ratio:>8.2f}")
         summary[w] = {impl: r["seconds"] for impl, r in RESULTS[w].items()}
     targets = []
     a_b = [(w, summary[w]) for w in ("A", "B") if w in summary]

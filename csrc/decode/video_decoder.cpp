@@ -1,5 +1,7 @@
 #include "decode/video_decoder.h"
 
+#include "common/thread_pool.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -16,7 +18,7 @@ constexpr double kMinFramesSkippedBySeek = 8;
 }  // namespace
 
 VideoDecoder::VideoDecoder(const std::string& path, int codec_threads, int stream_index)
-    : path_(path), threads_(codec_threads) {
+    : path_(path), threads_(codec_threads > 0 ? codec_threads : ivcr::num_threads()) {
   fmt_ = open_input(path);
   info_ = probe_format(fmt_.get(), path);
   vs_ = stream_index >= 0 ? stream_index : info_.video_stream;

@@ -11,7 +11,8 @@ namespace ivcr::decode {
 
 class VideoDecoder {
  public:
-  // codec_threads: FFmpeg frame/slice threads inside this video (<= 0: one per core).
+  // codec_threads: FFmpeg frame/slice threads inside this video (<= 0: the native pool size,
+  // not FFmpeg's cores + 1, so one video does not oversubscribe the machine).
   VideoDecoder(const std::string& path, int codec_threads, int stream_index = -1);
 
   const VideoInfo& info() const { return info_; }
