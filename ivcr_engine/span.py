@@ -9,7 +9,7 @@ Two scores, both over spans of ``min_len..max_len`` clips, the best span per sta
 a candidate, then greedy temporal NMS (ties: earlier start, then shorter):
 
 - ``contrast``: mean inside - mean outside + ``length_weight * len / T`` (prefix sums,
-  O(T * max_len)). The length term is how a caller says "prefer longer moments" when the evidence
+  O(T * max_len); means are sums times ``1/n``, computed in float64). The length term is how a caller says "prefer longer moments" when the evidence
   is flat; the whole video (no outside) has zero contrast.
 - ``boundary``: ``st[i] + ed[j]``, the rise of the smoothed scores (moving average of ``smooth``
   clips) into the first clip plus the fall after the last, with the video's mean standing beyond

@@ -6,55 +6,12 @@
 #include <limits>
 #include <vector>
 
+#include "common/cpu_features.h"
 #include "common/thread_pool.h"
+#include "span/contrast_kernel.h"
 
 namespace ivcr::span {
 namespace {
-
-struct Candidate {
-  int i, j;
-  float score;
-};
-
-// Best span per start clip by the contrast score. The scores of one start's lengths go into a
-// small buffer in a branch-free loop (vectorised divisions), then the first maximum is taken, so
-// equal scores keep the shorter span.
-void contrast_candidates(const float* s, int T, const SpanParams& p, std::vector<Candidate>& out,
-                         std::vector<double>& prefix, std::vector<double>& per_len, std::vector<float>& buf) {
-  prefix.assign(T + 1, 0.0);
-  for (int t = 0; t < T; ++t) prefix[t + 1] = prefix[t] + s[t];
-  const double total = prefix[T];
-  const int lmax = std::min(p.max_len, T);
-  // Per-length constants, so the inner loop is straight-line arithmetic the compiler vectorises.
-  per_len.assign(3 * std::size_t(lmax + 1), 1.0);
-  double* len_d = per_len.data();              // n
-  double* rest_d = len_d + (lmax + 1);         // T - n, or 1 for the whole video (value unused)
-  double* prior = rest_d + (lmax + 1);         // length_weight * n / T
-  for (int n = 1; n <= lmax; ++n) {
-    len_d[n] = n;
-    rest_d[n] = T - n > 0 ? T - n : 1;
-    prior[n] = p.length_weight * double(n) / T;
-  }
-  buf.resize(lmax + 1);
-  for (int i = 0; i + p.min_len <= T; ++i) {
-    const int nmax = std::min(lmax, T - i);
-    const double pi = prefix[i];
-    const double* pj = prefix.data() + i;
-    float* b = buf.data();
-    for (int n = p.min_len; n <= nmax; ++n) {
-      const double in = pj[n] - pi;
-      const double mean_in = in / len_d[n];
-      const double mean_out_raw = (total - in) / rest_d[n];
-      // the whole video has no outside: its outside mean is its inside mean (zero contrast)
-      const double mean_out = n == T ? mean_in : mean_out_raw;
-      b[n] = float(mean_in - mean_out + prior[n]);
-    }
-    int best_n = p.min_len;
-    for (int n = p.min_len + 1; n <= nmax; ++n)
-      if (b[n] > b[best_n]) best_n = n;
-    out.push_back({i, i + best_n - 1, b[best_n]});
-  }
-}
 
 // Best span per start clip by boundary evidence, with a monotone deque over end positions.
 void boundary_candidates(const float* s, int T, const SpanParams& p, std::vector<Candidate>& out) {
@@ -107,7 +64,10 @@ void one_video(const SpanBatch& b, const SpanParams& p, int64_t v, Scratch& sc, 
   std::vector<Candidate>& cand = sc.cand;
   cand.clear();
   if (T > 0 && p.min_len <= T) {
-    if (p.method == Method::Contrast) contrast_candidates(b.scores + o, T, p, cand, sc.prefix, sc.per_len, sc.buf);
+    if (p.method == Method::Contrast) {
+      const auto contrast = active_simd_level() >= SimdLevel::AVX2 ? contrast_candidates_avx2 : contrast_candidates_scalar;
+      contrast(b.scores + o, T, p, cand, sc.prefix, sc.per_len, sc.buf);
+    }
     else boundary_candidates(b.scores + o, T, p, cand);
   }
   // Greedy NMS in score order (ties: earlier start, then shorter). A heap hands out candidates

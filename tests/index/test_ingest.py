@@ -185,3 +185,38 @@ def test_speech_is_transcribed_and_found_at_its_time(tmp_path):
     spoken = next(l for l in speech if "car" in l[3].lower())
     assert hit.start < spoken[2] and hit.end > spoken[1]  # the moment overlaps when it was said
     assert 13.0 <= spoken[1] <= 15.5
+
+
+def test_remove_and_reindex_a_changed_file(shared_data, tmp_path):
+    from ivcr_engine.index import to_tvr
+
+    prepare_models()
+    folder = tmp_path / "vids"
+    folder.mkdir()
+    a, b = folder / "a.mp4", folder / "b.mp4"
+    shutil.copy(shared_data / "videos" / "carphone_pristine.mp4", a)
+    shutil.copy(shared_data / "videos" / "dog_walk.mp4", b)
+    root = tmp_path / "index"
+    assert subprocess.run([sys.executable, "-m", "ivcr_engine", "index", str(folder), "--index", str(root), "--quiet",
+                           "--no-speech"], capture_output=True).returncode == 0
+    # b.mp4 changes content: re-indexing replaces its entry instead of adding a second one
+    shutil.copy(shared_data / "videos" / "bikes.mp4", b)
+    ing = Ingestor(root, speech=False)
+    report = ing.run([folder], progress=False)
+    ing.store.close()
+    assert report.added == [str(b.resolve())] and report.skipped == [str(a.resolve())]
+    with IndexStore(root) as store:
+        live = {Path(v["path"]).name: v for v in store.videos()}
+        assert set(live) == {"a.mp4", "b.mp4"} and live["b.mp4"]["duration"] == pytest.approx(10.0)
+    out = subprocess.run([sys.executable, "-m", "ivcr_engine", "index", "--index", str(root), "--quiet", "--no-speech",
+                          "--remove", str(a)], capture_output=True, text=True)
+    assert out.returncode == 0 and "removed 1" in out.stdout
+    index = Index.open(root)
+    assert len(index) == 1
+    hits = index.search("people riding bicycles", k=5)
+    assert [Path(h.path).name for h in hits] == ["b.mp4"]  # removed videos never come back
+    tvr = to_tvr(7, hits)
+    assert tvr["desc_id"] == 7 and tvr["predictions"][0][0] == "b"
+    out = subprocess.run([sys.executable, "-m", "ivcr_engine", "search", "--index", str(root), "--json", "bicycles"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)[0]["path"].endswith("b.mp4")

@@ -14,9 +14,9 @@ def contrast_candidates(s, min_len, max_len, length_weight):
         for j in range(i + min_len - 1, min(T, i + max_len)):
             n = j - i + 1
             inside = float(np.sum(s[i:j + 1], dtype=np.float64))
-            mean_in = inside / n
+            mean_in = inside * (1.0 / n)
             rest = T - n
-            mean_out = mean_in if rest == 0 else (float(np.sum(s, dtype=np.float64)) - inside) / rest
+            mean_out = mean_in if rest == 0 else (float(np.sum(s, dtype=np.float64)) - inside) * (1.0 / rest)
             sc = np.float32(mean_in - mean_out + length_weight * n / T)
             if best is None or sc > best[2]:
                 best = (i, j, sc)
@@ -92,9 +92,9 @@ def spans_vectorised(scores, offsets, t0, t1, min_len, max_len, top_m, nms_iou, 
         jj = np.minimum(j, T_max - 1)
         inside = np.take_along_axis(prefix, jj + 1, 1) - prefix[:, :T_max]
         rest = (lengths[:, None] - n).astype(np.float64)
-        mean_in = inside / n
+        mean_in = inside * (1.0 / n)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_out = np.where(rest > 0, (total[:, None] - inside) / np.where(rest > 0, rest, 1), mean_in)
+            mean_out = np.where(rest > 0, (total[:, None] - inside) * (1.0 / np.where(rest > 0, rest, 1)), mean_in)
         sc = (mean_in - mean_out + length_weight * n / np.maximum(lengths[:, None], 1)).astype(np.float32)
         better = ok & (sc > best)
         best = np.where(better, sc, best)

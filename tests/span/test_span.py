@@ -145,3 +145,23 @@ def test_property_random(seed, method, min_len, extra, top_m, nms, smooth):
     kw = dict(method=method, min_len=min_len, max_len=min_len + extra, top_m=top_m, nms_iou=nms, smooth=smooth)
     res = SpanScorer(**kw).score(scores, offsets, t0, t1)
     assert_same(res, scores, offsets, t0, t1, **kw)
+
+
+def test_every_simd_level_gives_the_same_bits():
+    import ivcr_engine
+    from ivcr_engine import _core
+
+    if "avx2" not in ivcr_engine.build_info()["simd_detected"]:
+        pytest.skip("no AVX2 on this CPU")
+    rng = np.random.default_rng(12)
+    scores, offsets, t0, t1 = batch(rng, 200, 90, dyadic=False)
+    scorer = SpanScorer(method="contrast", max_len=24, length_weight=0.2)
+    try:
+        _core.set_simd_level(0)
+        portable = scorer.score(scores, offsets, t0, t1)
+    finally:
+        _core.set_simd_level(-1)
+    vectorised = scorer.score(scores, offsets, t0, t1)
+    np.testing.assert_array_equal(portable.score, vectorised.score)
+    np.testing.assert_array_equal(portable.first_clip, vectorised.first_clip)
+    np.testing.assert_array_equal(portable.last_clip, vectorised.last_clip)

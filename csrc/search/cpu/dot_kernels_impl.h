@@ -14,32 +14,21 @@
 
 namespace ivcr::search::impl {
 
-// R rows x NQ queries per register tile: R*NQ accumulators stay in registers.
-template <class S, int R, int NQ>
-inline void tile_f32(const float* Q, int D, const float* E, float* out, int ldo, bool acc_out) {
-  typename S::vf acc[R][NQ];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NQ; ++j) acc[i][j] = S::zero();
-  const int Dv = D - D % S::W;
-  for (int d = 0; d < Dv; d += S::W) {
-    typename S::vf q[NQ];
-    for (int j = 0; j < NQ; ++j) q[j] = S::load(Q + j * D + d);
-    for (int i = 0; i < R; ++i) {
-      const typename S::vf e = S::load(E + i * D + d);
-      for (int j = 0; j < NQ; ++j) acc[i][j] = S::fma(e, q[j], acc[i][j]);
-    }
-  }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NQ; ++j) {
-      float s = S::hsum(acc[i][j]);
-      for (int d = Dv; d < D; ++d) s += E[i * D + d] * Q[j * D + d];
-      float& o = out[j * ldo + i];
-      o = acc_out ? o + s : s;
-    }
-}
+// How a float-like corpus row is read: float32 as is, float16 converted per vector.
+struct F32Rows {
+  using T = float;
+  template <class S> static typename S::vf load(const T* p) { return S::load(p); }
+  static float scalar(T v) { return v; }
+};
+struct F16Rows {
+  using T = uint16_t;
+  template <class S> static typename S::vf load(const T* p) { return S::load_h(p); }
+  static float scalar(T v) { return half_to_float(v); }
+};
 
-template <class S, int R, int NQ>
-inline void tile_f16(const float* Q, int D, const uint16_t* E, float* out, int ldo, bool acc_out) {
+// R rows x NQ queries per register tile: R*NQ accumulators stay in registers.
+template <class S, class Rows, int R, int NQ>
+inline void tile_float(const float* Q, int D, const typename Rows::T* E, float* out, int ldo, bool acc_out) {
   typename S::vf acc[R][NQ];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < NQ; ++j) acc[i][j] = S::zero();
@@ -48,14 +37,14 @@ inline void tile_f16(const float* Q, int D, const uint16_t* E, float* out, int l
     typename S::vf q[NQ];
     for (int j = 0; j < NQ; ++j) q[j] = S::load(Q + j * D + d);
     for (int i = 0; i < R; ++i) {
-      const typename S::vf e = S::load_h(E + i * D + d);
+      const typename S::vf e = Rows::template load<S>(E + i * D + d);
       for (int j = 0; j < NQ; ++j) acc[i][j] = S::fma(e, q[j], acc[i][j]);
     }
   }
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < NQ; ++j) {
       float s = S::hsum(acc[i][j]);
-      for (int d = Dv; d < D; ++d) s += half_to_float(E[i * D + d]) * Q[j * D + d];
+      for (int d = Dv; d < D; ++d) s += Rows::scalar(E[i * D + d]) * Q[j * D + d];
       float& o = out[j * ldo + i];
       o = acc_out ? o + s : s;
     }
@@ -87,57 +76,38 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
 }
 
 // Row-tile height per query-group width: keeps R*NQ <= 12 accumulators (16 vector registers).
-template <int NQ> struct Rows { static constexpr int value = NQ == 4 ? 3 : 4; };
+template <int NQ> struct RowTile { static constexpr int value = NQ == 4 ? 3 : 4; };
 
-// Walks a block of rows in tiles of Rows<NQ> and finishes the remainder one row at a time.
-#define IVCR_WALK_ROWS(TILE, ...)                                                       \
-  do {                                                                                           \
-    constexpr int R = Rows<NQ>::value;                                                           \
-    int r = 0;                                                                                   \
-    for (; r + R <= nrows; r += R) TILE<S, R, NQ>(__VA_ARGS__);                                  \
-    for (; r < nrows; ++r) TILE<S, 1, NQ>(__VA_ARGS__);                                          \
-  } while (0)
+// A block of rows in tiles of RowTile<NQ>, the remainder one row at a time.
+template <class S, class Rows, int NQ>
+void rows_float(const float* Q, int D, const typename Rows::T* E, int nrows, float* out, int ldo, bool acc) {
+  constexpr int R = RowTile<NQ>::value;
+  int r = 0;
+  for (; r + R <= nrows; r += R) tile_float<S, Rows, R, NQ>(Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
+  for (; r < nrows; ++r) tile_float<S, Rows, 1, NQ>(Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
+}
 
-template <class S, int NQ>
-void rows_f32(const float* Q, int D, const float* E, int nrows, float* out, int ldo, bool acc) {
-  IVCR_WALK_ROWS(tile_f32, Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
-}
-template <class S, int NQ>
-void rows_f16(const float* Q, int D, const uint16_t* E, int nrows, float* out, int ldo, bool acc) {
-  IVCR_WALK_ROWS(tile_f16, Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
-}
 template <class S, int NQ>
 void rows_i8(const int16_t* Q, const float* qs, int D, const int8_t* E, const float* rs, int nrows, float* out,
              int ldo, bool acc) {
-  IVCR_WALK_ROWS(tile_i8, Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
+  constexpr int R = RowTile<NQ>::value;
+  int r = 0;
+  for (; r + R <= nrows; r += R) tile_i8<S, R, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
+  for (; r < nrows; ++r) tile_i8<S, 1, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
 }
-#undef IVCR_WALK_ROWS
 
 // Queries go in groups of 4 (the register tile width); the last group may be narrower.
-template <class S>
-void kernel_f32(const float* Q, int nq, int D, const float* E, int nrows, float* out, int ldo, bool acc) {
+template <class S, class Rows>
+void kernel_float(const float* Q, int nq, int D, const typename Rows::T* E, int nrows, float* out, int ldo, bool acc) {
   int b = 0;
-  for (; b + 4 <= nq; b += 4) rows_f32<S, 4>(Q + std::size_t(b) * D, D, E, nrows, out + std::size_t(b) * ldo, ldo, acc);
+  for (; b + 4 <= nq; b += 4)
+    rows_float<S, Rows, 4>(Q + std::size_t(b) * D, D, E, nrows, out + std::size_t(b) * ldo, ldo, acc);
   const float* q = Q + std::size_t(b) * D;
   float* o = out + std::size_t(b) * ldo;
   switch (nq - b) {
-    case 3: rows_f32<S, 3>(q, D, E, nrows, o, ldo, acc); break;
-    case 2: rows_f32<S, 2>(q, D, E, nrows, o, ldo, acc); break;
-    case 1: rows_f32<S, 1>(q, D, E, nrows, o, ldo, acc); break;
-    default: break;
-  }
-}
-
-template <class S>
-void kernel_f16(const float* Q, int nq, int D, const uint16_t* E, int nrows, float* out, int ldo, bool acc) {
-  int b = 0;
-  for (; b + 4 <= nq; b += 4) rows_f16<S, 4>(Q + std::size_t(b) * D, D, E, nrows, out + std::size_t(b) * ldo, ldo, acc);
-  const float* q = Q + std::size_t(b) * D;
-  float* o = out + std::size_t(b) * ldo;
-  switch (nq - b) {
-    case 3: rows_f16<S, 3>(q, D, E, nrows, o, ldo, acc); break;
-    case 2: rows_f16<S, 2>(q, D, E, nrows, o, ldo, acc); break;
-    case 1: rows_f16<S, 1>(q, D, E, nrows, o, ldo, acc); break;
+    case 3: rows_float<S, Rows, 3>(q, D, E, nrows, o, ldo, acc); break;
+    case 2: rows_float<S, Rows, 2>(q, D, E, nrows, o, ldo, acc); break;
+    case 1: rows_float<S, Rows, 1>(q, D, E, nrows, o, ldo, acc); break;
     default: break;
   }
 }
@@ -160,7 +130,7 @@ void kernel_i8(const int16_t* Q, const float* qs, int nq, int D, const int8_t* E
 
 template <class S>
 constexpr DotKernels make_table(const char* name) {
-  return DotKernels{&kernel_f32<S>, &kernel_f16<S>, &kernel_i8<S>, name};
+  return DotKernels{&kernel_float<S, F32Rows>, &kernel_float<S, F16Rows>, &kernel_i8<S>, name};
 }
 
 }  // namespace ivcr::search::impl
