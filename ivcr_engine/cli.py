@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -78,6 +79,66 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_reply(reply, index) -> None:
+    print(f"[{reply.intent}] {reply.text}")
+    if reply.intent in ("video retrieval", "selection", "negative feedback", "refinement", "analogous search") and reply.candidates:
+        for i, c in enumerate(reply.candidates[:10], 1):
+            mark = "*" if c.video == reply.video else " "
+            print(f"   {mark}{i:>2}. {Path(c.path).name}  ({c.score:.2f})")
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .dialogue import Engine
+
+    engine = Engine.open(args.index)
+    session = engine.session()
+    if args.script:
+        lines = [l.strip() for l in Path(args.script).read_text(encoding="utf-8").splitlines()]
+        for line in lines:
+            if not line or line.startswith("#"):
+                continue
+            print(f"> {line}")
+            _print_reply(session.ask(line), engine.index)
+            print()
+        if args.save:
+            Path(args.save).write_text(session.to_json(), encoding="utf-8")
+        return 0
+    try:
+        import readline  # noqa: F401  (history and line editing for input())
+
+        hist = Path.home() / ".ivcr_history"
+        if hist.exists():
+            readline.read_history_file(str(hist))
+    except (ImportError, OSError):
+        readline = None
+    print("ivcr chat: ask for videos and moments; 'help' for examples, 'quit' to leave.")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            print()
+            break
+        if line.lower() in ("quit", "exit", "q"):
+            break
+        _print_reply(session.ask(line), engine.index)
+    if readline is not None:
+        try:
+            readline.write_history_file(str(Path.home() / ".ivcr_history"))
+        except OSError:
+            pass
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .dialogue import Engine
+    from .eval.ivcr200k import evaluate, format_report, load_ivcr200k
+
+    dialogues = load_ivcr200k(args.file)
+    result = evaluate(Engine.open(args.index), dialogues, teacher_forced=not args.free_running)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -110,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_search.add_argument("-k", type=int, default=10)
     p_search.add_argument("--json", action="store_true")
     p_search.set_defaults(func=_cmd_search)
+
+    p_chat = sub.add_parser("chat", help="multi-turn dialogue over an index (interactive, or --script)")
+    p_chat.add_argument("--index", required=True)
+    p_chat.add_argument("--script", help="a file of turns, one per line: prints the transcript")
+    p_chat.add_argument("--save", help="with --script: write the session state as JSON here")
+    p_chat.set_defaults(func=_cmd_chat)
+
+    p_eval = sub.add_parser("eval", help="evaluate on a benchmark")
+    eval_sub = p_eval.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    p_ivcr = eval_sub.add_parser("ivcr200k", help="IVCR-200K dialogues: video R@1/5/10, moment R@1 at IoU .3/.5/.7")
+    p_ivcr.add_argument("file")
+    p_ivcr.add_argument("--index", required=True)
+    p_ivcr.add_argument("--free-running", action="store_true", help="do not teacher-force the history")
+    p_ivcr.add_argument("--json", action="store_true")
+    p_ivcr.set_defaults(func=_cmd_eval)
     return parser
 
 

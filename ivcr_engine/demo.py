@@ -88,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         print(f"   {f.name}")
     print("== indexing")
-    ing = Ingestor(args.workdir / "index")
+    try:
+        ing = Ingestor(args.workdir / "index")
+    except RuntimeError as exc:  # a demo index from an older engine is a cache: rebuild it
+        print(f"   rebuilding the demo index ({exc})")
+        shutil.rmtree(args.workdir / "index")
+        ing = Ingestor(args.workdir / "index")
     report = ing.run(files, progress=False)
     ing.store.close()
     print("   " + report.summary().replace("\n", "\n   "))

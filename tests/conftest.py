@@ -16,6 +16,21 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def shared_index(shared_data, tmp_path_factory):
+    """An index of every shared video (all channels), built once per test session:
+    (index folder, ingest report)."""
+    from ivcr_engine.index import Ingestor
+    from ivcr_engine.models import prepare_models
+
+    prepare_models()
+    root = tmp_path_factory.mktemp("shared_index") / "index"
+    ing = Ingestor(root)
+    report = ing.run([shared_data / "videos"], progress=False)
+    ing.store.close()
+    return root, report
+
+
 def cuda_device_available() -> bool:
     import ivcr_engine
 

@@ -21,16 +21,6 @@ from ivcr_engine.index import Index, IndexStore, Ingestor, collect_videos, hits_
 from ivcr_engine.models import prepare_models
 
 
-@pytest.fixture(scope="module")
-def shared_index(shared_data, tmp_path_factory):
-    prepare_models()
-    root = tmp_path_factory.mktemp("idx") / "index"
-    ing = Ingestor(root)
-    report = ing.run([shared_data / "videos"], progress=False)
-    ing.store.close()
-    return root, report
-
-
 def test_every_shared_video_is_indexed_with_its_duration_and_clips(shared_data, shared_index):
     root, report = shared_index
     videos = sorted((shared_data / "videos").iterdir())

@@ -1,0 +1,108 @@
+"""Responders turn the outcome of a turn into words. The template responder is the default:
+deterministic, no model, in the IVCR answer format ("The intent is video retrieval. The given
+query happens in video 3."). The LLM responder asks any causal LM (transformers) to write the
+reply and parses its "video N" / "Xs-Ys" back with the IVCR rules."""
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from .state import Candidate, Moment, SessionState
+
+HELP_TEXT = ("I search the indexed videos. Try: 'find videos of a dog on a beach', then 'the second one', "
+             "'when does he open the door?', 'earlier', 'not this one', 'something like this scene', "
+             "'show me the whole video'. 中文也可以: '第二个', '什么时候开门'.")
+
+
+class Responder(Protocol):
+    def respond(self, intent: str, state: SessionState, outcome: dict) -> str: ...
+
+
+def _video_line(state: SessionState, video: int) -> str:
+    n = state.candidate_number(video)
+    return f"video {n}" if n else f"video (index {video})"
+
+
+class TemplateResponder:
+    def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
+        kind = outcome.get("kind")
+        if kind == "help":
+            return HELP_TEXT
+        if kind == "chat":
+            return "Happy to help. Tell me what you want to find in the videos, or ask 'help'."
+        if kind == "nothing":
+            return outcome.get("why", "I found nothing that matches.")
+        parts = []
+        if kind == "video":
+            parts.append(f"The intent is video retrieval. The given query happens in {_video_line(state, outcome['video'])}.")
+        elif kind == "moment":
+            m: Moment = outcome["moment"]
+            parts.append(f"The intent is moment retrieval. The given query happens {m.start:.1f}s-{m.end:.1f}s.")
+        elif kind == "whole":
+            m = outcome["moment"]
+            parts.append(f"Here is the whole video ({_video_line(state, m.video)}): {m.start:.1f}s-{m.end:.1f}s.")
+        if outcome.get("why"):
+            parts.append(outcome["why"])
+        for line in outcome.get("evidence", [])[:3]:
+            parts.append(line)
+        return " ".join(parts)
+
+
+_VIDEO_RE = re.compile(r"video\s*(\d+)", re.I)
+_SPAN_RE = re.compile(r"(\d+(?:\.\d+)?)\s*s?\s*[-–~to ]+\s*(\d+(?:\.\d+)?)\s*s", re.I)
+
+
+def parse_ivcr_answer(text: str) -> tuple[int | None, tuple[float, float] | None]:
+    """The IVCR parsing rules: the first "video N" (1-based candidate) and the first "Xs-Ys" span."""
+    v = _VIDEO_RE.search(text)
+    s = _SPAN_RE.search(text)
+    span = None
+    if s:
+        a, b = float(s.group(1)), float(s.group(2))
+        span = (min(a, b), max(a, b))
+    return (int(v.group(1)) if v else None), span
+
+
+class LLMResponder:
+    """Any causal LM loadable by transformers (a local folder: nothing is downloaded). The prompt
+    carries the dialogue, the candidates and their evidence; the model's answer is returned as
+    the reply, and `choose` can let it pick among the ten candidates."""
+
+    def __init__(self, model_dir: str, max_new_tokens: int = 48, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).to(device).eval()
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+
+    def prompt(self, intent: str, state: SessionState, outcome: dict) -> str:
+        lines = ["You help a user find videos and moments. Answer like 'The given query happens in video N.' "
+                 "or 'The given query happens Xs-Ys.'"]
+        for t in state.turns[-4:]:
+            lines.append(f"User: {t['user']}\nAssistant: {t['reply']}")
+        for i, c in enumerate(state.candidates, 1):
+            lines.append(f"video {i}: {c.path} (score {c.score:.2f})")
+        for e in outcome.get("evidence", []):
+            lines.append(f"evidence: {e}")
+        lines.append(f"Intent: {intent}. Assistant:")
+        return "\n".join(lines)
+
+    def generate(self, prompt: str) -> str:
+        import torch
+
+        ids = self.tok(prompt, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            out = self.model.generate(**ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
+        return self.tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
+        return self.generate(self.prompt(intent, state, outcome))
+
+    def choose(self, state: SessionState, outcome: dict) -> tuple[Candidate | None, tuple[float, float] | None, str]:
+        """Let the model pick: its parsed "video N" (within the candidates) and "Xs-Ys"."""
+        text = self.respond("choose", state, outcome)
+        n, span = parse_ivcr_answer(text)
+        chosen = state.candidates[n - 1] if n and 1 <= n <= len(state.candidates) else None
+        return chosen, span, text

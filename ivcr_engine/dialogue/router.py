@@ -1,0 +1,161 @@
+"""Intent routing for a dialogue turn: explicit patterns first (English and Chinese), then
+similarity to intent prototypes in the text encoder's space; an ambiguous turn falls back to the
+most plausible intent and says what was assumed."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class Intent(str, Enum):
+    VIDEO_RETRIEVAL = "video retrieval"
+    MOMENT_RETRIEVAL = "moment retrieval"
+    SELECT = "selection"
+    REFINE = "refinement"
+    NEGATIVE = "negative feedback"
+    ANALOGOUS = "analogous search"
+    WHOLE_VIDEO = "whole video"
+    CHAT = "chit-chat"
+    HELP = "help"
+
+
+@dataclass
+class Routed:
+    intent: Intent
+    query: str = ""                 # the content words left for searching
+    ordinal: int | None = None      # 1-based candidate number for selections
+    direction: str | None = None    # "after" / "before" for temporal refinements
+    scope: str | None = None        # "one" / "all" for negative feedback
+    confidence: float = 1.0
+    assumed: str | None = None      # what the router assumed when the turn was ambiguous
+    matched: str = "pattern"        # "pattern" or "prototype"
+
+
+_ORDINALS_EN = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+                "ninth": 9, "tenth": 10, "last": -1, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
+_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+
+# Patterns are tried in order; the first match decides. Each returns a Routed.
+_P = re.compile
+
+
+def _strip(text: str, pattern: str) -> str:
+    return re.sub(pattern, " ", text, flags=re.I).strip(" ?.!,;:，。？！")
+
+
+def _pattern_route(text: str) -> Routed | None:
+    t = text.strip()
+    low = t.lower()
+    if not t:
+        return Routed(Intent.HELP, assumed="an empty turn: showing help")
+    if re.fullmatch(r"(help|\?|what can you do\??|how does this work\??|帮助|你能做什么[？?]?)", low):
+        return Routed(Intent.HELP)
+    if re.fullmatch(r"(hi|hello|hey|thanks|thank you|thx|good (morning|evening)|bye|ok(ay)?|cool|great|你好|谢谢|再见|好的)[!. ]*", low):
+        return Routed(Intent.CHAT)
+    # short-to-long
+    if re.search(r"\b(whole|entire|full|complete) (video|clip|thing)\b|整个视频|完整(的)?视频|全部视频", low):
+        return Routed(Intent.WHOLE_VIDEO)
+    # negative feedback
+    if re.search(r"\b(none of (these|them|those)|all wrong|nothing (here|matches))\b|都不是|都不对|一个都不", low):
+        return Routed(Intent.NEGATIVE, scope="all")
+    if re.search(r"\b(not (this|that|it)( one)?|wrong (one|video)|no,? not)\b|不是这个|不是那个|不对", low):
+        return Routed(Intent.NEGATIVE, scope="one")
+    # analogous
+    if re.search(r"\b(something|anything|more|others?|videos?|clips?|scenes?) (like|similar to) (this|that|it)\b|\bsimilar (ones|scenes?|clips?|videos?)\b|类似|相似|差不多的", low):
+        return Routed(Intent.ANALOGOUS)
+    # selection by number or reference
+    m = re.search(r"\b(?:video|clip|number|no\.?|#)\s*(\d{1,2})\b", low)
+    if m and not re.search(r"\bwhen\b", low):
+        return Routed(Intent.SELECT, ordinal=int(m.group(1)))
+    m = re.search(r"\bthe (first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|1st|2nd|3rd|4th|5th)\b(?: one| video| clip)?", low)
+    if m and len(low.split()) <= 6:
+        return Routed(Intent.SELECT, ordinal=_ORDINALS_EN[m.group(1)])
+    m = re.search(r"第\s*([一二两三四五六七八九十]|\d{1,2})\s*个", t)
+    if m:
+        g = m.group(1)
+        return Routed(Intent.SELECT, ordinal=int(g) if g.isdigit() else _ZH_DIGITS[g])
+    if re.search(r"最后一个", t):
+        return Routed(Intent.SELECT, ordinal=-1)
+    m = re.match(r"^(?:i mean |i want |pick |choose |select |open )?the one (?:with|where|that has|showing|about) (.+)$", low)
+    if m:
+        return Routed(Intent.SELECT, query=m.group(1).strip(" ?.!"))
+    m = re.match(r"^有(.+)的那个$", t)
+    if m:
+        return Routed(Intent.SELECT, query=m.group(1))
+    # temporal refinement relative to the last moment
+    if re.search(r"\b(after that|afterwards|later( on)?|the part after|what happens next|next part)\b|之后|后面|后来", low):
+        return Routed(Intent.REFINE, direction="after", query=_strip(low, r"\b(show me |the part |after that|afterwards|later( on)?|what happens next|next part)\b"))
+    if re.search(r"\b(earlier|before that|the part before|previously)\b|之前|前面|更早", low):
+        return Routed(Intent.REFINE, direction="before", query=_strip(low, r"\b(show me |the part |earlier( than that)?|before that|previously)\b"))
+    # content refinement of the candidate list
+    m = re.match(r"^(?:only|just) (?:the ones? |those |videos? )?(.+)$", low)
+    if m:
+        return Routed(Intent.REFINE, query=m.group(1).strip(" ?.!"))
+    m = re.match(r"^只要(.+)$", t)
+    if m:
+        return Routed(Intent.REFINE, query=m.group(1))
+    # moment retrieval
+    if re.search(r"^(when|at what (time|point)|what time|where in the video|which part|find the (moment|part|scene)|show me (the moment|when))\b", low) \
+            or re.search(r"什么时候|哪一段|几秒|哪个时间|何时", t):
+        q = _strip(low, r"^(when (does|do|did|is|are|was|were)|when|at what (time|point) (does|do|is)?|what time (does|do)?|where in the video (does|do|is)?|which part (shows|has)?|find the (moment|part|scene) (when|where)?|show me (the moment|when))\b")
+        q = re.sub(r"那个视频里|这个视频里|什么时候|哪一段|几秒|何时", " ", q).strip()
+        return Routed(Intent.MOMENT_RETRIEVAL, query=q or t)
+    # video retrieval
+    m = re.match(r"^(?:please )?(?:find|search( for)?|show( me)?|look for|get( me)?|i want( to see)?|are there|any)\s+(?:me\s+)?(?:some |a |an |the )?(?:videos?|clips?|footage|movies?)?\s*(?:of|about|with|where|showing|that show)?\s*(.+)$", low)
+    if m:
+        return Routed(Intent.VIDEO_RETRIEVAL, query=m.group(m.lastindex).strip(" ?.!"))
+    m = re.match(r"^(?:找|搜索|我想看|给我看|有没有)(?:一些|一个)?(?:视频)?(?:关于)?(.+?)(?:的视频)?[？?。]?$", t)
+    if m:
+        return Routed(Intent.VIDEO_RETRIEVAL, query=m.group(1))
+    return None
+
+
+# Prototype sentences per intent, embedded once; an unmatched turn goes to the nearest intent.
+PROTOTYPES = {
+    Intent.VIDEO_RETRIEVAL: ["find videos of a dog running on a beach", "I am looking for a video about cooking",
+                             "a man playing guitar on stage"],
+    Intent.MOMENT_RETRIEVAL: ["when does he open the door", "at which point does the car stop",
+                              "the moment the crowd starts cheering"],
+    Intent.CHAT: ["how are you today", "that is very nice", "tell me a joke"],
+    Intent.HELP: ["what can you do", "how do I use this"],
+}
+
+
+@dataclass
+class Router:
+    """``route(text, has_candidates, has_moment)``: patterns, then prototypes."""
+
+    encoder: object = None  # anything with encode(list[str]) -> unit vectors; None: patterns only
+    _proto: dict = field(default_factory=dict, init=False)
+
+    def _prototypes(self):
+        if not self._proto and self.encoder is not None:
+            for intent, sents in PROTOTYPES.items():
+                self._proto[intent] = self.encoder.encode(sents)
+        return self._proto
+
+    def route(self, text: str, has_candidates: bool = False, has_selection: bool = False) -> Routed:
+        r = _pattern_route(text)
+        if r is not None:
+            return r
+        protos = self._prototypes()
+        if not protos:
+            intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL
+            return Routed(intent, query=text.strip(), confidence=0.0, matched="prototype",
+                          assumed=f"no pattern matched; assumed {intent.value}")
+        q = self.encoder.encode([text])[0]
+        scored = sorted(((float(np.max(v @ q)), i) for i, v in protos.items()), reverse=True)
+        (best, intent), (second, _) = scored[0], scored[1]
+        assumed = None
+        if intent in (Intent.CHAT, Intent.HELP) and best < 0.45:
+            # a content-bearing turn that matches nothing: search with it
+            intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL
+            assumed = f"read as {intent.value}"
+        elif best - second < 0.05:
+            assumed = f"ambiguous turn; assumed {intent.value}"
+        if intent == Intent.MOMENT_RETRIEVAL and not has_selection and not has_candidates:
+            intent, assumed = Intent.VIDEO_RETRIEVAL, "no video chosen yet; searched for videos first"
+        return Routed(intent, query=text.strip(), confidence=best, matched="prototype", assumed=assumed)

@@ -1,0 +1,239 @@
+"""Engine and sessions: `Engine.open(index_dir).session().ask("...")` -> Reply.
+
+Each turn is routed to an intent, composes its search from the session state (a refinement adds
+to the last query; "not this one" excludes; "earlier" looks before the last moment), runs it on
+the index (fused top-k over videos, span scoring inside a video), updates the state and lets the
+responder word the reply with the evidence behind it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..index import Index
+from ..search import Corpus
+from .responders import Responder, TemplateResponder
+from .router import Intent, Routed, Router
+from .state import Candidate, Moment, Reply, SessionState
+
+N_CANDIDATES = 10  # the IVCR protocol's candidate list
+
+
+class Engine:
+    def __init__(self, index: Index, responder: Responder | None = None, use_prototypes: bool = True):
+        self.index = index
+        self.responder = responder or TemplateResponder()
+        self.router = Router(index.text_encoder if use_prototypes else None)
+        self._visual: Corpus | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path, **kw) -> "Engine":
+        return cls(Index.open(index_dir), **kw)
+
+    def session(self, state: SessionState | None = None) -> "Session":
+        return Session(self, state or SessionState())
+
+    def visual_corpus(self) -> Corpus:
+        """The visual channel alone, for "something like this scene" (query by frame features)."""
+        if self._visual is None:
+            self._visual = Corpus({"visual": self.index.channels["visual"]}, self.index.offsets)
+        return self._visual
+
+
+class Session:
+    def __init__(self, engine: Engine, state: SessionState):
+        self.engine = engine
+        self.state = state
+
+    # -- persistence --------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(self.state.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, engine: Engine, text: str) -> "Session":
+        return cls(engine, SessionState.from_dict(json.loads(text)))
+
+    # -- one turn -----------------------------------------------------------------------
+    def ask(self, text: str) -> Reply:
+        if not isinstance(text, str):
+            raise TypeError("a turn is a string")
+        st = self.state
+        routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
+        handler = {
+            Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
+            Intent.SELECT: self._select, Intent.REFINE: self._refine, Intent.NEGATIVE: self._negative,
+            Intent.ANALOGOUS: self._analogous, Intent.WHOLE_VIDEO: self._whole_video,
+            Intent.CHAT: lambda r: {"kind": "chat"}, Intent.HELP: lambda r: {"kind": "help"},
+        }[routed.intent]
+        outcome = handler(routed)
+        if routed.assumed:
+            outcome["why"] = (outcome.get("why", "") + f" (I assumed: {routed.assumed}.)").strip()
+        reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
+        st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value})
+        return Reply(intent=routed.intent.value, text=reply_text, candidates=list(st.candidates),
+                     moment=outcome.get("moment"), video=st.selected, evidence=outcome.get("evidence", []),
+                     assumed=routed.assumed)
+
+    # -- intents ------------------------------------------------------------------------
+    def _search_videos(self, query: str, allow: list[int] | None = None) -> list[Candidate]:
+        idx = self.engine.index
+        if allow is None and self.state.pool is not None:
+            allow = [v for v in self.state.pool if v not in self.state.excluded]
+        deny = self.state.excluded or None
+        hits = idx.search(query, k=N_CANDIDATES, allow=allow, deny=None if allow is not None else deny)
+        return [Candidate(h.video_index, h.path, round(h.score, 4)) for h in hits
+                if allow is None or h.video_index not in self.state.excluded]
+
+    def _show_top(self, candidates: list[Candidate], query: str, why: str = "") -> dict:
+        st = self.state
+        if not candidates:  # nothing left (e.g. everything rejected): no stale list stays on show
+            st.candidates, st.selected, st.moment = [], None, None
+            return {"kind": "nothing", "why": f"No other video matches '{query}'."}
+        st.candidates = candidates
+        st.selected = candidates[0].video
+        st.moment = None
+        return {"kind": "video", "video": st.selected, "why": why, "evidence": self._video_evidence(st.selected, query)}
+
+    def _find_videos(self, r: Routed) -> dict:
+        q = r.query or ""
+        if not q.strip():
+            return {"kind": "nothing", "why": "Tell me what the video should show."}
+        self.state.queries = [q]
+        return self._show_top(self._search_videos(q), q)
+
+    def _find_moment(self, r: Routed, direction: str | None = None) -> dict:
+        st = self.state
+        q = r.query or st.moment_query or st.query
+        if not q.strip():
+            return {"kind": "nothing", "why": "What should happen in the moment?"}
+        if st.selected is None:  # nothing chosen yet: find the video first, then the moment in it
+            st.queries = [q]
+            found = self._show_top(self._search_videos(q), q)
+            if found["kind"] == "nothing":
+                return found
+        m = self._best_moment(st.selected, q, direction)
+        if m is None:
+            return {"kind": "nothing", "why": f"Nothing {direction or 'in this video'} matches '{q}'."}
+        st.moment, st.moment_query = m, q
+        return {"kind": "moment", "moment": m, "evidence": self._moment_evidence(m)}
+
+    def _best_moment(self, video: int, query: str, direction: str | None) -> Moment | None:
+        idx = self.engine.index
+        rows = np.arange(idx.offsets[video], idx.offsets[video + 1])
+        last = self.state.moment if self.state.moment and self.state.moment.video == video else None
+        if direction == "after" and last:
+            rows = rows[idx.clip_start[rows] >= last.end - 1e-6]
+        elif direction == "before" and last:
+            rows = rows[idx.clip_end[rows] <= last.start + 1e-6]
+        if len(rows) == 0:
+            return None
+        queries = idx.encode_query(query)
+        from ..index.searcher import DEFAULT_WEIGHTS
+
+        scores = idx.clip_scores(queries, DEFAULT_WEIGHTS, rows)
+        spans = idx.span.score(scores, np.array([0, len(rows)], np.int64), idx.clip_start[rows], idx.clip_end[rows])
+        if spans.first_clip[0, 0] < 0:
+            return None
+        return Moment(video, float(spans.start[0, 0]), float(spans.end[0, 0]), float(spans.score[0, 0]))
+
+    def _select(self, r: Routed) -> dict:
+        st = self.state
+        if not st.candidates:
+            return {"kind": "nothing", "why": "There is no list to choose from yet; ask for videos first."}
+        if r.ordinal is not None:
+            n = len(st.candidates) if r.ordinal == -1 else r.ordinal
+            if not 1 <= n <= len(st.candidates):
+                return {"kind": "nothing", "why": f"There are {len(st.candidates)} candidates; pick 1-{len(st.candidates)}."}
+            chosen = st.candidates[n - 1]
+        else:  # "the one with the cockatoo": re-rank the candidates by that description
+            ranked = self._search_videos(r.query, allow=[c.video for c in st.candidates])
+            if not ranked:
+                return {"kind": "nothing", "why": f"None of the candidates shows '{r.query}'."}
+            chosen = next(c for c in st.candidates if c.video == ranked[0].video)
+        st.selected, st.moment = chosen.video, None
+        return {"kind": "video", "video": chosen.video, "evidence": self._video_evidence(chosen.video, r.query or st.query)}
+
+    def _refine(self, r: Routed) -> dict:
+        st = self.state
+        if r.direction:  # "earlier", "the part after that": relative to the last moment
+            if st.moment is None:
+                return {"kind": "nothing", "why": "There is no moment yet to look before or after."}
+            return self._find_moment(Routed(Intent.MOMENT_RETRIEVAL, query=r.query or st.moment_query), r.direction)
+        if not st.queries:
+            return self._find_videos(Routed(Intent.VIDEO_RETRIEVAL, query=r.query))
+        st.queries.append(r.query)  # a refinement adds to the query
+        allow = [c.video for c in st.candidates] if st.candidates else None
+        ranked = self._search_videos(st.query, allow=allow)
+        return self._show_top(ranked, st.query, why=f"Re-ranked for '{st.query}'.")
+
+    def _negative(self, r: Routed) -> dict:
+        st = self.state
+        if r.scope == "all":
+            st.excluded += [c.video for c in st.candidates if c.video not in st.excluded]
+        elif st.selected is not None and st.selected not in st.excluded:
+            st.excluded.append(st.selected)
+        if not st.query:
+            return {"kind": "nothing", "why": "Noted. What should I look for instead?"}
+        return self._show_top(self._search_videos(st.query), st.query, why="Excluded what you rejected and searched again.")
+
+    def _analogous(self, r: Routed) -> dict:
+        st = self.state
+        idx = self.engine.index
+        if st.moment is not None:
+            v, a, b = st.moment.video, st.moment.start, st.moment.end
+        elif st.selected is not None:
+            v, a, b = st.selected, 0.0, float("inf")
+        else:
+            return {"kind": "nothing", "why": "Show me a scene first, then ask for similar ones."}
+        rows = np.arange(idx.offsets[v], idx.offsets[v + 1])
+        rows = rows[(idx.clip_end[rows] > a) & (idx.clip_start[rows] < b)]
+        q = np.asarray(idx.channels["visual"][rows], np.float32).mean(axis=0, keepdims=True)
+        q /= max(float(np.linalg.norm(q)), 1e-12)
+        deny = sorted(set(st.excluded) | {v} | set(np.nonzero(idx.removed)[0].tolist()))
+        res = self.engine.visual_corpus().topk_videos(q, N_CANDIDATES, agg="max", deny=deny)
+        vids = [int(x) for x in res.ids[0] if x >= 0]
+        if not vids:
+            return {"kind": "nothing", "why": "No other video looks like this scene."}
+        cands = [Candidate(x, idx.videos[x]["path"], round(float(s), 4)) for x, s in zip(vids, res.scores[0])]
+        st.candidates, st.selected = cands, vids[0]
+        # the most similar moment inside the best match
+        vrows = np.arange(idx.offsets[vids[0]], idx.offsets[vids[0] + 1])
+        sims = np.asarray(idx.channels["visual"][vrows], np.float32) @ q[0]
+        spans = idx.span.score(sims, np.array([0, len(vrows)], np.int64), idx.clip_start[vrows], idx.clip_end[vrows])
+        st.moment = Moment(vids[0], float(spans.start[0, 0]), float(spans.end[0, 0]), float(spans.score[0, 0]))
+        return {"kind": "video", "video": vids[0], "moment": st.moment,
+                "why": f"It looks most like your scene at {st.moment}.", "evidence": self._moment_evidence(st.moment)}
+
+    def _whole_video(self, r: Routed) -> dict:
+        st = self.state
+        v = st.moment.video if st.moment else st.selected
+        if v is None:
+            return {"kind": "nothing", "why": "Which video? Find one first."}
+        idx = self.engine.index
+        st.selected = v
+        st.moment = Moment(v, 0.0, float(idx.videos[v]["duration"]), 0.0)
+        return {"kind": "whole", "moment": st.moment}
+
+    # -- evidence -----------------------------------------------------------------------
+    def _video_evidence(self, video: int, query: str) -> list[str]:
+        if not query:
+            return []
+        m = self._best_moment(video, query, None)
+        return self._moment_evidence(m, prefix=f"Best match at {m}: ") if m else []
+
+    def _moment_evidence(self, m: Moment, prefix: str = "") -> list[str]:
+        idx = self.engine.index
+        vid = idx.videos[m.video]
+        out = []
+        for src, a, b, text in idx.store.texts(vid["id"]):
+            if a < m.end and b > m.start:
+                out.append(f"{prefix}{src} at {a:.1f}-{b:.1f}s: \"{text}\"")
+                prefix = ""
+        rows = np.arange(idx.offsets[m.video], idx.offsets[m.video + 1])
+        rows = rows[(idx.clip_end[rows] > m.start) & (idx.clip_start[rows] < m.end)]
+        concepts = [c for c in idx.store.concepts(rows[:3]) if c]
+        if concepts:
+            out.append(f"{prefix}looks like: {concepts[0]}")
+        return out

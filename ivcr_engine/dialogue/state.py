@@ -1,0 +1,70 @@
+"""What a dialogue remembers between turns, and the typed reply of one turn. Both serialise to
+plain JSON (for servers and for replaying a session)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Moment:
+    video: int          # corpus video index
+    start: float
+    end: float
+    score: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.start:.1f}s-{self.end:.1f}s"
+
+
+@dataclass
+class Candidate:
+    video: int
+    path: str
+    score: float
+
+
+@dataclass
+class SessionState:
+    candidates: list[Candidate] = field(default_factory=list)  # the current ten, best first
+    selected: int | None = None      # corpus video index of the video under discussion
+    moment: Moment | None = None     # the last moment shown
+    moment_query: str = ""           # what that moment answered
+    excluded: list[int] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)  # video-search queries, oldest first
+    pool: list[int] | None = None    # when set, video searches rank only these (IVCR's pre-ranked ten)
+    turns: list[dict] = field(default_factory=list)   # {"user": ..., "reply": ...}
+
+    @property
+    def query(self) -> str:
+        """The composed search query: refinements add to the last query rather than replace it."""
+        return " ".join(self.queries[-3:]).strip()
+
+    def candidate_number(self, video: int) -> int | None:
+        for i, c in enumerate(self.candidates, 1):
+            if c.video == video:
+                return i
+        return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SessionState":
+        return cls(candidates=[Candidate(**c) for c in d.get("candidates", [])], selected=d.get("selected"),
+                   moment=Moment(**d["moment"]) if d.get("moment") else None, moment_query=d.get("moment_query", ""),
+                   excluded=list(d.get("excluded", [])), queries=list(d.get("queries", [])), pool=d.get("pool"),
+                   turns=list(d.get("turns", [])))
+
+
+@dataclass
+class Reply:
+    intent: str
+    text: str
+    candidates: list[Candidate] = field(default_factory=list)
+    moment: Moment | None = None
+    video: int | None = None          # the selected video, if any
+    evidence: list[str] = field(default_factory=list)
+    assumed: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,137 @@
+"""IVCR-200K evaluation: run the engine turn by turn over dialogues in the IVCR-200K JSON schema
+and report video R@1 (and R@5/R@10 over the candidates), moment R@1 at IoU 0.3/0.5/0.7, and a
+per-turn table.
+
+Schema: a list of dialogues ``{"split", "type", "conversations": [...]}``; conversations alternate
+``{"from": "human", "value": ...}`` and ``{"from": "gpt", "value": ..., "video_id": ...,
+"candidate_videos": [...], "gt_se": [start, end]}`` where ``gt_se == [-1, -1]`` marks a video
+retrieval turn. Like the reference protocol, history is teacher-forced by default (before a turn
+the session looks at the ground-truth video of the previous answer) and a video turn with
+candidates ranks only those ten; unlike the reference script, every sample is scored (it skips
+the first of each kind).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import temporal_iou
+
+IOUS = (0.3, 0.5, 0.7)
+
+
+@dataclass
+class IvcrTurn:
+    question: str
+    video_id: str
+    gt_se: tuple[float, float]
+    candidates: list[str] = field(default_factory=list)
+    answer: str = ""
+
+    @property
+    def is_video(self) -> bool:
+        return self.gt_se[0] < 0 and self.gt_se[1] < 0
+
+
+@dataclass
+class IvcrDialogue:
+    split: str
+    type: str
+    turns: list[IvcrTurn]
+
+
+def load_ivcr200k(path: str | Path) -> list[IvcrDialogue]:
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of dialogues")
+    out = []
+    for n, d in enumerate(data):
+        conv = d.get("conversations")
+        if not isinstance(conv, list):
+            raise ValueError(f"{path}: dialogue {n} has no conversations list")
+        turns, question = [], None
+        for msg in conv:
+            who = msg.get("from")
+            if who == "human":
+                question = str(msg.get("value", "")).replace("<video>", "").strip()
+            elif who == "gpt":
+                if question is None:
+                    raise ValueError(f"{path}: dialogue {n}: an answer without a question")
+                gt = msg.get("gt_se", [-1, -1])
+                turns.append(IvcrTurn(question, str(msg.get("video_id", "")), (float(gt[0]), float(gt[1])),
+                                      [str(c) for c in msg.get("candidate_videos", []) or []], str(msg.get("value", ""))))
+                question = None
+        out.append(IvcrDialogue(str(d.get("split", "")), str(d.get("type", "")), turns))
+    return out
+
+
+def evaluate(engine, dialogues: list[IvcrDialogue], teacher_forced: bool = True) -> dict:
+    """Scores of ``engine`` (a dialogue Engine) on the dialogues; see the module doc."""
+    from ..dialogue.state import Moment, SessionState
+
+    index = engine.index
+    by_stem = {Path(v["path"]).stem: i for i, v in enumerate(index.videos) if not v["removed"]}
+    records = []  # (turn number, kind, hit flags)
+    missing = set()
+    for dlg in dialogues:
+        session = engine.session(SessionState())
+        prev_video = None
+        for t_no, turn in enumerate(dlg.turns, 1):
+            gt_video = by_stem.get(turn.video_id)
+            if gt_video is None:
+                missing.add(turn.video_id)
+            st = session.state
+            st.pool = [by_stem[c] for c in turn.candidates if c in by_stem] or None
+            if teacher_forced and prev_video is not None:
+                st.selected, st.moment = prev_video, None
+            if not turn.is_video and gt_video is not None:
+                st.selected = gt_video  # a moment turn is asked about the ground-truth video
+            reply = session.ask(turn.question)
+            if turn.is_video:
+                ranked = [c.video for c in reply.candidates]
+                rank = ranked.index(gt_video) + 1 if gt_video in ranked else None
+                records.append((t_no, "video", {"R@1": rank == 1, "R@5": bool(rank and rank <= 5),
+                                                "R@10": bool(rank and rank <= 10)}))
+            else:
+                m: Moment | None = reply.moment
+                iou = float(temporal_iou([[m.start, m.end]], [list(turn.gt_se)])[0, 0]) if (m and m.video == gt_video) else 0.0
+                records.append((t_no, "moment", {f"R@1 IoU={x}": iou >= x for x in IOUS} | {"mIoU": iou}))
+            prev_video = gt_video
+    return summarise(records, missing)
+
+
+def summarise(records: list, missing: set | None = None) -> dict:
+    def mean(rows, key):
+        vals = [float(r[key]) for r in rows]
+        return round(100 * float(np.mean(vals)), 2) if vals else None
+
+    out = {"video": {}, "moment": {}, "per_turn": {}, "counts": {}}
+    for kind in ("video", "moment"):
+        rows = [r for _, k, r in records if k == kind]
+        out["counts"][kind] = len(rows)
+        if rows:
+            out[kind] = {key: mean(rows, key) for key in rows[0]}
+    for t_no in sorted({t for t, _, _ in records}):
+        out["per_turn"][t_no] = {}
+        for kind in ("video", "moment"):
+            rows = [r for t, k, r in records if t == t_no and k == kind]
+            if rows:
+                out["per_turn"][t_no][kind] = {key: mean(rows, key) for key in rows[0]} | {"n": len(rows)}
+    if missing:
+        out["missing_videos"] = sorted(missing)
+    return out
+
+
+def format_report(result: dict) -> str:
+    lines = [f"video turns {result['counts'].get('video', 0)}: " + ", ".join(f"{k} {v}" for k, v in result["video"].items()),
+             f"moment turns {result['counts'].get('moment', 0)}: " + ", ".join(f"{k} {v}" for k, v in result["moment"].items()),
+             "per turn:"]
+    for t, kinds in result["per_turn"].items():
+        for kind, vals in kinds.items():
+            lines.append(f"  turn {t} {kind:<6} " + ", ".join(f"{k} {v}" for k, v in vals.items()))
+    if result.get("missing_videos"):
+        lines.append(f"videos not in the index: {', '.join(result['missing_videos'][:10])}")
+    return "\n".join(lines)
