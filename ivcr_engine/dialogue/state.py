@@ -65,6 +65,7 @@ class Reply:
     video: int | None = None          # the selected video, if any
     evidence: list[str] = field(default_factory=list)
     assumed: str | None = None
+    timings: dict = field(default_factory=dict)  # seconds: encode, search, span, respond, total
 
     def to_dict(self) -> dict:
         return asdict(self)

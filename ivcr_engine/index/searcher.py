@@ -9,6 +9,7 @@ moments are ranked corpus-wide with each video's retrieval score as a bias (``ra
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -70,6 +71,7 @@ class Index:
         self.channels = {name: self.store.vectors(name) for name in chans}
         self.corpus = Corpus(self.channels, self.offsets)
         self._text = text_encoder
+        self._query_cache: dict[str, dict[str, np.ndarray]] = {}
         self._models_root = models_root or model_dir()
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
@@ -95,6 +97,15 @@ class Index:
     def encode_query(self, text: str) -> dict[str, np.ndarray]:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("the query is empty")
+        cached = self._query_cache.get(text)
+        if cached is not None:  # a turn asks about the same text for its moment and its evidence
+            return cached
+        if len(self._query_cache) > 256:
+            self._query_cache.clear()
+        self._query_cache[text] = out = self._encode_query(text)
+        return out
+
+    def _encode_query(self, text: str) -> dict[str, np.ndarray]:
         q = self.text_encoder.encode([text])
         with_presence = np.concatenate([q, [[-TEXT_BASELINE]]], axis=1).astype(np.float32)
         out = {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in self.channels}
@@ -104,14 +115,17 @@ class Index:
 
     def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
                allow: Sequence[int] | None = None, deny: Sequence[int] | None = None,
-               moments_per_video: int = 1) -> list[Hit]:
+               moments_per_video: int = 1, timings: dict | None = None) -> list[Hit]:
         """Top ``k`` videos for a text query (or prepared per-channel query vectors), each with its
-        best moment(s). ``allow``/``deny`` restrict by corpus video index."""
+        best moment(s). ``allow``/``deny`` restrict by corpus video index. ``timings``, when given,
+        receives the seconds spent in encode, search and span."""
         if k < 1:
             raise ValueError("k must be >= 1")
         if len(self) == 0:
             return []
+        t0 = time.perf_counter()
         queries = self.encode_query(query) if isinstance(query, str) else dict(query)
+        t1 = time.perf_counter()
         w = dict(DEFAULT_WEIGHTS if weights is None else weights)
         w = {c: w.get(c, 0.0) for c in queries}
         allow_mask = None
@@ -127,7 +141,12 @@ class Index:
             res = self.corpus.topk_videos(queries, k, weights=w, deny=deny_mask)
         vids = res.ids[0][res.ids[0] >= 0]
         vscores = res.scores[0][: len(vids)]
-        return self._moments(queries, w, vids, vscores, moments_per_video)
+        t2 = time.perf_counter()
+        hits = self._moments(queries, w, vids, vscores, moments_per_video)
+        if timings is not None:
+            for key, sec in (("encode", t1 - t0), ("search", t2 - t1), ("span", time.perf_counter() - t2)):
+                timings[key] = timings.get(key, 0.0) + sec
+        return hits
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):

@@ -42,9 +42,18 @@ class SpeechRecognizer:
                                              condition_on_previous_text=False, word_timestamps=True)
         out = []
         for s in segments:
-            text = s.text.strip()
-            if not text:
+            if not s.words:
+                if s.text.strip():
+                    out.append(Segment(offset + float(s.start), offset + float(s.end), s.text.strip()))
                 continue
-            start, end = (s.words[0].start, s.words[-1].end) if s.words else (s.start, s.end)
-            out.append(Segment(offset + float(start), offset + float(end), text))
+            # Whisper often packs several sentences into one segment; split at sentence ends so each
+            # line keeps its own time (moments are only as sharp as these lines).
+            sentence = []
+            for w in s.words:
+                sentence.append(w)
+                if w.word.strip().endswith((".", "?", "!")) or w is s.words[-1]:
+                    text = "".join(x.word for x in sentence).strip()
+                    if text:
+                        out.append(Segment(offset + float(sentence[0].start), offset + float(sentence[-1].end), text))
+                    sentence = []
         return out

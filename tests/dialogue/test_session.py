@@ -32,6 +32,7 @@ def test_find_select_moment_and_whole_video(engine):
     assert r.video == s.state.candidates[0].video
     r = s.ask("show me the whole video")
     assert r.moment.start == 0.0 and r.moment.end == pytest.approx(14.0)
+    assert set(r.timings) >= {"total", "respond"} and all(v >= 0 for v in r.timings.values())
 
 
 def test_moment_retrieval_uses_subtitles_and_temporal_refinements(engine):
