@@ -15,7 +15,6 @@ import numpy as np
 
 from ..index import Index
 from ..index.searcher import DEFAULT_WEIGHTS
-from ..search import Corpus
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router
 from .state import Candidate, Moment, Reply, SessionState
@@ -28,7 +27,6 @@ class Engine:
         self.index = index
         self.responder = responder or TemplateResponder()
         self.router = Router(index.text_encoder if use_prototypes else None)
-        self._visual: Corpus | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, **kw) -> "Engine":
@@ -37,11 +35,6 @@ class Engine:
     def session(self, state: SessionState | None = None) -> "Session":
         return Session(self, state or SessionState())
 
-    def visual_corpus(self) -> Corpus:
-        """The visual channel alone, for "something like this scene" (query by frame features)."""
-        if self._visual is None:
-            self._visual = Corpus({"visual": self.index.channels["visual"]}, self.index.offsets)
-        return self._visual
 
 
 class Session:
@@ -202,12 +195,15 @@ class Session:
         rows = rows[(idx.clip_end[rows] > a) & (idx.clip_start[rows] < b)]
         q = np.asarray(idx.channels["visual"][rows], np.float32).mean(axis=0, keepdims=True)
         q /= max(float(np.linalg.norm(q)), 1e-12)
-        deny = sorted(set(st.excluded) | {v} | set(np.nonzero(idx.removed)[0].tolist()))
-        res = self.engine.visual_corpus().topk_videos(q, N_CANDIDATES, agg="max", deny=deny)
-        vids = [int(x) for x in res.ids[0] if x >= 0]
+        eligible = ~idx.removed
+        eligible[list(set(st.excluded) | {v})] = False
+        t0 = time.perf_counter()
+        found, found_scores = idx.rank_videos({"visual": q}, {"visual": 1.0}, N_CANDIDATES, eligible)
+        self._add_time("search", time.perf_counter() - t0)
+        vids = [int(x) for x in found]
         if not vids:
             return {"kind": "nothing", "why": "No other video looks like this scene."}
-        cands = [Candidate(x, idx.videos[x]["path"], round(float(s), 4)) for x, s in zip(vids, res.scores[0])]
+        cands = [Candidate(x, idx.videos[x]["path"], round(float(s), 4)) for x, s in zip(vids, found_scores)]
         st.candidates, st.selected = cands, vids[0]
         # the most similar moment inside the best match
         vrows = np.arange(idx.offsets[vids[0]], idx.offsets[vids[0] + 1])

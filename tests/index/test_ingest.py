@@ -210,3 +210,21 @@ def test_remove_and_reindex_a_changed_file(shared_data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "ivcr_engine", "search", "--index", str(root), "--json", "bicycles"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)[0]["path"].endswith("b.mp4")
+
+
+def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers_all(shared_index, monkeypatch):
+    import ivcr_engine.index.searcher as searcher
+
+    index = Index.open(shared_index[0])
+    exact = [(h.path, round(h.score, 5)) for h in index.search("a parrot on a perch", k=5)]
+    monkeypatch.setattr(searcher, "TWO_STAGE_MIN_ROWS", 1)  # force the two-stage path
+    monkeypatch.setattr(searcher, "SHORTLIST", 50)          # more than the 8 videos
+    two = Index.open(shared_index[0])
+    assert [(h.path, round(h.score, 5)) for h in two.search("a parrot on a perch", k=5)] == exact
+    cached = list((shared_index[0] / "vectors").glob("summary.*.npz"))
+    assert {p.name.split(".")[1] for p in cached} >= {"concept", "speech", "subtitle"}
+    # the summaries are per-video means: check one against the clip rows
+    values, scales = two._summary("concept")
+    v = 0
+    rows = np.asarray(two.channels["concept"][two.offsets[v]:two.offsets[v + 1]], np.float32)
+    np.testing.assert_allclose(values[v] * scales[v], rows.mean(0), atol=2 * scales[v])
