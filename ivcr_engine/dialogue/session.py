@@ -36,11 +36,11 @@ class Engine:
         return Session(self, state or SessionState())
 
 
-
 class Session:
     def __init__(self, engine: Engine, state: SessionState):
         self.engine = engine
         self.state = state
+        self._timings: dict = {}  # seconds per stage of the turn in progress
 
     # -- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
@@ -56,7 +56,7 @@ class Session:
             raise TypeError("a turn is a string")
         st = self.state
         t_start = time.perf_counter()
-        self._timings: dict = {}
+        self._timings = {}
         routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
         handler = {
             Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
@@ -92,7 +92,8 @@ class Session:
         st = self.state
         if not candidates:  # nothing left (e.g. everything rejected): no stale list stays on show
             st.candidates, st.selected, st.moment = [], None, None
-            return {"kind": "nothing", "why": f"No other video matches '{query}'."}
+            other = " other" if st.excluded else ""
+            return {"kind": "nothing", "why": f"No{other} video matches '{query}'."}
         st.candidates = candidates
         st.selected = candidates[0].video
         st.moment = None
@@ -224,9 +225,7 @@ class Session:
         return {"kind": "whole", "moment": st.moment}
 
     def _add_time(self, key: str, sec: float) -> None:
-        timings = getattr(self, "_timings", None)
-        if timings is not None:
-            timings[key] = timings.get(key, 0.0) + sec
+        self._timings[key] = self._timings.get(key, 0.0) + sec
 
     # -- evidence -----------------------------------------------------------------------
     def _video_evidence(self, video: int, query: str) -> list[str]:

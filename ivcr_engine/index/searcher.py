@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -51,11 +51,6 @@ class Hit:
     moment_score: float   # the span scorer's score of this moment inside the video
     evidence: Evidence
 
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["evidence"]["lines"] = [list(x) for x in self.evidence.lines]
-        return d
-
 
 class Index:
     """A searchable view of an index folder (memory-mapped; opening costs no vector I/O)."""
@@ -94,9 +89,6 @@ class Index:
 
     def __len__(self) -> int:
         return int((~self.removed).sum())
-
-    def live_ids(self) -> np.ndarray:
-        return np.nonzero(~self.removed)[0]
 
     def encode_query(self, text: str) -> dict[str, np.ndarray]:
         if not isinstance(text, str) or not text.strip():

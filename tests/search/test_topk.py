@@ -181,6 +181,7 @@ def test_edge_sizes_are_well_defined():
     assert i.shape == (1, 10) and sorted(i[0]) == list(range(10))
     s, i = corpus.topk_videos(unit_rows(rng, 1, 8), 99)
     assert i.shape == (1, 2)
+    np.testing.assert_array_equal(corpus.video_of(np.array([0, 3, 4, 9, -1])), [0, 0, 1, 1, -1])
     s, i = corpus.topk_clips(np.zeros((0, 8), np.float32), 3)
     assert s.shape == (0, 3)
     # Everything filtered away: all padding.
