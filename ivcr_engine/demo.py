@@ -8,6 +8,7 @@ generated here with sentences spoken by espeak-ng over test patterns.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,11 @@ def fetch_imageio_cockatoo(dest: Path) -> None:
     if (dest / "cockatoo.mp4").exists():
         return
     with tempfile.TemporaryDirectory() as tmp:
-        _run(["apt-get", "download", "python3-imageio"], cwd=tmp, stdout=subprocess.DEVNULL)
+        try:
+            _run(["apt-get", "download", "python3-imageio"], cwd=tmp, stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError:  # no package lists yet on a fresh machine
+            _run(["apt-get", "update", "-qq"] if os.geteuid() == 0 else ["sudo", "apt-get", "update", "-qq"])
+            _run(["apt-get", "download", "python3-imageio"], cwd=tmp, stdout=subprocess.DEVNULL)
         deb = next(Path(tmp).glob("python3-imageio_*.deb"))
         _run(["dpkg-deb", "-x", str(deb), str(Path(tmp) / "x")])
         src = next((Path(tmp) / "x").rglob("cockatoo.mp4"))
