@@ -252,11 +252,13 @@ class IndexStore:
                                (video_id,)).fetchall()
 
     def concepts(self, rows: Sequence[int]) -> list[str | None]:
-        out = []
-        for r in rows:
-            got = self.db.execute("SELECT top_concepts FROM clips WHERE row = ?", (int(r),)).fetchone()
-            out.append(got[0] if got else None)
-        return out
+        rows = [int(r) for r in rows]
+        found = {}
+        for a in range(0, len(rows), 500):  # one query per batch, within SQLite's parameter limit
+            part = rows[a:a + 500]
+            q = f"SELECT row, top_concepts FROM clips WHERE row IN ({','.join('?' * len(part))})"
+            found.update(self.db.execute(q, part).fetchall())
+        return [found.get(r) for r in rows]
 
     def close(self) -> None:
         self.db.close()
