@@ -139,6 +139,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    if not bench_dir.is_dir():
+        raise FileNotFoundError(f"{bench_dir} not found: the benchmarks live in the source checkout")
+    names = args.suites or sorted(p.stem.removeprefix("bench_") for p in bench_dir.glob("bench_*.py"))
+    files = []
+    for n in names:
+        f = bench_dir / f"bench_{n}.py"
+        if not f.is_file():
+            raise ValueError(f"no benchmark suite {n!r}; have: "
+                             + ", ".join(sorted(p.stem.removeprefix('bench_') for p in bench_dir.glob('bench_*.py'))))
+        files.append(str(f))
+    cmd = [sys.executable, "-m", "pytest", *files, "--benchmark-enable", "--benchmark-only", "-s", "-q"]
+    return subprocess.call(cmd, cwd=bench_dir.parent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -186,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_ivcr.add_argument("--free-running", action="store_true", help="do not teacher-force the history")
     p_ivcr.add_argument("--json", action="store_true")
     p_ivcr.set_defaults(func=_cmd_eval)
+
+    p_bench = sub.add_parser("bench", help="run benchmark suites (tables with ratios; slow)")
+    p_bench.add_argument("suites", nargs="*", help="e.g. search span decode text_encoder ingest dialogue (default: all)")
+    p_bench.set_defaults(func=_cmd_bench)
     return parser
 
 

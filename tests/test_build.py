@@ -114,3 +114,8 @@ def test_cli_version_and_info():
     info = json.loads(out.stdout)
     assert "CPUExecutionProvider" in info["execution_providers"]
     assert info["cuda"] == ivcr_engine.build_info()["cuda"]
+
+
+def test_cli_bench_names_its_suites():
+    out = subprocess.run([sys.executable, "-m", "ivcr_engine", "bench", "no_such_suite"], capture_output=True, text=True)
+    assert out.returncode == 1 and "have:" in out.stderr and "search" in out.stderr
