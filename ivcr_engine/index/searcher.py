@@ -70,7 +70,7 @@ class Index:
         self.corpus = Corpus(self.channels, self.offsets)
         self._text = text_encoder
         self._query_cache: dict[str, dict[str, np.ndarray]] = {}
-        self._summaries: dict[tuple, Corpus] = {}
+        self._first_stage: dict[tuple, Corpus] = {}
         self._models_root = models_root or model_dir()
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
@@ -143,19 +143,21 @@ class Index:
                     eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` eligible videos by their best clip's fused score: ``(video indices, scores)``.
 
-        Small indexes get one exact fused scan (``topk_videos``, agg max). From
-        ``TWO_STAGE_MIN_ROWS`` clips on, a first stage ranks videos by their *mean* clip score,
-        which by linearity is one dot product with each video's mean vector (int8 summaries, a
-        tenth of the rows), and the best ``SHORTLIST`` are re-ranked exactly by their best clip
-        (the fused scan with an allow-list reads only their rows). The summaries are built on the
-        first search after the index changed (about 7 s per million clips here) and cached.
+        Small indexes get one exact fused scan (``topk_videos``, agg max, float16 rows). From
+        ``TWO_STAGE_MIN_ROWS`` clips on, the first stage runs the same max-over-clips scan on an
+        int8 copy of the channels, with the text channels folded into one (they share the query
+        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>): a third of the bytes of one
+        float16 text channel instead of three of them. The best ``SHORTLIST`` videos are then
+        re-ranked exactly by the float16 scan restricted to their rows. The int8 copies are built
+        on the first search after the index changed and cached beside it.
         """
         if self.corpus.rows < TWO_STAGE_MIN_ROWS:
             res = self.corpus.topk_videos(queries, k, weights=weights, allow=eligible)
             vids = res.ids[0][res.ids[0] >= 0]
             return vids, res.scores[0][: len(vids)]
-        first = self._summary_corpus(tuple(sorted(queries)))
-        res = first.topk_clips(queries, max(SHORTLIST, k), weights=weights, allow=eligible)
+        first_q, first_w, folded = self._first_stage_queries(queries, weights)
+        first = self._int8_corpus(tuple(sorted(first_q)), folded)
+        res = first.topk_videos(first_q, max(SHORTLIST, k), weights=first_w, allow=eligible)
         short = res.ids[0][res.ids[0] >= 0]
         if len(short) == 0:
             return short, np.zeros(0, np.float32)
@@ -166,37 +168,59 @@ class Index:
         vids = res.ids[0][res.ids[0] >= 0]
         return vids, res.scores[0][: len(vids)]
 
-    def _summary_corpus(self, channels: tuple[str, ...]) -> Corpus:
-        """A corpus with one row per video: each channel's mean clip vector, int8-quantised,
-        cached beside the index (named by the row count, so a grown index gets a new one)."""
-        key = channels
-        if key not in self._summaries:
-            self._summaries[key] = Corpus({c: self._summary(c) for c in channels})
-        return self._summaries[key]
+    def _first_stage_queries(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]):
+        """Fold the text channels of a text query into one "text" channel when they share the
+        embedding (concept, and speech/subtitle with the presence baseline appended). Returns the
+        first stage's queries, weights, and the folded ((channel, weight), ...) or None."""
+        text = [c for c in TEXT_CHANNELS if c in queries and weights.get(c, 0.0) != 0.0]
+        q = next((queries[c] for c in text if c in PRESENCE_CHANNELS), None)
+        if len(text) < 2 or q is None:
+            return dict(queries), dict(weights), None
+        d = q.shape[1] - 1
+        if not all(np.array_equal(queries[c], q if c in PRESENCE_CHANNELS else q[:, :d]) for c in text):
+            return dict(queries), dict(weights), None
+        first_q = {c: v for c, v in queries.items() if c not in text}
+        first_w = {c: weights.get(c, 0.0) for c in first_q}
+        first_q["text"], first_w["text"] = q, 1.0
+        return first_q, first_w, tuple((c, float(weights[c])) for c in text)
 
-    def _summary(self, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    def _int8_corpus(self, channels: tuple[str, ...], folded: tuple | None) -> Corpus:
+        """The first-stage corpus: int8 copies of the channels ("text" = the folded text channels)."""
+        key = (channels, folded)
+        if key not in self._first_stage:
+            self._first_stage[key] = Corpus({c: self._int8_rows(c, folded if c == "text" else None)
+                                             for c in channels}, self.offsets)
+        return self._first_stage[key]
+
+    def _int8_rows(self, channel: str, folded: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+        """An int8 copy (values, per-row scales) of a channel or of the folded text channels,
+        cached beside the index, named by the row count and the fold, memory-mapped once built."""
         from ..search import quantize_int8
 
         rows = self.store.row_count()
-        path = self.store.root / "vectors" / f"summary.{channel}.{rows}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return z["values"], z["scales"]
-        data = self.channels[channel]
-        V = len(self.videos)
-        sums = np.zeros((V, data.shape[1]), np.float32)
-        video_of_row = np.repeat(np.arange(V), np.diff(self.offsets))
+        tag = channel if folded is None else "text-" + "-".join(f"{c}{w:g}" for c, w in folded)
+        base = self.store.root / "vectors" / f"int8.{tag}.{rows}"
+        vals, scal = base.with_suffix(".values.npy"), base.with_suffix(".scales.npy")
+        if vals.exists() and scal.exists():
+            return np.load(vals, mmap_mode="r"), np.load(scal)
+        dim = self.channels[PRESENCE_CHANNELS[0]].shape[1] if folded else self.channels[channel].shape[1]
+        out_v = np.lib.format.open_memmap(vals.with_suffix(".tmp.npy"), mode="w+", dtype=np.int8, shape=(rows, dim))
+        out_s = np.zeros(rows, np.float32)
         step = 65536  # rows per pass: bounded memory on million-clip indexes
         for a in range(0, rows, step):
-            vids = video_of_row[a:a + step]
-            starts = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1]])  # a video's rows are contiguous
-            sums[vids[starts]] += np.add.reduceat(np.asarray(data[a:a + step], np.float32), starts, axis=0)
-        counts = np.maximum(np.diff(self.offsets), 1).astype(np.float32)
-        values, scales = quantize_int8(sums / counts[:, None])
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, values=values, scales=scales)
-        tmp.replace(path)  # atomic: readers see the old cache or the whole new one
-        return values, scales
+            if folded:
+                block = np.zeros((min(step, rows - a), dim), np.float32)
+                for c, w in folded:
+                    part = np.asarray(self.channels[c][a:a + step], np.float32)
+                    block[:, :part.shape[1]] += w * part
+            else:
+                block = np.asarray(self.channels[channel][a:a + step], np.float32)
+            out_v[a:a + step], out_s[a:a + step] = quantize_int8(block)
+        out_v.flush()
+        del out_v
+        np.save(scal, out_s)
+        vals.with_suffix(".tmp.npy").replace(vals)  # values last: their presence marks a complete cache
+        return np.load(vals, mmap_mode="r"), out_s
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):

@@ -221,10 +221,12 @@ def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers
     monkeypatch.setattr(searcher, "SHORTLIST", 50)          # more than the 8 videos
     two = Index.open(shared_index[0])
     assert [(h.path, round(h.score, 5)) for h in two.search("a parrot on a perch", k=5)] == exact
-    cached = list((shared_index[0] / "vectors").glob("summary.*.npz"))
-    assert {p.name.split(".")[1] for p in cached} >= {"concept", "speech", "subtitle"}
-    # the summaries are per-video means: check one against the clip rows
-    values, scales = two._summary("concept")
-    v = 0
-    rows = np.asarray(two.channels["concept"][two.offsets[v]:two.offsets[v + 1]], np.float32)
-    np.testing.assert_allclose(values[v] * scales[v], rows.mean(0), atol=2 * scales[v])
+    assert list((shared_index[0] / "vectors").glob("int8.text-*.values.npy"))
+    # the folded first-stage channel scores like the weighted sum of the three text channels
+    q = two.encode_query("a parrot on a perch")
+    w = {"concept": 1.0, "speech": 0.5, "subtitle": 2.0}
+    fq, fw, folded = two._first_stage_queries(q, w)
+    assert set(fq) == {"text"} and fw == {"text": 1.0}
+    values, scales = two._int8_rows("text", folded)
+    per_channel = sum(w[c] * (np.asarray(two.channels[c], np.float32) @ q[c][0]) for c in w)
+    np.testing.assert_allclose((values.astype(np.float32) * scales[:, None]) @ fq["text"][0], per_channel, atol=0.02)
