@@ -66,7 +66,7 @@ demo: setup
 	$(VPY) -m ivcr_engine.demo --workdir .cache/demo
 
 bench: setup
-	$(VPY) -m pytest benchmarks --benchmark-enable --benchmark-only -p no:randomly -s
+	$(VPY) -m pytest benchmarks --benchmark-enable -p no:randomly -s
 
 clean:
 	rm -rf build $(STAMP) ivcr_engine/*.so

@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 _TABLES: dict[str, dict] = defaultdict(lambda: {"rows": {}, "columns": [], "notes": []})
+_COLLECTED: dict[str, int] = {}  # suite file -> tests collected from it
 
 
 class Recorder:
@@ -75,3 +76,32 @@ def pytest_terminal_summary(terminalreporter):
         text = _render(name, t)
         terminalreporter.write_line(text)
         (out_dir / f"{name.replace(' ', '_').replace('/', '-')}.md").write_text(header + "\n\n" + text)
+
+
+def _requested_suites(config) -> list[Path]:
+    """The bench_*.py files this run was asked for (a folder argument means every suite in it)."""
+    out = []
+    for arg in config.args:
+        p = Path(arg.split("::")[0])
+        p = p if p.is_absolute() else Path(config.invocation_params.dir) / p
+        if p.is_dir():
+            out += sorted(p.glob("bench_*.py"))
+        elif p.name.startswith("bench_") and p.suffix == ".py":
+            out.append(p)
+    return [q.resolve() for q in out]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        f = str(Path(item.fspath).resolve())
+        _COLLECTED[f] = _COLLECTED.get(f, 0) + 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A suite that collected nothing (a bad filter, a renamed test) fails the run loudly instead of
+    printing no table."""
+    empty = [p.name for p in _requested_suites(session.config) if _COLLECTED.get(str(p), 0) == 0]
+    if empty:
+        session.config.get_terminal_writer().line(
+            f"benchmark suites that collected nothing: {', '.join(empty)}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

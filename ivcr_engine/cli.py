@@ -153,7 +153,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise ValueError(f"no benchmark suite {n!r}; have: "
                              + ", ".join(sorted(p.stem.removeprefix('bench_') for p in bench_dir.glob('bench_*.py'))))
         files.append(str(f))
-    cmd = [sys.executable, "-m", "pytest", *files, "--benchmark-enable", "--benchmark-only", "-s", "-q"]
+    cmd = [sys.executable, "-m", "pytest", *files, "--benchmark-enable", "-s", "-q"]
     return subprocess.call(cmd, cwd=bench_dir.parent)
 
 

@@ -35,3 +35,32 @@ def cuda_device_available() -> bool:
     import ivcr_engine
 
     return ivcr_engine.build_info().get("cuda_device_count", 0) > 0
+
+
+SIMD_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+
+
+def available_simd_levels() -> list[int]:
+    """Every kernel family this build can run on this CPU: a level counts when forcing it makes
+    the core report it (the core clamps a forced level to what the CPU and the build support)."""
+    from ivcr_engine import _core
+
+    levels = []
+    try:
+        for level, name in SIMD_NAMES.items():
+            _core.set_simd_level(level)
+            if _core.simd_level() == name:
+                levels.append(level)
+    finally:
+        _core.set_simd_level(-1)
+    return levels
+
+
+def simd_level_fixture(request):
+    """Body of the per-folder autouse fixtures: run every test of a module once per level."""
+    from ivcr_engine import _core
+
+    _core.set_simd_level(request.param)
+    assert _core.simd_level() == SIMD_NAMES[request.param]
+    yield request.param
+    _core.set_simd_level(-1)

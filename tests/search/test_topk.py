@@ -12,17 +12,13 @@ from ivcr_engine.search import Corpus, quantize_int8, video_bitset
 
 from . import reference as ref
 
-LEVELS = [0] + ([1] if "avx2" in ivcr_engine.build_info()["simd_detected"] else []) + \
-         ([2] if "avx512vnni" in ivcr_engine.build_info()["simd_detected"] else [])
 LEVEL_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
 
 
-@pytest.fixture(params=LEVELS, ids=lambda l: LEVEL_NAMES[l])
-def simd_level(request):
-    _core.set_simd_level(request.param)
-    assert _core.search_kernel_name() == LEVEL_NAMES[request.param]
-    yield request.param
-    _core.set_simd_level(-1)
+@pytest.fixture(autouse=True)
+def search_kernel_follows_the_level(simd_level):
+    """The search core enters the kernel family forced by the folder's ``simd_level`` fixture."""
+    assert _core.search_kernel_name() == LEVEL_NAMES[simd_level]
 
 
 def unit_rows(rng, n, d, dtype=np.float32):
