@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version as _pkg_version
 
 from . import _core
 from ._core import normalize_rows, num_threads, set_num_threads
+from .checks import memory_budget, set_memory_budget
 
 try:
     __version__ = _pkg_version("ivcr_engine")
@@ -26,4 +27,5 @@ def build_info() -> dict:
     return dict(_core.build_info())
 
 
-__all__ = ["build_info", "normalize_rows", "num_threads", "set_num_threads", "__version__"]
+__all__ = ["build_info", "memory_budget", "normalize_rows", "num_threads", "set_memory_budget", "set_num_threads",
+           "__version__"]

@@ -48,16 +48,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# Exit codes (docs/ARCHITECTURE.md): 0 everything asked was done; 1 nothing could be done (an
+# error); 2 the command line was wrong; 3 done in part (some inputs failed, each one reported).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def _safe(text) -> str:
+    """Text from files, videos or users as printed: no escape sequences or control characters
+    (they would drive the terminal), line by line."""
+    from .dialogue.router import clean_text
+
+    return "\n".join(clean_text(line) for line in str(text).split("\n"))
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from .index import Ingestor
 
     ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech, clip_model=args.clip_model)
     try:
-        report = ing.run(args.paths, remove=args.remove or (), progress=not args.quiet)
+        report = ing.run(args.paths, remove=args.remove or (), progress=not (args.quiet or args.json))
     finally:
         ing.store.close()
-    print(report.summary())
-    return 1 if report.failed and not report.added and not report.skipped else 0
+    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if args.json else _safe(report.summary()))
+    return report.exit_code()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .index.check import check_index
+
+    report = check_index(args.index, repair=args.repair)
+    print(_safe(report.summary()))
+    return EXIT_OK if report.ok else EXIT_ERROR
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -71,20 +92,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if not hits:
         print("no results")
     for h in hits:
-        print(f"{h.rank:>2}. {h.path}  {h.start:.1f}s-{h.end:.1f}s  video {h.score:.3f}  moment {h.moment_score:.3f}")
+        also = f"  (also {', '.join(h.aliases)})" if h.aliases else ""
+        print(_safe(f"{h.rank:>2}. {h.path}{also}  {h.start:.1f}s-{h.end:.1f}s  video {h.score:.3f}  "
+                    f"moment {h.moment_score:.3f}"))
         for src, a, b, text in h.evidence.lines[:3]:
-            print(f"      {src} {a:.1f}-{b:.1f}s: {text}")
+            print(_safe(f"      {src} {a:.1f}-{b:.1f}s: {text}"))
         if h.evidence.concepts:
-            print(f"      looks like: {h.evidence.concepts[0]}")
+            print(_safe(f"      looks like: {h.evidence.concepts[0]}"))
     return 0
 
 
 def _print_reply(reply, index) -> None:
-    print(f"[{reply.intent}] {reply.text}")
+    print(_safe(f"[{reply.intent}] {reply.text}"))
     if reply.intent in ("video retrieval", "selection", "negative feedback", "refinement", "analogous search") and reply.candidates:
         for i, c in enumerate(reply.candidates[:10], 1):
             mark = "*" if c.video == reply.video else " "
-            print(f"   {mark}{i:>2}. {Path(c.path).name}  ({c.score:.2f})")
+            print(_safe(f"   {mark}{i:>2}. {Path(c.path).name}  ({c.score:.2f})"))
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
@@ -93,11 +116,12 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     engine = Engine.open(args.index)
     session = engine.session()
     if args.script:
-        lines = [l.strip() for l in Path(args.script).read_text(encoding="utf-8").splitlines()]
+        # one turn per "\n" line: str.splitlines() would also split on \x0b, \x0c, \x1c.. inside a line
+        lines = [l.strip() for l in Path(args.script).read_text(encoding="utf-8").split("\n")]
         for line in lines:
             if not line or line.startswith("#"):
                 continue
-            print(f"> {line}")
+            print(f"> {_safe(line)}")
             _print_reply(session.ask(line), engine.index)
             print()
         if args.save:
@@ -181,7 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
     p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_index.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
     p_index.set_defaults(func=_cmd_index)
+
+    p_check = sub.add_parser("check", help="verify an index against its metadata; --repair fixes what it can")
+    p_check.add_argument("--index", required=True)
+    p_check.add_argument("--repair", action="store_true",
+                         help="trim uncommitted tails, rebuild derived caches (never touches committed data)")
+    p_check.set_defaults(func=_cmd_check)
 
     p_search = sub.add_parser("search", help="one-shot text search: ranked videos with moments")
     p_search.add_argument("query")
@@ -216,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"ivcr: error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+        print(_safe(f"ivcr: error: {exc}"), file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

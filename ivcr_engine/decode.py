@@ -26,8 +26,10 @@ from typing import Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ._core import decode as _d
+from .checks import as_int, check_output_bytes
 
 DecodeError = _d.DecodeError
+_I32_MAX = 2**31 - 1  # counts and sizes the native decoder holds in int
 
 # ---------------------------------------------------------------------------- samplers
 
@@ -81,10 +83,11 @@ def _sampler_spec(sampler: Sampler) -> "_d.SamplerSpec":
     s.start = -1.0 if start is None else float(start)
     s.end = -1.0 if end is None else float(end)
     if isinstance(sampler, Uniform):
-        if int(sampler.num_frames) < 0:
-            raise ValueError("num_frames must be >= 0")
+        n = as_int(sampler.num_frames, "num_frames")
+        if not 0 <= n <= _I32_MAX:
+            raise ValueError(f"num_frames must be in 0..{_I32_MAX}, got {n}")
         s.kind = _d.SamplerKind.uniform
-        s.num_frames = int(sampler.num_frames)
+        s.num_frames = n
     elif isinstance(sampler, Fps):
         if not sampler.fps > 0:
             raise ValueError("fps must be > 0")
@@ -128,15 +131,17 @@ def _output_spec(size: Size, crop: bool, interpolation: str, dtype, mean, std, r
         o.resize = _d.ResizeMode.none
         if crop:
             raise ValueError("crop needs a size")
-    elif isinstance(size, (int, np.integer)):
-        if size <= 0:
-            raise ValueError("size must be positive")
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        if not 0 < size <= _I32_MAX:
+            raise ValueError(f"size must be in 1..{_I32_MAX}, got {size}")
         o.resize = _d.ResizeMode.shorter_side
         o.shorter_side = int(size)
     else:
-        h, w = (int(x) for x in size)
-        if h <= 0 or w <= 0:
-            raise ValueError("size must be positive")
+        if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+            raise TypeError(f"size must be None, an int (shorter side) or (height, width), got {size!r}")
+        h, w = (as_int(x, "size") for x in size)
+        if not (0 < h <= _I32_MAX and 0 < w <= _I32_MAX):
+            raise ValueError(f"size must be positive (and below {_I32_MAX}), got {size}")
         o.resize = _d.ResizeMode.exact
         o.height, o.width = h, w
     o.center_crop = bool(crop)
@@ -253,6 +258,38 @@ def probe(path: Union[str, os.PathLike]) -> VideoInfo:
     return _info(_d.probe(_path(path)))
 
 
+def _output_bytes(path: str, sampler: Sampler, o: "_d.OutputSpec") -> float:
+    """Bytes the decoded frames of one video would take (frames x height x width x 3 x value
+    size), from the sampler and the headers; 0 when the file cannot be probed (decoding then
+    reports that itself)."""
+    n = (as_int(sampler.num_frames, "num_frames") if isinstance(sampler, Uniform)
+         else len(sampler.times) if isinstance(sampler, Timestamps) else None)
+    exact = o.resize == _d.ResizeMode.exact or o.center_crop
+    info = None
+    if n is None or not exact:
+        try:
+            info = probe(path)
+        except DecodeError:
+            return 0.0
+        if info.video is None:
+            return 0.0
+    if n is None:
+        start = sampler.start or 0.0
+        end = info.duration if sampler.end is None else min(sampler.end, info.duration)
+        seconds = max(0.0, end - start)
+        rate = sampler.fps if isinstance(sampler, Fps) else (info.video.avg_fps or info.video.real_fps or 30.0)
+        n = math.ceil(seconds * rate) + 1
+    if exact:
+        pixels = o.height * o.width if o.resize == _d.ResizeMode.exact else o.shorter_side ** 2
+    else:
+        w, h = max(1, info.video.width), max(1, info.video.height)
+        if o.resize == _d.ResizeMode.shorter_side:
+            scale = o.shorter_side / min(w, h)
+            w, h = w * scale, h * scale
+        pixels = w * h
+    return float(n) * pixels * 3 * (4 if o.to_float else 1)
+
+
 def decode_frames(
     path: Union[str, os.PathLike],
     sampler: Sampler,
@@ -271,7 +308,9 @@ def decode_frames(
     (exact; with crop=True: cover then centre-crop). float32 output is (x/255 - mean)/std in NCHW.
     threads: FFmpeg threads for this video (0: all cores). Raises DecodeError on failure."""
     o = _output_spec(size, crop, interpolation, dtype, mean, std, rotate)
-    r = _d.decode_video(_path(path), _sampler_spec(sampler), o, int(threads), -1 if stream is None else int(stream))
+    spec = _sampler_spec(sampler)
+    check_output_bytes(_output_bytes(_path(path), sampler, o), f"decoding {_path(path)}")
+    r = _d.decode_video(_path(path), spec, o, as_int(threads, "threads"), -1 if stream is None else as_int(stream, "stream"))
     return _result(_path(path), r)
 
 
@@ -293,7 +332,9 @@ def decode_batch(
     DecodedVideo per path, in order; a failed file gets `error` set and never fails the batch."""
     o = _output_spec(size, crop, interpolation, dtype, mean, std, rotate)
     ps = [_path(p) for p in paths]
-    rs = _d.decode_batch(ps, _sampler_spec(sampler), o, int(threads))
+    spec = _sampler_spec(sampler)
+    check_output_bytes(sum(_output_bytes(p, sampler, o) for p in ps), f"decoding these {len(ps)} videos")
+    rs = _d.decode_batch(ps, spec, o, as_int(threads, "threads"))
     return [_result(p, r) for p, r in zip(ps, rs)]
 
 
@@ -319,11 +360,14 @@ def iter_frames(
 ) -> Iterator[FrameChunk]:
     """Stream the sampled frames in chunks of at most chunk_size (memory stays bounded). Chunks come
     in time order; `indices` map frames back to the sampler's order."""
-    if chunk_size <= 0:
+    if not 0 < as_int(chunk_size, "chunk_size") <= _I32_MAX:
         raise ValueError("chunk_size must be positive")
     o = _output_spec(size, crop, interpolation, dtype, mean, std, rotate)
-    fs = _d.FrameStream(_path(path), _sampler_spec(sampler), o, int(threads), int(chunk_size),
-                        -1 if stream is None else int(stream))
+    spec = _sampler_spec(sampler)
+    # only one chunk is held at a time: that is what the budget bounds
+    check_output_bytes(_output_bytes(_path(path), Uniform(chunk_size), o), f"one chunk of {_path(path)}")
+    fs = _d.FrameStream(_path(path), spec, o, as_int(threads, "threads"), int(chunk_size),
+                        -1 if stream is None else as_int(stream, "stream"))
     while True:
         r = fs.next_chunk()
         if len(r["pts"]) == 0:

@@ -18,6 +18,7 @@ from typing import Iterable, Mapping, Sequence, Union
 import numpy as np
 
 from . import _core
+from .checks import as_int, as_int_array
 
 ChannelData = Union[np.ndarray, tuple]  # float32/float16 array, or (int8 array, float32 scales)
 Queries = Union[np.ndarray, Mapping[str, np.ndarray]]
@@ -54,14 +55,17 @@ def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def video_bitset(video_ids: Iterable[int] | np.ndarray, n_videos: int) -> np.ndarray:
     """A uint64 bitset over ``n_videos`` from video ids or a boolean mask (for filters)."""
-    ids = np.asarray(list(video_ids) if not isinstance(video_ids, np.ndarray) else video_ids)
+    if isinstance(video_ids, np.ndarray) and video_ids.dtype == bool:
+        ids = video_ids
+    else:  # ids must be integers: deny=[1.5] is an error, not video 1
+        items = video_ids if isinstance(video_ids, np.ndarray) else list(video_ids)
+        ids = as_int_array(items, "filter video ids") if len(items) else np.zeros(0, np.int64)
     mask = np.zeros(n_videos, dtype=bool)
     if ids.dtype == bool:
         if ids.shape != (n_videos,):
             raise ValueError(f"a boolean filter mask needs shape ({n_videos},), got {ids.shape}")
         mask = ids
     elif ids.size:
-        ids = ids.astype(np.int64, copy=False)
         if ids.min() < 0 or ids.max() >= n_videos:
             raise ValueError(f"filter video ids must be in [0, {n_videos}), got {ids.min()}..{ids.max()}")
         mask[ids] = True
@@ -108,7 +112,7 @@ class Corpus:
         n_rows = native[0][0].shape[0] if native[0][0].ndim == 2 else 0
         if offsets is None:
             offsets = np.arange(n_rows + 1, dtype=np.int64)
-        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        self.offsets = as_int_array(offsets, "offsets")
         self.device = device
         self._native = _native_class(device)(native, self.offsets)
         self._exact = self._exact_vectors(native, refine or {})
@@ -156,10 +160,11 @@ class Corpus:
                    allow: Iterable[int] | np.ndarray | None = None,
                    deny: Iterable[int] | np.ndarray | None = None) -> SearchResult:
         """Best ``k`` clips per query. ``allow``/``deny`` restrict by *video* id (or bool mask)."""
+        k = as_int(k, "k")
         qs, ws = self._queries(queries, weights)
         bits, mode = self._filter(allow, deny)
         if not self._refined:
-            return SearchResult(*self._native.topk_clips(qs, ws, int(k), bits, mode))
+            return SearchResult(*self._native.topk_clips(qs, ws, k, bits, mode))
         _, cand = self._native.topk_clips(qs, ws, self._candidates(k), bits, mode)
         k_out = min(int(k), self.rows)
         out_s = np.full((len(cand), k_out), -np.inf, np.float32)
@@ -183,10 +188,11 @@ class Corpus:
         """
         if agg not in AGGREGATIONS:
             raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
+        k = as_int(k, "k")
         qs, ws = self._queries(queries, weights)
         bits, mode = self._filter(allow, deny)
         if not self._refined:
-            return SearchResult(*self._native.topk_videos(qs, ws, int(k), agg, float(temperature), bits, mode))
+            return SearchResult(*self._native.topk_videos(qs, ws, k, agg, float(temperature), bits, mode))
         _, cand = self._native.topk_videos(qs, ws, self._candidates(k), agg, float(temperature), bits, mode)
         k_out = min(int(k), self.videos)
         out_s = np.full((len(cand), k_out), -np.inf, np.float32)
@@ -203,9 +209,9 @@ class Corpus:
         return SearchResult(out_s, out_i)
 
     def _candidates(self, k: int) -> int:
-        if int(k) < 1:
+        if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return int(k) * self.refine_factor
+        return min(k, max(self.rows, 1)) * self.refine_factor  # never past the corpus: no int64 overflow
 
     def _exact_scores(self, qs: list, ws: list, b: int, rows: np.ndarray) -> np.ndarray:
         """sum_c w_c <q_c[b], x_c[row]> for the given rows, from the exact vectors."""

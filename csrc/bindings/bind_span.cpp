@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/checks.h"
 #include "span/span_scorer.h"
 
 namespace py = pybind11;
@@ -29,9 +30,12 @@ struct Inputs {
   SpanParams params;
 };
 
-Inputs inputs(py::array scores, py::array offsets, py::array clip_start, py::array clip_end, const std::string& method,
+Inputs inputs(py::array scores, py::object offsets_arg, py::array clip_start, py::array clip_end, const std::string& method,
               int min_len, int max_len, int top_m, double nms_iou, double length_weight, int smooth) {
   if (scores.dtype().kind() != 'f') throw py::type_error("scores must be floating point");
+  py::array offsets = py::array::ensure(offsets_arg);  // lists too, but checked before any cast
+  if (!offsets) throw py::type_error("offsets must be an array of integers");
+  ivcr::bindings::require_integer_array(offsets, "offsets");
   Inputs in{F32::ensure(scores), I64::ensure(offsets), F64::ensure(clip_start), F64::ensure(clip_end), {}, {}};
   if (!in.scores || !in.offsets || !in.start || !in.end) throw py::type_error("inputs must be numeric arrays");
   const int64_t N = in.scores.size();
@@ -72,10 +76,10 @@ Inputs inputs(py::array scores, py::array offsets, py::array clip_start, py::arr
       py::arg("min_len") = 1, py::arg("max_len") = 32, py::arg("top_m") = 5, py::arg("nms_iou") = 0.5,             \
       py::arg("length_weight") = 0.0, py::arg("smooth") = 3
 
-py::tuple score_spans(py::array scores, py::array offsets, py::array clip_start, py::array clip_end,
+py::tuple score_spans(py::array scores, py::object offsets_arg, py::array clip_start, py::array clip_end,
                       const std::string& method, int min_len, int max_len, int top_m, double nms_iou,
                       double length_weight, int smooth) {
-  Inputs in = inputs(scores, offsets, clip_start, clip_end, method, min_len, max_len, top_m, nms_iou, length_weight,
+  Inputs in = inputs(scores, offsets_arg, clip_start, clip_end, method, min_len, max_len, top_m, nms_iou, length_weight,
                      smooth);
   const int64_t V = in.batch.n_videos;
   py::array_t<double> s0({V, int64_t(top_m)}), s1({V, int64_t(top_m)});
@@ -91,10 +95,11 @@ py::tuple score_spans(py::array scores, py::array offsets, py::array clip_start,
 
 // Corpus-level moment ranking in one call: every video's NMS-kept spans, shifted by an optional
 // per-video bias (e.g. its retrieval score), then the global top k (ties: lower video, earlier).
-py::tuple rank_moments(py::array scores, py::array offsets, py::array clip_start, py::array clip_end,
+py::tuple rank_moments(py::array scores, py::object offsets_arg, py::array clip_start, py::array clip_end,
                        const std::string& method, int min_len, int max_len, int top_m, double nms_iou,
-                       double length_weight, int smooth, py::object video_bias, int64_t k) {
-  Inputs in = inputs(scores, offsets, clip_start, clip_end, method, min_len, max_len, top_m, nms_iou, length_weight,
+                       double length_weight, int smooth, py::object video_bias, py::object k_arg) {
+  const int64_t k = ivcr::bindings::int64_arg(k_arg, "k");
+  Inputs in = inputs(scores, offsets_arg, clip_start, clip_end, method, min_len, max_len, top_m, nms_iou, length_weight,
                      smooth);
   const int64_t V = in.batch.n_videos, M = top_m;
   if (k < 1) throw py::value_error("k must be >= 1");

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/checks.h"
 #include "search/cpu/corpus.h"
 
 namespace ivcr::bindings {
@@ -66,6 +67,7 @@ class PySearchCorpus {
       chans.push_back(ch);
       dims_.push_back(ch.dim);
     }
+    require_integer_array(offsets, "offsets");
     if (!offsets.dtype().is(py::dtype::of<int64_t>()) || offsets.ndim() != 1 || offsets.shape(0) < 1)
       throw py::type_error("offsets must be a 1-D int64 array of n_videos + 1 row indices");
     require_c_contiguous(offsets, "offsets");
@@ -78,8 +80,9 @@ class PySearchCorpus {
     }
   }
 
-  py::tuple topk_clips(const py::list& queries, const std::vector<float>& weights, int64_t k, py::object filter_bits,
-                       const std::string& filter_mode) {
+  py::tuple topk_clips(const py::list& queries, const std::vector<float>& weights, py::object k_arg,
+                       py::object filter_bits, const std::string& filter_mode) {
+    const int64_t k = int64_arg(k_arg, "k");
     std::vector<py::array> keep;
     QueryBatch q = queries_of(queries, weights, keep);
     VideoFilter f = filter_of(filter_bits, filter_mode, keep);
@@ -93,8 +96,10 @@ class PySearchCorpus {
     return py::make_tuple(scores, ids);
   }
 
-  py::tuple topk_videos(const py::list& queries, const std::vector<float>& weights, int64_t k, const std::string& agg,
-                        float temperature, py::object filter_bits, const std::string& filter_mode) {
+  py::tuple topk_videos(const py::list& queries, const std::vector<float>& weights, py::object k_arg,
+                        const std::string& agg, float temperature, py::object filter_bits,
+                        const std::string& filter_mode) {
+    const int64_t k = int64_arg(k_arg, "k");
     Agg a;
     if (agg == "max") a = Agg::Max;
     else if (agg == "mean") a = Agg::Mean;

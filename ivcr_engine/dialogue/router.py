@@ -35,8 +35,37 @@ class Routed:
 
 
 _ORDINALS_EN = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
-                "ninth": 9, "tenth": 10, "last": -1, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
-_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+                "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "twentieth": 20, "last": -1}
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000}
+_ZH_NUMBER = "[零〇一二两三四五六七八九十百千万]+"
+
+# Terminal escape sequences (CSI/OSC/other ESC forms), then any other control character and the
+# bidirectional overrides that reorder what a terminal shows.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without escape sequences and control characters (each control becomes a space, so
+    words do not run together); what is safe to route and to print."""
+    return re.sub(r" {2,}", " ", _CONTROLS.sub(" ", _ESCAPES.sub("", text))).strip()
+
+
+def zh_number(s: str) -> int:
+    """A Chinese numeral ("九十九", "十二", "一百零五", "两千") or digits as an int."""
+    if s.isdigit():
+        return int(s)
+    total, section, digit = 0, 0, 0
+    for ch in s:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch == "万":
+            total, section, digit = (total + section + digit) * 10_000, 0, 0
+        else:
+            section += (digit or 1) * _ZH_UNITS[ch]
+            digit = 0
+    return total + section + digit
 
 # Patterns are tried in order; the first match decides. Each returns a Routed.
 _P = re.compile
@@ -67,16 +96,17 @@ def _pattern_route(text: str) -> Routed | None:
     if re.search(r"\b(something|anything|more|others?|videos?|clips?|scenes?) (like|similar to) (this|that|it)\b|\bsimilar (ones|scenes?|clips?|videos?)\b|类似|相似|差不多的", low):
         return Routed(Intent.ANALOGOUS)
     # selection by number or reference
-    m = re.search(r"\b(?:video|clip|number|no\.?|#)\s*(\d{1,2})\b", low)
+    # ordinals of any size reach the selection handler, which says when there are fewer candidates
+    m = re.search(r"(?:\b(?:video|clip|number|no\.?)|#)\s*(\d+)\b", low)
     if m and not re.search(r"\bwhen\b", low):
         return Routed(Intent.SELECT, ordinal=int(m.group(1)))
-    m = re.search(r"\bthe (first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|1st|2nd|3rd|4th|5th)\b(?: one| video| clip)?", low)
+    m = re.search(r"\bthe (" + "|".join(_ORDINALS_EN) + r"|\d+(?:st|nd|rd|th))\b(?: one| video| clip)?", low)
     if m and len(low.split()) <= 6:
-        return Routed(Intent.SELECT, ordinal=_ORDINALS_EN[m.group(1)])
-    m = re.search(r"第\s*([一二两三四五六七八九十]|\d{1,2})\s*个", t)
-    if m:
         g = m.group(1)
-        return Routed(Intent.SELECT, ordinal=int(g) if g.isdigit() else _ZH_DIGITS[g])
+        return Routed(Intent.SELECT, ordinal=_ORDINALS_EN[g] if g in _ORDINALS_EN else int(g[:-2]))
+    m = re.search(r"第\s*(" + _ZH_NUMBER + r"|\d+)\s*[个條条部段]", t)
+    if m:
+        return Routed(Intent.SELECT, ordinal=zh_number(m.group(1)))
     if re.search(r"最后一个", t):
         return Routed(Intent.SELECT, ordinal=-1)
     m = re.match(r"^(?:i mean |i want |pick |choose |select |open )?the one (?:with|where|that has|showing|about) (.+)$", low)
@@ -138,6 +168,7 @@ class Router:
         return self._proto
 
     def route(self, text: str, has_candidates: bool = False, has_selection: bool = False) -> Routed:
+        text = clean_text(text)
         r = _pattern_route(text)
         if r is not None:
             return r

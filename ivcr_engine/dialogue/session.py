@@ -16,7 +16,7 @@ from pathlib import Path
 from ..index.protocol import Moment, VideoIndex
 from ..index.searcher import DEFAULT_WEIGHTS
 from .responders import Responder, TemplateResponder
-from .router import Intent, Routed, Router
+from .router import Intent, Routed, Router, clean_text
 from .state import Candidate, Reply, SessionState
 
 N_CANDIDATES = 10  # the IVCR protocol's candidate list
@@ -78,6 +78,7 @@ class Session:
     def ask(self, text: str) -> Reply:
         if not isinstance(text, str):
             raise TypeError("a turn is a string")
+        text = clean_text(text)  # no control or escape characters reach routing, state or replies
         st = self.state
         t_start = time.perf_counter()
         self._timings, self._queries = {}, {}

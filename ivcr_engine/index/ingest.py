@@ -36,12 +36,14 @@ VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpe
 TEXT_CHANNELS = ("concept", "speech", "subtitle")  # channels in the text encoder's space
 PRESENCE_CHANNELS = ("speech", "subtitle")          # ... with a trailing presence dimension
 ALL_CHANNELS = ("visual",) + TEXT_CHANNELS
+MANIFEST_SUFFIXES = {".txt", ".jsonl"}
 
 
 @dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)      # already indexed (same content)
+    skipped: list[str] = field(default_factory=list)      # already indexed (same content, same path)
+    aliased: list[tuple[str, str]] = field(default_factory=list)  # (new path, stored video's path): same content
     failed: list[tuple[str, str]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     clips: int = 0
@@ -52,11 +54,27 @@ class IngestReport:
 
     def summary(self) -> str:
         lines = [f"videos added {len(self.added)}, skipped (already indexed) {len(self.skipped)}, "
+                 f"aliased (same content as a stored video) {len(self.aliased)}, "
                  f"failed {len(self.failed)}, removed {len(self.removed)}",
                  f"clips {self.clips}, video {self.seconds_of_video / 3600:.3f} h, wall {self.wall_seconds:.1f} s",
                  "stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_seconds.items())]
+        lines += [f"  alias: {p} = {stored}" for p, stored in self.aliased]
         lines += [f"  failed: {p}: {why}" for p, why in self.failed]
         return "\n".join(lines)
+
+    def exit_code(self) -> int:
+        """The CLI contract: 0 every input done, 3 some inputs failed, 1 nothing could be done."""
+        if not self.failed:
+            return 0
+        return 3 if (self.added or self.skipped or self.aliased or self.removed) else 1
+
+    def to_json(self) -> dict:
+        return {"added": self.added, "skipped": self.skipped,
+                "aliased": [{"path": p, "same_as": s} for p, s in self.aliased],
+                "failed": [{"path": p, "error": e} for p, e in self.failed], "removed": self.removed,
+                "clips": self.clips, "seconds_of_video": round(self.seconds_of_video, 3),
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                "wall_seconds": round(self.wall_seconds, 3), "exit_code": self.exit_code()}
 
 
 def content_hash(path: Path, block: int = 1 << 22) -> str:
@@ -73,24 +91,37 @@ def content_hash(path: Path, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
-    """Folders (searched recursively for video files), single files, and manifests: .txt (one path
-    per line, '#' comments) or .jsonl ({"path": ...} per line); relative paths in a manifest are
-    relative to the manifest."""
+def collect_videos(inputs: Iterable[str | Path], failed: list | None = None) -> list[Path]:
+    """Folders (searched recursively), single files, and manifests: .txt (one path per line, '#'
+    comments) or .jsonl ({"path": ...} per line); relative paths in a manifest are relative to the
+    manifest. A manifest is read the same way wherever it appears, given directly or found in a
+    folder (and may name folders or other manifests). A manifest that cannot be read is appended
+    to ``failed`` as (path, why) when given, else raised as a ValueError."""
     out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
+    reading: set[Path] = set()  # manifests being read: one that lists itself is not followed again
+
+    def add(p: Path) -> None:
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
-        elif p.suffix.lower() == ".txt":
-            lines = [l.strip() for l in p.read_text().splitlines()]
-            out += [(p.parent / l) for l in lines if l and not l.startswith("#")]
-        elif p.suffix.lower() == ".jsonl":
-            for line in p.read_text().splitlines():
-                if line.strip():
-                    out.append(p.parent / json.loads(line)["path"])
+            for q in sorted(p.rglob("*")):
+                if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES | MANIFEST_SUFFIXES:
+                    add(q)
+        elif p.suffix.lower() in MANIFEST_SUFFIXES:
+            key = p.resolve()
+            if key in reading:
+                return
+            reading.add(key)
+            try:
+                for entry in read_manifest(p):
+                    add(entry)
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                if failed is None:
+                    raise ValueError(f"manifest {p}: {exc}") from exc
+                failed.append((str(p), f"unreadable manifest: {exc}"))
         else:
             out.append(p)
+
+    for item in inputs:
+        add(Path(item))
     seen, unique = set(), []
     for p in out:
         key = str(p.resolve())
@@ -98,6 +129,22 @@ def collect_videos(inputs: Iterable[str | Path]) -> list[Path]:
             seen.add(key)
             unique.append(Path(key))
     return unique
+
+
+def read_manifest(p: Path) -> list[Path]:
+    """The paths a .txt or .jsonl manifest lists, relative to the manifest's folder."""
+    text = p.read_text(encoding="utf-8")
+    if p.suffix.lower() == ".txt":
+        lines = [l.strip() for l in text.splitlines()]
+        return [p.parent / l for l in lines if l and not l.startswith("#")]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                raise ValueError(f"line {n} has no \"path\" string")
+            out.append(p.parent / entry["path"])
+    return out
 
 
 def clip_grid(duration: float, clip_seconds: float) -> np.ndarray:
@@ -219,18 +266,27 @@ class Ingestor:
         report = IngestReport()
         t_start = time.perf_counter()
         for p in remove:
-            got = self.store.find_video_by_path(str(Path(p).resolve()))
-            if got:
-                self.store.remove_videos([got["id"]])
-                report.removed.append(str(p))
+            what = self.store.remove_path(str(Path(p).resolve()))
+            if what:
+                report.removed.append(str(p) if what == "removed" else f"{p} ({what})")
+            else:
+                report.failed.append((str(p), "not in the index"))
         todo: list[tuple[Path, str]] = []
-        for path in collect_videos(inputs):
+        for path in collect_videos(inputs, report.failed):
             if not path.is_file():
                 report.failed.append((str(path), "file not found"))
                 continue
             digest = content_hash(path)
-            if self.store.has_hash(digest):
-                report.skipped.append(str(path))
+            have = self.store.video_by_hash(digest)
+            if have is not None:
+                if have["path"] == str(path) or str(path) in self.store.aliases(have["id"]).get(have["id"], []):
+                    report.skipped.append(str(path))
+                else:  # the same bytes under another name: recorded as an alias, not encoded again
+                    old = self.store.find_video_by_path(str(path))
+                    self.store.add_alias(str(path), have["id"])
+                    if old and old["id"] != have["id"]:  # the name held other content before
+                        self.store.remove_path(str(path), old["id"])
+                    report.aliased.append((str(path), have["path"]))
                 continue
             todo.append((path, digest))
         bar = None
@@ -252,8 +308,8 @@ class Ingestor:
                     # a changed file at a known path replaces its old entry
                     old = self.store.find_video_by_path(str(path))
                     self.store.add_video(rec)
-                    if old:
-                        self.store.remove_videos([old["id"]])
+                    if old:  # its other names (aliases) keep the old content
+                        self.store.remove_path(str(path), old["id"] if old["path"] == str(path) else None)
                     report.stage_seconds["write"] += time.perf_counter() - t0
                     report.added.append(str(path))
                     report.clips += len(rec.clip_times)
