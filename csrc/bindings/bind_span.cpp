@@ -103,8 +103,9 @@ py::tuple rank_moments(py::array scores, py::object offsets_arg, py::array clip_
                      smooth);
   const int64_t V = in.batch.n_videos, M = top_m;
   if (k < 1) throw py::value_error("k must be >= 1");
-  F32 bias;
-  if (!video_bias.is_none()) {
+  F32 bias;  // note: a default array_t is an empty array, not null; has_bias says whether one was given
+  const bool has_bias = !video_bias.is_none();
+  if (has_bias) {
     bias = F32::ensure(video_bias);
     if (!bias || bias.ndim() != 1 || bias.size() != V) throw py::value_error("video_bias must have one value per video");
   }
@@ -118,7 +119,7 @@ py::tuple rank_moments(py::array scores, py::object offsets_arg, py::array clip_
     std::vector<float> sc(V * M);
     std::vector<int64_t> c0(V * M), c1(V * M);
     ivcr::span::score_spans(in.batch, in.params, s0.data(), s1.data(), sc.data(), c0.data(), c1.data());
-    const float* bp = bias ? bias.data() : nullptr;
+    const float* bp = has_bias ? bias.data() : nullptr;
     for (int64_t i = 0; i < V * M; ++i)
       if (bp) sc[i] += bp[i / M];
     std::vector<int64_t> order(V * M);
