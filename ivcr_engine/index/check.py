@@ -44,7 +44,7 @@ class CheckReport:
 
 def check_index(root: str | Path, repair: bool = False) -> CheckReport:
     report = CheckReport()
-    with IndexStore(root) as store:
+    with IndexStore(root) as store, store.write_lock(wait=False):
         _check(store, report, repair)
         if repair and report.repaired:
             # Verify again: whatever is still wrong after the repair is reported as the state now.

@@ -17,6 +17,8 @@ A row file shorter than its committed rows is damage, reported as :class:`IndexD
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -182,8 +184,28 @@ class IndexStore:
         """Append one video's rows and record it; returns its id. All or nothing."""
         return self.add_videos([rec])[0]
 
+    @contextlib.contextmanager
+    def write_lock(self, wait: bool = True):
+        """Exclusive lock on the row files (INDEX/write.lock), held by a writer from its first
+        append to its commit and by `ivcr check`, so a check never trims (or reports as
+        left over) rows a writer is about to commit."""
+        with open(self.root / "write.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise RuntimeError(f"index {self.root} is being written (an ingest is running); "
+                                   "check it when that is done") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def add_videos(self, records: Sequence[VideoRecord]) -> list[int]:
         """Append several videos in one commit (one fsync per file): all or nothing."""
+        with self.write_lock():
+            return self._add_videos(records)
+
+    def _add_videos(self, records: Sequence[VideoRecord]) -> list[int]:
         chans = self.channels()
         first_row = self.row_count()
         row = first_row

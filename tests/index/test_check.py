@@ -102,3 +102,11 @@ def test_derived_caches_stale_broken_and_rebuilt(tmp_path):
     assert not list((root / "vectors").glob(f"first.visual.{rows - 3}.*"))
     again = first_stage.load_or_build(root / "vectors", "visual", rows, worker.DIM, read)
     assert again.scales.shape == (rows,) and check_index(root).ok
+
+
+def test_check_refuses_while_an_ingest_holds_the_write_lock(tmp_path):
+    root = make(tmp_path)
+    with IndexStore(root) as writer, writer.write_lock():
+        with pytest.raises(RuntimeError, match="is being written"):
+            check_index(root, repair=True)
+    assert check_index(root).ok
