@@ -26,7 +26,7 @@ import numpy as np
 
 from ..search import quantize_int8
 
-ENERGY = 0.92          # share of the rows' energy a projection must keep
+ENERGY = 0.95          # share of the rows' energy a projection must keep
 MIN_GAIN = 2.0         # project only when it reads at least this many times fewer bytes
 SAMPLE_ROWS = 50_000   # rows the principal directions are fitted on (evenly spaced)
 BLOCK = 65_536         # rows per build pass: bounded memory on million-clip indexes
