@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,9 +57,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 def _safe(text) -> str:
     """Text from files, videos or users as printed: no escape sequences or control characters
     (they would drive the terminal), line by line."""
-    from .dialogue.router import clean_text
+    from .dialogue.router import strip_controls
 
-    return "\n".join(clean_text(line) for line in str(text).split("\n"))
+    return "\n".join(strip_controls(line) for line in str(text).split("\n"))
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -258,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader left (`ivcr search ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
         print(_safe(f"ivcr: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR

@@ -333,7 +333,7 @@ def decode_batch(
     o = _output_spec(size, crop, interpolation, dtype, mean, std, rotate)
     ps = [_path(p) for p in paths]
     spec = _sampler_spec(sampler)
-    check_output_bytes(sum(_output_bytes(p, sampler, o) for p in ps), f"decoding these {len(ps)} videos")
+    check_output_bytes(sum(_output_bytes(p, sampler, o) for p in ps), f"decoding a batch of {len(ps)} video(s)")
     rs = _d.decode_batch(ps, spec, o, as_int(threads, "threads"))
     return [_result(p, r) for p, r in zip(ps, rs)]
 

@@ -46,10 +46,15 @@ _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
-def clean_text(text: str) -> str:
+def strip_controls(text: str) -> str:
     """``text`` without escape sequences and control characters (each control becomes a space, so
-    words do not run together); what is safe to route and to print."""
-    return re.sub(r" {2,}", " ", _CONTROLS.sub(" ", _ESCAPES.sub("", text))).strip()
+    words do not run together): safe to print, layout spaces kept."""
+    return _CONTROLS.sub(" ", _ESCAPES.sub("", text))
+
+
+def clean_text(text: str) -> str:
+    """A turn as routed and stored: ``strip_controls``, runs of spaces squeezed, ends trimmed."""
+    return re.sub(r" {2,}", " ", strip_controls(text)).strip()
 
 
 def zh_number(s: str) -> int:

@@ -42,7 +42,7 @@ def test_a_request_over_the_memory_budget_is_refused_with_its_estimate(video, bu
     budget(1 << 20)
     with pytest.raises(ValueError, match=r"about 4\.6 MiB, over the memory budget of 1\.0 MiB"):
         decode.decode_frames(video, decode.Uniform(32), size=(224, 224))
-    with pytest.raises(ValueError, match="these 2 videos"):
+    with pytest.raises(ValueError, match="a batch of 2 video"):
         decode.decode_batch([video, video], decode.Uniform(16), size=(224, 224))
     with pytest.raises(ValueError, match="over the memory budget"):
         decode.decode_frames(video, decode.Fps(25.0))  # 76 native frames of 160x120 = 4.4 MiB
