@@ -51,19 +51,33 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_index(args: argparse.Namespace) -> int:
     from .index import Ingestor
 
-    ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech, clip_model=args.clip_model)
-    try:
-        report = ing.run(args.paths, remove=args.remove or (), progress=not args.quiet)
-    finally:
-        ing.store.close()
+    if args.ray:
+        from .index.ray_ingest import RayIngest
+
+        if args.remove:
+            raise ValueError("--remove runs without --ray (it only writes tombstones)")
+        ing = RayIngest(args.index, args.ray, workers=args.workers, shards=args.shards, clip_seconds=args.clip_seconds,
+                        speech=not args.no_speech, clip_model=args.clip_model)
+        try:
+            report = ing.run(args.paths, progress=not args.quiet)
+        finally:
+            ing.close()
+    else:
+        ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech,
+                       clip_model=args.clip_model, shards=args.shards)
+        try:
+            report = ing.run(args.paths, remove=args.remove or (), progress=not args.quiet)
+        finally:
+            ing.close()
     print(report.summary())
     return 1 if report.failed and not report.added and not report.skipped else 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .index import Index, hits_to_json
+    from .index import hits_to_json
+    from .index.sharded import open_index
 
-    index = Index.open(args.index)
+    index = open_index(args.index, ray_address=args.ray)
     hits = index.search(args.query, k=args.k)
     if args.json:
         print(hits_to_json(hits))
@@ -90,7 +104,7 @@ def _print_reply(reply, index) -> None:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .dialogue import Engine
 
-    engine = Engine.open(args.index)
+    engine = Engine.open(args.index, ray_address=args.ray)
     session = engine.session()
     if args.script:
         lines = [l.strip() for l in Path(args.script).read_text(encoding="utf-8").splitlines()]
@@ -134,9 +148,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .eval.ivcr200k import evaluate, format_report, load_ivcr200k
 
     dialogues = load_ivcr200k(args.file)
-    result = evaluate(Engine.open(args.index), dialogues, teacher_forced=not args.free_running)
+    result = evaluate(Engine.open(args.index, ray_address=args.ray), dialogues, teacher_forced=not args.free_running)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
+
+
+def _cmd_shard(args: argparse.Namespace) -> int:
+    from .index.sharded import split_index
+
+    counts = split_index(args.index, args.out, args.shards, progress=not args.quiet)
+    print(f"{args.out}: {len(counts)} shards, videos per shard: {', '.join(map(str, counts))}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {n}")
+    return n
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -155,6 +187,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         files.append(str(f))
     cmd = [sys.executable, "-m", "pytest", *files, "--benchmark-enable", "-s", "-q"]
     return subprocess.call(cmd, cwd=bench_dir.parent)
+
+
+RAY_HELP = "auto (a cluster started on this machine with `ray start`), local, or HOST:PORT; needs ivcr_engine[ray]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
     p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_index.add_argument("--shards", type=_positive_int, help="write a sharded index of N shards (videos placed by content hash)")
+    p_index.add_argument("--ray", metavar="ADDRESS", help="decode + encode on Ray workers: " + RAY_HELP)
+    p_index.add_argument("--workers", type=_positive_int, default=2, help="with --ray: encoding workers (default 2)")
     p_index.set_defaults(func=_cmd_index)
 
     p_search = sub.add_parser("search", help="one-shot text search: ranked videos with moments")
@@ -188,12 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_search.add_argument("--index", required=True)
     p_search.add_argument("-k", type=int, default=10)
     p_search.add_argument("--json", action="store_true")
+    p_search.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_search.set_defaults(func=_cmd_search)
 
     p_chat = sub.add_parser("chat", help="multi-turn dialogue over an index (interactive, or --script)")
     p_chat.add_argument("--index", required=True)
     p_chat.add_argument("--script", help="a file of turns, one per line: prints the transcript")
     p_chat.add_argument("--save", help="with --script: write the session state as JSON here")
+    p_chat.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_chat.set_defaults(func=_cmd_chat)
 
     p_eval = sub.add_parser("eval", help="evaluate on a benchmark")
@@ -203,7 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_ivcr.add_argument("--index", required=True)
     p_ivcr.add_argument("--free-running", action="store_true", help="do not teacher-force the history")
     p_ivcr.add_argument("--json", action="store_true")
+    p_ivcr.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_ivcr.set_defaults(func=_cmd_eval)
+
+    p_shard = sub.add_parser("shard", help="sharded indexes: split an existing index into N shards")
+    shard_sub = p_shard.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p_split = shard_sub.add_parser("split", help="copy an index's live videos into a new N-shard index (resumable)")
+    p_split.add_argument("--index", required=True, help="the unsharded index to split")
+    p_split.add_argument("--out", required=True, help="folder of the new sharded index")
+    p_split.add_argument("--shards", type=_positive_int, required=True)
+    p_split.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_split.set_defaults(func=_cmd_shard)
 
     p_bench = sub.add_parser("bench", help="run benchmark suites (tables with ratios; slow)")
     p_bench.add_argument("suites", nargs="*", help="e.g. search span decode text_encoder ingest dialogue (default: all)")
