@@ -7,7 +7,9 @@ import os
 def connect(address: str | None = "auto"):
     """The ``ray`` module, connected: to the cluster this process already joined, else to
     ``address`` ("auto": the cluster started on this machine with ``ray start``; "local": a new
-    one-node cluster inside this process; "HOST:PORT": a head node). No dashboard, no usage stats."""
+    one-node cluster inside this process; "HOST:PORT": a head node). No dashboard, no usage stats.
+    Clusters started with `ray start` use token authentication: the token comes from
+    ~/.ray/auth_token (or RAY_AUTH_TOKEN) and RAY_AUTH_MODE=token must be set for the driver too."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         import ray
@@ -18,6 +20,9 @@ def connect(address: str | None = "auto"):
     if not isinstance(address, str) or not address:
         raise ValueError(f"a Ray address is 'auto', 'local' or HOST:PORT, got {address!r}")
     kw = {"include_dashboard": False, "log_to_driver": False} if address == "local" else {"log_to_driver": False}
+    host = address.rsplit(":", 1)[0]
+    if host.startswith("127."):  # a cluster on loopback: this driver joins it on loopback too
+        kw["_node_ip_address"] = "127.0.0.1"
     try:
         ray.init(address=None if address == "local" else address, **kw)
     except ConnectionError as exc:
