@@ -9,7 +9,6 @@ The 4-shard copy (about 4.9 GB) is built once into .cache/bench/latency_index_4s
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 from bench_dialogue import CLIPS, N_VIDEOS, REPO, build_index  # noqa: E402
 
 from ivcr_engine.index import Index, IndexStore  # noqa: E402
+from ivcr_engine.index.ray_cluster import start_local  # noqa: E402
 from ivcr_engine.index.ray_ingest import RayIngest  # noqa: E402
 from ivcr_engine.index.sharded import ShardedIndex, is_sharded, read_manifest, split_index  # noqa: E402
 from ivcr_engine.models import prepare_models  # noqa: E402
@@ -33,8 +33,7 @@ _LATENCY: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    start_local(num_cpus=2)
     request.addfinalizer(ray.shutdown)
     return ray
 

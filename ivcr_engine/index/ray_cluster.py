@@ -28,3 +28,14 @@ def connect(address: str | None = "auto"):
     except ConnectionError as exc:
         raise RuntimeError(f"cannot reach a Ray cluster at {address!r}: {exc}") from None
     return ray
+
+
+def start_local(num_cpus: int):
+    """A new one-node cluster inside this process, on 127.0.0.1 (tests, benchmarks, one machine);
+    stop it with ``ray.shutdown()``."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    return ray

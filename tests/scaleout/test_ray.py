@@ -12,6 +12,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (make te
 
 from ivcr_engine.dialogue import Engine  # noqa: E402
 from ivcr_engine.index import Index, IndexStore  # noqa: E402
+from ivcr_engine.index.ray_cluster import start_local  # noqa: E402
 from ivcr_engine.index.ray_ingest import RayIngest  # noqa: E402
 from ivcr_engine.index.sharded import ShardedIndex, read_manifest  # noqa: E402
 
@@ -20,8 +21,7 @@ from .common import assert_same_hits, transcript  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    start_local(num_cpus=2)
     request.addfinalizer(ray.shutdown)
     return ray
 

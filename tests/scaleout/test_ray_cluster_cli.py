@@ -36,6 +36,14 @@ def alive_nodes(address: str) -> int:
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 
+def wait_for_nodes(address: str, n: int, log: Path) -> None:
+    for _ in range(60):  # bounded: about a minute
+        if alive_nodes(address) >= n:
+            return
+        time.sleep(1)
+    pytest.fail(f"the Ray cluster did not reach {n} nodes: {log.read_text()[-2000:]}")
+
+
 def stop(proc: subprocess.Popen) -> None:
     """`ray start --block` stops the node's processes when it gets SIGTERM."""
     if proc.poll() is None:
@@ -58,21 +66,11 @@ def two_nodes(request, tmp_path_factory):
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
                             stdout=open(logs / "head.log", "w"), stderr=subprocess.STDOUT, env=ENV)
     request.addfinalizer(lambda: stop(head))
-    for _ in range(60):
-        if alive_nodes(address) >= 1:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"the Ray head did not come up: {(logs / 'head.log').read_text()[-2000:]}")
+    wait_for_nodes(address, 1, logs / "head.log")
     worker = subprocess.Popen([RAY, "start", f"--address={address}", *common],
                               stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, env=ENV)
     request.addfinalizer(lambda: stop(worker))  # finalizers run last-in first-out: the worker stops first
-    for _ in range(60):
-        if alive_nodes(address) >= 2:
-            break
-        time.sleep(1)
-    else:
-        pytest.fail(f"the second Ray node did not join: {(logs / 'worker.log').read_text()[-2000:]}")
+    wait_for_nodes(address, 2, logs / "worker.log")
     return address
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ivcr_engine.dialogue import Engine
-from ivcr_engine.index import Index, Ingestor, IndexStore
+from ivcr_engine.index import Index, IndexStore, Ingestor, VideoIndex
 from ivcr_engine.index.sharded import ShardedIndex, create_manifest, open_index, read_manifest, shard_of, split_index
 
 from .common import assert_same_hits, transcript
@@ -39,6 +39,7 @@ def test_split_places_every_video_once_by_content_hash(shared_index, split3):
 
 def test_sharded_search_and_dialogue_equal_the_single_index(shared_index, split3):
     one, sharded = Index.open(shared_index[0]), ShardedIndex(split3[0])
+    assert isinstance(sharded, VideoIndex)
     assert len(sharded) == len(one) == 8 and sharded.num_refs() >= 8
     assert_same_hits(one, sharded)
     q = one.encode_queries(["a parrot", "a dog"])
