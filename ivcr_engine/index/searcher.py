@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..checks import as_int
 from ..models import ClipEncoder, TextEncoder
-from ..models.registry import model_dir
+from ..models.registry import model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
+from . import first_stage
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
@@ -30,7 +32,7 @@ DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
 TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
-SHORTLIST = 100
+SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and recall to spare
 
 
 def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channels, clip: ClipEncoder | None
@@ -57,6 +59,7 @@ class Hit:
     score: float          # the video's retrieval score (fused channels, aggregated over clips)
     moment_score: float   # the span scorer's score of this moment inside the video
     evidence: Evidence
+    aliases: list[str] = field(default_factory=list)  # other paths with the same content
 
 
 class Index:
@@ -66,23 +69,40 @@ class Index:
         self.store = IndexStore(root)
         self.settings = self.store.settings()
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
-        all_videos = self.store.videos(include_removed=True)
-        self.videos = all_videos  # corpus video index -> record (removed ones stay, always denied)
-        self.offsets = np.array([v["first_row"] for v in all_videos] + [self.store.row_count()], np.int64)
-        self.removed = np.array([bool(v["removed"]) for v in all_videos], bool)
-        times = self.store.clip_times()
-        self.clip_start, self.clip_end = times[:, 0], times[:, 1]
-        chans = self.store.channels()
-        self.channels = {name: self.store.vectors(name) for name in chans}
-        self.corpus = Corpus(self.channels, self.offsets)
+        self._map(self.store.snapshot())
         self._text = text_encoder
         self._query_cache: dict[str, dict[str, np.ndarray]] = {}
-        self._first_stage: dict[tuple, Corpus] = {}
         self._models_root = models_root or model_dir()
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
                                top_m=3, nms_iou=0.5, length_weight=0.05)
+
+    def _map(self, snap) -> None:
+        """Map exactly the rows of one committed snapshot (never by file size), then swap the view in."""
+        videos = list(snap.videos)  # corpus video index (ref) -> record (removed ones stay, always denied)
+        offsets = np.array([v["first_row"] for v in videos] + [snap.rows], np.int64)
+        times = self.store.clip_times(snap.rows)
+        channels = {name: self.store.vectors(name, snap.rows) for name in snap.channels}
+        corpus = Corpus(channels, offsets)
+        self.videos, self.offsets, self.channels, self.corpus = videos, offsets, channels, corpus
+        self.removed = np.array([bool(v["removed"]) for v in videos], bool)
+        self.clip_start, self.clip_end = times[:, 0], times[:, 1]
+        self._first_stage_cache: dict[tuple, tuple[Corpus, dict]] = {}
+        self._snapshot = snap
+
+    def refresh(self) -> bool:
+        """Map what was committed since this index was opened or last refreshed (new videos,
+        removals); True when the view changed. Cheap when nothing was committed. Not safe to
+        run while another thread searches this same object: callers serialise the two."""
+        if self.store.data_version() == self._snapshot.data_version:
+            return False
+        snap = self.store.snapshot()
+        if snap.key == self._snapshot.key:
+            self._snapshot = snap
+            return False
+        self._map(snap)
+        return True
 
     @classmethod
     def open(cls, root: str | Path, **kw) -> "Index":
@@ -91,7 +111,9 @@ class Index:
     @property
     def text_encoder(self) -> TextEncoder:
         if self._text is None:
-            self._text = TextEncoder(root=self._models_root)
+            # Queries go through the int8 query encoder of the index's text model when prepared.
+            name = query_encoder_name(self.settings.get("text_model", "text_minilm_l6"), self._models_root)
+            self._text = TextEncoder(name, root=self._models_root)
         return self._text
 
     def __len__(self) -> int:
@@ -187,10 +209,11 @@ class Index:
         """Top ``k`` videos for a text query (or prepared per-channel query vectors), each with its
         best moment(s). ``allow``/``deny`` restrict by corpus video index. ``timings``, when given,
         receives the seconds spent in encode, search and span."""
-        if k < 1:
+        if as_int(k, "k") < 1:
             raise ValueError("k must be >= 1")
         if len(self) == 0:
             return []
+        k = min(k, self.num_refs())  # a list of hits: k beyond the index is the whole index
         t0 = time.perf_counter()
         queries = self.encode_query(query) if isinstance(query, str) else query_rows(query)
         t1 = time.perf_counter()
@@ -210,11 +233,11 @@ class Index:
         ``(refs (B, k) padded -1, scores (B, k) padded -inf)``.
 
         Small indexes get one exact fused scan (``topk_videos``, agg max, float16 rows). From
-        ``TWO_STAGE_MIN_ROWS`` clips on, the first stage runs the same max-over-clips scan on an
-        int8 copy of the channels, with the text channels folded into one (they share the query
-        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>): a third of the bytes of one
-        float16 text channel instead of three of them. The best ``SHORTLIST`` videos of each row are
-        then re-ranked exactly by the float16 scan restricted to their rows. The int8 copies are
+        ``TWO_STAGE_MIN_ROWS`` clips on, a first stage runs the same max-over-clips scan on compact
+        copies of the channels (first_stage.py: int8, projected on the rows' principal directions
+        when that cuts the bytes), with the text channels folded into one (they share the query
+        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos of
+        each row are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
         built on the first search after the index changed and cached beside it.
         """
         b = next(iter(queries.values())).shape[0]
@@ -229,7 +252,8 @@ class Index:
             out_s[out_i < 0] = -np.inf
             return out_i, out_s
         first_q, first_w, folded = self._first_stage_queries(queries, weights)
-        first = self._int8_corpus(tuple(sorted(first_q)), folded)
+        first, copies = self._first_stage(tuple(sorted(first_q)), folded)
+        first_q = {c: copies[c].project(q) for c, q in first_q.items()}
         shortlists = first.topk_videos(first_q, max(SHORTLIST, k), weights=first_w, allow=eligible).ids
         for r in range(b):  # second stage per row: the exact scan reads only that row's shortlist
             short = shortlists[r][shortlists[r] >= 0]
@@ -258,43 +282,35 @@ class Index:
         first_q["text"], first_w["text"] = q, 1.0
         return first_q, first_w, tuple((c, float(weights[c])) for c in text)
 
-    def _int8_corpus(self, channels: tuple[str, ...], folded: tuple | None) -> Corpus:
-        """The first-stage corpus: int8 copies of the channels ("text" = the folded text channels)."""
+    def _first_stage(self, channels: tuple[str, ...], folded: tuple | None) -> tuple[Corpus, dict]:
+        """The first-stage corpus over compact copies of the channels ("text" = the folded text
+        channels), with each copy (its ``project`` maps queries into the copy's space)."""
         key = (channels, folded)
-        if key not in self._first_stage:
-            self._first_stage[key] = Corpus({c: self._int8_rows(c, folded if c == "text" else None)
-                                             for c in channels}, self.offsets)
-        return self._first_stage[key]
+        if key not in self._first_stage_cache:
+            copies = {c: self._first_copy(c, folded if c == "text" else None) for c in channels}
+            corpus = Corpus({c: (cp.values, cp.scales) for c, cp in copies.items()}, self.offsets)
+            self._first_stage_cache[key] = (corpus, copies)
+        return self._first_stage_cache[key]
 
-    def _int8_rows(self, channel: str, folded: tuple | None) -> tuple[np.ndarray, np.ndarray]:
-        """An int8 copy (values, per-row scales) of a channel or of the folded text channels,
-        cached beside the index, named by the row count and the fold, memory-mapped once built."""
-        from ..search import quantize_int8
-
-        rows = self.store.row_count()
+    def _first_copy(self, channel: str, folded: tuple | None) -> first_stage.FirstStageCopy:
+        """A compact copy of a channel or of the folded text channels, cached beside the index and
+        named by the row count and the fold (see first_stage.py)."""
+        rows = self._snapshot.rows
         tag = channel if folded is None else "text-" + "-".join(f"{c}{w:g}" for c, w in folded)
-        base = self.store.root / "vectors" / f"int8.{tag}.{rows}"
-        vals, scal = base.with_suffix(".values.npy"), base.with_suffix(".scales.npy")
-        if vals.exists() and scal.exists():
-            return np.load(vals, mmap_mode="r"), np.load(scal)
         dim = self.channels[PRESENCE_CHANNELS[0]].shape[1] if folded else self.channels[channel].shape[1]
-        out_v = np.lib.format.open_memmap(vals.with_suffix(".tmp.npy"), mode="w+", dtype=np.int8, shape=(rows, dim))
-        out_s = np.zeros(rows, np.float32)
-        step = 65536  # rows per pass: bounded memory on million-clip indexes
-        for a in range(0, rows, step):
-            if folded:
-                block = np.zeros((min(step, rows - a), dim), np.float32)
-                for c, w in folded:
-                    part = np.asarray(self.channels[c][a:a + step], np.float32)
-                    block[:, :part.shape[1]] += w * part
-            else:
-                block = np.asarray(self.channels[channel][a:a + step], np.float32)
-            out_v[a:a + step], out_s[a:a + step] = quantize_int8(block)
-        out_v.flush()
-        del out_v
-        np.save(scal, out_s)
-        vals.with_suffix(".tmp.npy").replace(vals)  # values last: their presence marks a complete cache
-        return np.load(vals, mmap_mode="r"), out_s
+
+        def read(sel) -> np.ndarray:
+            if not folded:
+                return np.asarray(self.channels[channel][sel], np.float32)
+            block = None
+            for c, w in folded:
+                part = w * np.asarray(self.channels[c][sel], np.float32)
+                if block is None:
+                    block = np.zeros((len(part), dim), np.float32)
+                block[:, :part.shape[1]] += part
+            return block
+
+        return first_stage.load_or_build(self.store.root / "vectors", tag, rows, dim, read)
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):
@@ -327,7 +343,8 @@ class Index:
                 hits.append(Hit(rank=0, video_id=int(self.videos[v]["id"]), video_index=int(v),
                                 path=self.videos[v]["path"], start=float(spans.start[r, m]),
                                 end=float(spans.end[r, m]), score=float(vs),
-                                moment_score=float(spans.score[r, m]), evidence=ev))
+                                moment_score=float(spans.score[r, m]), evidence=ev,
+                                aliases=list(self._snapshot.aliases.get(int(self.videos[v]["id"]), []))))
         for i, h in enumerate(hits, 1):
             h.rank = i
         return hits
@@ -355,7 +372,7 @@ def to_tvr(query_id, hits: Sequence[Hit]) -> dict:
 
 
 def hits_to_json(hits: Sequence[Hit]) -> str:
-    return json.dumps([{"video_id": h.video_id, "path": h.path, "start": round(h.start, 2), "end": round(h.end, 2),
+    return json.dumps([{"video_id": h.video_id, "path": h.path, "aliases": h.aliases, "start": round(h.start, 2), "end": round(h.end, 2),
                         "score": round(h.score, 4), "rank": h.rank,
                         "evidence": {"lines": [list(l) for l in h.evidence.lines], "concepts": h.evidence.concepts}}
                        for h in hits], ensure_ascii=False, indent=2)
