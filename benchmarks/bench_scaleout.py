@@ -1,7 +1,7 @@
 """Scale-out on a local Ray cluster (127.0.0.1, 2 CPUs):
 
 - ingest throughput of the shared videos with 1 against 2 Ray encoding workers (1 thread each);
-- search latency on the 1M-clip synthetic index of bench_dialogue.py (100k videos x 10 clips)
+- search latency on the 1M-clip synthetic index (synthetic_index.py, gaussian: 100k videos x 10 clips)
   split into 4 shards, searched in-process and on 4 Ray actors, against the single index: the
   overhead of fan-out and merge in ms, and how many of the single index's top 10 come back.
 
@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from bench_dialogue import CLIPS, N_VIDEOS, REPO, build_index  # noqa: E402
+from synthetic_index import CACHE, CLIPS, N_VIDEOS, open_index  # noqa: E402
 
 from ivcr_engine.index import Index, IndexStore  # noqa: E402
 from ivcr_engine.index.ray_cluster import start_local  # noqa: E402
@@ -71,13 +71,8 @@ def test_ray_ingest(benchmark, record, cluster, shared_data, tmp_path_factory, w
 def indexes(cluster):
     """(single, 4 shards in-process, 4 shards on Ray actors), with their int8 caches built."""
     prepare_models()
-    root = REPO / ".cache" / "bench" / "latency_index"
-    if not (root / "meta.sqlite").exists() or IndexStore(root).row_count() != N_VIDEOS * CLIPS:
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
-        build_index(root)
-    dst = REPO / ".cache" / "bench" / "latency_index_4shards"
+    root = open_index("gaussian")
+    dst = CACHE / "latency_index_4shards"
     if not is_sharded(dst) or sum(IndexStore(p).row_count() for p in read_manifest(dst)) != N_VIDEOS * CLIPS:
         split_index(root, dst, 4)  # resumable: a half-built copy is completed
     single, local, remote = Index.open(root), ShardedIndex(dst), ShardedIndex(dst, ray_address="auto")

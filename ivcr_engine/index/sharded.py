@@ -24,7 +24,7 @@ from ..models import ClipEncoder, TextEncoder
 from ..models.registry import model_dir
 from .partition import shard_of
 from .protocol import Evidence, Moment, VideoInfo, check_ref, query_rows
-from .searcher import DEFAULT_WEIGHTS, Hit, Index, encode_text_queries
+from .searcher import DEFAULT_WEIGHTS, Hit, Index, encode_text_queries, query_text_encoder
 from .store import ChannelSpec, IndexStore, VideoRecord
 
 MANIFEST = "shards.json"
@@ -216,7 +216,7 @@ class ShardedIndex:
     @property
     def text_encoder(self) -> TextEncoder:
         if self._text is None:
-            self._text = TextEncoder(root=self._models_root)
+            self._text = query_text_encoder(self.settings, self._models_root)
         return self._text
 
     # -- refs -----------------------------------------------------------------------------

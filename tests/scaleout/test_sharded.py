@@ -112,3 +112,17 @@ def test_cli_split_and_search_over_a_manifest(shared_index, tmp_path):
     bad = subprocess.run(run + ["shard", "split", "--index", str(shared_index[0]), "--out", str(tmp_path / "s0"),
                                 "--shards", "0"], capture_output=True, text=True)
     assert bad.returncode != 0 and "expected a number >= 1" in bad.stderr
+
+
+def test_refresh_fans_out_to_the_shards(shared_index, tmp_path):
+    root = tmp_path / "s2"
+    split_index(shared_index[0], root, 2)
+    sharded = ShardedIndex(root)
+    assert sharded.refresh() is False and len(sharded) == 8
+    gone = next(r for r in range(sharded.num_refs()) if not sharded.video(r).removed)
+    with IndexStore(read_manifest(root)[gone % 2]) as st:  # another process's commit, in effect
+        st.remove_videos([int(sharded.video(gone).video_id.split(":")[1])])
+    assert sharded.refresh() is True and len(sharded) == 7 and sharded.video(gone).removed
+    q = sharded.encode_queries(["a parrot"])
+    assert gone not in sharded.rank_videos(q, 10)[0][0].tolist()
+    assert sharded.refresh() is False
