@@ -34,12 +34,12 @@ $(STAMP)/apt: Makefile
 $(VPY): | $(STAMP)/apt
 	$(PY) -m venv $(VENV)
 
-# Python dependencies, with the dev extra (tests, baselines, export). Build tools first, since the
-# package itself is built without isolation against this venv.
+# Python dependencies, with the dev extra (tests, baselines, export) and the ray extra (its tests).
+# Build tools first, since the package itself is built without isolation against this venv.
 $(STAMP)/deps: pyproject.toml $(STAMP)/apt | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13"
-	$(VPY) -m pip install -q --no-build-isolation -e '.[dev]'
+	$(VPY) -m pip install -q --no-build-isolation -e '.[dev,ray]'
 	@touch $@
 
 # Editable install with a persistent build folder: only changed native sources recompile.

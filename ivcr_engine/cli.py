@@ -65,11 +65,25 @@ def _safe(text) -> str:
 def _cmd_index(args: argparse.Namespace) -> int:
     from .index import Ingestor
 
-    ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech, clip_model=args.clip_model)
-    try:
-        report = ing.run(args.paths, remove=args.remove or (), progress=not (args.quiet or args.json))
-    finally:
-        ing.store.close()
+    progress = not (args.quiet or args.json)
+    if args.ray:
+        from .index.ray_ingest import RayIngest
+
+        if args.remove:
+            raise ValueError("--remove runs without --ray (it only writes tombstones)")
+        ing = RayIngest(args.index, args.ray, workers=args.workers, shards=args.shards, clip_seconds=args.clip_seconds,
+                        speech=not args.no_speech, clip_model=args.clip_model)
+        try:
+            report = ing.run(args.paths, progress=progress)
+        finally:
+            ing.close()
+    else:
+        ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech,
+                       clip_model=args.clip_model, shards=args.shards)
+        try:
+            report = ing.run(args.paths, remove=args.remove or (), progress=progress)
+        finally:
+            ing.close()
     print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if args.json else _safe(report.summary()))
     return report.exit_code()
 
@@ -83,9 +97,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .index import Index, hits_to_json
+    from .index import hits_to_json
+    from .index.sharded import open_index
 
-    index = Index.open(args.index)
+    index = open_index(args.index, ray_address=args.ray)
     hits = index.search(args.query, k=args.k)
     if args.json:
         print(hits_to_json(hits))
@@ -114,7 +129,7 @@ def _print_reply(reply, index) -> None:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .dialogue import Engine
 
-    engine = Engine.open(args.index)
+    engine = Engine.open(args.index, ray_address=args.ray)
     session = engine.session()
     if args.script:
         # one turn per "\n" line: str.splitlines() would also split on \x0b, \x0c, \x1c.. inside a line
@@ -160,12 +175,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     dialogues = load_ivcr200k(args.file)
     predictions = [] if args.predictions else None
-    result = evaluate(Engine.open(args.index), dialogues, teacher_forced=not args.free_running,
+    result = evaluate(Engine.open(args.index, ray_address=args.ray), dialogues, teacher_forced=not args.free_running,
                       skip_missing=args.skip_missing, predictions=predictions)
     if args.predictions:  # the IVCR-200K authors' scorer reads this list of {"user_q", "output"}
         Path(args.predictions).write_text(json.dumps(predictions, ensure_ascii=False, indent=1))
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
+
+
+def _cmd_shard(args: argparse.Namespace) -> int:
+    from .index.sharded import split_index
+
+    counts = split_index(args.index, args.out, args.shards, progress=not args.quiet)
+    print(f"{args.out}: {len(counts)} shards, videos per shard: {', '.join(map(str, counts))}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {n}")
+    return n
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -184,6 +217,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         files.append(str(f))
     cmd = [sys.executable, "-m", "pytest", *files, "--benchmark-enable", "-s", "-q"]
     return subprocess.call(cmd, cwd=bench_dir.parent)
+
+
+RAY_HELP = "auto (a cluster started on this machine with `ray start`), local, or HOST:PORT; needs ivcr_engine[ray]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
     p_index.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
+    p_index.add_argument("--shards", type=_positive_int, help="write a sharded index of N shards (videos placed by content hash)")
+    p_index.add_argument("--ray", metavar="ADDRESS", help="decode + encode on Ray workers: " + RAY_HELP)
+    p_index.add_argument("--workers", type=_positive_int, default=2, help="with --ray: encoding workers (default 2)")
     p_index.set_defaults(func=_cmd_index)
 
     p_check = sub.add_parser("check", help="verify an index against its metadata; --repair fixes what it can")
@@ -224,12 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_search.add_argument("--index", required=True)
     p_search.add_argument("-k", type=int, default=10)
     p_search.add_argument("--json", action="store_true")
+    p_search.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_search.set_defaults(func=_cmd_search)
 
     p_chat = sub.add_parser("chat", help="multi-turn dialogue over an index (interactive, or --script)")
     p_chat.add_argument("--index", required=True)
     p_chat.add_argument("--script", help="a file of turns, one per line: prints the transcript")
     p_chat.add_argument("--save", help="with --script: write the session state as JSON here")
+    p_chat.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_chat.set_defaults(func=_cmd_chat)
 
     p_eval = sub.add_parser("eval", help="evaluate on a benchmark")
@@ -243,7 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_ivcr.add_argument("--predictions", metavar="FILE",
                         help="write every turn's answer as the IVCR-200K scorer reads it: [{user_q, output}]")
     p_ivcr.add_argument("--json", action="store_true")
+    p_ivcr.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_ivcr.set_defaults(func=_cmd_eval)
+
+    p_shard = sub.add_parser("shard", help="sharded indexes: split an existing index into N shards")
+    shard_sub = p_shard.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p_split = shard_sub.add_parser("split", help="copy an index's live videos into a new N-shard index (resumable)")
+    p_split.add_argument("--index", required=True, help="the unsharded index to split")
+    p_split.add_argument("--out", required=True, help="folder of the new sharded index")
+    p_split.add_argument("--shards", type=_positive_int, required=True)
+    p_split.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_split.set_defaults(func=_cmd_shard)
 
     p_bench = sub.add_parser("bench", help="run benchmark suites (tables with ratios; slow)")
     p_bench.add_argument("suites", nargs="*", help="e.g. search span decode text_encoder ingest dialogue (default: all)")

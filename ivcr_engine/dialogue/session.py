@@ -50,10 +50,12 @@ class Engine:
         self.router = Router(QueryTextEncoder(index) if use_prototypes else None)
 
     @classmethod
-    def open(cls, index_dir: str | Path, **kw) -> "Engine":
-        from ..index import Index
+    def open(cls, index_dir: str | Path, ray_address: str | None = None, **kw) -> "Engine":
+        """An engine over an index folder or a sharded index's manifest folder (``ray_address``:
+        place the shards on Ray actors of that cluster)."""
+        from ..index.sharded import open_index
 
-        return cls(Index.open(index_dir), **kw)
+        return cls(open_index(index_dir, ray_address=ray_address), **kw)
 
     def session(self, state: SessionState | None = None) -> "Session":
         return Session(self, state or SessionState())

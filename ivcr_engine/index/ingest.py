@@ -30,6 +30,7 @@ import numpy as np
 from .. import decode
 from ..models import ClipEncoder, FrameEncoder, SpeechRecognizer, TextEncoder
 from ..models.registry import model_dir
+from .partition import store_for
 from .store import ChannelSpec, IndexStore, VideoRecord
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
@@ -51,6 +52,11 @@ class IngestReport:
     stage_seconds: dict = field(default_factory=lambda: {"decode": 0.0, "frames": 0.0, "speech": 0.0, "text": 0.0,
                                                           "write": 0.0})
     wall_seconds: float = 0.0
+
+    def add(self, rec: VideoRecord) -> None:
+        self.added.append(rec.path)
+        self.clips += len(rec.clip_times)
+        self.seconds_of_video += rec.duration
 
     def summary(self) -> str:
         lines = [f"videos added {len(self.added)}, skipped (already indexed) {len(self.skipped)}, "
@@ -163,36 +169,39 @@ def texts_per_clip(clips: np.ndarray, lines: Sequence[tuple[float, float, str]])
     return out
 
 
-class Ingestor:
-    """Holds the encoders (loaded once) and writes videos into one index."""
+class VideoEncoder:
+    """The encoders (loaded once) and the decode + encode of one video into a `VideoRecord`; no
+    index. `Ingestor` writes what it makes; on Ray, each ingest worker holds one."""
 
-    def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
-                 models_root: Path | None = None, threads: int | None = None, clip_model: str | Path | None = None):
+    def __init__(self, clip_seconds: float = 2.0, speech: bool = True, models_root: Path | None = None,
+                 threads: int | None = None, clip_model: str | Path | None = None):
         root = models_root or model_dir()
-        self.store = IndexStore(index_dir, create=True)
-        settings = self.store.settings()
-        if settings and abs(settings.get("clip_seconds", clip_seconds) - clip_seconds) > 1e-9:
-            raise ValueError(f"this index uses {settings['clip_seconds']} s clips, not {clip_seconds} s")
-        self.clip_seconds = float(settings.get("clip_seconds", clip_seconds))
+        self.clip_seconds = float(clip_seconds)
         self.text = TextEncoder(root=root, threads=threads)
         self.frames = FrameEncoder(root=root, threads=threads)
         self.speech = SpeechRecognizer(root=root, threads=threads) if speech else None
-        clip_model = clip_model or settings.get("clip_model")
         self.clip = ClipEncoder(clip_model, threads=threads) if clip_model else None
-        if settings and self.clip and settings.get("clip_model") != str(Path(clip_model).resolve()):
-            raise ValueError("this index was built without that CLIP model; a CLIP channel needs a new index")
-        if not settings:
-            self.store.set_settings({"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
-                                     "frame_model": self.frames.card.name,
-                                     "speech_model": self.speech.card.name if self.speech else None,
-                                     "clip_model": str(Path(clip_model).resolve()) if clip_model else None})
-        if self.clip:
-            self.store.ensure_channel(ChannelSpec("clip", self.clip.dim, model=self.clip.card.name,
-                                                  model_sha256=self.clip.card.raw["sha256"]))
-        for spec in (ChannelSpec("visual", self.frames.dim, model=self.frames.card.name, model_sha256=self.frames.card.raw["sha256"]),
-                     *(ChannelSpec(c, self.text.dim + (c in PRESENCE_CHANNELS), model=self.text.card.name,
-                                   model_sha256=self.text.card.raw["sha256"]) for c in TEXT_CHANNELS)):
-            self.store.ensure_channel(spec)
+        self.clip_model = str(Path(clip_model).resolve()) if clip_model else None
+
+    def layout(self) -> tuple[dict, list[ChannelSpec]]:
+        """The settings and channels an index written by this encoder has."""
+        settings = {"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
+                    "frame_model": self.frames.card.name, "speech_model": self.speech.card.name if self.speech else None,
+                    "clip_model": self.clip_model}
+        specs = [ChannelSpec("clip", self.clip.dim, model=self.clip.card.name,
+                             model_sha256=self.clip.card.raw["sha256"])] if self.clip else []
+        specs += [ChannelSpec("visual", self.frames.dim, model=self.frames.card.name,
+                              model_sha256=self.frames.card.raw["sha256"]),
+                  *(ChannelSpec(c, self.text.dim + (c in PRESENCE_CHANNELS), model=self.text.card.name,
+                                model_sha256=self.text.card.raw["sha256"]) for c in TEXT_CHANNELS)]
+        return settings, specs
+
+    def encode_file(self, path: str | Path, digest: str) -> tuple[VideoRecord, dict]:
+        """Decode and encode one video: (its record, seconds per stage)."""
+        stages = {"decode": 0.0, "frames": 0.0, "speech": 0.0, "text": 0.0}
+        d = self._decode(Path(path))
+        stages["decode"] = d["seconds"]
+        return self._encode(Path(path), d, digest, stages), stages
 
     # -- stages ---------------------------------------------------------------------------
     def _decode(self, path: Path) -> dict:
@@ -226,7 +235,7 @@ class Ingestor:
         return {"info": info, "clips": clips, "frames": frames, "clip_frames": clip_frames, "audio": audio, "subs": subs,
                 "seconds": time.perf_counter() - t0}
 
-    def _encode(self, path: Path, d: dict, digest: str, report: IngestReport) -> VideoRecord:
+    def _encode(self, path: Path, d: dict, digest: str, st: dict) -> VideoRecord:
         clips, info = d["clips"], d["info"]
         t0 = time.perf_counter()
         feats, probs = self.frames.encode(d["frames"].frames)
@@ -248,7 +257,6 @@ class Ingestor:
                 vec[has, -1] = 1.0
             vectors[name] = vec
         t3 = time.perf_counter()
-        st = report.stage_seconds
         st["frames"] += t1 - t0
         st["speech"] += t2 - t1
         st["text"] += t3 - t2
@@ -258,6 +266,61 @@ class Ingestor:
                            vectors=vectors, texts=texts, top_concepts=top, fps=v.avg_fps or None, width=v.width,
                            height=v.height, info={"format": info.format, "codec": v.codec})
 
+
+
+def check_settings(store: IndexStore, clip_seconds: float, clip_model: str | Path | None) -> dict:
+    """The index's settings, or a clear error when ``clip_seconds``/``clip_model`` disagree with them."""
+    settings = store.settings()
+    if settings and abs(settings.get("clip_seconds", clip_seconds) - clip_seconds) > 1e-9:
+        raise ValueError(f"this index uses {settings['clip_seconds']} s clips, not {clip_seconds} s")
+    if settings and clip_model and settings.get("clip_model") != str(Path(clip_model).resolve()):
+        raise ValueError("this index was built without that CLIP model; a CLIP channel needs a new index")
+    return settings
+
+
+def prepare_store(store: IndexStore, settings: dict, specs: Sequence[ChannelSpec]) -> None:
+    """Record the encoder's settings in a new index and make sure its channels exist."""
+    if not store.settings():
+        store.set_settings(settings)
+    for spec in specs:
+        store.ensure_channel(spec)
+
+
+def commit_video(stores: Sequence[IndexStore], rec: VideoRecord) -> bool:
+    """Write one encoded video through its shard's crash-safe commit; a changed file at a known
+    path replaces its old entry (in whichever shard that is). False when the index already has
+    this content (e.g. the same file twice, or a retried task)."""
+    target = store_for(stores, rec.content_hash)
+    if target.has_hash(rec.content_hash):
+        return False
+    old = [(st, v) for st in stores for v in [st.find_video_by_path(rec.path)] if v]
+    target.add_video(rec)
+    for st, v in old:  # the old content's other names (aliases) keep it
+        st.remove_path(rec.path, v["id"] if v["path"] == rec.path else None)
+    return True
+
+
+class Ingestor(VideoEncoder):
+    """Holds the encoders (loaded once) and writes videos into one index."""
+
+    def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
+                 models_root: Path | None = None, threads: int | None = None, clip_model: str | Path | None = None,
+                 shards: int | None = None):
+        from .sharded import open_stores
+
+        # ``shards`` (or a manifest already at index_dir): a sharded index, one writer per shard
+        self.stores = open_stores(index_dir, shards)
+        self.store = self.stores[0]
+        settings = next((s for s in (check_settings(st, clip_seconds, clip_model) for st in self.stores) if s), {})
+        super().__init__(float(settings.get("clip_seconds", clip_seconds)), speech, models_root, threads,
+                         clip_model or settings.get("clip_model"))
+        for st in self.stores:
+            prepare_store(st, *self.layout())
+
+    def close(self) -> None:
+        for st in self.stores:
+            st.close()
+
     # -- driver ---------------------------------------------------------------------------
     def run(self, inputs: Iterable[str | Path], remove: Iterable[str | Path] = (), progress: bool = True,
             on_video: Callable[[str], None] | None = None, overlap: bool = True) -> IngestReport:
@@ -266,7 +329,7 @@ class Ingestor:
         report = IngestReport()
         t_start = time.perf_counter()
         for p in remove:
-            what = self.store.remove_path(str(Path(p).resolve()))
+            what = next((w for st in self.stores for w in [st.remove_path(str(Path(p).resolve()))] if w), None)
             if what:
                 report.removed.append(str(p) if what == "removed" else f"{p} ({what})")
             else:
@@ -277,15 +340,17 @@ class Ingestor:
                 report.failed.append((str(path), "file not found"))
                 continue
             digest = content_hash(path)
-            have = self.store.video_by_hash(digest)
+            shard = store_for(self.stores, digest)
+            have = shard.video_by_hash(digest)
             if have is not None:
-                if have["path"] == str(path) or str(path) in self.store.aliases(have["id"]).get(have["id"], []):
+                if have["path"] == str(path) or str(path) in shard.aliases(have["id"]).get(have["id"], []):
                     report.skipped.append(str(path))
                 else:  # the same bytes under another name: recorded as an alias, not encoded again
-                    old = self.store.find_video_by_path(str(path))
-                    self.store.add_alias(str(path), have["id"])
-                    if old and old["id"] != have["id"]:  # the name held other content before
-                        self.store.remove_path(str(path), old["id"])
+                    old = [(st, v) for st in self.stores for v in [st.find_video_by_path(str(path))] if v]
+                    shard.add_alias(str(path), have["id"])
+                    for st, v in old:  # the name held other content before
+                        if v["id"] != have["id"] or st is not shard:
+                            st.remove_path(str(path), v["id"] if v["path"] == str(path) else None)
                     report.aliased.append((str(path), have["path"]))
                 continue
             todo.append((path, digest))
@@ -303,19 +368,15 @@ class Ingestor:
                 try:
                     d = future.result()
                     report.stage_seconds["decode"] += d["seconds"]
-                    rec = self._encode(path, d, digest, report)
+                    rec = self._encode(path, d, digest, report.stage_seconds)
                     t0 = time.perf_counter()
-                    # a changed file at a known path replaces its old entry
-                    old = self.store.find_video_by_path(str(path))
-                    self.store.add_video(rec)
-                    if old:  # its other names (aliases) keep the old content
-                        self.store.remove_path(str(path), old["id"] if old["path"] == str(path) else None)
-                    report.stage_seconds["write"] += time.perf_counter() - t0
-                    report.added.append(str(path))
-                    report.clips += len(rec.clip_times)
-                    report.seconds_of_video += rec.duration
-                    if on_video:
-                        on_video(str(path))
+                    if commit_video(self.stores, rec):
+                        report.stage_seconds["write"] += time.perf_counter() - t0
+                        report.add(rec)
+                        if on_video:
+                            on_video(str(path))
+                    else:  # the same content twice in one run
+                        report.skipped.append(str(path))
                 except Exception as exc:  # one bad video fails itself, never the batch
                     msg = str(exc) if isinstance(exc, (decode.DecodeError, ValueError)) else f"{type(exc).__name__}: {exc}"
                     report.failed.append((str(path), msg))
@@ -334,4 +395,4 @@ def index_videos(inputs: Iterable[str | Path], index_dir: str | Path, clip_secon
     try:
         return ing.run(inputs, remove=remove, progress=progress)
     finally:
-        ing.store.close()
+        ing.close()

@@ -35,6 +35,12 @@ TWO_STAGE_MIN_ROWS = 200_000
 SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and recall to spare
 
 
+def query_text_encoder(settings: dict, models_root: Path) -> TextEncoder:
+    """Queries go through the int8 query encoder of the index's text model when prepared."""
+    name = query_encoder_name(settings.get("text_model", "text_minilm_l6"), models_root)
+    return TextEncoder(name, root=models_root)
+
+
 def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channels, clip: ClipEncoder | None
                         ) -> dict[str, np.ndarray]:
     """Query rows (B, d) for every text-space channel in ``channels``, from one batched encoder
@@ -111,9 +117,7 @@ class Index:
     @property
     def text_encoder(self) -> TextEncoder:
         if self._text is None:
-            # Queries go through the int8 query encoder of the index's text model when prepared.
-            name = query_encoder_name(self.settings.get("text_model", "text_minilm_l6"), self._models_root)
-            self._text = TextEncoder(name, root=self._models_root)
+            self._text = query_text_encoder(self.settings, self._models_root)
         return self._text
 
     def __len__(self) -> int:

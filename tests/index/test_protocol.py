@@ -18,9 +18,7 @@ def index(shared_index):
 
 
 def test_index_implements_the_protocol(index):
-    members = [m for m in dir(VideoIndex) if not m.startswith("_") or m == "__len__"]
-    missing = {m for m in members if not callable(getattr(index, m, None))}
-    assert missing <= {"refresh"}  # Index.refresh comes with the reliability branch's consistent reads
+    assert isinstance(index, VideoIndex)
     assert index.num_refs() == len(index) == 8
     info = index.video(0)
     assert info.ref == 0 and Path(info.path).is_file() and info.duration > 0 and not info.removed
