@@ -1,0 +1,68 @@
+"""The index a server answers from, kept live: ``check()`` (called every ``poll_s`` by the server)
+notices rows committed by ``ivcr index`` since the last look and maps them, so new videos are
+searchable without a restart. Batching (``BatchingIndex``) is applied here, under the engine."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..index import Index
+from ..index.batching import BatchingIndex
+
+
+def commit_signature(root: Path) -> tuple:
+    """What changes when a video is committed or removed (read on a connection of its own)."""
+    db = sqlite3.connect(f"file:{root / 'meta.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT MAX(rows) FROM channels").fetchone()[0] or 0
+        vids, removed = db.execute("SELECT COUNT(*), COALESCE(SUM(removed), 0) FROM videos").fetchone()
+        return int(rows), int(vids), int(removed)
+    finally:
+        db.close()
+
+
+class LiveIndex:
+    def __init__(self, engine, root: str | Path, batching: bool | None = None, poll_s: float = 1.0):
+        self.engine, self.root, self.batching, self.poll_s = engine, Path(root), batching, poll_s
+        self.on_refresh = None  # callback after new commits were mapped
+        self.on_batch = None    # callback(batch size), forwarded to the batcher
+        self._lock = threading.Lock()
+        self._signature = commit_signature(self.root)
+        engine.index = self._wrap(engine.index)
+
+    def _wrap(self, index):
+        if self.batching is None:  # auto: on wherever the index speaks the protocol
+            self.batching = callable(getattr(index, "encode_queries", None))
+        if not self.batching:
+            return index
+        if not callable(getattr(index, "encode_queries", None)):
+            raise RuntimeError("micro-batching needs the VideoIndex protocol (encode_queries, batched rank_videos) "
+                               "on Index; serve with batching off until it lands")
+        wrapped = BatchingIndex(index)
+        wrapped.on_batch = lambda n: self.on_batch and self.on_batch(n)
+        return wrapped
+
+    def queue_depth(self) -> int:
+        idx = self.engine.index
+        return idx.queue_depth() if isinstance(idx, BatchingIndex) else 0
+
+    def check(self) -> bool:
+        """Map what was committed since the last check; True when the index changed."""
+        with self._lock:
+            sig = commit_signature(self.root)
+            if sig == self._signature:
+                return False
+            current = self.engine.index
+            inner = current.inner if isinstance(current, BatchingIndex) else current
+            if callable(getattr(inner, "refresh", None)):
+                inner.refresh()
+            else:  # an Index without refresh(): open the folder again (the encoder is shared) and swap
+                fresh = Index.open(self.root, text_encoder=inner.text_encoder)
+                self.engine.index = self._wrap(fresh)
+                if isinstance(current, BatchingIndex):  # turns in flight may still hold it: close later
+                    threading.Timer(60.0, current.close).start()
+            self._signature = sig
+        if self.on_refresh is not None:
+            self.on_refresh()
+        return True
