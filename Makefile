@@ -8,10 +8,10 @@ STAMP := .stamps
 
 # Debian packages the build and the tests need (FFmpeg 5.1 dev libraries, compilers, espeak-ng
 # for speech tests, tmux for driving the interactive CLI in tests, chromium + its driver for the
-# web page's browser test).
+# web page's browser test, a CJK font so it renders Chinese turns).
 APT_PACKAGES := build-essential cmake pkg-config python3-dev python3-venv \
   libavcodec-dev libavformat-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg \
-  espeak-ng tmux chromium chromium-driver
+  espeak-ng tmux chromium chromium-driver fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE_SOURCES := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null) CMakeLists.txt
 
