@@ -42,8 +42,8 @@ def build_index(root: Path) -> None:
             store.add_videos(recs)
 
 
-@pytest.fixture(scope="module")
-def engine():
+def latency_index() -> Path:
+    """The synthetic 1M-clip index folder, built on first use (bench_serve.py serves it too)."""
     prepare_models()
     root = REPO / ".cache" / "bench" / "latency_index"
     if not (root / "meta.sqlite").exists() or IndexStore(root).row_count() != N_VIDEOS * CLIPS:
@@ -51,7 +51,12 @@ def engine():
 
         shutil.rmtree(root, ignore_errors=True)
         build_index(root)
-    return Engine.open(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.open(latency_index())
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,87 @@
+"""Load on `ivcr serve` over loopback: N concurrent scripted sessions (N = 1, 8, 64) against the
+synthetic 100k-video / 1M-clip index of bench_dialogue.py, with micro-batching on and off in the
+same run (two server processes, one after the other). Turns per second and p50 / p99 per turn as
+the client sees them (HTTP included); every turn must succeed and be in its session's history.
+Target: at N=64, batching on >= 3x the turns/s of batching off, with p99 < 250 ms.
+
+Bounded: each (mode, N) run sends a fixed number of turns and has a time limit.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+
+from bench_dialogue import latency_index
+
+httpx = pytest.importorskip("httpx")
+from tests.server.served import Served  # noqa: E402  (the same real-subprocess helper the tests use)
+
+TABLE = "ivcr serve under load (100k videos / 1M clips, loopback HTTP)"
+CONCURRENCY = (1, 8, 64)
+SESSION_TURNS = 4     # find, pick, when, not this one
+MIN_TURNS = 64        # per (mode, N): small N repeat their script in new sessions
+RUN_LIMIT_S = 600
+
+
+@pytest.fixture(scope="module")
+def sentences(shared_data):
+    data = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
+    return [[x.strip().rstrip(".").lower() for x in item["sentences"][:2]]
+            for item in list(data.values())[:200] if len(item["sentences"]) >= 2]
+
+
+async def one_session(client, url, pair, latencies, failures):
+    sid = (await client.post(f"{url}/v1/sessions")).json()["session_id"]
+    script = [f"find videos where {pair[0]}", "the second one", f"when does {pair[1]}", "not this one"]
+    for text in script:
+        t0 = time.perf_counter()
+        r = await client.post(f"{url}/v1/sessions/{sid}/turns", json={"text": text})
+        latencies.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            failures.append(f"{r.status_code}: {r.text[:200]}")
+    hist = (await client.get(f"{url}/v1/sessions/{sid}")).json()["history"]
+    if len(hist) != len(script):
+        failures.append(f"session {sid} kept {len(hist)} of {len(script)} turns")
+
+
+async def load(url, n, sentences):
+    rounds = max(1, MIN_TURNS // (n * SESSION_TURNS))
+    latencies, failures = [], []
+    limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        t0 = time.perf_counter()
+        for r in range(rounds):  # N clients at a time, each running one scripted session
+            pairs = [sentences[(r * n + i) % len(sentences)] for i in range(n)]
+            await asyncio.gather(*(one_session(client, url, p, latencies, failures) for p in pairs))
+        wall = time.perf_counter() - t0
+    return latencies, failures, wall
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_serve_load(mode, sentences, record, tmp_path):
+    root = latency_index()
+    server = Served(root, tmp_path / "sessions.sqlite", tmp_path / "serve.log", *(["--no-batching"] if mode == "off" else []),
+                    wait_s=900)  # the first start on a new index builds its int8 first-stage cache
+    try:
+        log = server.log.read_text()
+        if mode == "on" and "micro-batching on" not in log:
+            pytest.fail("micro-batching is not available on this index (the server said: "
+                        + next((l for l in log.splitlines() if "micro-batching" in l), "nothing") + ")")
+        # warm: the first turns build the int8 first-stage caches and fault the rows in
+        asyncio.run(load(server.url, 4, sentences[-10:]))
+        for n in CONCURRENCY:
+            lat, failures, wall = asyncio.run(asyncio.wait_for(load(server.url, n, sentences), RUN_LIMIT_S))
+            assert not failures, failures[:5]
+            ms = np.array(lat) * 1000
+            row = f"N={n:>2}"
+            record.put(TABLE, row, f"turns/s batching {mode}", len(lat) / wall)
+            record.put(TABLE, row, f"p50 ms {mode}", float(np.percentile(ms, 50)))
+            record.put(TABLE, row, f"p99 ms {mode}", float(np.percentile(ms, 99)))
+            record.put(TABLE, row, f"turns {mode}", len(lat))
+    finally:
+        server.stop()
+    record.note(TABLE, "target at N=64: turns/s with batching >= 3x without, p99 < 250 ms; zero failed or lost turns")

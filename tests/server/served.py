@@ -1,0 +1,52 @@
+"""A real `ivcr serve` subprocess on 127.0.0.1 (the server tests and benchmarks/bench_serve.py)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real `ivcr serve` subprocess on 127.0.0.1."""
+
+    def __init__(self, index: Path, sessions: Path, log: Path, *extra: str, wait_s: float = 120):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [str(Path(sys.executable).with_name("ivcr")), "serve", "--index", str(index), "--port", str(self.port),
+               "--sessions", str(sessions), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
+        import httpx
+
+        for _ in range(int(wait_s * 10)):  # bounded: the index, the encoder and the warm-up search
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ivcr serve exited with {self.proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"ivcr serve did not come up: {log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
