@@ -1,5 +1,5 @@
 """Load on `ivcr serve` over loopback: N concurrent scripted sessions (N = 1, 8, 64) against the
-synthetic 100k-video / 1M-clip index of bench_dialogue.py, with micro-batching on and off in the
+synthetic 100k-video / 1M-clip index made of real encoder outputs (synthetic_index.py), with micro-batching on and off in the
 same run (two server processes, one after the other). Turns per second and p50 / p99 per turn as
 the client sees them (HTTP included); every turn must succeed and be in its session's history.
 Target: at N=64, batching on >= 3x the turns/s of batching off, with p99 < 250 ms.
@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from bench_dialogue import latency_index
+from synthetic_index import open_index
 
 httpx = pytest.importorskip("httpx")
 from tests.server.served import Served  # noqa: E402  (the same real-subprocess helper the tests use)
@@ -62,8 +62,8 @@ async def load(url, n, sentences):
 
 
 @pytest.mark.parametrize("mode", ["off", "on"])
-def test_serve_load(mode, sentences, record, tmp_path):
-    root = latency_index()
+def test_serve_load(mode, sentences, record, tmp_path, shared_data):
+    root = open_index("encoder", shared_data)
     server = Served(root, tmp_path / "sessions.sqlite", tmp_path / "serve.log", *(["--no-batching"] if mode == "off" else []),
                     wait_s=900)  # the first start on a new index builds its int8 first-stage cache
     try:

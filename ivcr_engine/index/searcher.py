@@ -17,9 +17,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..models import ClipEncoder, TextEncoder
-from ..models.registry import model_dir
+from ..models.registry import model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
+from . import first_stage
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .store import IndexStore
 
@@ -70,7 +71,7 @@ class Index:
         self.corpus = Corpus(self.channels, self.offsets)
         self._text = text_encoder
         self._query_cache: dict[str, dict[str, np.ndarray]] = {}
-        self._first_stage: dict[tuple, Corpus] = {}
+        self._first_stage_cache: dict[tuple, tuple[Corpus, dict]] = {}
         self._models_root = models_root or model_dir()
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
@@ -84,7 +85,9 @@ class Index:
     @property
     def text_encoder(self) -> TextEncoder:
         if self._text is None:
-            self._text = TextEncoder(root=self._models_root)
+            # Queries go through the int8 query encoder of the index's text model when prepared.
+            name = query_encoder_name(self.settings.get("text_model", "text_minilm_l6"), self._models_root)
+            self._text = TextEncoder(name, root=self._models_root)
         return self._text
 
     def __len__(self) -> int:
@@ -144,19 +147,20 @@ class Index:
         """Top ``k`` eligible videos by their best clip's fused score: ``(video indices, scores)``.
 
         Small indexes get one exact fused scan (``topk_videos``, agg max, float16 rows). From
-        ``TWO_STAGE_MIN_ROWS`` clips on, the first stage runs the same max-over-clips scan on an
-        int8 copy of the channels, with the text channels folded into one (they share the query
-        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>): a third of the bytes of one
-        float16 text channel instead of three of them. The best ``SHORTLIST`` videos are then
-        re-ranked exactly by the float16 scan restricted to their rows. The int8 copies are built
-        on the first search after the index changed and cached beside it.
+        ``TWO_STAGE_MIN_ROWS`` clips on, a first stage runs the same max-over-clips scan on compact
+        copies of the channels (first_stage.py: int8, projected on the rows' principal directions
+        when that cuts the bytes), with the text channels folded into one (they share the query
+        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos
+        are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
+        built on the first search after the index changed and cached beside it.
         """
         if self.corpus.rows < TWO_STAGE_MIN_ROWS:
             res = self.corpus.topk_videos(queries, k, weights=weights, allow=eligible)
             vids = res.ids[0][res.ids[0] >= 0]
             return vids, res.scores[0][: len(vids)]
         first_q, first_w, folded = self._first_stage_queries(queries, weights)
-        first = self._int8_corpus(tuple(sorted(first_q)), folded)
+        first, copies = self._first_stage(tuple(sorted(first_q)), folded)
+        first_q = {c: copies[c].project(q) for c, q in first_q.items()}
         res = first.topk_videos(first_q, max(SHORTLIST, k), weights=first_w, allow=eligible)
         short = res.ids[0][res.ids[0] >= 0]
         if len(short) == 0:
@@ -184,43 +188,35 @@ class Index:
         first_q["text"], first_w["text"] = q, 1.0
         return first_q, first_w, tuple((c, float(weights[c])) for c in text)
 
-    def _int8_corpus(self, channels: tuple[str, ...], folded: tuple | None) -> Corpus:
-        """The first-stage corpus: int8 copies of the channels ("text" = the folded text channels)."""
+    def _first_stage(self, channels: tuple[str, ...], folded: tuple | None) -> tuple[Corpus, dict]:
+        """The first-stage corpus over compact copies of the channels ("text" = the folded text
+        channels), with each copy (its ``project`` maps queries into the copy's space)."""
         key = (channels, folded)
-        if key not in self._first_stage:
-            self._first_stage[key] = Corpus({c: self._int8_rows(c, folded if c == "text" else None)
-                                             for c in channels}, self.offsets)
-        return self._first_stage[key]
+        if key not in self._first_stage_cache:
+            copies = {c: self._first_copy(c, folded if c == "text" else None) for c in channels}
+            corpus = Corpus({c: (cp.values, cp.scales) for c, cp in copies.items()}, self.offsets)
+            self._first_stage_cache[key] = (corpus, copies)
+        return self._first_stage_cache[key]
 
-    def _int8_rows(self, channel: str, folded: tuple | None) -> tuple[np.ndarray, np.ndarray]:
-        """An int8 copy (values, per-row scales) of a channel or of the folded text channels,
-        cached beside the index, named by the row count and the fold, memory-mapped once built."""
-        from ..search import quantize_int8
-
+    def _first_copy(self, channel: str, folded: tuple | None) -> first_stage.FirstStageCopy:
+        """A compact copy of a channel or of the folded text channels, cached beside the index and
+        named by the row count and the fold (see first_stage.py)."""
         rows = self.store.row_count()
         tag = channel if folded is None else "text-" + "-".join(f"{c}{w:g}" for c, w in folded)
-        base = self.store.root / "vectors" / f"int8.{tag}.{rows}"
-        vals, scal = base.with_suffix(".values.npy"), base.with_suffix(".scales.npy")
-        if vals.exists() and scal.exists():
-            return np.load(vals, mmap_mode="r"), np.load(scal)
         dim = self.channels[PRESENCE_CHANNELS[0]].shape[1] if folded else self.channels[channel].shape[1]
-        out_v = np.lib.format.open_memmap(vals.with_suffix(".tmp.npy"), mode="w+", dtype=np.int8, shape=(rows, dim))
-        out_s = np.zeros(rows, np.float32)
-        step = 65536  # rows per pass: bounded memory on million-clip indexes
-        for a in range(0, rows, step):
-            if folded:
-                block = np.zeros((min(step, rows - a), dim), np.float32)
-                for c, w in folded:
-                    part = np.asarray(self.channels[c][a:a + step], np.float32)
-                    block[:, :part.shape[1]] += w * part
-            else:
-                block = np.asarray(self.channels[channel][a:a + step], np.float32)
-            out_v[a:a + step], out_s[a:a + step] = quantize_int8(block)
-        out_v.flush()
-        del out_v
-        np.save(scal, out_s)
-        vals.with_suffix(".tmp.npy").replace(vals)  # values last: their presence marks a complete cache
-        return np.load(vals, mmap_mode="r"), out_s
+
+        def read(sel) -> np.ndarray:
+            if not folded:
+                return np.asarray(self.channels[channel][sel], np.float32)
+            block = None
+            for c, w in folded:
+                part = w * np.asarray(self.channels[c][sel], np.float32)
+                if block is None:
+                    block = np.zeros((len(part), dim), np.float32)
+                block[:, :part.shape[1]] += part
+            return block
+
+        return first_stage.load_or_build(self.store.root / "vectors", tag, rows, dim, read)
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Default models, in the order `ivcr models prepare` builds them, with their export scripts.
-# The frame model embeds its class names with the text model, so text comes first.
-MODEL_NAMES = ("text_minilm_l6", "frame_effnet_lite0", "speech_whisper_tiny_en")
-_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "frame_effnet_lite0": "export_frame_encoder.py",
-              "speech_whisper_tiny_en": "prepare_speech_model.py"}
+# The frame model embeds its class names with the text model, and the int8 query encoder is
+# derived from the text model's graph, so text comes first.
+MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "frame_effnet_lite0", "speech_whisper_tiny_en")
+_EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "text_minilm_l6_int8": "quantize_text_encoder.py",
+              "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py"}
 
 
 def model_dir() -> Path:
@@ -78,6 +79,35 @@ def _exporter(name: str):
     return module
 
 
+def _base_unchanged(card: ModelCard, root: Path) -> bool:
+    """A derived model (e.g. the int8 query encoder) is current only while its base graph is the
+    one it was derived from."""
+    base = card.raw.get("query_encoder_for")
+    if not base:
+        return True
+    try:
+        return ModelCard.load(root / base).raw.get("sha256") == card.raw.get("base_sha256")
+    except FileNotFoundError:
+        return False
+
+
+def query_encoder_name(text_model: str, root: Path | None = None) -> str:
+    """The model that encodes queries for an index built with ``text_model``: its prepared int8
+    query encoder when one matches the current base graph, else the text model itself.
+    ``IVCR_QUERY_ENCODER=float`` keeps the float model."""
+    if os.environ.get("IVCR_QUERY_ENCODER", "").lower() in ("float", "fp32"):
+        return text_model
+    root = root or model_dir()
+    for name in MODEL_NAMES:
+        try:
+            card = ModelCard.load(root / name)
+        except FileNotFoundError:
+            continue
+        if card.raw.get("query_encoder_for") == text_model and _base_unchanged(card, root):
+            return name
+    return text_model
+
+
 def prepare_models(names: tuple[str, ...] = MODEL_NAMES, root: Path | None = None, force: bool = False) -> dict[str, ModelCard]:
     """Export every default model that is missing or damaged; returns the cards. Idempotent."""
     root = root or model_dir()
@@ -94,7 +124,7 @@ def prepare_models(names: tuple[str, ...] = MODEL_NAMES, root: Path | None = Non
             card = ModelCard.load(root / name)
             # An export is current when its graph is intact and the script that made it unchanged.
             same_script = script_hash is None or card.raw.get("exporter_sha256") == script_hash
-            if not force and same_script and card.verify():
+            if not force and same_script and card.verify() and _base_unchanged(card, root):
                 cards[name] = card
                 continue
         except FileNotFoundError:

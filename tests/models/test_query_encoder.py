@@ -1,0 +1,58 @@
+"""The int8 query encoder stays within cosine 0.99 of the float MiniLM graph on real queries, and
+indexes use it only while it matches the graph their passages were embedded with."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ivcr_engine.models import ModelCard, TextEncoder, model_dir, prepare_models
+from ivcr_engine.models.registry import query_encoder_name
+
+
+def annotation_queries(shared_data) -> list[str]:
+    """Queries of every shared annotation set (the query encoder meets all of these styles)."""
+    ann = shared_data / "annotations"
+    out = [json.loads(l)["query"] for l in (ann / "qvhighlights" / "highlight_val_release.jsonl").read_text().splitlines()[:80]]
+    out += [json.loads(l)["desc"] for l in (ann / "tvr" / "tvr_val_release.jsonl").read_text().splitlines()[:80]]
+    out += [l.split("##", 1)[1] for l in (ann / "charades_sta" / "charades_sta_test.txt").read_text().splitlines()[:80]]
+    out += [d["description"] for d in json.loads((ann / "didemo" / "val_data.json").read_text())[:80]]
+    anet = json.loads((ann / "activitynet_captions" / "val.json").read_text())
+    out += [v["sentences"][0].strip() for v in list(anet.values())[:80]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    prepare_models()
+    return TextEncoder("text_minilm_l6"), TextEncoder("text_minilm_l6_int8")
+
+
+def test_int8_query_encoder_matches_the_float_model(encoders, shared_data):
+    float_enc, int8_enc = encoders
+    queries = annotation_queries(shared_data)
+    cos = (float_enc.encode(queries) * int8_enc.encode(queries)).sum(axis=1)
+    assert len(queries) == 400
+    assert cos.min() >= 0.99, (cos.min(), queries[int(cos.argmin())])
+
+
+def test_indexes_pick_the_query_encoder_of_their_text_model(monkeypatch):
+    prepare_models()
+    assert query_encoder_name("text_minilm_l6") == "text_minilm_l6_int8"
+    assert query_encoder_name("some_other_model") == "some_other_model"
+    monkeypatch.setenv("IVCR_QUERY_ENCODER", "float")
+    assert query_encoder_name("text_minilm_l6") == "text_minilm_l6"
+
+
+def test_a_stale_query_encoder_is_not_used(tmp_path):
+    """After the base graph changes (a re-export), the derived int8 graph no longer matches it."""
+    root = model_dir()
+    for name in ("text_minilm_l6", "text_minilm_l6_int8"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text((root / name / "card.json").read_text())
+    assert query_encoder_name("text_minilm_l6", tmp_path) == "text_minilm_l6_int8"
+    card = json.loads((tmp_path / "text_minilm_l6" / "card.json").read_text())
+    card["sha256"] = "0" * 64
+    (tmp_path / "text_minilm_l6" / "card.json").write_text(json.dumps(card))
+    assert query_encoder_name("text_minilm_l6", tmp_path) == "text_minilm_l6"
+    assert ModelCard.load(tmp_path / "text_minilm_l6_int8").raw["query_encoder_for"] == "text_minilm_l6"
