@@ -3,7 +3,9 @@
 Each turn is routed to an intent, composes its search from the session state (a refinement adds
 to the last query; "not this one" excludes; "earlier" looks before the last moment), runs it on
 the index (fused top-k over videos, span scoring inside a video), updates the state and lets the
-responder word the reply with the evidence behind it.
+responder word the reply with the evidence behind it. The index is used only through the index
+protocol (`index.protocol.VideoIndex`), so a single index, a sharded one or a batching wrapper
+all serve the same dialogue; the state keeps video refs.
 """
 from __future__ import annotations
 
@@ -11,25 +13,46 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ..index import Index
+from ..index.protocol import Moment, VideoIndex
 from ..index.searcher import DEFAULT_WEIGHTS
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router
-from .state import Candidate, Moment, Reply, SessionState
+from .state import Candidate, Reply, SessionState
 
 N_CANDIDATES = 10  # the IVCR protocol's candidate list
 
 
+class QueryTextEncoder:
+    """The router's sentence vectors from the index's own query encoder (the text channels share
+    the text encoder's space), so routing needs nothing beyond the index protocol."""
+
+    def __init__(self, index: VideoIndex):
+        self.index = index
+
+    def encode(self, texts):
+        import numpy as np
+
+        texts = [t if t.strip() else "?" for t in texts]  # an empty turn still gets a vector to route by
+        q = self.index.encode_queries(texts)
+        if "concept" in q:
+            return q["concept"]
+        for c in ("speech", "subtitle"):  # these carry a trailing presence dimension
+            if c in q:
+                v = np.asarray(q[c][:, :-1], np.float32)
+                return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        raise ValueError("this index has no text channel to route turns by")
+
+
 class Engine:
-    def __init__(self, index: Index, responder: Responder | None = None, use_prototypes: bool = True):
+    def __init__(self, index: VideoIndex, responder: Responder | None = None, use_prototypes: bool = True):
         self.index = index
         self.responder = responder or TemplateResponder()
-        self.router = Router(index.text_encoder if use_prototypes else None)
+        self.router = Router(QueryTextEncoder(index) if use_prototypes else None)
 
     @classmethod
     def open(cls, index_dir: str | Path, **kw) -> "Engine":
+        from ..index import Index
+
         return cls(Index.open(index_dir), **kw)
 
     def session(self, state: SessionState | None = None) -> "Session":
@@ -41,6 +64,7 @@ class Session:
         self.engine = engine
         self.state = state
         self._timings: dict = {}  # seconds per stage of the turn in progress
+        self._queries: dict = {}  # query text -> vectors, for the turn in progress
 
     # -- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
@@ -56,7 +80,7 @@ class Session:
             raise TypeError("a turn is a string")
         st = self.state
         t_start = time.perf_counter()
-        self._timings = {}
+        self._timings, self._queries = {}, {}
         routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
         handler = {
             Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
@@ -83,10 +107,22 @@ class Session:
         if allow is None and self.state.pool is not None:
             allow = [v for v in self.state.pool if v not in self.state.excluded]
         deny = self.state.excluded or None
-        hits = idx.search(query, k=N_CANDIDATES, allow=allow, deny=None if allow is not None else deny,
-                          timings=self._timings)
-        return [Candidate(h.video_index, h.path, round(h.score, 4)) for h in hits
-                if allow is None or h.video_index not in self.state.excluded]
+        t0 = time.perf_counter()
+        queries = self._encode(query)
+        t1 = time.perf_counter()
+        refs, scores = idx.rank_videos(queries, N_CANDIDATES, DEFAULT_WEIGHTS, allow=allow,
+                                       deny=None if allow is not None else deny)
+        self._add_time("encode", t1 - t0)
+        self._add_time("search", time.perf_counter() - t1)
+        return [Candidate(int(v), idx.video(int(v)).path, round(float(sc), 4)) for v, sc in zip(refs[0], scores[0])
+                if v >= 0 and (allow is None or v not in self.state.excluded)]
+
+    def _encode(self, query: str) -> dict:
+        """One query's vectors, kept for the turn: its moment and evidence ask about the same text."""
+        cache = self._queries
+        if query not in cache:
+            cache[query] = self.engine.index.encode_queries([query])
+        return cache[query]
 
     def _show_top(self, candidates: list[Candidate], query: str, why: str = "") -> dict:
         st = self.state
@@ -123,25 +159,19 @@ class Session:
         return {"kind": "moment", "moment": m, "evidence": self._moment_evidence(m)}
 
     def _best_moment(self, video: int, query: str, direction: str | None) -> Moment | None:
-        idx = self.engine.index
-        rows = np.arange(idx.offsets[video], idx.offsets[video + 1])
         last = self.state.moment if self.state.moment and self.state.moment.video == video else None
+        window = None
         if direction == "after" and last:
-            rows = rows[idx.clip_start[rows] >= last.end - 1e-6]
+            window = (last.end, float("inf"))
         elif direction == "before" and last:
-            rows = rows[idx.clip_end[rows] <= last.start + 1e-6]
-        if len(rows) == 0:
-            return None
+            window = (float("-inf"), last.start)
         t0 = time.perf_counter()
-        queries = idx.encode_query(query)
+        queries = self._encode(query)
         t1 = time.perf_counter()
-        scores = idx.clip_scores(queries, DEFAULT_WEIGHTS, rows)
-        spans = idx.span.score(scores, np.array([0, len(rows)], np.int64), idx.clip_start[rows], idx.clip_end[rows])
+        found = self.engine.index.best_moments(queries, video, DEFAULT_WEIGHTS, window=window, top=1)
         self._add_time("encode", t1 - t0)
         self._add_time("span", time.perf_counter() - t1)
-        if spans.first_clip[0, 0] < 0:
-            return None
-        return Moment(video, float(spans.start[0, 0]), float(spans.end[0, 0]), float(spans.score[0, 0]))
+        return found[0] if found else None
 
     def _select(self, r: Routed) -> dict:
         st = self.state
@@ -192,25 +222,19 @@ class Session:
             v, a, b = st.selected, 0.0, float("inf")
         else:
             return {"kind": "nothing", "why": "Show me a scene first, then ask for similar ones."}
-        rows = np.arange(idx.offsets[v], idx.offsets[v + 1])
-        rows = rows[(idx.clip_end[rows] > a) & (idx.clip_start[rows] < b)]
-        q = np.asarray(idx.channels["visual"][rows], np.float32).mean(axis=0, keepdims=True)
-        q /= max(float(np.linalg.norm(q)), 1e-12)
-        eligible = ~idx.removed
-        eligible[list(set(st.excluded) | {v})] = False
+        q = {"visual": idx.moment_vector(v, a, b, "visual")}
         t0 = time.perf_counter()
-        found, found_scores = idx.rank_videos({"visual": q}, {"visual": 1.0}, N_CANDIDATES, eligible)
+        found, found_scores = idx.rank_videos(q, N_CANDIDATES, {"visual": 1.0}, deny=sorted(set(st.excluded) | {v}))
         self._add_time("search", time.perf_counter() - t0)
-        vids = [int(x) for x in found]
+        vids = [int(x) for x in found[0] if x >= 0]
         if not vids:
             return {"kind": "nothing", "why": "No other video looks like this scene."}
-        cands = [Candidate(x, idx.videos[x]["path"], round(float(s), 4)) for x, s in zip(vids, found_scores)]
+        cands = [Candidate(x, idx.video(x).path, round(float(s), 4)) for x, s in zip(vids, found_scores[0])]
         st.candidates, st.selected = cands, vids[0]
         # the most similar moment inside the best match
-        vrows = np.arange(idx.offsets[vids[0]], idx.offsets[vids[0] + 1])
-        sims = np.asarray(idx.channels["visual"][vrows], np.float32) @ q[0]
-        spans = idx.span.score(sims, np.array([0, len(vrows)], np.int64), idx.clip_start[vrows], idx.clip_end[vrows])
-        st.moment = Moment(vids[0], float(spans.start[0, 0]), float(spans.end[0, 0]), float(spans.score[0, 0]))
+        t1 = time.perf_counter()
+        st.moment = idx.best_moments(q, vids[0], {"visual": 1.0}, top=1)[0]
+        self._add_time("span", time.perf_counter() - t1)
         return {"kind": "video", "video": vids[0], "moment": st.moment,
                 "why": f"It looks most like your scene at {st.moment}.", "evidence": self._moment_evidence(st.moment)}
 
@@ -219,9 +243,8 @@ class Session:
         v = st.moment.video if st.moment else st.selected
         if v is None:
             return {"kind": "nothing", "why": "Which video? Find one first."}
-        idx = self.engine.index
         st.selected = v
-        st.moment = Moment(v, 0.0, float(idx.videos[v]["duration"]), 0.0)
+        st.moment = Moment(v, 0.0, float(self.engine.index.video(v).duration), 0.0)
         return {"kind": "whole", "moment": st.moment}
 
     def _add_time(self, key: str, sec: float) -> None:
@@ -235,16 +258,11 @@ class Session:
         return self._moment_evidence(m, prefix=f"Best match at {m}: ") if m else []
 
     def _moment_evidence(self, m: Moment, prefix: str = "") -> list[str]:
-        idx = self.engine.index
-        vid = idx.videos[m.video]
+        ev = self.engine.index.evidence(m.video, m.start, m.end)
         out = []
-        for src, a, b, text in idx.store.texts(vid["id"]):
-            if a < m.end and b > m.start:
-                out.append(f"{prefix}{src} at {a:.1f}-{b:.1f}s: \"{text}\"")
-                prefix = ""
-        rows = np.arange(idx.offsets[m.video], idx.offsets[m.video + 1])
-        rows = rows[(idx.clip_end[rows] > m.start) & (idx.clip_start[rows] < m.end)]
-        concepts = [c for c in idx.store.concepts(rows[:3]) if c]
-        if concepts:
-            out.append(f"{prefix}looks like: {concepts[0]}")
+        for src, a, b, text in ev.lines:
+            out.append(f"{prefix}{src} at {a:.1f}-{b:.1f}s: \"{text}\"")
+            prefix = ""
+        if ev.concepts:
+            out.append(f"{prefix}looks like: {ev.concepts[0]}")
         return out

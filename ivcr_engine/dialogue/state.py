@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-
-@dataclass
-class Moment:
-    video: int          # corpus video index
-    start: float
-    end: float
-    score: float = 0.0
-
-    def __str__(self) -> str:
-        return f"{self.start:.1f}s-{self.end:.1f}s"
+from ..index.protocol import Moment  # one moment type from the index up (video = its ref)
 
 
 @dataclass
 class Candidate:
-    video: int
+    video: int          # the video's ref
     path: str
     score: float
 
@@ -26,7 +17,7 @@ class Candidate:
 @dataclass
 class SessionState:
     candidates: list[Candidate] = field(default_factory=list)  # the current ten, best first
-    selected: int | None = None      # corpus video index of the video under discussion
+    selected: int | None = None      # ref of the video under discussion
     moment: Moment | None = None     # the last moment shown
     moment_query: str = ""           # what that moment answered
     excluded: list[int] = field(default_factory=list)

@@ -73,7 +73,8 @@ def evaluate(engine, dialogues: list[IvcrDialogue], teacher_forced: bool = True)
     from ..dialogue.state import Moment, SessionState
 
     index = engine.index
-    by_stem = {Path(v["path"]).stem: i for i, v in enumerate(index.videos) if not v["removed"]}
+    infos = (index.video(r) for r in range(index.num_refs()))
+    by_stem = {Path(v.path).stem: v.ref for v in infos if not v.removed}
     records = []  # (turn number, kind, hit flags)
     missing = set()
     for dlg in dialogues:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,6 +22,7 @@ from ..search import Corpus
 from ..span import SpanScorer
 from . import first_stage
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
+from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
 
 DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
@@ -33,18 +34,24 @@ TWO_STAGE_MIN_ROWS = 200_000
 SHORTLIST = 100
 
 
-@dataclass
-class Evidence:
-    lines: list[tuple[str, float, float, str]] = field(default_factory=list)  # (source, start, end, text)
-    concepts: list[str] = field(default_factory=list)                         # top classes of the moment's clips
-    channel_scores: dict = field(default_factory=dict)                        # channel -> best clip score
+def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channels, clip: ClipEncoder | None
+                        ) -> dict[str, np.ndarray]:
+    """Query rows (B, d) for every text-space channel in ``channels``, from one batched encoder
+    call (the presence channels get the chance-level baseline appended)."""
+    texts = check_texts(texts)
+    q = np.asarray(text_encoder.encode(texts), np.float32)
+    with_presence = np.concatenate([q, np.full((len(texts), 1), -TEXT_BASELINE, np.float32)], axis=1)
+    out = {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in channels}
+    if clip is not None:
+        out["clip"] = clip.encode_texts(texts)
+    return out
 
 
 @dataclass
 class Hit:
     rank: int
-    video_id: int      # the index's id of the video
-    video_index: int   # its position in the search corpus
+    video_id: int | str  # the index's id of the video ("s1:3" in a sharded index)
+    video_index: int     # its ref (position in the search corpus; global in a sharded index)
     path: str
     start: float
     end: float
@@ -93,25 +100,90 @@ class Index:
     def __len__(self) -> int:
         return int((~self.removed).sum())
 
+    # -- the index protocol (protocol.VideoIndex) ----------------------------------------
+    def num_refs(self) -> int:
+        return len(self.videos)
+
+    def video(self, ref: int) -> VideoInfo:
+        v = self.videos[check_ref(self, ref)]
+        return VideoInfo(int(ref), str(v["id"]), v["path"], float(v["duration"]), bool(v["removed"]))
+
     def encode_query(self, text: str) -> dict[str, np.ndarray]:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("the query is empty")
-        cached = self._query_cache.get(text)
-        if cached is not None:  # a turn asks about the same text for its moment and its evidence
+        """One query's channel vectors (1, d), cached: a turn asks about the same text for its
+        moment and its evidence."""
+        cached = self._query_cache.get(text) if isinstance(text, str) else None
+        if cached is not None:
             return cached
+        out = self.encode_queries([text])
         if len(self._query_cache) > 256:
             self._query_cache.clear()
-        self._query_cache[text] = out = self._encode_query(text)
+        self._query_cache[text] = out
         return out
 
-    def _encode_query(self, text: str) -> dict[str, np.ndarray]:
-        q = self.text_encoder.encode([text])
-        with_presence = np.concatenate([q, [[-TEXT_BASELINE]]], axis=1).astype(np.float32)
-        out = {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in self.channels}
-        if self.clip is not None:
-            out["clip"] = self.clip.encode_texts([text])
-        return out
+    def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return encode_text_queries(texts, self.text_encoder, self.channels, self.clip)
 
+    def _weights(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float] | None) -> dict[str, float]:
+        unknown = sorted(set(queries) - set(self.channels))
+        if unknown:
+            raise ValueError(f"no channel {unknown} in this index; it has {sorted(self.channels)}")
+        w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        return {c: float(w.get(c, 0.0)) for c in queries}
+
+    def _eligible(self, allow: Sequence[int] | None, deny: Sequence[int] | None) -> np.ndarray:
+        eligible = ~self.removed
+        if allow is not None:
+            mask = np.zeros(len(self.videos), bool)
+            mask[[check_ref(self, r) for r in allow]] = True
+            eligible &= mask
+        if deny is not None:
+            eligible[[check_ref(self, r) for r in deny]] = False
+        return eligible
+
+    def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
+                    allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        if int(k) < 1:
+            raise ValueError("k must be >= 1")
+        queries = query_rows(queries)
+        return self._rank(queries, self._weights(queries, weights), int(k), self._eligible(allow, deny))
+
+    def _clip_rows(self, video: int, start: float = -np.inf, end: float = np.inf, overlap: bool = True) -> np.ndarray:
+        """Rows of one video's clips overlapping [start, end] (or lying inside it)."""
+        rows = np.arange(self.offsets[video], self.offsets[video + 1])
+        a, b = self.clip_start[rows], self.clip_end[rows]
+        keep = (b > start) & (a < end) if overlap else (a >= start - 1e-6) & (b <= end + 1e-6)
+        return rows[keep]
+
+    def best_moments(self, queries: Mapping[str, np.ndarray], video: int, weights: Mapping[str, float] | None = None,
+                     window: tuple[float, float] | None = None, top: int = 1) -> list[Moment]:
+        video = check_ref(self, video)
+        queries = query_rows(queries)
+        if any(q.shape[0] != 1 for q in queries.values()):
+            raise ValueError("best_moments takes one query (one row per channel)")
+        rows = self._clip_rows(video, *(window or (-np.inf, np.inf)), overlap=False)
+        if len(rows) == 0:
+            return []
+        scores = self.clip_scores(queries, self._weights(queries, weights), rows)
+        spans = self.span.score(scores, np.array([0, len(rows)], np.int64), self.clip_start[rows], self.clip_end[rows])
+        return [Moment(video, float(spans.start[0, m]), float(spans.end[0, m]), float(spans.score[0, m]))
+                for m in range(min(int(top), spans.start.shape[1])) if spans.first_clip[0, m] >= 0]
+
+    def evidence(self, video: int, start: float, end: float) -> Evidence:
+        video = check_ref(self, video)
+        return self._evidence(video, self._clip_rows(video, start, end), start, end, {})
+
+    def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
+        video = check_ref(self, video)
+        if channel not in self.channels:
+            raise ValueError(f"no channel {channel!r} in this index; it has {sorted(self.channels)}")
+        rows = self._clip_rows(video, start, end)
+        if len(rows) == 0:
+            raise ValueError(f"video {video} has no clip between {start}s and {end}s")
+        q = np.asarray(self.channels[channel][rows], np.float32).mean(axis=0, keepdims=True)
+        return q / max(float(np.linalg.norm(q)), 1e-12)
+
+    # -- one-shot search ------------------------------------------------------------------
     def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
                allow: Sequence[int] | None = None, deny: Sequence[int] | None = None,
                moments_per_video: int = 1, timings: dict | None = None) -> list[Hit]:
@@ -123,54 +195,56 @@ class Index:
         if len(self) == 0:
             return []
         t0 = time.perf_counter()
-        queries = self.encode_query(query) if isinstance(query, str) else dict(query)
+        queries = self.encode_query(query) if isinstance(query, str) else query_rows(query)
         t1 = time.perf_counter()
-        w = dict(DEFAULT_WEIGHTS if weights is None else weights)
-        w = {c: w.get(c, 0.0) for c in queries}
-        eligible = ~self.removed
-        if allow is not None:
-            mask = np.zeros(len(self.videos), bool)
-            mask[np.asarray(list(allow), np.int64)] = True
-            eligible &= mask
-        if deny is not None:
-            eligible[np.asarray(list(deny), np.int64)] = False
-        vids, vscores = self.rank_videos(queries, w, k, eligible)
+        w = self._weights(queries, weights)
+        vids, vscores = self._rank(queries, w, k, self._eligible(allow, deny))
+        keep = vids[0] >= 0
         t2 = time.perf_counter()
-        hits = self._moments(queries, w, vids, vscores, moments_per_video)
+        hits = self._moments(queries, w, vids[0][keep], vscores[0][keep], moments_per_video)
         if timings is not None:
             for key, sec in (("encode", t1 - t0), ("search", t2 - t1), ("span", time.perf_counter() - t2)):
                 timings[key] = timings.get(key, 0.0) + sec
         return hits
 
-    def rank_videos(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int,
-                    eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` eligible videos by their best clip's fused score: ``(video indices, scores)``.
+    def _rank(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int,
+              eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` eligible videos of each query row by their best clip's fused score:
+        ``(refs (B, k) padded -1, scores (B, k) padded -inf)``.
 
         Small indexes get one exact fused scan (``topk_videos``, agg max, float16 rows). From
         ``TWO_STAGE_MIN_ROWS`` clips on, a first stage runs the same max-over-clips scan on compact
         copies of the channels (first_stage.py: int8, projected on the rows' principal directions
         when that cuts the bytes), with the text channels folded into one (they share the query
         embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos
-        are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
+        of each row are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
         built on the first search after the index changed and cached beside it.
         """
+        b = next(iter(queries.values())).shape[0]
+        out_i = np.full((b, k), -1, np.int64)
+        out_s = np.full((b, k), -np.inf, np.float32)
+        if self.corpus.rows == 0 or not eligible.any():
+            return out_i, out_s
         if self.corpus.rows < TWO_STAGE_MIN_ROWS:
             res = self.corpus.topk_videos(queries, k, weights=weights, allow=eligible)
-            vids = res.ids[0][res.ids[0] >= 0]
-            return vids, res.scores[0][: len(vids)]
+            n = res.ids.shape[1]
+            out_i[:, :n], out_s[:, :n] = res.ids, res.scores
+            out_s[out_i < 0] = -np.inf
+            return out_i, out_s
         first_q, first_w, folded = self._first_stage_queries(queries, weights)
         first, copies = self._first_stage(tuple(sorted(first_q)), folded)
         first_q = {c: copies[c].project(q) for c, q in first_q.items()}
-        res = first.topk_videos(first_q, max(SHORTLIST, k), weights=first_w, allow=eligible)
-        short = res.ids[0][res.ids[0] >= 0]
-        if len(short) == 0:
-            return short, np.zeros(0, np.float32)
-        # Second stage: the exact fused scan, allowed to read only the shortlisted videos' rows.
-        allow = np.zeros(len(self.videos), bool)
-        allow[short] = True
-        res = self.corpus.topk_videos(queries, k, weights=weights, allow=allow)
-        vids = res.ids[0][res.ids[0] >= 0]
-        return vids, res.scores[0][: len(vids)]
+        shortlists = first.topk_videos(first_q, max(SHORTLIST, k), weights=first_w, allow=eligible).ids
+        for r in range(b):  # second stage per row: the exact scan reads only that row's shortlist
+            short = shortlists[r][shortlists[r] >= 0]
+            if len(short) == 0:
+                continue
+            allow = np.zeros(len(self.videos), bool)
+            allow[short] = True
+            res = self.corpus.topk_videos({c: q[r:r + 1] for c, q in queries.items()}, k, weights=weights, allow=allow)
+            ids = res.ids[0][res.ids[0] >= 0]
+            out_i[r, :len(ids)], out_s[r, :len(ids)] = ids, res.scores[0][:len(ids)]
+        return out_i, out_s
 
     def _first_stage_queries(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]):
         """Fold the text channels of a text query into one "text" channel when they share the
@@ -220,7 +294,8 @@ class Index:
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):
-        """Fused scores of the given rows (the few clips of the top videos: plain NumPy is enough)."""
+        """Fused scores of the given rows for one query (the few clips of the top videos: plain
+        NumPy is enough)."""
         total = np.zeros(len(rows), np.float32)
         parts = {}
         for c, q in queries.items():

@@ -1,0 +1,111 @@
+"""The index protocol: the few operations a dialogue turn, the HTTP server and a batcher need.
+
+`Index` (one folder), `ShardedIndex` (shards in-process or on Ray actors) and wrappers such as a
+micro-batching index implement it; the dialogue uses nothing else, so it runs unchanged over any
+of them. Videos are named by a *ref*: an index-wide number, stable for the index's life (indexes
+are append-only; a removed video keeps its ref and is never returned).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+VideoRef = int
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    ref: int
+    video_id: str      # a stable string id: "3" in one index, "s1:3" in shard 1 of a sharded one
+    path: str
+    duration: float
+    removed: bool
+
+
+@dataclass
+class Moment:
+    video: int          # the video's ref
+    start: float
+    end: float
+    score: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.start:.1f}s-{self.end:.1f}s"
+
+
+@dataclass
+class Evidence:
+    lines: list[tuple[str, float, float, str]] = field(default_factory=list)  # (source, start, end, text)
+    concepts: list[str] = field(default_factory=list)                         # top classes of the moment's clips
+    channel_scores: dict = field(default_factory=dict)                        # channel -> best clip score
+
+
+@runtime_checkable
+class VideoIndex(Protocol):
+    clip_seconds: float
+
+    def __len__(self) -> int:
+        """Live (not removed) videos."""
+
+    def num_refs(self) -> int:
+        """Refs 0..num_refs()-1 are valid arguments (removed videos included)."""
+
+    def video(self, ref: int) -> VideoInfo: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """channel -> (B, d) float32 query rows, from one batched encoder call."""
+
+    def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
+                    allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """B queries -> (refs (B, k) int64 padded -1, scores (B, k) float32 padded -inf), best first,
+        ties by the lower ref; allow/deny (refs) apply to every row."""
+
+    def best_moments(self, queries: Mapping[str, np.ndarray], video: int, weights: Mapping[str, float] | None = None,
+                     window: tuple[float, float] | None = None, top: int = 1) -> list[Moment]:
+        """One query (one row per channel): the best span(s) of one video, from its clips inside
+        ``window`` seconds."""
+
+    def evidence(self, video: int, start: float, end: float) -> Evidence: ...
+
+    def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
+        """The unit mean feature (1, d) of the clips overlapping [start, end]."""
+
+    def refresh(self) -> bool:
+        """Map rows committed since open; True when something changed."""
+
+
+def check_ref(index: VideoIndex, ref) -> int:
+    """A ref as a Python int, or a clear error."""
+    if isinstance(ref, bool) or not isinstance(ref, (int, np.integer)):
+        raise TypeError(f"a video ref is an int, got {type(ref).__name__}")
+    if not 0 <= int(ref) < index.num_refs():
+        raise ValueError(f"no video with ref {int(ref)} (refs are 0..{index.num_refs() - 1})")
+    return int(ref)
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("encode_queries takes a sequence of strings, not one string")
+    out = list(texts)
+    if not out:
+        raise ValueError("no queries given")
+    for t in out:
+        if not isinstance(t, str):
+            raise TypeError(f"a query is a string, got {type(t).__name__}")
+        if not t.strip():
+            raise ValueError("the query is empty")
+    return out
+
+
+def query_rows(queries: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-channel queries as (B, d) float32 with the same B in every channel."""
+    if not queries:
+        raise ValueError("no query channels given")
+    out = {c: np.atleast_2d(np.asarray(q, np.float32)) for c, q in queries.items()}
+    sizes = {q.shape[0] for q in out.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"query channels disagree on the batch size: {sorted(sizes)}")
+    return out
