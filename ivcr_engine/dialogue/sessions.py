@@ -121,8 +121,14 @@ class SessionManager:
 
     def best_moments(self, query: str, videos: list[int]) -> dict[int, tuple[float, float]]:
         """The best moment of each of these videos for a query: {video: (start, end)}."""
-        hits = self.engine.index.search(query, k=len(videos), allow=videos)
-        return {h.video_index: (round(h.start, 3), round(h.end, 3)) for h in hits}
+        idx = self.engine.index
+        q = idx.encode_queries([query])
+        out = {}
+        for v in videos:
+            found = idx.best_moments(q, v, top=1)
+            if found:
+                out[v] = (round(found[0].start, 3), round(found[0].end, 3))
+        return out
 
     def state(self, sid: str) -> SessionState:
         return self._load(sid)[0]

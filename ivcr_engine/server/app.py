@@ -135,7 +135,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         except ValueError:
             raise ApiError(404, f"no video {raw!r} (videos are named by their number)", "not_found")
         idx = index()
-        if not 0 <= ref < len(idx.videos) or bool(idx.removed[ref]):
+        if not 0 <= ref < idx.num_refs() or idx.video(ref).removed:
             raise ApiError(404, f"no video {ref}", "not_found")
         return ref
 
@@ -145,15 +145,15 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             return None
         if not isinstance(v, list) or len(v) > MAX_FILTER or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
             raise ApiError(400, f"'{key}' must be a list of at most {MAX_FILTER} video numbers")
-        n = len(index().videos)
+        n = index().num_refs()
         bad = [x for x in v if not 0 <= x < n]
         if bad:
             raise ApiError(400, f"'{key}' names unknown videos: {bad[:5]}")
         return v
 
     def video_json(ref: int) -> dict:
-        rec = index().videos[ref]
-        return {"video_id": ref, "name": Path(rec["path"]).name, "duration": float(rec["duration"])}
+        info = index().video(ref)
+        return {"video_id": ref, "name": Path(info.path).name, "duration": info.duration}
 
     async def reply_json(sid: str, reply) -> dict:
         """The typed reply, with each candidate's best moment for the current query (thumbnails)."""
@@ -231,7 +231,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     @app.get("/v1/videos/{vid}/media")
     async def video_media(vid: str, request: Request):
-        path = Path(index().videos[video_ref(vid)]["path"])
+        path = Path(index().video(video_ref(vid)).path)
         if not path.is_file():
             raise ApiError(404, f"the file of video {vid} is gone from disk", "not_found")
         size = media.file_size(path)
@@ -252,9 +252,10 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         ref = video_ref(vid)
         if not 16 <= size <= media.MAX_THUMB:
             raise ApiError(400, f"'size' must be in 16..{media.MAX_THUMB}")
-        if not 0 <= t <= float(index().videos[ref]["duration"]) + 1:
-            raise ApiError(400, f"'t' must lie inside the video (0..{index().videos[ref]['duration']:.1f}s)")
-        path = Path(index().videos[ref]["path"])
+        info = index().video(ref)
+        if not 0 <= t <= info.duration + 1:
+            raise ApiError(400, f"'t' must lie inside the video (0..{info.duration:.1f}s)")
+        path = Path(info.path)
         jpg = await asyncio.get_running_loop().run_in_executor(None, media.thumbnail_jpeg, path, t, size)
         return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
@@ -281,7 +282,8 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
     @app.get("/healthz")
     async def healthz():
         idx = index()
-        return {"ok": True, "videos": len(idx), "clips": int(idx.offsets[-1]), "sessions": len(manager)}
+        return {"ok": True, "videos": len(idx), "refs": idx.num_refs(), "sessions": len(manager),
+                "batching": live.batching}
 
     @app.get("/metrics")
     async def prometheus():
