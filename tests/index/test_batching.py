@@ -98,6 +98,10 @@ def test_concurrent_encode_calls_batch():
     for g, s in zip(got, solo):
         np.testing.assert_allclose(g["concept"], s, atol=1e-5)
     assert inner.encode_calls < len(texts)
+    calls = inner.encode_calls
+    again = b.encode_queries(["a parrot", "a dog on a beach"])  # both encoded before: from the cache
+    assert inner.encode_calls == calls
+    np.testing.assert_allclose(again["concept"], np.concatenate([solo[2], solo[0]]), atol=1e-5)
     with pytest.raises(ValueError, match="non-empty"):
         b.encode_queries([""])
     b.close()
