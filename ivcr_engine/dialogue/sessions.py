@@ -173,29 +173,30 @@ class SessionManager:
         self.store.close()
 
     # -- asyncio twins --------------------------------------------------------------------
-    async def _run(self, fn, *args):
+    async def arun(self, fn, *args):
+        """Run any blocking call on the manager's pool (where the engine's batcher can gather it)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def acreate(self) -> str:
-        return await self._run(self.create)
+        return await self.arun(self.create)
 
     async def aask(self, sid: str, text: str) -> Reply:
-        return await self._run(self.ask, sid, text)
+        return await self.arun(self.ask, sid, text)
 
     async def aensure(self, sid: str) -> None:
-        return await self._run(self.ensure, sid)
+        return await self.arun(self.ensure, sid)
 
     async def abest_moments(self, query: str, videos: list[int]) -> dict[int, tuple[float, float]]:
-        return await self._run(self.best_moments, query, videos)
+        return await self.arun(self.best_moments, query, videos)
 
     async def astate(self, sid: str) -> SessionState:
-        return await self._run(self.state, sid)
+        return await self.arun(self.state, sid)
 
     async def adelete(self, sid: str) -> None:
-        return await self._run(self.delete, sid)
+        return await self.arun(self.delete, sid)
 
     async def asearch(self, query: str, k: int = 10, allow=None, deny=None):
-        return await self._run(lambda: self.engine.index.search(query, k=k, allow=allow, deny=deny))
+        return await self.arun(lambda: self.engine.index.search(query, k=k, allow=allow, deny=deny))
 
     # -- internals ------------------------------------------------------------------------
     def _load(self, sid: str) -> tuple[SessionState, float, float]:

@@ -155,12 +155,13 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         info = index().video(ref)
         return {"video_id": ref, "name": Path(info.path).name, "duration": info.duration}
 
-    async def reply_json(sid: str, reply) -> dict:
-        """The typed reply, with each candidate's best moment for the current query (thumbnails)."""
-        st = await manager.astate(sid)
+    def reply_json(sid: str, reply) -> dict:
+        """The typed reply, with each candidate's best moment for the current query (thumbnails).
+        Runs on the manager's pool (it searches inside the candidates)."""
+        st = manager.state(sid)
         cands = [{"rank": i, **video_json(c.video), "score": c.score} for i, c in enumerate(reply.candidates, 1)]
         if cands and st.query:
-            best = await manager.abest_moments(st.query, [c["video_id"] for c in cands])
+            best = manager.best_moments(st.query, [c["video_id"] for c in cands])
             for c in cands:
                 if c["video_id"] in best:
                     c["moment"] = {"start": best[c["video_id"]][0], "end": best[c["video_id"]][1]}
@@ -189,7 +190,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
     async def turn(sid: str, request: Request):
         text = turn_text(await body(request))
         reply = await manager.aask(sid, text)
-        return await reply_json(sid, reply)
+        return JSONResponse(await manager.arun(reply_json, sid, reply))
 
     @app.get("/v1/sessions/{sid}")
     async def get_session(sid: str):
