@@ -110,6 +110,7 @@ function show(video, start, end) {
   const src = withToken(`/v1/videos/${video}/media`);
   if (player.dataset.src !== src) {
     player.dataset.src = src;
+    player.poster = withToken(`/v1/videos/${video}/thumbnail?t=${start.toFixed(2)}&size=480`);
     player.src = src;
     player.addEventListener("loadedmetadata", seek, { once: true });
   } else if (player.readyState >= 1) seek();
