@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import numpy as np
@@ -21,6 +22,7 @@ httpx = pytest.importorskip("httpx")
 from tests.server.served import Served  # noqa: E402  (the same real-subprocess helper the tests use)
 
 TABLE = "ivcr serve under load (100k videos / 1M clips, loopback HTTP)"
+ENGINE_TABLE = "SessionManager under load, no HTTP (100k videos / 1M clips)"
 CONCURRENCY = (1, 8, 64)
 SESSION_TURNS = 4     # find, pick, when, not this one
 MIN_TURNS = 64        # per (mode, N): small N repeat their script in new sessions
@@ -34,18 +36,21 @@ def sentences(shared_data):
             for item in list(data.values())[:200] if len(item["sentences"]) >= 2]
 
 
+def script(pair) -> list[str]:
+    return [f"find videos where {pair[0]}", "the second one", f"when does {pair[1]}", "not this one"]
+
+
 async def one_session(client, url, pair, latencies, failures):
     sid = (await client.post(f"{url}/v1/sessions")).json()["session_id"]
-    script = [f"find videos where {pair[0]}", "the second one", f"when does {pair[1]}", "not this one"]
-    for text in script:
+    for text in script(pair):
         t0 = time.perf_counter()
         r = await client.post(f"{url}/v1/sessions/{sid}/turns", json={"text": text})
         latencies.append(time.perf_counter() - t0)
         if r.status_code != 200:
             failures.append(f"{r.status_code}: {r.text[:200]}")
     hist = (await client.get(f"{url}/v1/sessions/{sid}")).json()["history"]
-    if len(hist) != len(script):
-        failures.append(f"session {sid} kept {len(hist)} of {len(script)} turns")
+    if len(hist) != SESSION_TURNS:
+        failures.append(f"session {sid} kept {len(hist)} of {SESSION_TURNS} turns")
 
 
 async def load(url, n, sentences):
@@ -85,3 +90,46 @@ def test_serve_load(mode, sentences, record, tmp_path, shared_data):
     finally:
         server.stop()
     record.note(TABLE, "target at N=64: turns/s with batching >= 3x without, p99 < 250 ms; zero failed or lost turns")
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_engine_load(mode, sentences, record, shared_data):
+    """The same scripted sessions on SessionManager threads in this process: the engine's share
+    of a turn without HTTP, JSON or a client competing for the two cores."""
+    from ivcr_engine.dialogue import Engine
+    from ivcr_engine.dialogue.sessions import SessionManager
+    from ivcr_engine.index.batching import BatchingIndex
+
+    engine = Engine.open(open_index("encoder", shared_data))
+    engine.index.search("warm up", k=1)
+    if mode == "on":
+        engine.index = BatchingIndex(engine.index)
+    manager = SessionManager(engine)
+
+    def session(pair, latencies):
+        sid = manager.create()
+        for text in script(pair):
+            t0 = time.perf_counter()
+            manager.ask(sid, text)
+            latencies.append(time.perf_counter() - t0)
+        assert len(manager.state(sid).turns) == SESSION_TURNS
+
+    for n in CONCURRENCY:
+        latencies: list[float] = []
+        rounds = max(1, MIN_TURNS // (n * SESSION_TURNS))
+        t0 = time.perf_counter()
+        for r in range(rounds):
+            threads = [threading.Thread(target=session, args=(sentences[(r * n + i) % len(sentences)], latencies))
+                       for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(RUN_LIMIT_S)
+        wall = time.perf_counter() - t0
+        assert len(latencies) == rounds * n * SESSION_TURNS
+        ms = np.array(latencies) * 1000
+        row = f"N={n:>2}"
+        record.put(ENGINE_TABLE, row, f"turns/s batching {mode}", len(latencies) / wall)
+        record.put(ENGINE_TABLE, row, f"p50 ms {mode}", float(np.percentile(ms, 50)))
+        record.put(ENGINE_TABLE, row, f"p99 ms {mode}", float(np.percentile(ms, 99)))
+    manager.close()
