@@ -48,4 +48,6 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, toke
     mode = "on" if app.state.live.batching else "off"
     print(f"ivcr serve: micro-batching {mode}", flush=True)
     print(f"ivcr serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (index {index_dir})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    # keep-alive well above any client's idle gap: a server closing an idle connection just as the
+    # client reuses it fails that request (seen under load with uvicorn's 5 s default)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, timeout_keep_alive=75)
