@@ -181,6 +181,8 @@ def test_metrics(client):
     text = client.get("/metrics").text
     assert 'ivcr_turn_seconds_bucket{intent="video retrieval",le="+Inf"}' in text
     assert "ivcr_queue_depth " in text and "ivcr_index_refreshes_total " in text
+    assert client.get("/healthz").json()["batching"] is True
+    assert int(next(l for l in text.splitlines() if l.startswith("ivcr_batch_size_count")).split()[1]) >= 1
     open_now = int(next(l for l in text.splitlines() if l.startswith("ivcr_sessions_open ")).split()[1])
     assert open_now >= 1
 

@@ -87,7 +87,13 @@ def test_find_click_when_plays_the_moment(shared_index, serve_process, browser, 
     assert src.endswith(f"/v1/videos/{target['video_id']}/media")
     span_style = drv.find_element(By.ID, "span").get_attribute("style")
     assert "display: block" in span_style and "left:" in span_style
-    # the turn text typed and the answer are on the page; Chinese typing goes through the same path
+    # the buttons are turns too: "Not this one" rejects the video on show and searches again
+    previous = moment
+    drv.find_element(By.CSS_SELECTOR, '#actions button[data-turn="not this one"]').click()
+    rejected = wait_reply(drv, previous)
+    assert rejected["intent"] == "negative feedback"
+    assert target["video_id"] not in [c["video_id"] for c in rejected["candidates"]]
+    # Chinese typing goes through the same path
     chinese = say(drv, "第一个")
     assert chinese["intent"] == "selection"
 
