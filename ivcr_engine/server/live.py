@@ -61,7 +61,9 @@ class LiveIndex:
                 fresh = Index.open(self.root, text_encoder=inner.text_encoder)
                 self.engine.index = self._wrap(fresh)
                 if isinstance(current, BatchingIndex):  # turns in flight may still hold it: close later
-                    threading.Timer(60.0, current.close).start()
+                    closer = threading.Timer(60.0, current.close)
+                    closer.daemon = True  # never holds the process open at exit
+                    closer.start()
             self._signature = sig
         if self.on_refresh is not None:
             self.on_refresh()
