@@ -134,7 +134,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .eval.ivcr200k import evaluate, format_report, load_ivcr200k
 
     dialogues = load_ivcr200k(args.file)
-    result = evaluate(Engine.open(args.index), dialogues, teacher_forced=not args.free_running)
+    predictions = [] if args.predictions else None
+    result = evaluate(Engine.open(args.index), dialogues, teacher_forced=not args.free_running,
+                      skip_missing=args.skip_missing, predictions=predictions)
+    if args.predictions:  # the IVCR-200K authors' scorer reads this list of {"user_q", "output"}
+        Path(args.predictions).write_text(json.dumps(predictions, ensure_ascii=False, indent=1))
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 
@@ -210,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_ivcr.add_argument("file")
     p_ivcr.add_argument("--index", required=True)
     p_ivcr.add_argument("--free-running", action="store_true", help="do not teacher-force the history")
+    p_ivcr.add_argument("--skip-missing", action="store_true",
+                        help="skip (and count) dialogues whose videos are not in the index instead of failing")
+    p_ivcr.add_argument("--predictions", metavar="FILE",
+                        help="write every turn's answer as the IVCR-200K scorer reads it: [{user_q, output}]")
     p_ivcr.add_argument("--json", action="store_true")
     p_ivcr.set_defaults(func=_cmd_eval)
 

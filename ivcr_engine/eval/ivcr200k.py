@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class IvcrTurn:
     gt_se: tuple[float, float]
     candidates: list[str] = field(default_factory=list)
     answer: str = ""
+    user_q: str = ""  # the human turn exactly as the dataset has it (the scorer's records keep it)
 
     @property
     def is_video(self) -> bool:
@@ -56,41 +57,68 @@ def load_ivcr200k(path: str | Path) -> list[IvcrDialogue]:
         for msg in conv:
             who = msg.get("from")
             if who == "human":
-                question = str(msg.get("value", "")).replace("<video>", "").strip()
+                raw = str(msg.get("value", ""))
+                question = raw.replace("<video>", "").strip()
             elif who == "gpt":
                 if question is None:
                     raise ValueError(f"{path}: dialogue {n}: an answer without a question")
                 gt = msg.get("gt_se", [-1, -1])
                 turns.append(IvcrTurn(question, str(msg.get("video_id", "")), (float(gt[0]), float(gt[1])),
-                                      [str(c) for c in msg.get("candidate_videos", []) or []], str(msg.get("value", ""))))
+                                      [str(c) for c in msg.get("candidate_videos", []) or []], str(msg.get("value", "")),
+                                      raw))
                 question = None
         out.append(IvcrDialogue(str(d.get("split", "")), str(d.get("type", "")), turns))
     return out
 
 
-def evaluate(engine, dialogues: list[IvcrDialogue], teacher_forced: bool = True) -> dict:
-    """Scores of ``engine`` (a dialogue Engine) on the dialogues; see the module doc."""
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".ts", ".wmv", ".3gp"}
+
+
+def video_key(name: str) -> str:
+    """The name a video is matched by: its file name without folders or a video extension, so
+    "kitchen", "kitchen.mp4" and "videos/kitchen.mp4" are one video (dataset ids and index paths
+    agree). Other dots stay: "clip.v2" is not "clip"."""
+    path = PurePosixPath(str(name).replace("\\", "/"))
+    return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+
+
+def evaluate(engine, dialogues: list[IvcrDialogue], teacher_forced: bool = True, skip_missing: bool = False,
+             predictions: list | None = None) -> dict:
+    """Scores of ``engine`` (a dialogue Engine) on the dialogues; see the module doc.
+
+    A dialogue whose ground-truth videos are not in the index cannot be scored: that is an error
+    naming them, or with ``skip_missing`` the dialogue is skipped and counted in the report.
+    ``predictions``, when given, receives one ``{"user_q", "output"}`` record per turn: the
+    format the IVCR-200K authors' scorer reads (it parses "video N" and "Xs-Ys" from output)."""
     from ..dialogue.state import Moment, SessionState
 
     index = engine.index
     infos = (index.video(r) for r in range(index.num_refs()))
-    by_stem = {Path(v.path).stem: v.ref for v in infos if not v.removed}
+    by_key = {video_key(v.path): v.ref for v in infos if not v.removed}
+    missing = sorted({t.video_id for d in dialogues for t in d.turns if video_key(t.video_id) not in by_key})
+    if missing and not skip_missing:
+        raise ValueError(f"{len(missing)} ground-truth videos of these dialogues are not in the index "
+                         f"(e.g. {', '.join(missing[:10])}); index them, or pass skip_missing "
+                         "(ivcr eval --skip-missing) to score the other dialogues")
     records = []  # (turn number, kind, hit flags)
-    missing = set()
+    skipped = 0
     for dlg in dialogues:
+        if any(video_key(t.video_id) not in by_key for t in dlg.turns):
+            skipped += 1
+            continue
         session = engine.session(SessionState())
         prev_video = None
         for t_no, turn in enumerate(dlg.turns, 1):
-            gt_video = by_stem.get(turn.video_id)
-            if gt_video is None:
-                missing.add(turn.video_id)
+            gt_video = by_key[video_key(turn.video_id)]
             st = session.state
-            st.pool = [by_stem[c] for c in turn.candidates if c in by_stem] or None
+            st.pool = [by_key[video_key(c)] for c in turn.candidates if video_key(c) in by_key] or None
             if teacher_forced and prev_video is not None:
                 st.selected, st.moment = prev_video, None
-            if not turn.is_video and gt_video is not None:
+            if not turn.is_video:
                 st.selected = gt_video  # a moment turn is asked about the ground-truth video
             reply = session.ask(turn.question)
+            if predictions is not None:
+                predictions.append({"user_q": turn.user_q or turn.question, "output": reply.text})
             if turn.is_video:
                 ranked = [c.video for c in reply.candidates]
                 rank = ranked.index(gt_video) + 1 if gt_video in ranked else None
@@ -101,7 +129,10 @@ def evaluate(engine, dialogues: list[IvcrDialogue], teacher_forced: bool = True)
                 iou = float(temporal_iou([[m.start, m.end]], [list(turn.gt_se)])[0, 0]) if (m and m.video == gt_video) else 0.0
                 records.append((t_no, "moment", {f"R@1 IoU={x}": iou >= x for x in IOUS} | {"mIoU": iou}))
             prev_video = gt_video
-    return summarise(records, missing)
+    out = summarise(records, set(missing))
+    if skipped:
+        out["skipped_dialogues"] = skipped
+    return out
 
 
 def summarise(records: list, missing: set | None = None) -> dict:
@@ -134,5 +165,6 @@ def format_report(result: dict) -> str:
         for kind, vals in kinds.items():
             lines.append(f"  turn {t} {kind:<6} " + ", ".join(f"{k} {v}" for k, v in vals.items()))
     if result.get("missing_videos"):
-        lines.append(f"videos not in the index: {', '.join(result['missing_videos'][:10])}")
+        lines.append(f"skipped {result.get('skipped_dialogues', 0)} dialogues whose videos are not in the index: "
+                     f"{', '.join(result['missing_videos'][:10])}")
     return "\n".join(lines)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..checks import as_int
 from ..models import ClipEncoder, TextEncoder
 from ..models.registry import model_dir, query_encoder_name
 from ..search import Corpus
@@ -31,7 +32,7 @@ DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
 TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
-SHORTLIST = 100
+SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and recall to spare
 
 
 def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channels, clip: ClipEncoder | None
@@ -58,6 +59,7 @@ class Hit:
     score: float          # the video's retrieval score (fused channels, aggregated over clips)
     moment_score: float   # the span scorer's score of this moment inside the video
     evidence: Evidence
+    aliases: list[str] = field(default_factory=list)  # other paths with the same content
 
 
 class Index:
@@ -67,23 +69,40 @@ class Index:
         self.store = IndexStore(root)
         self.settings = self.store.settings()
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
-        all_videos = self.store.videos(include_removed=True)
-        self.videos = all_videos  # corpus video index -> record (removed ones stay, always denied)
-        self.offsets = np.array([v["first_row"] for v in all_videos] + [self.store.row_count()], np.int64)
-        self.removed = np.array([bool(v["removed"]) for v in all_videos], bool)
-        times = self.store.clip_times()
-        self.clip_start, self.clip_end = times[:, 0], times[:, 1]
-        chans = self.store.channels()
-        self.channels = {name: self.store.vectors(name) for name in chans}
-        self.corpus = Corpus(self.channels, self.offsets)
+        self._map(self.store.snapshot())
         self._text = text_encoder
         self._query_cache: dict[str, dict[str, np.ndarray]] = {}
-        self._first_stage_cache: dict[tuple, tuple[Corpus, dict]] = {}
         self._models_root = models_root or model_dir()
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
                                top_m=3, nms_iou=0.5, length_weight=0.05)
+
+    def _map(self, snap) -> None:
+        """Map exactly the rows of one committed snapshot (never by file size), then swap the view in."""
+        videos = list(snap.videos)  # corpus video index (ref) -> record (removed ones stay, always denied)
+        offsets = np.array([v["first_row"] for v in videos] + [snap.rows], np.int64)
+        times = self.store.clip_times(snap.rows)
+        channels = {name: self.store.vectors(name, snap.rows) for name in snap.channels}
+        corpus = Corpus(channels, offsets)
+        self.videos, self.offsets, self.channels, self.corpus = videos, offsets, channels, corpus
+        self.removed = np.array([bool(v["removed"]) for v in videos], bool)
+        self.clip_start, self.clip_end = times[:, 0], times[:, 1]
+        self._first_stage_cache: dict[tuple, tuple[Corpus, dict]] = {}
+        self._snapshot = snap
+
+    def refresh(self) -> bool:
+        """Map what was committed since this index was opened or last refreshed (new videos,
+        removals); True when the view changed. Cheap when nothing was committed. Not safe to
+        run while another thread searches this same object: callers serialise the two."""
+        if self.store.data_version() == self._snapshot.data_version:
+            return False
+        snap = self.store.snapshot()
+        if snap.key == self._snapshot.key:
+            self._snapshot = snap
+            return False
+        self._map(snap)
+        return True
 
     @classmethod
     def open(cls, root: str | Path, **kw) -> "Index":
@@ -190,10 +209,11 @@ class Index:
         """Top ``k`` videos for a text query (or prepared per-channel query vectors), each with its
         best moment(s). ``allow``/``deny`` restrict by corpus video index. ``timings``, when given,
         receives the seconds spent in encode, search and span."""
-        if k < 1:
+        if as_int(k, "k") < 1:
             raise ValueError("k must be >= 1")
         if len(self) == 0:
             return []
+        k = min(k, self.num_refs())  # a list of hits: k beyond the index is the whole index
         t0 = time.perf_counter()
         queries = self.encode_query(query) if isinstance(query, str) else query_rows(query)
         t1 = time.perf_counter()
@@ -216,8 +236,8 @@ class Index:
         ``TWO_STAGE_MIN_ROWS`` clips on, a first stage runs the same max-over-clips scan on compact
         copies of the channels (first_stage.py: int8, projected on the rows' principal directions
         when that cuts the bytes), with the text channels folded into one (they share the query
-        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos
-        of each row are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
+        embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos of
+        each row are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
         built on the first search after the index changed and cached beside it.
         """
         b = next(iter(queries.values())).shape[0]
@@ -275,7 +295,7 @@ class Index:
     def _first_copy(self, channel: str, folded: tuple | None) -> first_stage.FirstStageCopy:
         """A compact copy of a channel or of the folded text channels, cached beside the index and
         named by the row count and the fold (see first_stage.py)."""
-        rows = self.store.row_count()
+        rows = self._snapshot.rows
         tag = channel if folded is None else "text-" + "-".join(f"{c}{w:g}" for c, w in folded)
         dim = self.channels[PRESENCE_CHANNELS[0]].shape[1] if folded else self.channels[channel].shape[1]
 
@@ -323,7 +343,8 @@ class Index:
                 hits.append(Hit(rank=0, video_id=int(self.videos[v]["id"]), video_index=int(v),
                                 path=self.videos[v]["path"], start=float(spans.start[r, m]),
                                 end=float(spans.end[r, m]), score=float(vs),
-                                moment_score=float(spans.score[r, m]), evidence=ev))
+                                moment_score=float(spans.score[r, m]), evidence=ev,
+                                aliases=list(self._snapshot.aliases.get(int(self.videos[v]["id"]), []))))
         for i, h in enumerate(hits, 1):
             h.rank = i
         return hits
@@ -351,7 +372,7 @@ def to_tvr(query_id, hits: Sequence[Hit]) -> dict:
 
 
 def hits_to_json(hits: Sequence[Hit]) -> str:
-    return json.dumps([{"video_id": h.video_id, "path": h.path, "start": round(h.start, 2), "end": round(h.end, 2),
+    return json.dumps([{"video_id": h.video_id, "path": h.path, "aliases": h.aliases, "start": round(h.start, 2), "end": round(h.end, 2),
                         "score": round(h.score, 4), "rank": h.rank,
                         "evidence": {"lines": [list(l) for l in h.evidence.lines], "concepts": h.evidence.concepts}}
                        for h in hits], ensure_ascii=False, indent=2)

@@ -9,6 +9,11 @@ and flushed to disk first, then one SQLite transaction records the video, its cl
 the new row counts. SQLite's committed row counts are the truth: bytes past them (left by a
 killed ingest) are ignored on open and cut off before the next append. So a kill -9 at any point
 leaves every fully committed video intact and the index usable.
+
+Readers see one committed state at a time: ``snapshot()`` reads the videos and every channel's
+row count in one SQLite read transaction, and the row files are mapped only up to that count
+(never by file size), so an ingest appending rows meanwhile is invisible until its commit.
+A row file shorter than its committed rows is damage, reported as :class:`IndexDamaged`.
 """
 from __future__ import annotations
 
@@ -48,9 +53,36 @@ CREATE INDEX IF NOT EXISTS videos_path ON videos(path);
 CREATE TABLE IF NOT EXISTS texts (video_id INTEGER NOT NULL, source TEXT NOT NULL, t_start REAL NOT NULL,
                                   t_end REAL NOT NULL, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS texts_video ON texts(video_id);
+CREATE TABLE IF NOT EXISTS aliases (path TEXT PRIMARY KEY, video_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, dim INTEGER NOT NULL, dtype TEXT NOT NULL,
                                      rows INTEGER NOT NULL, model TEXT, model_sha256 TEXT);
 """
+
+
+class IndexDamaged(RuntimeError):
+    """An index whose files disagree with its committed metadata (the message says which file,
+    what is wrong and how to repair it)."""
+
+
+def damaged(root: Path, what: str) -> IndexDamaged:
+    return IndexDamaged(f"index {root} is damaged: {what}; run `ivcr check --index {root} --repair`")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One committed state of the index, read in a single transaction."""
+
+    rows: int                              # committed rows (the same in every channel)
+    videos: tuple                          # every video record (removed included), by first_row
+    channels: dict                         # name -> ChannelSpec
+    data_version: int                      # SQLite's data_version when read (changes on others' commits)
+    aliases: dict                          # video id -> other paths with the same content
+
+    @property
+    def key(self) -> tuple:
+        """What a reader's mapping depends on: rows, every video's id, path and removed flag, aliases."""
+        return ((self.rows,) + tuple((v["id"], v["path"], v["removed"]) for v in self.videos)
+                + tuple(sorted((k, tuple(p)) for k, p in self.aliases.items())))
 
 
 @dataclass
@@ -134,8 +166,11 @@ class IndexStore:
         return int(row[0] or 0)
 
     def has_hash(self, content_hash: str) -> bool:
-        return self.db.execute("SELECT 1 FROM videos WHERE content_hash = ? AND removed = 0",
-                               (content_hash,)).fetchone() is not None
+        return self.video_by_hash(content_hash) is not None
+
+    def video_by_hash(self, content_hash: str) -> dict | None:
+        rows = self._video_rows("WHERE content_hash = ? AND removed = 0", (content_hash,))
+        return rows[0] if rows else None
 
     # -- writing ----------------------------------------------------------------------------
     def _vector_path(self, name: str) -> Path:
@@ -209,6 +244,50 @@ class IndexStore:
             f.flush()
             os.fsync(f.fileno())
 
+    # -- aliases: other paths with the same content as a stored video -------------------------
+    def add_alias(self, path: str, video_id: int) -> None:
+        """Record ``path`` as another name of a stored video (byte-identical content: no re-encoding)."""
+        self.db.execute("INSERT OR REPLACE INTO aliases(path, video_id) VALUES (?, ?)", (path, int(video_id)))
+
+    def aliases(self, video_id: int | None = None) -> dict[int, list[str]]:
+        """video id -> its alias paths (every live video's, or one video's)."""
+        q = "SELECT a.video_id, a.path FROM aliases a JOIN videos v ON v.id = a.video_id WHERE v.removed = 0"
+        rows = self.db.execute(q + (" AND a.video_id = ?" if video_id is not None else "") + " ORDER BY a.path",
+                               () if video_id is None else (int(video_id),)).fetchall()
+        out: dict[int, list[str]] = {}
+        for vid, path in rows:
+            out.setdefault(int(vid), []).append(path)
+        return out
+
+    def remove_path(self, path: str, video_id: int | None = None) -> str | None:
+        """Forget one path: an alias is dropped; a video's own path hands over to its first alias
+        (the video stays); a video with no other name is tombstoned. Returns what happened."""
+        path = str(path)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if video_id is None and self.db.execute("DELETE FROM aliases WHERE path = ?", (path,)).rowcount:
+                self.db.execute("COMMIT")
+                return "alias removed"
+            got = self._video_rows("WHERE path = ? AND removed = 0" + (" AND id = ?" if video_id is not None else ""),
+                                   (path,) if video_id is None else (path, int(video_id)))
+            if not got:
+                self.db.execute("COMMIT")
+                return None
+            vid = got[0]["id"]
+            other = self.db.execute("SELECT path FROM aliases WHERE video_id = ? ORDER BY path LIMIT 1", (vid,)).fetchone()
+            if other:
+                self.db.execute("UPDATE videos SET path = ? WHERE id = ?", (other[0], vid))
+                self.db.execute("DELETE FROM aliases WHERE path = ?", (other[0],))
+                what = f"still indexed as {other[0]}"
+            else:
+                self.db.execute("UPDATE videos SET removed = 1 WHERE id = ?", (vid,))
+                what = "removed"
+            self.db.execute("COMMIT")
+            return what
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def remove_videos(self, ids: Iterable[int]) -> int:
         """Tombstone videos (their rows stay in the files and are excluded from every search)."""
         ids = [int(i) for i in ids]
@@ -218,6 +297,41 @@ class IndexStore:
         return cur.rowcount
 
     # -- reading ----------------------------------------------------------------------------
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (cheap: no table is read)."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def snapshot(self) -> Snapshot:
+        """The committed videos, channels and row count, all from one read transaction."""
+        self.db.execute("BEGIN")
+        try:
+            version = self.data_version()
+            videos = tuple(self._video_rows())
+            aliases = self.aliases()
+            chans = self.db.execute("SELECT name, dim, dtype, model, model_sha256, rows FROM channels ORDER BY name"
+                                    ).fetchall()
+        finally:
+            self.db.execute("COMMIT")
+        counts = {r[0]: int(r[5]) for r in chans}
+        if len(set(counts.values())) > 1:
+            raise damaged(self.root, f"channels disagree on the committed row count ({counts})")
+        rows = next(iter(counts.values()), 0)
+        if videos and videos[-1]["first_row"] + videos[-1]["n_clips"] != rows:
+            raise damaged(self.root, f"the videos cover {videos[-1]['first_row'] + videos[-1]['n_clips']} rows "
+                                     f"but {rows} are committed")
+        return Snapshot(rows, videos, {r[0]: ChannelSpec(*r[:5]) for r in chans}, version, aliases)
+
+    def _map(self, path: Path, dtype, rows: int, dim: int) -> np.ndarray:
+        """Map the first ``rows`` rows of a row file read-only; a file shorter than that is damage."""
+        if rows == 0:
+            return np.zeros((0, dim), dtype)
+        need = rows * dim * np.dtype(dtype).itemsize
+        have = path.stat().st_size if path.is_file() else -1
+        if have < need:
+            state = "is missing" if have < 0 else f"holds {have} bytes"
+            raise damaged(self.root, f"{path} {state}, but its {rows} committed rows need {need} bytes")
+        return np.memmap(path, dtype=dtype, mode="r", shape=(rows, dim))
+
     _VIDEO_KEYS = ("id", "path", "content_hash", "duration", "fps", "width", "height", "first_row", "n_clips",
                    "removed", "info")
 
@@ -229,24 +343,22 @@ class IndexStore:
         return self._video_rows("" if include_removed else "WHERE removed = 0")
 
     def find_video_by_path(self, path: str) -> dict | None:
+        """The live video stored under ``path``, as its own path or as an alias."""
         rows = self._video_rows("WHERE path = ? AND removed = 0", (path,))
+        if not rows:
+            rows = self._video_rows("WHERE removed = 0 AND id IN (SELECT video_id FROM aliases WHERE path = ?)", (path,))
         return rows[0] if rows else None
 
-    def vectors(self, name: str) -> np.ndarray:
-        """The committed rows of a channel, memory-mapped read-only (no copy, no load time)."""
+    def vectors(self, name: str, rows: int | None = None) -> np.ndarray:
+        """The committed rows of a channel (or its first ``rows``, from a snapshot), memory-mapped
+        read-only (no copy, no load time)."""
         spec = self.channels()[name]
-        rows = self.row_count()
-        if rows == 0:
-            return np.zeros((0, spec.dim), spec.dtype)
-        return np.memmap(self._vector_path(name), dtype=spec.dtype, mode="r", shape=(rows, spec.dim))
+        return self._map(self._vector_path(name), spec.dtype, self.row_count() if rows is None else rows, spec.dim)
 
-    def clip_times(self) -> np.ndarray:
+    def clip_times(self, rows: int | None = None) -> np.ndarray:
         """(rows, 2) float64 clip [start, end] seconds of every committed row, memory-mapped (so
         opening a million-clip index reads nothing up front)."""
-        rows = self.row_count()
-        if rows == 0:
-            return np.zeros((0, 2), np.float64)
-        return np.memmap(self._clips_path(), dtype=np.float64, mode="r", shape=(rows, 2))
+        return self._map(self._clips_path(), np.float64, self.row_count() if rows is None else rows, 2)
 
     def texts(self, video_id: int) -> list[tuple[str, float, float, str]]:
         return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? ORDER BY t_start",

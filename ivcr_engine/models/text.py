@@ -40,6 +40,9 @@ class TextEncoder:
         self._tok.enable_truncation(self.max_tokens)
         self._tok.enable_padding()
         self._sess = _session(self.card.path / "model.onnx", threads)
+        # A dynamically quantised graph scales activations per call (per tensor): encoded in one
+        # batch, a text would depend on its batch mates. Such graphs encode one text per call.
+        self._per_text = bool(self.card.raw.get("query_encoder_for"))
         self.providers = self._sess.get_providers()
         self.encode(["warm-up"])  # first run allocates and optimises; keep it out of request latency
 
@@ -53,6 +56,8 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), np.float32)
         # Sorting by length keeps padding small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        if self._per_text:
+            batch_size = 1
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = self._tok.encode_batch([texts[i] for i in idx])

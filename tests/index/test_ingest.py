@@ -221,12 +221,19 @@ def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers
     monkeypatch.setattr(searcher, "SHORTLIST", 50)          # more than the 8 videos
     two = Index.open(shared_index[0])
     assert [(h.path, round(h.score, 5)) for h in two.search("a parrot on a perch", k=5)] == exact
-    assert list((shared_index[0] / "vectors").glob("int8.text-*.values.npy"))
+    assert list((shared_index[0] / "vectors").glob("first.text-*.values.npy"))
     # the folded first-stage channel scores like the weighted sum of the three text channels
+    # (through the copy's projection when it has one)
     q = two.encode_query("a parrot on a perch")
     w = {"concept": 1.0, "speech": 0.5, "subtitle": 2.0}
     fq, fw, folded = two._first_stage_queries(q, w)
     assert set(fq) == {"text"} and fw == {"text": 1.0}
-    values, scales = two._int8_rows("text", folded)
-    per_channel = sum(w[c] * (np.asarray(two.channels[c], np.float32) @ q[c][0]) for c in w)
-    np.testing.assert_allclose((values.astype(np.float32) * scales[:, None]) @ fq["text"][0], per_channel, atol=0.02)
+    copy = two._first_copy("text", folded)
+    rows = np.zeros((two.corpus.rows, fq["text"].shape[1]), np.float32)
+    for c in w:
+        part = w[c] * np.asarray(two.channels[c], np.float32)
+        rows[:, :part.shape[1]] += part
+    basis = np.eye(rows.shape[1], dtype=np.float32) if copy.basis is None else copy.basis
+    expected = (rows @ basis) @ (fq["text"][0] @ basis)
+    got = (copy.values.astype(np.float32) * copy.scales[:, None]) @ copy.project(fq["text"])[0]
+    np.testing.assert_allclose(got, expected, atol=0.02)

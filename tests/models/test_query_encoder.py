@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ivcr_engine.models import ModelCard, TextEncoder, model_dir, prepare_models
@@ -56,3 +57,13 @@ def test_a_stale_query_encoder_is_not_used(tmp_path):
     (tmp_path / "text_minilm_l6" / "card.json").write_text(json.dumps(card))
     assert query_encoder_name("text_minilm_l6", tmp_path) == "text_minilm_l6"
     assert ModelCard.load(tmp_path / "text_minilm_l6_int8").raw["query_encoder_for"] == "text_minilm_l6"
+
+
+def test_a_query_encodes_the_same_alone_or_in_a_batch(encoders):
+    """Dynamic quantisation scales activations per call; the encoder must not let batch mates
+    change a text's vector (the server batches queries of different users)."""
+    _, int8_enc = encoders
+    texts = ["a dog", "when does the man in the red shirt start to dance on the stage", "城市夜景"]
+    together = int8_enc.encode(texts)
+    for t, row in zip(texts, together):
+        np.testing.assert_array_equal(int8_enc.encode([t])[0], row)
