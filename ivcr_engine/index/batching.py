@@ -24,8 +24,9 @@ DEFAULT_WINDOW_S = 0.003
 DEFAULT_MAX_BATCH = 32
 MAX_JOINED_DENY = 64  # longer deny lists run alone (the over-fetch would cost more than it saves)
 # A text encoder pads a batch to its longest text: on a CPU one padded batch of 32 mixed sentences
-# costs more than 32 single calls, while 8 sentences of similar length cost about half of theirs.
-# So a gathered batch is sorted by length and encoded in chunks of this many.
+# (fp32 MiniLM) cost more than 32 single calls, while 8 of similar length cost about half of
+# theirs. So a gathered batch is sorted by length and encoded in chunks of this many. (The int8
+# query encoder encodes one text per call anyway; then dedup and the cache are what remain.)
 ENCODE_CHUNK = 8
 ENCODE_CACHE = 1024  # recent texts' vectors: a turn and its evidence often ask about the same text
 
