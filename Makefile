@@ -7,10 +7,11 @@ VPY   := $(VENV)/bin/python
 STAMP := .stamps
 
 # Debian packages the build and the tests need (FFmpeg 5.1 dev libraries, compilers, espeak-ng
-# for speech tests, tmux for driving the interactive CLI in tests).
+# for speech tests, tmux for driving the interactive CLI in tests, chromium + its driver for the
+# web page's browser test, a CJK font so it renders Chinese turns).
 APT_PACKAGES := build-essential cmake pkg-config python3-dev python3-venv \
   libavcodec-dev libavformat-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg \
-  espeak-ng tmux
+  espeak-ng tmux chromium chromium-driver fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NATIVE_SOURCES := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null) CMakeLists.txt
 
@@ -34,12 +35,13 @@ $(STAMP)/apt: Makefile
 $(VPY): | $(STAMP)/apt
 	$(PY) -m venv $(VENV)
 
-# Python dependencies, with the dev extra (tests, baselines, export) and the ray extra (its tests).
+# Python dependencies, with the dev extra (tests, baselines, export) the ray extra (its tests) and serve
+# (ivcr serve).
 # Build tools first, since the package itself is built without isolation against this venv.
 $(STAMP)/deps: pyproject.toml $(STAMP)/apt | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13"
-	$(VPY) -m pip install -q --no-build-isolation -e '.[dev,ray]'
+	$(VPY) -m pip install -q --no-build-isolation -e '.[dev,ray,serve]'
 	@touch $@
 
 # Editable install with a persistent build folder: only changed native sources recompile.

@@ -201,6 +201,14 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(args.index, host=args.host, port=args.port, token=args.token, sessions_db=args.sessions,
+          ttl_s=args.ttl, batching=False if args.no_batching else None)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -295,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_split.add_argument("--shards", type=_positive_int, required=True)
     p_split.add_argument("--quiet", action="store_true", help="no progress bar")
     p_split.set_defaults(func=_cmd_shard)
+    p_serve = sub.add_parser("serve", help="HTTP API (sessions, search, media, OpenAI chat) and the web page")
+    p_serve.add_argument("--index", required=True)
+    p_serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; others need --token)")
+    p_serve.add_argument("--port", type=int, default=8080)
+    p_serve.add_argument("--token", help="bearer token required on /v1 and /metrics")
+    p_serve.add_argument("--sessions", help="sessions database (default: INDEX/sessions.sqlite)")
+    p_serve.add_argument("--ttl", type=float, default=24 * 3600, help="seconds before an idle session expires")
+    p_serve.add_argument("--no-batching", action="store_true", help="run each search alone (no micro-batching)")
+    p_serve.set_defaults(func=_cmd_serve)
 
     p_bench = sub.add_parser("bench", help="run benchmark suites (tables with ratios; slow)")
     p_bench.add_argument("suites", nargs="*", help="e.g. search span decode text_encoder ingest dialogue (default: all)")

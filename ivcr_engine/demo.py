@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback"):
             names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
             print(f"     candidates: {names}")
+    index_dir = args.workdir / "index"
+    print("\n== talk to it in a browser (the page plays the moments it finds):")
+    print(f"   {Path(sys.executable).with_name('ivcr')} serve --index {index_dir}")
+    print("   then open http://127.0.0.1:8080/  (API under /v1, see README.md)")
     return 0
 
 

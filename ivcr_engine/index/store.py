@@ -122,7 +122,8 @@ class IndexStore:
             if not create:
                 raise FileNotFoundError(f"no index at {self.root} (meta.sqlite missing); build one with `ivcr index`")
             (self.root / "vectors").mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.root / "meta.sqlite"), isolation_level=None)
+        # check_same_thread=False: a server reads one index from many threads (SQLite serialises them)
+        self.db = sqlite3.connect(str(self.root / "meta.sqlite"), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)

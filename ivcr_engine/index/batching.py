@@ -1,0 +1,211 @@
+"""Micro-batching over any ``VideoIndex``: concurrent ``encode_queries`` and ``rank_videos``
+calls (from many sessions on many threads) are gathered for a few milliseconds, or until
+``max_batch`` requests wait, into batched encoder calls (distinct texts only, sorted by length,
+in chunks of ``ENCODE_CHUNK``) and one batched native search, and the results are split back per
+caller. Recently encoded texts are answered from a small cache without waiting for a batch.
+
+``BatchingIndex(index)`` implements the same protocol, so a dialogue runs on it unchanged;
+everything except those two calls passes straight through to the wrapped index. Requests with a
+short ``deny`` list join a batch by asking for ``k + len(deny)`` and dropping the denied refs
+afterwards (the exact answer, since at most ``len(deny)`` of the top ``k + len(deny)`` are
+denied); ``allow``-restricted requests scan few rows and run alone.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import Future
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_WINDOW_S = 0.003
+DEFAULT_MAX_BATCH = 32
+MAX_JOINED_DENY = 64  # longer deny lists run alone (the over-fetch would cost more than it saves)
+# A text encoder pads a batch to its longest text: on a CPU one padded batch of 32 mixed sentences
+# (fp32 MiniLM) cost more than 32 single calls, while 8 of similar length cost about half of
+# theirs. So a gathered batch is sorted by length and encoded in chunks of this many. (The int8
+# query encoder encodes one text per call anyway; then dedup and the cache are what remain.)
+ENCODE_CHUNK = 8
+ENCODE_CACHE = 1024  # recent texts' vectors: a turn and its evidence often ask about the same text
+
+
+class _Gatherer:
+    """One worker thread: takes the first waiting request, waits up to ``window_s`` for more (or
+    until ``max_batch``), runs ``run_batch(items) -> results`` once, and resolves each future."""
+
+    def __init__(self, name: str, run_batch: Callable[[list], list], window_s: float, max_batch: int,
+                 on_batch: Callable[[int], None] | None = None):
+        self._run_batch, self._window, self._max = run_batch, window_s, max_batch
+        self._on_batch = on_batch
+        self._queue: deque[tuple[object, Future]] = deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"ivcr-batch-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, item) -> object:
+        fut: Future = Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the batching index is closed")
+            self._queue.append((item, fut))
+            self._cv.notify()
+        return fut.result()
+
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=5)
+
+    def _take(self) -> list[tuple[object, Future]]:
+        with self._cv:
+            while not self._queue and not self._closed:
+                self._cv.wait()
+            if not self._queue:
+                return []
+            deadline = time.monotonic() + self._window
+            while len(self._queue) < self._max and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            n = min(self._max, len(self._queue))
+            return [self._queue.popleft() for _ in range(n)]
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
+            try:
+                results = self._run_batch([item for item, _ in batch])
+            except BaseException as exc:  # one failed call fails the requests that shared it, nothing else
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(batch, results):
+                fut.set_result(res)
+
+
+class BatchingIndex:
+    """A ``VideoIndex`` that batches concurrent ``encode_queries`` and ``rank_videos`` calls."""
+
+    def __init__(self, index, window_s: float = DEFAULT_WINDOW_S, max_batch: int = DEFAULT_MAX_BATCH):
+        for name in ("encode_queries", "rank_videos"):
+            if not callable(getattr(index, name, None)):
+                raise TypeError(f"BatchingIndex needs an index with the VideoIndex protocol; {type(index).__name__} "
+                                f"has no {name}()")
+        if window_s < 0 or max_batch < 1:
+            raise ValueError("window_s must be >= 0 and max_batch >= 1")
+        self.inner = index
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size (metrics)
+        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()  # text -> its (1, d) rows
+        self._cache_lock = threading.Lock()
+        self._encode = _Gatherer("encode", self._encode_batch, window_s, max_batch, self._told)
+        self._rank = _Gatherer("rank", self._rank_batch, window_s, max_batch, self._told)
+
+    def _told(self, n: int) -> None:
+        if self.on_batch is not None:
+            self.on_batch(n)
+
+    def __getattr__(self, name):  # the rest of the protocol (and of the index) is the wrapped index's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def queue_depth(self) -> int:
+        return self._encode.depth() + self._rank.depth()
+
+    def close(self) -> None:
+        self._encode.close()
+        self._rank.close()
+
+    # -- encode ---------------------------------------------------------------------------
+    def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        texts = list(texts)
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError("encode_queries needs one or more non-empty strings")
+        with self._cache_lock:
+            hit = [self._cache.get(t) for t in texts]
+        if all(h is not None for h in hit):  # nothing to encode: no need to wait for a batch
+            return _stack(hit)
+        return self._encode.submit(texts)
+
+    def _encode_batch(self, requests: list[list[str]]) -> list[dict[str, np.ndarray]]:
+        with self._cache_lock:
+            known = {t: self._cache[t] for texts in requests for t in texts if t in self._cache}
+        todo = sorted({t for texts in requests for t in texts} - set(known), key=len)
+        for a in range(0, len(todo), ENCODE_CHUNK):
+            chunk = todo[a:a + ENCODE_CHUNK]
+            out = self.inner.encode_queries(chunk)
+            for i, t in enumerate(chunk):
+                known[t] = {c: v[i:i + 1] for c, v in out.items()}
+        with self._cache_lock:
+            for t in todo:
+                self._cache[t] = known[t]
+            while len(self._cache) > ENCODE_CACHE:
+                self._cache.popitem(last=False)
+        return [_stack([known[t] for t in texts]) for texts in requests]
+
+    # -- rank -----------------------------------------------------------------------------
+    def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
+                    allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, not {k!r}")
+        deny = sorted({int(d) for d in deny}) if deny is not None else []
+        if allow is not None or len(deny) > MAX_JOINED_DENY:
+            return self.inner.rank_videos(queries, k, weights=weights, allow=allow, deny=deny or None)
+        qs = {c: np.ascontiguousarray(v, np.float32).reshape(-1, np.shape(v)[-1]) for c, v in queries.items()}
+        rows = {v.shape[0] for v in qs.values()}
+        if len(rows) != 1:
+            raise ValueError(f"every channel of a query batch needs the same number of rows, got {sorted(rows)}")
+        key = (tuple(sorted((c, v.shape[1]) for c, v in qs.items())),
+               None if weights is None else tuple(sorted((c, float(w)) for c, w in weights.items())))
+        return self._rank.submit((key, qs, int(k), weights, deny))
+
+    def _rank_batch(self, requests: list[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
+        results: list = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, (key, *_rest) in enumerate(requests):  # one native search per channel layout + weights
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            weights = requests[members[0]][3]
+            fetch = max(requests[i][2] + len(requests[i][4]) for i in members)
+            stacked = {c: np.concatenate([requests[i][1][c] for i in members]) for c in requests[members[0]][1]}
+            refs, scores = self.inner.rank_videos(stacked, fetch, weights=weights)
+            row = 0
+            for i in members:
+                _, qs, k, _, deny = requests[i]
+                n = next(iter(qs.values())).shape[0]
+                results[i] = _cut(refs[row:row + n], scores[row:row + n], k, deny)
+                row += n
+        return results
+
+
+def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {c: np.concatenate([r[c] for r in rows]) for c in rows[0]}
+
+
+def _cut(refs: np.ndarray, scores: np.ndarray, k: int, deny: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` of each row that are not denied, padded with -1 / -inf."""
+    out_r = np.full((refs.shape[0], k), -1, np.int64)
+    out_s = np.full((refs.shape[0], k), -np.inf, np.float32)
+    for b in range(refs.shape[0]):
+        keep = refs[b] >= 0
+        if deny:
+            keep &= ~np.isin(refs[b], deny)
+        r, s = refs[b][keep][:k], scores[b][keep][:k]
+        out_r[b, :len(r)], out_s[b, :len(s)] = r, s
+    return out_r, out_s

@@ -1,0 +1,53 @@
+"""``ivcr serve``: the engine over HTTP (FastAPI + uvicorn, the ``[serve]`` extra) and the web page.
+
+    from ivcr_engine.server import build_app
+    app = build_app("idx", sessions_db="idx/sessions.sqlite")   # an ASGI app (uvicorn, TestClient)
+"""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, token: str | None = None,
+              ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0):
+    """Open the index, the sessions' database (default: ``sessions.sqlite`` in the index folder)
+    and return the ASGI app. ``batching`` None: micro-batching wherever the index supports it."""
+    from ..dialogue import Engine
+    from ..dialogue.sessions import SessionManager
+    from .app import create_app
+    from .live import LiveIndex
+
+    index_dir = Path(index_dir)
+    engine = Engine.open(index_dir)
+    live = LiveIndex(engine, index_dir, batching=batching, poll_s=poll_s)
+    manager = SessionManager(engine, sessions_db or index_dir / "sessions.sqlite", ttl_s=ttl_s)
+    if len(engine.index):  # warm-up: builds derived caches once, before concurrent traffic
+        engine.index.search("warm up", k=1)
+    return create_app(manager, live, token=token)
+
+
+def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          **kw) -> None:
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        raise ValueError(f"binding to {host} (not loopback) needs --token: a bearer token every API call must send")
+    app = build_app(index_dir, token=token, **kw)
+    mode = "on" if app.state.live.batching else "off"
+    print(f"ivcr serve: micro-batching {mode}", flush=True)
+    print(f"ivcr serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (index {index_dir})", flush=True)
+    # keep-alive well above any client's idle gap: a server closing an idle connection just as the
+    # client reuses it fails that request (seen under load with uvicorn's 5 s default)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, timeout_keep_alive=75)
