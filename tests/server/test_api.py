@@ -224,3 +224,33 @@ def test_live_index_sees_new_videos(shared_data, tmp_path):
         assert "cockatoo.mp4" in names
         assert "ivcr_index_refreshes_total 1" in c.get("/metrics").text
     ing.store.close()
+
+
+def test_serve_over_a_sharded_index_sees_new_videos(shared_data, tmp_path):
+    """`ivcr serve` over a manifest answers like over one folder, and maps what ingest commits to
+    any shard."""
+    from ivcr_engine.index import Ingestor
+
+    root = tmp_path / "sharded"
+    videos = sorted((shared_data / "videos").glob("*"))
+    ing = Ingestor(root, speech=False, shards=2)
+    ing.run([p for p in videos if p.name != "cockatoo.mp4"], progress=False)
+    app = build_app(root, sessions_db=tmp_path / "s.sqlite")
+    with TestClient(app) as c:
+        before = c.get("/healthz").json()["videos"]
+        assert before == len(videos) - 1
+        sid = c.post("/v1/sessions").json()["session_id"]
+        reply = c.post(f"/v1/sessions/{sid}/turns", json={"text": "find videos of people riding bicycles"}).json()
+        assert reply["candidates"][0]["name"] == "bikes.mp4"
+        media = c.get(f"/v1/videos/{reply['candidates'][0]['video_id']}/media", headers={"Range": "bytes=0-99"})
+        assert media.status_code == 206 and len(media.content) == 100
+        assert app.state.live.check() is False
+        ing.run([shared_data / "videos" / "cockatoo.mp4"], progress=False)
+        assert app.state.live.check() is True
+        assert c.get("/healthz").json()["videos"] == before + 1
+        names = [h["name"] for h in c.post("/v1/search", json={"query": "a cockatoo", "k": 20}).json()["hits"]]
+        assert "cockatoo.mp4" in names
+        # the session goes on over the swapped index
+        again = c.post(f"/v1/sessions/{sid}/turns", json={"text": "the second one"}).json()
+        assert again["intent"] == "selection"
+    ing.close()
