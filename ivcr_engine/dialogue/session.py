@@ -10,7 +10,9 @@ all serve the same dialogue; the state keeps video refs.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from ..index.protocol import Moment, VideoIndex
@@ -20,20 +22,21 @@ from .router import Intent, Routed, Router, clean_text
 from .state import Candidate, Reply, SessionState
 
 N_CANDIDATES = 10  # the IVCR protocol's candidate list
+QUERY_CACHE = 1024  # recent query texts whose vectors an engine keeps
 
 
 class QueryTextEncoder:
     """The router's sentence vectors from the index's own query encoder (the text channels share
     the text encoder's space), so routing needs nothing beyond the index protocol."""
 
-    def __init__(self, index: VideoIndex):
-        self.index = index
+    def __init__(self, engine: "Engine"):
+        self.engine = engine  # not the index: a live server swaps the engine's index
 
     def encode(self, texts):
         import numpy as np
 
         texts = [t if t.strip() else "?" for t in texts]  # an empty turn still gets a vector to route by
-        q = self.index.encode_queries(texts)
+        q = self.engine.index.encode_queries(texts)
         if "concept" in q:
             return q["concept"]
         for c in ("speech", "subtitle"):  # these carry a trailing presence dimension
@@ -47,7 +50,25 @@ class Engine:
     def __init__(self, index: VideoIndex, responder: Responder | None = None, use_prototypes: bool = True):
         self.index = index
         self.responder = responder or TemplateResponder()
-        self.router = Router(QueryTextEncoder(index) if use_prototypes else None)
+        self.router = Router(QueryTextEncoder(self) if use_prototypes else None)
+        # Query vectors of recent texts, shared by all sessions: a selection or "earlier" turn
+        # asks again about the text of an earlier turn (and users repeat queries).
+        self._vectors: OrderedDict[str, dict] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+
+    def encode(self, query: str) -> dict:
+        """One query's vectors (channel -> (1, d)), from a bounded cache of recent texts."""
+        with self._vectors_lock:
+            got = self._vectors.get(query)
+            if got is not None:
+                self._vectors.move_to_end(query)
+                return got
+        got = self.index.encode_queries([query])
+        with self._vectors_lock:
+            self._vectors[query] = got
+            while len(self._vectors) > QUERY_CACHE:
+                self._vectors.popitem(last=False)
+        return got
 
     @classmethod
     def open(cls, index_dir: str | Path, ray_address: str | None = None, **kw) -> "Engine":
@@ -66,7 +87,6 @@ class Session:
         self.engine = engine
         self.state = state
         self._timings: dict = {}  # seconds per stage of the turn in progress
-        self._queries: dict = {}  # query text -> vectors, for the turn in progress
 
     # -- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
@@ -83,7 +103,7 @@ class Session:
         text = clean_text(text)  # no control or escape characters reach routing, state or replies
         st = self.state
         t_start = time.perf_counter()
-        self._timings, self._queries = {}, {}
+        self._timings = {}
         routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
         handler = {
             Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
@@ -121,11 +141,8 @@ class Session:
                 if v >= 0 and (allow is None or v not in self.state.excluded)]
 
     def _encode(self, query: str) -> dict:
-        """One query's vectors, kept for the turn: its moment and evidence ask about the same text."""
-        cache = self._queries
-        if query not in cache:
-            cache[query] = self.engine.index.encode_queries([query])
-        return cache[query]
+        """One query's vectors (the engine keeps recent ones across turns and sessions)."""
+        return self.engine.encode(query)
 
     def _show_top(self, candidates: list[Candidate], query: str, why: str = "") -> dict:
         st = self.state
