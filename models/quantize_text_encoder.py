@@ -13,12 +13,13 @@ Indexed passages keep the float model; only queries use this one.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run, write_card  # noqa: E402
 
 NAME = "text_minilm_l6_int8"
 BASE = "text_minilm_l6"
@@ -53,19 +54,10 @@ def export(out_dir: Path) -> Path:
         "base_sha256": base_card["sha256"],
         "quantized_matmuls": sum(not _kept_in_float(n) for n in matmuls),
         "float_matmuls": sum(_kept_in_float(n) for n in matmuls),
-        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
     }
-    (target / "card.json").write_text(json.dumps(card, indent=2))
+    write_card(target, card, onnx_path)
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    args = parser.parse_args(argv)
-    print(export(args.out_dir))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(export, __doc__))

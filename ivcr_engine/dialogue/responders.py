@@ -7,11 +7,9 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+from .messages import say
 from .state import Candidate, Moment, SessionState
 
-HELP_TEXT = ("I search the indexed videos. Try: 'find videos of a dog on a beach', then 'the second one', "
-             "'when does he open the door?', 'earlier', 'not this one', 'something like this scene', "
-             "'show me the whole video'. 中文也可以: '第二个', '什么时候开门'.")
 
 
 class Responder(Protocol):
@@ -23,24 +21,29 @@ def _video_line(state: SessionState, video: int) -> str:
     return f"video {n}" if n else f"video (index {video})"
 
 
+def _span(m: Moment) -> str:
+    return f"{m.start:.1f}s-{m.end:.1f}s"
+
+
 class TemplateResponder:
+    """Replies in the turn's language (``outcome["lang"]``); the IVCR format line comes first,
+    with "video N" and "Xs-Ys" verbatim in either language."""
+
     def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
         kind = outcome.get("kind")
-        if kind == "help":
-            return HELP_TEXT
-        if kind == "chat":
-            return "Happy to help. Tell me what you want to find in the videos, or ask 'help'."
+        lang = outcome.get("lang", "en")
+        if kind in ("help", "chat"):
+            return say(kind, lang)
         if kind == "nothing":
-            return outcome.get("why", "I found nothing that matches.")
+            return outcome.get("why") or say("nothing", lang)
         parts = []
         if kind == "video":
-            parts.append(f"The intent is video retrieval. The given query happens in {_video_line(state, outcome['video'])}.")
+            parts.append(say("video", lang, video=_video_line(state, outcome["video"])))
         elif kind == "moment":
-            m: Moment = outcome["moment"]
-            parts.append(f"The intent is moment retrieval. The given query happens {m.start:.1f}s-{m.end:.1f}s.")
+            parts.append(say("moment", lang, span=_span(outcome["moment"])))
         elif kind == "whole":
             m = outcome["moment"]
-            parts.append(f"Here is the whole video ({_video_line(state, m.video)}): {m.start:.1f}s-{m.end:.1f}s.")
+            parts.append(say("whole", lang, video=_video_line(state, m.video), span=_span(m)))
         if outcome.get("why"):
             parts.append(outcome["why"])
         for line in outcome.get("evidence", [])[:3]:

@@ -9,6 +9,8 @@ from enum import Enum
 
 import numpy as np
 
+from .messages import intent_name, language_of, say
+
 
 class Intent(str, Enum):
     VIDEO_RETRIEVAL = "video retrieval"
@@ -80,11 +82,11 @@ def _strip(text: str, pattern: str) -> str:
     return re.sub(pattern, " ", text, flags=re.I).strip(" ?.!,;:，。？！")
 
 
-def _pattern_route(text: str) -> Routed | None:
+def _pattern_route(text: str, lang: str) -> Routed | None:
     t = text.strip()
     low = t.lower()
     if not t:
-        return Routed(Intent.HELP, assumed="an empty turn: showing help")
+        return Routed(Intent.HELP, assumed=say("assumed_empty", lang))
     if re.fullmatch(r"(help|\?|what can you do\??|how does this work\??|帮助|你能做什么[？?]?)", low):
         return Routed(Intent.HELP)
     if re.fullmatch(r"(hi|hello|hey|thanks|thank you|thx|good (morning|evening)|bye|ok(ay)?|cool|great|你好|谢谢|再见|好的)[!. ]*", low):
@@ -163,35 +165,48 @@ PROTOTYPES = {
 class Router:
     """``route(text, has_candidates, has_moment)``: patterns, then prototypes."""
 
-    encoder: object = None  # anything with encode(list[str]) -> unit vectors; None: patterns only
+    # anything with encode(list[str]) -> vectors whose norm is 1 / (1 - the text model's chance
+    # similarity) (unit vectors for MiniLM); None: patterns only
+    encoder: object = None
     _proto: dict = field(default_factory=dict, init=False)
+
+    def forget(self) -> None:
+        """Embed the prototypes again on next use (the encoder's model changed)."""
+        self._proto = {}
 
     def _prototypes(self):
         if not self._proto and self.encoder is not None:
             for intent, sents in PROTOTYPES.items():
-                self._proto[intent] = self.encoder.encode(sents)
+                v = np.asarray(self.encoder.encode(sents), np.float32)
+                self._proto[intent] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         return self._proto
 
-    def route(self, text: str, has_candidates: bool = False, has_selection: bool = False) -> Routed:
+    def route(self, text: str, has_candidates: bool = False, has_selection: bool = False,
+              lang: str | None = None) -> Routed:
+        """``lang``: the language what was assumed is said in (default: the turn's own)."""
         text = clean_text(text)
-        r = _pattern_route(text)
+        lang = lang or language_of(text)
+        r = _pattern_route(text, lang)
         if r is not None:
             return r
         protos = self._prototypes()
         if not protos:
             intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL
             return Routed(intent, query=text.strip(), confidence=0.0, matched="prototype",
-                          assumed=f"no pattern matched; assumed {intent.value}")
+                          assumed=say("assumed_no_pattern", lang, intent=intent_name(intent.value, lang)))
         q = self.encoder.encode([text])[0]
-        scored = sorted(((float(np.max(v @ q)), i) for i, v in protos.items()), reverse=True)
+        # (cos - chance) / (1 - chance) = unit prototype . q - (|q| - 1): the thresholds below were
+        # set on MiniLM's cosines, and this puts any text model's on that scale
+        offset = float(np.linalg.norm(q)) - 1.0
+        scored = sorted(((float(np.max(v @ q)) - offset, i) for i, v in protos.items()), reverse=True)
         (best, intent), (second, _) = scored[0], scored[1]
         assumed = None
         if intent in (Intent.CHAT, Intent.HELP) and best < 0.45:
             # a content-bearing turn that matches nothing: search with it
             intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL
-            assumed = f"read as {intent.value}"
+            assumed = say("assumed_read_as", lang, intent=intent_name(intent.value, lang))
         elif best - second < 0.05:
-            assumed = f"ambiguous turn; assumed {intent.value}"
+            assumed = say("assumed_ambiguous", lang, intent=intent_name(intent.value, lang))
         if intent == Intent.MOMENT_RETRIEVAL and not has_selection and not has_candidates:
-            intent, assumed = Intent.VIDEO_RETRIEVAL, "no video chosen yet; searched for videos first"
+            intent, assumed = Intent.VIDEO_RETRIEVAL, say("assumed_videos_first", lang)
         return Routed(intent, query=text.strip(), confidence=best, matched="prototype", assumed=assumed)

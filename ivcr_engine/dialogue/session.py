@@ -15,8 +15,11 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 from ..index.protocol import Moment, VideoIndex
 from ..index.searcher import DEFAULT_WEIGHTS
+from .messages import language_of, say, source_name
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router, clean_text
 from .state import Candidate, Reply, SessionState
@@ -27,34 +30,49 @@ QUERY_CACHE = 1024  # recent query texts whose vectors an engine keeps
 
 class QueryTextEncoder:
     """The router's sentence vectors from the index's own query encoder (the text channels share
-    the text encoder's space), so routing needs nothing beyond the index protocol."""
+    the text encoder's space), so routing needs nothing beyond the index protocol. The vectors
+    come as the index scores with them: unit direction, norm 1 / (1 - chance) (see
+    searcher.encode_text_queries), which the router uses to calibrate its similarities."""
 
     def __init__(self, engine: "Engine"):
         self.engine = engine  # not the index: a live server swaps the engine's index
 
     def encode(self, texts):
-        import numpy as np
-
         texts = [t if t.strip() else "?" for t in texts]  # an empty turn still gets a vector to route by
         q = self.engine.index.encode_queries(texts)
         if "concept" in q:
-            return q["concept"]
+            return np.asarray(q["concept"], np.float32)
         for c in ("speech", "subtitle"):  # these carry a trailing presence dimension
             if c in q:
-                v = np.asarray(q[c][:, :-1], np.float32)
-                return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                return np.asarray(q[c][:, :-1], np.float32)
         raise ValueError("this index has no text channel to route turns by")
 
 
 class Engine:
     def __init__(self, index: VideoIndex, responder: Responder | None = None, use_prototypes: bool = True):
-        self.index = index
         self.responder = responder or TemplateResponder()
         self.router = Router(QueryTextEncoder(self) if use_prototypes else None)
         # Query vectors of recent texts, shared by all sessions: a selection or "earlier" turn
         # asks again about the text of an earlier turn (and users repeat queries).
         self._vectors: OrderedDict[str, dict] = OrderedDict()
         self._vectors_lock = threading.Lock()
+        self.index = index
+
+    @property
+    def index(self) -> VideoIndex:
+        return self._index
+
+    @index.setter
+    def index(self, index: VideoIndex) -> None:
+        """Swap the index (a live server does on commits); vectors made for the old one go."""
+        self._index = index
+        self.forget_vectors()
+
+    def forget_vectors(self) -> None:
+        """Drop cached query and prototype vectors (the index's text model may have changed)."""
+        with self._vectors_lock:
+            self._vectors.clear()
+        self.router.forget()
 
     def encode(self, query: str) -> dict:
         """One query's vectors (channel -> (1, d)), from a bounded cache of recent texts."""
@@ -87,6 +105,7 @@ class Session:
         self.engine = engine
         self.state = state
         self._timings: dict = {}  # seconds per stage of the turn in progress
+        self._lang = "en"         # the language of the turn in progress (its reply's)
 
     # -- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
@@ -104,7 +123,10 @@ class Session:
         st = self.state
         t_start = time.perf_counter()
         self._timings = {}
-        routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None)
+        # a turn without words ("2", "?") keeps the conversation's language
+        self._lang = language_of(text, default=st.turns[-1].get("lang", "en") if st.turns else "en")
+        routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None,
+                                          lang=self._lang)
         handler = {
             Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
             Intent.SELECT: self._select, Intent.REFINE: self._refine, Intent.NEGATIVE: self._negative,
@@ -113,9 +135,10 @@ class Session:
         }[routed.intent]
         outcome = handler(routed)
         if routed.assumed:
-            outcome["why"] = (outcome.get("why", "") + f" (I assumed: {routed.assumed}.)").strip()
+            outcome["why"] = (outcome.get("why", "") + " " + self._say("assumed", what=routed.assumed)).strip()
+        outcome["lang"] = self._lang
         reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
-        st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value})
+        st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value, "lang": self._lang})
         timings = dict(self._timings)
         timings["total"] = time.perf_counter() - t_start
         # routing, state updates, evidence and wording: everything that is not encode/search/span
@@ -148,8 +171,8 @@ class Session:
         st = self.state
         if not candidates:  # nothing left (e.g. everything rejected): no stale list stays on show
             st.candidates, st.selected, st.moment = [], None, None
-            other = " other" if st.excluded else ""
-            return {"kind": "nothing", "why": f"No{other} video matches '{query}'."}
+            other = self._say("other") if st.excluded else ""
+            return {"kind": "nothing", "why": self._say("no_match", other=other, query=query)}
         st.candidates = candidates
         st.selected = candidates[0].video
         st.moment = None
@@ -158,7 +181,7 @@ class Session:
     def _find_videos(self, r: Routed) -> dict:
         q = r.query or ""
         if not q.strip():
-            return {"kind": "nothing", "why": "Tell me what the video should show."}
+            return {"kind": "nothing", "why": self._say("need_query")}
         self.state.queries = [q]
         return self._show_top(self._search_videos(q), q)
 
@@ -166,7 +189,7 @@ class Session:
         st = self.state
         q = r.query or st.moment_query or st.query
         if not q.strip():
-            return {"kind": "nothing", "why": "What should happen in the moment?"}
+            return {"kind": "nothing", "why": self._say("need_moment_query")}
         if st.selected is None:  # nothing chosen yet: find the video first, then the moment in it
             st.queries = [q]
             found = self._show_top(self._search_videos(q), q)
@@ -174,7 +197,8 @@ class Session:
                 return found
         m = self._best_moment(st.selected, q, direction)
         if m is None:
-            return {"kind": "nothing", "why": f"Nothing {direction or 'in this video'} matches '{q}'."}
+            where = self._say(direction) if direction else self._say("in_video")
+            return {"kind": "nothing", "why": self._say("no_moment_match", where=where, query=q)}
         st.moment, st.moment_query = m, q
         return {"kind": "moment", "moment": m, "evidence": self._moment_evidence(m)}
 
@@ -196,16 +220,16 @@ class Session:
     def _select(self, r: Routed) -> dict:
         st = self.state
         if not st.candidates:
-            return {"kind": "nothing", "why": "There is no list to choose from yet; ask for videos first."}
+            return {"kind": "nothing", "why": self._say("no_list")}
         if r.ordinal is not None:
             n = len(st.candidates) if r.ordinal == -1 else r.ordinal
             if not 1 <= n <= len(st.candidates):
-                return {"kind": "nothing", "why": f"There are {len(st.candidates)} candidates; pick 1-{len(st.candidates)}."}
+                return {"kind": "nothing", "why": self._say("pick_range", n=len(st.candidates))}
             chosen = st.candidates[n - 1]
         else:  # "the one with the cockatoo": re-rank the candidates by that description
             ranked = self._search_videos(r.query, allow=[c.video for c in st.candidates])
             if not ranked:
-                return {"kind": "nothing", "why": f"None of the candidates shows '{r.query}'."}
+                return {"kind": "nothing", "why": self._say("none_shows", query=r.query)}
             chosen = next(c for c in st.candidates if c.video == ranked[0].video)
         st.selected, st.moment = chosen.video, None
         return {"kind": "video", "video": chosen.video, "evidence": self._video_evidence(chosen.video, r.query or st.query)}
@@ -214,14 +238,14 @@ class Session:
         st = self.state
         if r.direction:  # "earlier", "the part after that": relative to the last moment
             if st.moment is None:
-                return {"kind": "nothing", "why": "There is no moment yet to look before or after."}
+                return {"kind": "nothing", "why": self._say("no_moment_yet")}
             return self._find_moment(Routed(Intent.MOMENT_RETRIEVAL, query=r.query or st.moment_query), r.direction)
         if not st.queries:
             return self._find_videos(Routed(Intent.VIDEO_RETRIEVAL, query=r.query))
         st.queries.append(r.query)  # a refinement adds to the query
         allow = [c.video for c in st.candidates] if st.candidates else None
         ranked = self._search_videos(st.query, allow=allow)
-        return self._show_top(ranked, st.query, why=f"Re-ranked for '{st.query}'.")
+        return self._show_top(ranked, st.query, why=self._say("reranked", query=st.query))
 
     def _negative(self, r: Routed) -> dict:
         st = self.state
@@ -230,8 +254,8 @@ class Session:
         elif st.selected is not None and st.selected not in st.excluded:
             st.excluded.append(st.selected)
         if not st.query:
-            return {"kind": "nothing", "why": "Noted. What should I look for instead?"}
-        return self._show_top(self._search_videos(st.query), st.query, why="Excluded what you rejected and searched again.")
+            return {"kind": "nothing", "why": self._say("noted")}
+        return self._show_top(self._search_videos(st.query), st.query, why=self._say("excluded"))
 
     def _analogous(self, r: Routed) -> dict:
         st = self.state
@@ -241,14 +265,14 @@ class Session:
         elif st.selected is not None:
             v, a, b = st.selected, 0.0, float("inf")
         else:
-            return {"kind": "nothing", "why": "Show me a scene first, then ask for similar ones."}
+            return {"kind": "nothing", "why": self._say("need_scene")}
         q = {"visual": idx.moment_vector(v, a, b, "visual")}
         t0 = time.perf_counter()
         found, found_scores = idx.rank_videos(q, N_CANDIDATES, {"visual": 1.0}, deny=sorted(set(st.excluded) | {v}))
         self._add_time("search", time.perf_counter() - t0)
         vids = [int(x) for x in found[0] if x >= 0]
         if not vids:
-            return {"kind": "nothing", "why": "No other video looks like this scene."}
+            return {"kind": "nothing", "why": self._say("no_similar")}
         cands = [Candidate(x, idx.video(x).path, round(float(s), 4)) for x, s in zip(vids, found_scores[0])]
         st.candidates, st.selected = cands, vids[0]
         # the most similar moment inside the best match
@@ -256,16 +280,19 @@ class Session:
         st.moment = idx.best_moments(q, vids[0], {"visual": 1.0}, top=1)[0]
         self._add_time("span", time.perf_counter() - t1)
         return {"kind": "video", "video": vids[0], "moment": st.moment,
-                "why": f"It looks most like your scene at {st.moment}.", "evidence": self._moment_evidence(st.moment)}
+                "why": self._say("looks_like_scene", moment=st.moment), "evidence": self._moment_evidence(st.moment)}
 
     def _whole_video(self, r: Routed) -> dict:
         st = self.state
         v = st.moment.video if st.moment else st.selected
         if v is None:
-            return {"kind": "nothing", "why": "Which video? Find one first."}
+            return {"kind": "nothing", "why": self._say("which_video")}
         st.selected = v
         st.moment = Moment(v, 0.0, float(self.engine.index.video(v).duration), 0.0)
         return {"kind": "whole", "moment": st.moment}
+
+    def _say(self, key: str, **params) -> str:
+        return say(key, self._lang, **params)
 
     def _add_time(self, key: str, sec: float) -> None:
         self._timings[key] = self._timings.get(key, 0.0) + sec
@@ -275,14 +302,14 @@ class Session:
         if not query:
             return []
         m = self._best_moment(video, query, None)
-        return self._moment_evidence(m, prefix=f"Best match at {m}: ") if m else []
+        return self._moment_evidence(m, prefix=self._say("best_match", moment=m)) if m else []
 
     def _moment_evidence(self, m: Moment, prefix: str = "") -> list[str]:
         ev = self.engine.index.evidence(m.video, m.start, m.end)
         out = []
         for src, a, b, text in ev.lines:
-            out.append(f"{prefix}{src} at {a:.1f}-{b:.1f}s: \"{text}\"")
+            out.append(prefix + self._say("line", source=source_name(src, self._lang), start=a, end=b, text=text))
             prefix = ""
         if ev.concepts:
-            out.append(f"{prefix}looks like: {ev.concepts[0]}")
+            out.append(prefix + self._say("looks_like", concepts=ev.concepts[0]))
         return out

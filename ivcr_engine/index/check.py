@@ -71,7 +71,7 @@ def _check(store: IndexStore, report: CheckReport, repair: bool) -> None:
             report.problems.append(f"video {v['id']} has tombstone value {v['removed']!r}")
     if expect != rows:
         report.problems.append(f"videos cover {expect} rows but the channels commit {rows}")
-    files = [(store._vector_path(name), np.dtype(spec.dtype), spec.dim, name)
+    files = [(store.vector_path(name), np.dtype(spec.dtype), spec.dim, name)
              for name, spec in store.channels().items() if _dtype_ok(spec, report)]
     files.append((store._clips_path(), np.dtype(np.float64), 2, None))
     complete = rows

@@ -2,14 +2,17 @@
 
     visual    EfficientNet-Lite0 features of the frame at each clip's centre (1280-d)
     concept   those frames' top ImageNet classes placed in the text space (384-d)
-    speech    Whisper transcript lines overlapping the clip, embedded by MiniLM (384-d)
+    speech    Whisper transcript lines overlapping the clip, embedded by the text model (384-d)
     subtitle  subtitle cues (embedded streams and sidecar .srt/.vtt) overlapping the clip (384-d)
+
+The text model (multilingual-e5-small by default, MiniLM-L6 for English-only indexes built before
+it) is recorded in the index's settings; every text channel lives in its space.
     clip      (optional) a CLIP-family image embedding of the same frame, when the index is built
               with a model exported by models/export_clip.py: text queries then meet frames directly
 
 The speech and subtitle channels carry one extra "presence" dimension (1 where the clip has text,
 0 where not) so a query can subtract a chance-level baseline from clips that have text: unrelated
-sentences still score ~0.1-0.2 under MiniLM, and without the baseline every talking video would
+sentences still score ~0.1-0.2 (on MiniLM's scale), and without the baseline every talking video would
 outrank silent ones on any query. A clip without text scores exactly 0 there. Decoding runs
 one video ahead in a background thread (the native decoder releases the GIL) while the current
 video is encoded and written, so the stages overlap.
@@ -29,7 +32,7 @@ import numpy as np
 
 from .. import decode
 from ..models import ClipEncoder, FrameEncoder, SpeechRecognizer, TextEncoder
-from ..models.registry import model_dir
+from ..models.registry import DEFAULT_TEXT_MODEL, TEXT_MODELS, index_text_model, model_dir
 from .partition import store_for
 from .store import ChannelSpec, IndexStore, VideoRecord
 
@@ -174,11 +177,12 @@ class VideoEncoder:
     index. `Ingestor` writes what it makes; on Ray, each ingest worker holds one."""
 
     def __init__(self, clip_seconds: float = 2.0, speech: bool = True, models_root: Path | None = None,
-                 threads: int | None = None, clip_model: str | Path | None = None):
+                 threads: int | None = None, clip_model: str | Path | None = None, text_model: str | None = None):
         root = models_root or model_dir()
         self.clip_seconds = float(clip_seconds)
-        self.text = TextEncoder(root=root, threads=threads)
-        self.frames = FrameEncoder(root=root, threads=threads)
+        text_model = check_text_model(text_model or DEFAULT_TEXT_MODEL)
+        self.text = TextEncoder(text_model, root=root, threads=threads)
+        self.frames = FrameEncoder(root=root, threads=threads, text_model=text_model)
         self.speech = SpeechRecognizer(root=root, threads=threads) if speech else None
         self.clip = ClipEncoder(clip_model, threads=threads) if clip_model else None
         self.clip_model = str(Path(clip_model).resolve()) if clip_model else None
@@ -253,7 +257,7 @@ class VideoEncoder:
             vec = np.zeros((len(clips), self.text.dim + 1), np.float32)
             has = [i for i, t in enumerate(per_clip) if t]
             if has:
-                vec[has, :-1] = self.text.encode([per_clip[i] for i in has])
+                vec[has, :-1] = self.text.encode([per_clip[i] for i in has], "passage")
                 vec[has, -1] = 1.0
             vectors[name] = vec
         t3 = time.perf_counter()
@@ -268,9 +272,20 @@ class VideoEncoder:
 
 
 
-def check_settings(store: IndexStore, clip_seconds: float, clip_model: str | Path | None) -> dict:
-    """The index's settings, or a clear error when ``clip_seconds``/``clip_model`` disagree with them."""
+def check_text_model(name: str) -> str:
+    if name not in TEXT_MODELS:
+        raise ValueError(f"unknown text model {name!r}; known: {', '.join(TEXT_MODELS)}")
+    return name
+
+
+def check_settings(store: IndexStore, clip_seconds: float, clip_model: str | Path | None,
+                   text_model: str | None = None) -> dict:
+    """The index's settings, or a clear error when ``clip_seconds``/``clip_model``/``text_model``
+    disagree with them."""
     settings = store.settings()
+    if settings and text_model and index_text_model(settings) != text_model:
+        raise ValueError(f"this index's text channels are in {index_text_model(settings)}'s space, not "
+                         f"{text_model}'s; `ivcr index INDEX --rebuild-text --text-model {text_model}` re-embeds them")
     if settings and abs(settings.get("clip_seconds", clip_seconds) - clip_seconds) > 1e-9:
         raise ValueError(f"this index uses {settings['clip_seconds']} s clips, not {clip_seconds} s")
     if settings and clip_model and settings.get("clip_model") != str(Path(clip_model).resolve()):
@@ -305,15 +320,17 @@ class Ingestor(VideoEncoder):
 
     def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
                  models_root: Path | None = None, threads: int | None = None, clip_model: str | Path | None = None,
-                 shards: int | None = None):
+                 shards: int | None = None, text_model: str | None = None):
         from .sharded import open_stores
 
         # ``shards`` (or a manifest already at index_dir): a sharded index, one writer per shard
         self.stores = open_stores(index_dir, shards)
         self.store = self.stores[0]
-        settings = next((s for s in (check_settings(st, clip_seconds, clip_model) for st in self.stores) if s), {})
+        settings = next((s for s in (check_settings(st, clip_seconds, clip_model, text_model) for st in self.stores)
+                         if s), {})
         super().__init__(float(settings.get("clip_seconds", clip_seconds)), speech, models_root, threads,
-                         clip_model or settings.get("clip_model"))
+                         clip_model or settings.get("clip_model"),
+                         index_text_model(settings) if settings else text_model)
         for st in self.stores:
             prepare_store(st, *self.layout())
 
@@ -389,9 +406,10 @@ class Ingestor(VideoEncoder):
 
 
 def index_videos(inputs: Iterable[str | Path], index_dir: str | Path, clip_seconds: float = 2.0,
-                 remove: Iterable[str | Path] = (), speech: bool = True, progress: bool = False) -> IngestReport:
+                 remove: Iterable[str | Path] = (), speech: bool = True, progress: bool = False,
+                 text_model: str | None = None) -> IngestReport:
     """Index videos (folders, files, manifests) into ``index_dir``; see :class:`Ingestor`."""
-    ing = Ingestor(index_dir, clip_seconds=clip_seconds, speech=speech)
+    ing = Ingestor(index_dir, clip_seconds=clip_seconds, speech=speech, text_model=text_model)
     try:
         return ing.run(inputs, remove=remove, progress=progress)
     finally:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..models.registry import index_text_model
 from .ingest import (IngestReport, VideoEncoder, check_settings, collect_videos, commit_video, content_hash,
                      prepare_store)
 from .partition import store_for
@@ -25,8 +26,10 @@ IN_FLIGHT_PER_WORKER = 2  # one encoding, one queued: a worker never waits for t
 class EncodeWorker:
     """A Ray actor: the encoders, loaded once, turning a file into a `VideoRecord`."""
 
-    def __init__(self, clip_seconds: float, speech: bool, clip_model: str | None, threads: int):
-        self.encoder = VideoEncoder(clip_seconds, speech, threads=threads, clip_model=clip_model)
+    def __init__(self, clip_seconds: float, speech: bool, clip_model: str | None, threads: int,
+                 text_model: str | None = None):
+        self.encoder = VideoEncoder(clip_seconds, speech, threads=threads, clip_model=clip_model,
+                                    text_model=text_model)
 
     def layout(self):
         return self.encoder.layout()
@@ -55,22 +58,23 @@ class RayIngest:
 
     def __init__(self, index_dir: str | Path, address: str = "auto", workers: int = 2, shards: int | None = None,
                  clip_seconds: float = 2.0, speech: bool = True, clip_model: str | Path | None = None,
-                 threads_per_worker: int = 1, retries: int = 2):
+                 threads_per_worker: int = 1, retries: int = 2, text_model: str | None = None):
         from .ray_cluster import connect
 
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         self.stores = open_stores(index_dir, shards)
-        settings = [check_settings(s, clip_seconds, clip_model) for s in self.stores]
+        settings = [check_settings(s, clip_seconds, clip_model, text_model) for s in self.stores]
         have = next((s for s in settings if s), {})
         clip_seconds = float(have.get("clip_seconds", clip_seconds))
         clip_model = clip_model or have.get("clip_model")
+        text_model = index_text_model(have) if have else text_model
         ray = connect(address)
         self.ray = ray
         actor = ray.remote(EncodeWorker).options(num_cpus=threads_per_worker, max_restarts=retries,
                                                  max_task_retries=retries)
-        self.workers = [actor.remote(clip_seconds, speech, str(clip_model) if clip_model else None, threads_per_worker)
-                        for _ in range(workers)]
+        self.workers = [actor.remote(clip_seconds, speech, str(clip_model) if clip_model else None, threads_per_worker,
+                                     text_model) for _ in range(workers)]
         layout = ray.get(self.workers[0].layout.remote())
         for s in self.stores:
             prepare_store(s, *layout)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checks import as_int
 from ..models import ClipEncoder, TextEncoder
-from ..models.registry import model_dir, query_encoder_name
+from ..models.registry import index_text_model, model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
 from . import first_stage
@@ -27,8 +27,9 @@ from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query
 from .store import IndexStore
 
 DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
-# Similarity an unrelated sentence still reaches under MiniLM: subtracted from clips that have
-# speech or subtitle text (through the presence dimension), so only evidence above chance counts.
+# Similarity an unrelated sentence still reaches under MiniLM (on the calibrated scale, see
+# TextEncoder.calibrate, for other text models): subtracted from clips that have speech or
+# subtitle text (through the presence dimension), so only evidence above chance counts.
 TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
@@ -37,8 +38,20 @@ SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and r
 
 def query_text_encoder(settings: dict, models_root: Path) -> TextEncoder:
     """Queries go through the int8 query encoder of the index's text model when prepared."""
-    name = query_encoder_name(settings.get("text_model", "text_minilm_l6"), models_root)
+    name = query_encoder_name(index_text_model(settings), models_root)
     return TextEncoder(name, root=models_root)
+
+
+def encoder_fits(text_encoder, settings: dict, models_root: Path) -> bool:
+    """Whether ``text_encoder`` encodes queries for an index with these settings (an encoder
+    without a model card is a caller's stand-in, and fits)."""
+    if text_encoder is None:
+        return False
+    card = getattr(text_encoder, "card", None)
+    if card is None:
+        return True
+    model = index_text_model(settings)
+    return card.name in (model, query_encoder_name(model, models_root))
 
 
 def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channels, clip: ClipEncoder | None
@@ -46,8 +59,13 @@ def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channel
     """Query rows (B, d) for every text-space channel in ``channels``, from one batched encoder
     call (the presence channels get the chance-level baseline appended)."""
     texts = check_texts(texts)
-    q = np.asarray(text_encoder.encode(texts), np.float32)
-    with_presence = np.concatenate([q, np.full((len(texts), 1), -TEXT_BASELINE, np.float32)], axis=1)
+    # Calibrated scores (s - chance) / (1 - chance) as dot products: the query scaled by
+    # 1 / (1 - chance), the constant in the presence dimension (which only clips with text carry);
+    # in the concept channel every clip would get the same constant, which changes no ranking.
+    c = text_encoder.chance
+    q = np.asarray(text_encoder.encode(texts, "query"), np.float32) / np.float32(1.0 - c)
+    offset = -TEXT_BASELINE - c / (1.0 - c)
+    with_presence = np.concatenate([q, np.full((len(texts), 1), offset, np.float32)], axis=1)
     out = {c: (with_presence if c in PRESENCE_CHANNELS else q) for c in TEXT_CHANNELS if c in channels}
     if clip is not None:
         out["clip"] = clip.encode_texts(texts)
@@ -76,9 +94,11 @@ class Index:
         self.settings = self.store.settings()
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
         self._map(self.store.snapshot())
-        self._text = text_encoder
-        self._query_cache: dict[str, dict[str, np.ndarray]] = {}
         self._models_root = models_root or model_dir()
+        # a caller's encoder is kept only while it is the one this index's text channels need (a
+        # live server hands the old index's encoder on; a text rebuild changes the model)
+        self._text = text_encoder if encoder_fits(text_encoder, self.settings, self._models_root) else None
+        self._query_cache: dict[str, dict[str, np.ndarray]] = {}
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
@@ -108,6 +128,11 @@ class Index:
             self._snapshot = snap
             return False
         self._map(snap)
+        settings = self.store.settings()
+        if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
+            self.settings = settings
+            self._text = None
+            self._query_cache.clear()
         return True
 
     @classmethod

@@ -21,10 +21,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..models import ClipEncoder, TextEncoder
-from ..models.registry import model_dir
+from ..models.registry import index_text_model, model_dir
 from .partition import shard_of
 from .protocol import Evidence, Moment, VideoInfo, check_ref, query_rows
-from .searcher import DEFAULT_WEIGHTS, Hit, Index, encode_text_queries, query_text_encoder
+from .searcher import DEFAULT_WEIGHTS, Hit, Index, encode_text_queries, encoder_fits, query_text_encoder
 from .store import ChannelSpec, IndexStore, VideoRecord
 
 MANIFEST = "shards.json"
@@ -197,11 +197,12 @@ class ShardedIndex:
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
         self.channels = self._info[0]["channels"]
         for s, info in enumerate(self._info):
-            if info["channels"] != self.channels or info["settings"].get("clip_seconds") != self.settings.get("clip_seconds"):
+            if (info["channels"] != self.channels or info["settings"].get("clip_seconds") != self.settings.get("clip_seconds")
+                    or index_text_model(info["settings"]) != index_text_model(self.settings)):
                 raise ValueError(f"shard {s} has channels {info['channels']} / settings {info['settings']}, "
                                  f"unlike shard 0 ({self.channels} / {self.settings})")
-        self._text = text_encoder
         self._models_root = models_root or model_dir()
+        self._text = text_encoder if encoder_fits(text_encoder, self.settings, self._models_root) else None
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
 
@@ -288,6 +289,9 @@ class ShardedIndex:
     def refresh(self) -> bool:
         changed = any(self._fan.all("refresh", [()] * self.n))
         self._describe()
+        settings = self._info[0]["settings"]
+        if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
+            self.settings, self._text = settings, None
         return changed
 
     def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,

@@ -82,9 +82,11 @@ class Snapshot:
 
     @property
     def key(self) -> tuple:
-        """What a reader's mapping depends on: rows, every video's id, path and removed flag, aliases."""
+        """What a reader's mapping depends on: rows, every video's id, path and removed flag,
+        aliases, and each channel's model (a text rebuild replaces the rows of the same count)."""
         return ((self.rows,) + tuple((v["id"], v["path"], v["removed"]) for v in self.videos)
-                + tuple(sorted((k, tuple(p)) for k, p in self.aliases.items())))
+                + tuple(sorted((k, tuple(p)) for k, p in self.aliases.items()))
+                + tuple((n, c.dim, c.model, c.model_sha256) for n, c in sorted(self.channels.items())))
 
 
 @dataclass
@@ -129,7 +131,7 @@ class IndexStore:
         self.db.executescript(_SCHEMA)
         version = self._meta("schema_version")
         if version is None:
-            self._set_meta("schema_version", str(SCHEMA_VERSION))
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) != SCHEMA_VERSION:
             raise RuntimeError(f"index {self.root} has schema version {version}; this engine reads {SCHEMA_VERSION}")
 
@@ -138,15 +140,16 @@ class IndexStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
 
     def settings(self) -> dict:
         raw = self._meta("settings")
         return json.loads(raw) if raw else {}
 
     def set_settings(self, settings: dict) -> None:
-        self._set_meta("settings", json.dumps(settings, sort_keys=True))
+        self.set_meta("settings", json.dumps(settings, sort_keys=True))
 
     def channels(self) -> dict[str, ChannelSpec]:
         rows = self.db.execute("SELECT name, dim, dtype, model, model_sha256 FROM channels ORDER BY name").fetchall()
@@ -175,7 +178,7 @@ class IndexStore:
         return rows[0] if rows else None
 
     # -- writing ----------------------------------------------------------------------------
-    def _vector_path(self, name: str) -> Path:
+    def vector_path(self, name: str) -> Path:
         return self.root / "vectors" / f"{name}.bin"
 
     def _clips_path(self) -> Path:
@@ -228,7 +231,7 @@ class IndexStore:
                 blocks[name].append(v.astype(spec.dtype))
             times.append(clip_times)
         for name, spec in chans.items():
-            self._append(self._vector_path(name), spec.dim * np.dtype(spec.dtype).itemsize, first_row, blocks[name])
+            self._append(self.vector_path(name), spec.dim * np.dtype(spec.dtype).itemsize, first_row, blocks[name])
         self._append(self._clips_path(), 16, first_row, times)
         ids = []
         self.db.execute("BEGIN IMMEDIATE")
@@ -310,6 +313,22 @@ class IndexStore:
             self.db.execute("ROLLBACK")
             raise
 
+    def record_text_model(self, settings: dict, dims: Mapping[str, int], model: str, model_sha256: str,
+                          clear: str) -> None:
+        """After a text rebuild replaced the row files: the new model of those channels, the
+        index's settings, and the rebuild marker ``clear`` removed, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for name, dim in dims.items():
+                self.db.execute("UPDATE channels SET dim = ?, model = ?, model_sha256 = ? WHERE name = ?",
+                                (int(dim), model, model_sha256, name))
+            self.set_settings(settings)
+            self.db.execute("DELETE FROM meta WHERE key = ?", (clear,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def remove_videos(self, ids: Iterable[int]) -> int:
         """Tombstone videos (their rows stay in the files and are excluded from every search)."""
         ids = [int(i) for i in ids]
@@ -323,10 +342,13 @@ class IndexStore:
         """Changes whenever another connection commits (cheap: no table is read)."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, allow_rebuild: bool = False) -> Snapshot:
         """The committed videos, channels and row count, all from one read transaction."""
         self.db.execute("BEGIN")
         try:
+            if not allow_rebuild and self._meta("rebuilding_text"):
+                raise IndexDamaged(f"index {self.root}: a text rebuild was interrupted (some text channels may hold "
+                                   f"the new model's rows); run `ivcr index --index {self.root} --rebuild-text` again")
             version = self.data_version()
             videos = tuple(self._video_rows())
             aliases = self.aliases()
@@ -375,7 +397,7 @@ class IndexStore:
         """The committed rows of a channel (or its first ``rows``, from a snapshot), memory-mapped
         read-only (no copy, no load time)."""
         spec = self.channels()[name]
-        return self._map(self._vector_path(name), spec.dtype, self.row_count() if rows is None else rows, spec.dim)
+        return self._map(self.vector_path(name), spec.dtype, self.row_count() if rows is None else rows, spec.dim)
 
     def clip_times(self, rows: int | None = None) -> np.ndarray:
         """(rows, 2) float64 clip [start, end] seconds of every committed row, memory-mapped (so

@@ -8,19 +8,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import ModelCard, model_dir
+from .registry import DEFAULT_TEXT_MODEL, ModelCard, model_dir
 from .text import _session
 
 
 class FrameEncoder:
-    def __init__(self, name: str = "frame_effnet_lite0", root: Path | None = None, threads: int | None = None):
+    """``text_model`` picks the text space the concept vectors are placed in (an index's own)."""
+
+    def __init__(self, name: str = "frame_effnet_lite0", root: Path | None = None, threads: int | None = None,
+                 text_model: str = DEFAULT_TEXT_MODEL):
         self.card = ModelCard.load((root or model_dir()) / name)
         self.dim = self.card.dim
         self.image_size = int(self.card.raw["image_size"])
         self.mean = np.asarray(self.card.raw["mean"], np.float32)
         self.std = np.asarray(self.card.raw["std"], np.float32)
         self.class_names: list[str] = json.loads((self.card.path / "class_names.json").read_text())
-        self.class_text = np.load(self.card.path / "class_text.npy")
+        class_file = self.card.raw.get("class_text", {}).get(text_model)
+        if class_file is None:
+            raise FileNotFoundError(f"{name} has no class names embedded by {text_model!r}; run `ivcr models prepare`")
+        self.class_text = np.load(self.card.path / class_file)
+        # How a clip's top classes become one concept vector (the text model's card says):
+        # "mixture": their name embeddings weighted by probability, normalised (tuned on MiniLM,
+        # whose class embeddings are near orthogonal). "expected": the probability-weighted sum
+        # of the class embeddings minus their mean, not normalised, so a query scores the clip's
+        # expected similarity above an average class. Under E5, whose class embeddings all sit
+        # near cosine 0.8, normalising a flat mixture of weak guesses lifts it above a confident
+        # right class ("a dog" put dog_walk.mp4 6th of 8); "expected" puts 10 of 14 visual queries
+        # on the shared videos first against 7 (MiniLM with "mixture": 6; with "expected": 4).
+        text_card = ModelCard.load((root or model_dir()) / text_model)
+        self.concept_pooling = text_card.raw.get("concept_pooling", "mixture")
+        if self.concept_pooling == "expected":
+            self.class_text = self.class_text - self.class_text.mean(axis=0)
         self._sess = _session(self.card.path / "model.onnx", threads)
         self.providers = self._sess.get_providers()
 
@@ -47,13 +65,17 @@ class FrameEncoder:
         return feats, probs
 
     def concepts(self, probs: np.ndarray, top: int = 5) -> np.ndarray:
-        """Concept vectors in the text space: the top classes' name embeddings weighted by their
-        probabilities, normalised. (N, 1000) -> (N, text_dim)."""
+        """Concept vectors in the text space from the top classes' name embeddings and their
+        probabilities (see ``concept_pooling``). (N, 1000) -> (N, text_dim)."""
         probs = np.asarray(probs, np.float32)
         idx = np.argpartition(-probs, top - 1, axis=1)[:, :top]
-        w = np.take_along_axis(probs, idx, 1)
-        vec = np.einsum("nk,nkd->nd", w, self.class_text[idx])
-        vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        return self.concept_vectors(idx, np.take_along_axis(probs, idx, 1))
+
+    def concept_vectors(self, classes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """(N, k) class numbers and their probabilities -> (N, text_dim) concept vectors."""
+        vec = np.einsum("nk,nkd->nd", np.asarray(weights, np.float32), self.class_text[np.asarray(classes)])
+        if self.concept_pooling == "mixture":
+            vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
         return vec.astype(np.float32)
 
     def top_classes(self, probs: np.ndarray, top: int = 3) -> list[list[tuple[str, float]]]:

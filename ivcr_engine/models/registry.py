@@ -10,11 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Default models, in the order `ivcr models prepare` builds them, with their export scripts.
-# The frame model embeds its class names with the text model, and the int8 query encoder is
-# derived from the text model's graph, so text comes first.
-MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "frame_effnet_lite0", "speech_whisper_tiny_en")
+# The frame model embeds its class names with every text model, and the int8 query encoder is
+# derived from MiniLM's graph, so the text models come first.
+MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "text_me5_small", "frame_effnet_lite0",
+               "speech_whisper_tiny_en")
 _EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "text_minilm_l6_int8": "quantize_text_encoder.py",
+              "text_me5_small": "export_multilingual_text_encoder.py",
               "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py"}
+# Text models an index can be built with (the text channels live in one of their spaces). New
+# indexes use the multilingual one: Chinese and English queries meet the same content. An index
+# records its text model, so one built with MiniLM keeps working (or `ivcr index --rebuild-text`).
+TEXT_MODELS = ("text_me5_small", "text_minilm_l6")
+DEFAULT_TEXT_MODEL = "text_me5_small"
+
+
+def index_text_model(settings: dict) -> str:
+    """The text model an index's text channels were built with (an index from before the
+    multilingual default records MiniLM)."""
+    return settings.get("text_model") or "text_minilm_l6"
 
 
 def model_dir() -> Path:
@@ -70,6 +83,16 @@ def _exporter_script(name: str) -> Path:
     return script
 
 
+def _exporter_hash(name: str) -> str:
+    """What an export depends on in the source tree: its script and the scripts' shared module."""
+    script = _exporter_script(name)
+    h = hashlib.sha256(script.read_bytes())
+    common = script.parent / "common.py"
+    if common.is_file():
+        h.update(common.read_bytes())
+    return h.hexdigest()
+
+
 def _exporter(name: str):
     script = _exporter_script(name)
     spec = importlib.util.spec_from_file_location(f"ivcr_export_{name}", script)
@@ -79,14 +102,21 @@ def _exporter(name: str):
     return module
 
 
+def card_digest(folder: Path) -> str:
+    """sha256 of a model's card.json: what a model derived from it records (the card holds the
+    graph's sha256 and everything else an encoder reads, e.g. E5's language direction's)."""
+    return hashlib.sha256((folder / "card.json").read_bytes()).hexdigest()
+
+
 def _base_unchanged(card: ModelCard, root: Path) -> bool:
-    """A derived model (e.g. the int8 query encoder) is current only while its base graph is the
-    one it was derived from."""
-    base = card.raw.get("query_encoder_for")
-    if not base:
-        return True
+    """A derived model is current only while what it was derived from is unchanged: the int8
+    query encoder's base graph, the frame model's text models (it embeds class names with each)."""
     try:
-        return ModelCard.load(root / base).raw.get("sha256") == card.raw.get("base_sha256")
+        base = card.raw.get("query_encoder_for")
+        if base and ModelCard.load(root / base).raw.get("sha256") != card.raw.get("base_sha256"):
+            return False
+        return all((root / name / "card.json").is_file() and card_digest(root / name) == digest
+                   for name, digest in card.raw.get("text_cards", {}).items())
     except FileNotFoundError:
         return False
 
@@ -117,7 +147,7 @@ def prepare_models(names: tuple[str, ...] = MODEL_NAMES, root: Path | None = Non
         if name not in _EXPORTERS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
         try:
-            script_hash = hashlib.sha256(_exporter_script(name).read_bytes()).hexdigest()
+            script_hash = _exporter_hash(name)
         except FileNotFoundError:  # an installed package without the source tree: keep what exists
             script_hash = None
         try:

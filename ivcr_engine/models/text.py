@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .registry import ModelCard, model_dir
+from .registry import DEFAULT_TEXT_MODEL, ModelCard, model_dir
 
 
 def _session(onnx_path: Path, threads: int | None):
@@ -26,10 +26,19 @@ def _session(onnx_path: Path, threads: int | None):
     return ort.InferenceSession(str(onnx_path), opts, providers=providers)
 
 
-class TextEncoder:
-    """``encode(texts) -> (n, dim) float32`` unit vectors, in the sentence-transformers manner."""
+ROLES = ("query", "passage")
 
-    def __init__(self, name: str = "text_minilm_l6", root: Path | None = None, threads: int | None = None,
+
+class TextEncoder:
+    """``encode(texts, role) -> (n, dim) float32`` unit vectors, in the sentence-transformers manner.
+
+    ``role`` is "query" (what a user types) or "passage" (what is indexed): models trained with
+    asymmetric prefixes (E5: "query: " / "passage: ") get them from their card; others ignore it.
+    ``chance`` is the cosine that unrelated query/passage pairs typically reach under this model
+    (its card's ``chance_similarity``; 0 for the MiniLM model the engine's constants were tuned
+    on): E5's cosines crowd into 0.7-1.0, and ``calibrate`` maps them to MiniLM's scale."""
+
+    def __init__(self, name: str = DEFAULT_TEXT_MODEL, root: Path | None = None, threads: int | None = None,
                  max_tokens: int | None = None):
         from tokenizers import Tokenizer
 
@@ -43,16 +52,36 @@ class TextEncoder:
         # A dynamically quantised graph scales activations per call (per tensor): encoded in one
         # batch, a text would depend on its batch mates. Such graphs encode one text per call.
         self._per_text = bool(self.card.raw.get("query_encoder_for"))
+        self.prefixes = {r: str(self.card.raw.get(f"{r}_prefix", "")) for r in ROLES}
+        self.chance = float(self.card.raw.get("chance_similarity", 0.0))
+        direction = self.card.raw.get("language_direction")
+        self._language = np.load(self.card.path / direction).astype(np.float32) if direction else None
         self.providers = self._sess.get_providers()
-        self.encode(["warm-up"])  # first run allocates and optimises; keep it out of request latency
+        self.encode(["warm-up"], "query")  # first run allocates and optimises; keep it out of request latency
 
-    def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def finish(self, vectors: np.ndarray, role: str) -> np.ndarray:
+        """The model's unit vectors as the engine uses them: queries without the card's language
+        direction (see models/export_multilingual_text_encoder.py), renormalised."""
+        v = np.asarray(vectors, np.float32)
+        if self._language is None or role != "query" or not len(v):
+            return v
+        v = v - np.outer(v @ self._language, self._language)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    def calibrate(self, cosines):
+        """Cosines on the scale the engine's thresholds use: (s - chance) / (1 - chance)."""
+        return (np.asarray(cosines, np.float32) - self.chance) / (1.0 - self.chance)
+
+    def encode(self, texts: str | Sequence[str], role: str, batch_size: int = 64) -> np.ndarray:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         if isinstance(texts, str):
             texts = [texts]
         texts = list(texts)
         for t in texts:
             if not isinstance(t, str):
                 raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        texts = [self.prefixes[role] + t for t in texts]
         out = np.zeros((len(texts), self.dim), np.float32)
         # Sorting by length keeps padding small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -66,4 +95,4 @@ class TextEncoder:
             types = np.array([e.type_ids for e in enc], np.int64)
             (emb,) = self._sess.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
             out[idx] = emb
-        return out
+        return self.finish(out, role)

@@ -62,6 +62,7 @@ class LiveIndex:
             inner = current.inner if isinstance(current, BatchingIndex) else current
             if getattr(inner, "actors", None):  # shards on Ray actors: each actor refreshes between its calls
                 inner.refresh()
+                self.engine.forget_vectors()  # cheap to make again; the text model may have changed
             else:  # in this process turns run on many threads, and Index.refresh() must not race a
                 # search on the same object: open the index again (sharing the encoder) and swap
                 fresh = open_index(self.root, text_encoder=inner.text_encoder)

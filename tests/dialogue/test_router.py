@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from ivcr_engine.models.registry import TEXT_MODELS
 from ivcr_engine.dialogue.router import Intent, Router
 
 CASES = [
@@ -53,11 +54,22 @@ def test_unmatched_turns_fall_back_and_say_what_was_assumed():
     assert r.intent == Intent.MOMENT_RETRIEVAL and "assumed" in r.assumed
 
 
-def test_prototypes_decide_unmatched_turns():
+class CalibratedQueries:
+    """Query vectors as the index hands them to the router: unit direction, norm 1/(1 - chance)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, texts):
+        return self.encoder.encode(texts, "query") / (1.0 - self.encoder.chance)
+
+
+@pytest.mark.parametrize("text_model", TEXT_MODELS)
+def test_prototypes_decide_unmatched_turns(text_model):
     from ivcr_engine.models import TextEncoder, prepare_models
 
     prepare_models()
-    router = Router(TextEncoder())
+    router = Router(CalibratedQueries(TextEncoder(text_model)))
     r = router.route("the moment the crowd begins to cheer loudly", has_candidates=True, has_selection=True)
     assert r.intent == Intent.MOMENT_RETRIEVAL and r.matched == "prototype"
     r = router.route("a man is playing the guitar on a stage")

@@ -32,7 +32,7 @@ class CorpusIndex:
 
         self.encode_calls += 1
         self._text = self._text or TextEncoder()
-        return {"concept": self._text.encode(list(texts))}
+        return {"concept": self._text.encode(list(texts), "query")}
 
     def rank_videos(self, queries, k, weights=None, allow=None, deny=None):
         self.rank_calls += 1

@@ -26,7 +26,7 @@ def make(tmp_path, n=6):
 def committed_bytes(root) -> bytes:
     with IndexStore(root) as s:
         n = s.row_count()
-        return s._vector_path("visual").read_bytes()[:n * worker.DIM * 2]
+        return s.vector_path("visual").read_bytes()[:n * worker.DIM * 2]
 
 
 def test_a_healthy_index_checks_clean(tmp_path, capsys):

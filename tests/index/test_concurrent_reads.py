@@ -47,7 +47,7 @@ def test_refresh_maps_new_videos_and_removals_only_when_committed(tmp_path):
     assert len(index) == 1 and index.refresh() is False
     with IndexStore(root) as s:
         # rows appended but never committed (a writer killed before its SQLite commit): invisible
-        with open(s._vector_path("visual"), "ab") as f:
+        with open(s.vector_path("visual"), "ab") as f:
             f.write(worker.video_vectors(9).astype(np.float16).tobytes())
         assert index.refresh() is False and index.corpus.rows == len(worker.video_vectors(0))
         a = s.add_video(worker.record(1))

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from ivcr_engine.models.registry import TEXT_MODELS
 from ivcr_engine.index import first_stage
 from ivcr_engine.search import Corpus, quantize_int8
 
@@ -55,24 +56,25 @@ def test_copies_are_cached_and_a_killed_build_is_redone(tmp_path):
     assert len(calls) > n
 
 
-def test_projected_first_stage_keeps_the_exact_top10_on_real_sentences(shared_data):
-    """Real MiniLM rows (TVR descriptions, 10 per video) and real queries (ActivityNet Captions):
-    the shortlist of the projected int8 first stage holds the exact scan's top 10 videos."""
+@pytest.mark.parametrize("text_model", TEXT_MODELS)
+def test_projected_first_stage_keeps_the_exact_top10_on_real_sentences(shared_data, text_model):
+    """Real rows of each text model (TVR descriptions, 10 per video) and real queries (ActivityNet
+    Captions): the shortlist of the projected int8 first stage holds the exact scan's top 10 videos."""
     from ivcr_engine.models import TextEncoder, prepare_models
 
     prepare_models()
-    enc = TextEncoder()
+    enc = TextEncoder(text_model)
     lines = (shared_data / "annotations" / "tvr" / "tvr_val_release.jsonl").read_text().splitlines()
-    rows = enc.encode([json.loads(l)["desc"] for l in lines[:4000]])
+    rows = enc.encode([json.loads(l)["desc"] for l in lines[:4000]], "passage")
     anet = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
-    queries = enc.encode([v["sentences"][0] for v in list(anet.values())[:100]])
+    queries = enc.encode([v["sentences"][0] for v in list(anet.values())[:100]], "query")
     offsets = np.arange(0, len(rows) + 1, 10)
-    basis = first_stage.principal_basis(rows, energy=0.92)  # harsher than the engine's 0.95
-    assert basis is not None and basis.shape[1] < 384 // 2
+    basis = first_stage.principal_basis(rows, first_stage.ENERGY["text"], centred=True)
+    assert basis is not None and basis.shape[1] <= 128
     first = Corpus({"t": quantize_int8(rows @ basis)}, offsets)
     exact = Corpus({"t": rows.astype(np.float16)}, offsets)
-    # 4x the wanted 10: stricter than the engine's shortlist of 100 for 10 candidates
-    shortlist = first.topk_videos({"t": queries @ basis}, 40).ids
+    # a quarter of the engine's shortlist of 400 for 10 candidates
+    shortlist = first.topk_videos({"t": queries @ basis}, 100).ids
     truth = exact.topk_videos({"t": queries}, 10).ids
     recall = np.mean([len(set(t) & set(s)) / 10 for t, s in zip(truth, shortlist)])
     assert recall >= 0.99, recall

@@ -44,7 +44,7 @@ def test_round_trip(tmp_path):
 def test_bytes_left_by_a_killed_ingest_are_ignored_then_overwritten(tmp_path):
     with open_store(tmp_path) as s:
         s.add_video(record("a", 3))
-        with open(s._vector_path("visual"), "ab") as f:  # what a kill -9 between append and commit leaves
+        with open(s.vector_path("visual"), "ab") as f:  # what a kill -9 between append and commit leaves
             f.write(b"\x07" * 40)
         assert s.vectors("visual").shape == (3, 8)
         s.add_video(record("b", 2, seed=5))

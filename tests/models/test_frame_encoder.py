@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ivcr_engine.models.registry import TEXT_MODELS
 from ivcr_engine.models import FrameEncoder, TextEncoder, prepare_models
 
 
@@ -59,13 +60,23 @@ def test_real_content_is_recognised(encoder, shared_data):
     assert dogs & set(names), names
 
 
-def test_concepts_land_in_the_text_space(encoder, shared_data):
+@pytest.mark.parametrize("text_model", TEXT_MODELS)
+def test_concepts_land_in_the_text_space(encoder, shared_data, text_model):
+    in_space = FrameEncoder(text_model=text_model)
     _, probs = encoder.encode(encoder.normalize(frames_of(shared_data / "videos" / "dog_walk.mp4", n=2)))
-    concept = encoder.concepts(probs)
+    concept = in_space.concepts(probs)
     assert concept.shape == (2, 384)
-    np.testing.assert_allclose(np.linalg.norm(concept, axis=1), 1.0, atol=1e-5)
-    text = TextEncoder().encode(["a white dog", "a red sports car"])
+    if in_space.concept_pooling == "mixture":
+        np.testing.assert_allclose(np.linalg.norm(concept, axis=1), 1.0, atol=1e-5)
+    else:  # "expected": the probability-weighted sum of centred class vectors
+        np.testing.assert_allclose(concept, in_space.concept_vectors(*top5(probs)), atol=1e-6)
+    text = TextEncoder(text_model).encode(["a white dog", "a red sports car"], "query")
     assert np.all(concept @ text[0] > concept @ text[1])
+
+
+def top5(probs):
+    idx = np.argsort(-probs, axis=1)[:, :5]
+    return idx, np.take_along_axis(probs, idx, 1)
 
 
 def test_bad_frames_are_rejected(encoder):

@@ -32,7 +32,7 @@ def encoders():
 def test_int8_query_encoder_matches_the_float_model(encoders, shared_data):
     float_enc, int8_enc = encoders
     queries = annotation_queries(shared_data)
-    cos = (float_enc.encode(queries) * int8_enc.encode(queries)).sum(axis=1)
+    cos = (float_enc.encode(queries, "query") * int8_enc.encode(queries, "query")).sum(axis=1)
     assert len(queries) == 400
     assert cos.min() >= 0.99, (cos.min(), queries[int(cos.argmin())])
 
@@ -64,6 +64,6 @@ def test_a_query_encodes_the_same_alone_or_in_a_batch(encoders):
     change a text's vector (the server batches queries of different users)."""
     _, int8_enc = encoders
     texts = ["a dog", "when does the man in the red shirt start to dance on the stage", "城市夜景"]
-    together = int8_enc.encode(texts)
+    together = int8_enc.encode(texts, "query")
     for t, row in zip(texts, together):
-        np.testing.assert_array_equal(int8_enc.encode([t])[0], row)
+        np.testing.assert_array_equal(int8_enc.encode([t], "query")[0], row)
