@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from ..index.protocol import Moment, VideoIndex
+from ..index.protocol import Moment, VideoIndex, source_label
 from ..index.searcher import DEFAULT_WEIGHTS
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router, clean_text
@@ -281,7 +281,7 @@ class Session:
         ev = self.engine.index.evidence(m.video, m.start, m.end)
         out = []
         for src, a, b, text in ev.lines:
-            out.append(f"{prefix}{src} at {a:.1f}-{b:.1f}s: \"{text}\"")
+            out.append(f"{prefix}{source_label(src)} at {a:.1f}-{b:.1f}s: \"{text}\"")
             prefix = ""
         if ev.concepts:
             out.append(f"{prefix}looks like: {ev.concepts[0]}")
