@@ -19,7 +19,7 @@ TABLE = "ingest (shared videos: 8 files, 66 s of video, 2 s clips)"
 CAPTIONED = "ingest with on-screen text (generated: 60 s, a new caption every 4 s, EN and ZH, 640x360)"
 _SEC = {}
 MODES = {"sequential": dict(overlap=False, ocr=True), "overlapped": dict(overlap=True, ocr=True),
-         "overlapped, --no-ocr": dict(overlap=True, ocr=False)}
+         "sequential, --no-ocr": dict(overlap=False, ocr=False), "overlapped, --no-ocr": dict(overlap=True, ocr=False)}
 
 
 def _ingest(benchmark, tmp_path_factory, inputs, ocr, overlap=True, rounds=3):
