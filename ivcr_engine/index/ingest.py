@@ -264,9 +264,9 @@ class VideoEncoder:
         t2 = time.perf_counter()
         ocr_lines = []
         if self.ocr is not None:
-            # decoded here, in chunks, rather than one video ahead: the frames at the reader's
-            # size would hold hundreds of MB for a long video (measured: the overlap buys nothing
-            # on 2 cores anyway, docs/BENCHMARKS.md)
+            # decoded here, in chunks, rather than one video ahead: an hour of frames at the
+            # reader's size would take gigabytes (and decoding ahead bought nothing measurable on
+            # 2 cores, docs/BENCHMARKS.md)
             per_clip = read_video_text(self.ocr, path, info, clips.mean(axis=1), self.ocr_long_side)
             ocr_lines = timed_lines(clips, per_clip)
         t_ocr = time.perf_counter()
