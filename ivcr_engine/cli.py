@@ -83,14 +83,16 @@ def _cmd_index(args: argparse.Namespace) -> int:
         if args.remove:
             raise ValueError("--remove runs without --ray (it only writes tombstones)")
         ing = RayIngest(args.index, args.ray, workers=args.workers, shards=args.shards, clip_seconds=args.clip_seconds,
-                        speech=not args.no_speech, clip_model=args.clip_model, text_model=args.text_model)
+                        speech=not args.no_speech, clip_model=args.clip_model, text_model=args.text_model,
+                        ocr=not args.no_ocr)
         try:
             report = ing.run(args.paths, progress=progress)
         finally:
             ing.close()
     else:
         ing = Ingestor(args.index, clip_seconds=args.clip_seconds, speech=not args.no_speech,
-                       clip_model=args.clip_model, shards=args.shards, text_model=args.text_model)
+                       clip_model=args.clip_model, shards=args.shards, text_model=args.text_model,
+                       ocr=not args.no_ocr)
         try:
             report = ing.run(args.paths, remove=args.remove or (), progress=progress)
         finally:
@@ -109,6 +111,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from .index import hits_to_json
+    from .index.protocol import source_label
     from .index.sharded import open_index
 
     index = open_index(args.index, ray_address=args.ray)
@@ -123,7 +126,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(_safe(f"{h.rank:>2}. {h.path}{also}  {h.start:.1f}s-{h.end:.1f}s  video {h.score:.3f}  "
                     f"moment {h.moment_score:.3f}"))
         for src, a, b, text in h.evidence.lines[:3]:
-            print(_safe(f"      {src} {a:.1f}-{b:.1f}s: {text}"))
+            print(_safe(f"      {source_label(src)} {a:.1f}-{b:.1f}s: {text}"))
         if h.evidence.concepts:
             print(_safe(f"      looks like: {h.evidence.concepts[0]}"))
     return 0
@@ -263,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_index.add_argument("--clip-seconds", type=float, default=2.0, help="clip grid in seconds (default 2)")
     p_index.add_argument("--remove", nargs="+", metavar="PATH", help="remove these videos from the index")
     p_index.add_argument("--no-speech", action="store_true", help="skip speech recognition")
+    p_index.add_argument("--no-ocr", action="store_true",
+                         help="do not read on-screen text (a new index then has no ocr channel; an index "
+                              "built before OCR never gets one, and the report says so)")
     p_index.add_argument("--clip-model", help="folder of a CLIP export (models/export_clip.py): adds a clip channel")
     p_index.add_argument("--text-model", choices=TEXT_MODELS,
                          help=f"text model of a new index's text channels (default {TEXT_MODELS[0]}, multilingual); "

@@ -57,7 +57,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "assumed_videos_first": {"en": "no video chosen yet; searched for videos first", "zh": "还没选定视频；先搜索了视频"},
 }
 SOURCES = {"speech": {"en": "speech", "zh": "语音"}, "subtitle": {"en": "subtitle", "zh": "字幕"},
-           "ocr": {"en": "on-screen text", "zh": "画面文字"}}
+           "ocr": {"en": "on screen", "zh": "画面文字"}}
 INTENTS_ZH = {"video retrieval": "视频检索", "moment retrieval": "片段检索", "selection": "选择",
               "refinement": "细化", "negative feedback": "否定反馈", "analogous search": "相似搜索",
               "whole video": "整个视频", "chit-chat": "闲聊", "help": "帮助"}

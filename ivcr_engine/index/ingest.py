@@ -4,13 +4,16 @@
     concept   those frames' top ImageNet classes placed in the text space (384-d)
     speech    Whisper transcript lines overlapping the clip, embedded by the text model (384-d)
     subtitle  subtitle cues (embedded streams and sidecar .srt/.vtt) overlapping the clip (384-d)
+    ocr       on-screen text (captions burned into the picture, slides, signs, tickers) read by
+              PP-OCRv4 in the clip-centre frames, merged into timed lines (onscreen.py) and
+              embedded like speech (384-d); off with ``ocr=False`` (``ivcr index --no-ocr``)
 
 The text model (multilingual-e5-small by default, MiniLM-L6 for English-only indexes built before
 it) is recorded in the index's settings; every text channel lives in its space.
     clip      (optional) a CLIP-family image embedding of the same frame, when the index is built
               with a model exported by models/export_clip.py: text queries then meet frames directly
 
-The speech and subtitle channels carry one extra "presence" dimension (1 where the clip has text,
+The speech, subtitle and ocr channels carry one extra "presence" dimension (1 where the clip has text,
 0 where not) so a query can subtract a chance-level baseline from clips that have text: unrelated
 sentences still score ~0.1-0.2 (on MiniLM's scale), and without the baseline every talking video would
 outrank silent ones on any query. A clip without text scores exactly 0 there. Decoding runs
@@ -32,13 +35,17 @@ import numpy as np
 
 from .. import decode
 from ..models import ClipEncoder, FrameEncoder, SpeechRecognizer, TextEncoder
+from ..models.ocr import TextReader
 from ..models.registry import DEFAULT_TEXT_MODEL, TEXT_MODELS, index_text_model, model_dir
+from .onscreen import OCR_LONG_SIDE, read_video_text, timed_lines
 from .partition import store_for
 from .store import ChannelSpec, IndexStore, VideoRecord
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp"}
-TEXT_CHANNELS = ("concept", "speech", "subtitle")  # channels in the text encoder's space
-PRESENCE_CHANNELS = ("speech", "subtitle")          # ... with a trailing presence dimension
+TEXT_CHANNELS = ("concept", "speech", "subtitle", "ocr")  # channels in the text encoder's space
+PRESENCE_CHANNELS = ("speech", "subtitle", "ocr")          # ... with a trailing presence dimension
+# Timed text lines kept per video (VideoRecord.texts), by source, in the order evidence lists them.
+TEXT_SOURCES = ("speech", "subtitle", "ocr")
 ALL_CHANNELS = ("visual",) + TEXT_CHANNELS
 MANIFEST_SUFFIXES = {".txt", ".jsonl"}
 
@@ -52,9 +59,11 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     clips: int = 0
     seconds_of_video: float = 0.0
-    stage_seconds: dict = field(default_factory=lambda: {"decode": 0.0, "frames": 0.0, "speech": 0.0, "text": 0.0,
-                                                          "write": 0.0})
+    stage_seconds: dict = field(default_factory=lambda: {"decode": 0.0, "frames": 0.0, "speech": 0.0, "ocr": 0.0,
+                                                          "text": 0.0, "write": 0.0})
     wall_seconds: float = 0.0
+    ocr: bool | None = None   # whether the videos of this run got an ocr channel (None: not decided)
+    notes: list[str] = field(default_factory=list)  # what the user should know about this run
 
     def add(self, rec: VideoRecord) -> None:
         self.added.append(rec.path)
@@ -67,6 +76,9 @@ class IngestReport:
                  f"failed {len(self.failed)}, removed {len(self.removed)}",
                  f"clips {self.clips}, video {self.seconds_of_video / 3600:.3f} h, wall {self.wall_seconds:.1f} s",
                  "stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in self.stage_seconds.items())]
+        if self.ocr is not None:
+            lines.append(f"on-screen text (ocr channel): {'on' if self.ocr else 'off'}")
+        lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  alias: {p} = {stored}" for p, stored in self.aliased]
         lines += [f"  failed: {p}: {why}" for p, why in self.failed]
         return "\n".join(lines)
@@ -83,7 +95,8 @@ class IngestReport:
                 "failed": [{"path": p, "error": e} for p, e in self.failed], "removed": self.removed,
                 "clips": self.clips, "seconds_of_video": round(self.seconds_of_video, 3),
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-                "wall_seconds": round(self.wall_seconds, 3), "exit_code": self.exit_code()}
+                "wall_seconds": round(self.wall_seconds, 3), "ocr": self.ocr, "notes": self.notes,
+                "exit_code": self.exit_code()}
 
 
 def content_hash(path: Path, block: int = 1 << 22) -> str:
@@ -177,13 +190,16 @@ class VideoEncoder:
     index. `Ingestor` writes what it makes; on Ray, each ingest worker holds one."""
 
     def __init__(self, clip_seconds: float = 2.0, speech: bool = True, models_root: Path | None = None,
-                 threads: int | None = None, clip_model: str | Path | None = None, text_model: str | None = None):
+                 threads: int | None = None, clip_model: str | Path | None = None, ocr: bool = True,
+                 ocr_long_side: int = OCR_LONG_SIDE, text_model: str | None = None):
         root = models_root or model_dir()
         self.clip_seconds = float(clip_seconds)
         text_model = check_text_model(text_model or DEFAULT_TEXT_MODEL)
         self.text = TextEncoder(text_model, root=root, threads=threads)
         self.frames = FrameEncoder(root=root, threads=threads, text_model=text_model)
         self.speech = SpeechRecognizer(root=root, threads=threads) if speech else None
+        self.ocr = TextReader(root=root, threads=threads) if ocr else None
+        self.ocr_long_side = int(ocr_long_side)
         self.clip = ClipEncoder(clip_model, threads=threads) if clip_model else None
         self.clip_model = str(Path(clip_model).resolve()) if clip_model else None
 
@@ -191,18 +207,20 @@ class VideoEncoder:
         """The settings and channels an index written by this encoder has."""
         settings = {"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
                     "frame_model": self.frames.card.name, "speech_model": self.speech.card.name if self.speech else None,
-                    "clip_model": self.clip_model}
+                    "clip_model": self.clip_model, "ocr_model": self.ocr.card.name if self.ocr else None,
+                    "ocr_long_side": self.ocr_long_side if self.ocr else None}
         specs = [ChannelSpec("clip", self.clip.dim, model=self.clip.card.name,
                              model_sha256=self.clip.card.raw["sha256"])] if self.clip else []
         specs += [ChannelSpec("visual", self.frames.dim, model=self.frames.card.name,
                               model_sha256=self.frames.card.raw["sha256"]),
                   *(ChannelSpec(c, self.text.dim + (c in PRESENCE_CHANNELS), model=self.text.card.name,
-                                model_sha256=self.text.card.raw["sha256"]) for c in TEXT_CHANNELS)]
+                                model_sha256=self.text.card.raw["sha256"])
+                    for c in TEXT_CHANNELS if c != "ocr" or self.ocr)]
         return settings, specs
 
     def encode_file(self, path: str | Path, digest: str) -> tuple[VideoRecord, dict]:
         """Decode and encode one video: (its record, seconds per stage)."""
-        stages = {"decode": 0.0, "frames": 0.0, "speech": 0.0, "text": 0.0}
+        stages = {"decode": 0.0, "frames": 0.0, "speech": 0.0, "ocr": 0.0, "text": 0.0}
         d = self._decode(Path(path))
         stages["decode"] = d["seconds"]
         return self._encode(Path(path), d, digest, stages), stages
@@ -248,11 +266,23 @@ class VideoEncoder:
         t1 = time.perf_counter()
         segments = self.speech.transcribe(d["audio"]) if d["audio"] is not None and len(d["audio"]) else []
         t2 = time.perf_counter()
+        ocr_lines = []
+        if self.ocr is not None:
+            # decoded here, in chunks, rather than one video ahead: an hour of frames at the
+            # reader's size would take gigabytes (and decoding ahead bought nothing measurable on
+            # 2 cores, docs/BENCHMARKS.md)
+            per_clip = read_video_text(self.ocr, path, info, clips.mean(axis=1), self.ocr_long_side)
+            ocr_lines = timed_lines(clips, per_clip)
+        t_ocr = time.perf_counter()
         speech_lines = [(s.start, s.end, s.text) for s in segments]
         vectors = {"visual": feats, "concept": concepts}
         if self.clip is not None:
             vectors["clip"] = self.clip.encode_images(d["clip_frames"])
-        for name, lines in (("speech", speech_lines), ("subtitle", d["subs"])):
+        text_lines = {"speech": speech_lines, "subtitle": d["subs"], "ocr": ocr_lines}
+        for name in TEXT_SOURCES:
+            if name == "ocr" and self.ocr is None:
+                continue
+            lines = text_lines[name]
             per_clip = texts_per_clip(clips, lines)
             vec = np.zeros((len(clips), self.text.dim + 1), np.float32)
             has = [i for i, t in enumerate(per_clip) if t]
@@ -263,9 +293,10 @@ class VideoEncoder:
         t3 = time.perf_counter()
         st["frames"] += t1 - t0
         st["speech"] += t2 - t1
-        st["text"] += t3 - t2
+        st["ocr"] = st.get("ocr", 0.0) + t_ocr - t2
+        st["text"] += t3 - t_ocr
         v = info.video
-        texts = [("speech", s, e, t) for s, e, t in speech_lines] + [("subtitle", s, e, t) for s, e, t in d["subs"]]
+        texts = [(src, s, e, t) for src in TEXT_SOURCES for s, e, t in text_lines[src]]
         return VideoRecord(path=str(path), content_hash=digest, duration=float(clips[-1, 1]), clip_times=clips,
                            vectors=vectors, texts=texts, top_concepts=top, fps=v.avg_fps or None, width=v.width,
                            height=v.height, info={"format": info.format, "codec": v.codec})
@@ -291,6 +322,23 @@ def check_settings(store: IndexStore, clip_seconds: float, clip_model: str | Pat
     if settings and clip_model and settings.get("clip_model") != str(Path(clip_model).resolve()):
         raise ValueError("this index was built without that CLIP model; a CLIP channel needs a new index")
     return settings
+
+
+def ocr_for_index(stores: Sequence[IndexStore], requested: bool) -> tuple[bool, str | None]:
+    """Whether the videos this run adds get an ocr channel, and a note saying why not when one
+    was asked for. A channel cannot join an index that has rows (every video has a row in every
+    channel), so an index built before OCR existed (or with --no-ocr) goes on without it; an
+    index that has the channel needs it for every video."""
+    has = [("ocr" in st.channels()) for st in stores]
+    empty = all(st.row_count() == 0 for st in stores)
+    if any(has) and not requested:
+        raise ValueError("this index has an ocr channel, so every video needs one; drop --no-ocr "
+                         "(or index into a new folder)")
+    if requested and not any(has) and not empty:
+        return False, ("this index has no ocr channel (built before on-screen text was read, or with "
+                       "--no-ocr): new videos are indexed without on-screen text; index into a new "
+                       "folder to search it")
+    return requested, None
 
 
 def prepare_store(store: IndexStore, settings: dict, specs: Sequence[ChannelSpec]) -> None:
@@ -320,17 +368,23 @@ class Ingestor(VideoEncoder):
 
     def __init__(self, index_dir: str | Path, clip_seconds: float = 2.0, speech: bool = True,
                  models_root: Path | None = None, threads: int | None = None, clip_model: str | Path | None = None,
-                 shards: int | None = None, text_model: str | None = None):
+                 shards: int | None = None, ocr: bool = True, text_model: str | None = None):
         from .sharded import open_stores
 
         # ``shards`` (or a manifest already at index_dir): a sharded index, one writer per shard
         self.stores = open_stores(index_dir, shards)
         self.store = self.stores[0]
-        settings = next((s for s in (check_settings(st, clip_seconds, clip_model, text_model) for st in self.stores)
-                         if s), {})
+        try:
+            settings = next((s for s in (check_settings(st, clip_seconds, clip_model, text_model) for st in self.stores)
+                             if s), {})
+            self.ocr_on, self.ocr_note = ocr_for_index(self.stores, ocr)
+        except BaseException:
+            self.close()
+            raise
         super().__init__(float(settings.get("clip_seconds", clip_seconds)), speech, models_root, threads,
-                         clip_model or settings.get("clip_model"),
-                         index_text_model(settings) if settings else text_model)
+                         clip_model or settings.get("clip_model"), ocr=self.ocr_on,
+                         ocr_long_side=int(settings.get("ocr_long_side") or OCR_LONG_SIDE),
+                         text_model=index_text_model(settings) if settings else text_model)
         for st in self.stores:
             prepare_store(st, *self.layout())
 
@@ -343,7 +397,9 @@ class Ingestor(VideoEncoder):
             on_video: Callable[[str], None] | None = None, overlap: bool = True) -> IngestReport:
         """Index ``inputs``; ``overlap=False`` decodes each video only after the previous one is
         written (the baseline the ingest benchmark compares the overlapped pipeline with)."""
-        report = IngestReport()
+        report = IngestReport(ocr=self.ocr_on)
+        if self.ocr_note:
+            report.notes.append(self.ocr_note)
         t_start = time.perf_counter()
         for p in remove:
             what = next((w for st in self.stores for w in [st.remove_path(str(Path(p).resolve()))] if w), None)
@@ -407,9 +463,9 @@ class Ingestor(VideoEncoder):
 
 def index_videos(inputs: Iterable[str | Path], index_dir: str | Path, clip_seconds: float = 2.0,
                  remove: Iterable[str | Path] = (), speech: bool = True, progress: bool = False,
-                 text_model: str | None = None) -> IngestReport:
+                 ocr: bool = True, text_model: str | None = None) -> IngestReport:
     """Index videos (folders, files, manifests) into ``index_dir``; see :class:`Ingestor`."""
-    ing = Ingestor(index_dir, clip_seconds=clip_seconds, speech=speech, text_model=text_model)
+    ing = Ingestor(index_dir, clip_seconds=clip_seconds, speech=speech, ocr=ocr, text_model=text_model)
     try:
         return ing.run(inputs, remove=remove, progress=progress)
     finally:

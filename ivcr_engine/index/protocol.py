@@ -35,6 +35,14 @@ class Moment:
         return f"{self.start:.1f}s-{self.end:.1f}s"
 
 
+# How each source of a timed text line is named where evidence is shown to a person.
+SOURCE_LABELS = {"speech": "speech", "subtitle": "subtitle", "ocr": "on screen"}
+
+
+def source_label(source: str) -> str:
+    return SOURCE_LABELS.get(source, source)
+
+
 @dataclass
 class Evidence:
     lines: list[tuple[str, float, float, str]] = field(default_factory=list)  # (source, start, end, text)

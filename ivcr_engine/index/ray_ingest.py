@@ -16,7 +16,8 @@ from typing import Callable, Iterable
 
 from ..models.registry import index_text_model
 from .ingest import (IngestReport, VideoEncoder, check_settings, collect_videos, commit_video, content_hash,
-                     prepare_store)
+                     ocr_for_index, prepare_store)
+from .onscreen import OCR_LONG_SIDE
 from .partition import store_for
 from .sharded import open_stores
 
@@ -26,10 +27,10 @@ IN_FLIGHT_PER_WORKER = 2  # one encoding, one queued: a worker never waits for t
 class EncodeWorker:
     """A Ray actor: the encoders, loaded once, turning a file into a `VideoRecord`."""
 
-    def __init__(self, clip_seconds: float, speech: bool, clip_model: str | None, threads: int,
-                 text_model: str | None = None):
-        self.encoder = VideoEncoder(clip_seconds, speech, threads=threads, clip_model=clip_model,
-                                    text_model=text_model)
+    def __init__(self, clip_seconds: float, speech: bool, clip_model: str | None, threads: int, ocr: bool = True,
+                 ocr_long_side: int = OCR_LONG_SIDE, text_model: str | None = None):
+        self.encoder = VideoEncoder(clip_seconds, speech, threads=threads, clip_model=clip_model, ocr=ocr,
+                                    ocr_long_side=ocr_long_side, text_model=text_model)
 
     def layout(self):
         return self.encoder.layout()
@@ -58,7 +59,7 @@ class RayIngest:
 
     def __init__(self, index_dir: str | Path, address: str = "auto", workers: int = 2, shards: int | None = None,
                  clip_seconds: float = 2.0, speech: bool = True, clip_model: str | Path | None = None,
-                 threads_per_worker: int = 1, retries: int = 2, text_model: str | None = None):
+                 threads_per_worker: int = 1, retries: int = 2, ocr: bool = True, text_model: str | None = None):
         from .ray_cluster import connect
 
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -69,12 +70,14 @@ class RayIngest:
         clip_seconds = float(have.get("clip_seconds", clip_seconds))
         clip_model = clip_model or have.get("clip_model")
         text_model = index_text_model(have) if have else text_model
+        self.ocr_on, self.ocr_note = ocr_for_index(self.stores, ocr)
         ray = connect(address)
         self.ray = ray
         actor = ray.remote(EncodeWorker).options(num_cpus=threads_per_worker, max_restarts=retries,
                                                  max_task_retries=retries)
         self.workers = [actor.remote(clip_seconds, speech, str(clip_model) if clip_model else None, threads_per_worker,
-                                     text_model) for _ in range(workers)]
+                                     self.ocr_on, int(have.get("ocr_long_side") or OCR_LONG_SIDE), text_model)
+                        for _ in range(workers)]
         layout = ray.get(self.workers[0].layout.remote())
         for s in self.stores:
             prepare_store(s, *layout)
@@ -82,7 +85,9 @@ class RayIngest:
     def run(self, inputs: Iterable[str | Path], progress: bool = True,
             on_video: Callable[[str], None] | None = None) -> IngestReport:
         ray = self.ray
-        report = IngestReport()
+        report = IngestReport(ocr=self.ocr_on)
+        if self.ocr_note:
+            report.notes.append(self.ocr_note)
         t_start = time.perf_counter()
         todo: list[tuple[str, str]] = []
         seen: set[str] = set()

@@ -26,10 +26,10 @@ from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
 
-DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "clip": 1.0}
+DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "ocr": 1.0, "clip": 1.0}
 # Similarity an unrelated sentence still reaches under MiniLM (on the calibrated scale, see
-# TextEncoder.calibrate, for other text models): subtracted from clips that have speech or
-# subtitle text (through the presence dimension), so only evidence above chance counts.
+# TextEncoder.calibrate, for other text models): subtracted from clips that have speech,
+# subtitle or on-screen text (through the presence dimension), so only evidence above chance counts.
 TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
@@ -306,7 +306,8 @@ class Index:
         d = q.shape[1] - 1
         if not all(np.array_equal(queries[c], q if c in PRESENCE_CHANNELS else q[:, :d]) for c in text):
             return dict(queries), dict(weights), None
-        first_q = {c: v for c, v in queries.items() if c not in text}
+        # text channels weighted 0 (e.g. ocr when a caller's weights predate it) add nothing: left out
+        first_q = {c: v for c, v in queries.items() if c not in TEXT_CHANNELS}
         first_w = {c: weights.get(c, 0.0) for c in first_q}
         first_q["text"], first_w["text"] = q, 1.0
         return first_q, first_w, tuple((c, float(weights[c])) for c in text)
@@ -326,7 +327,9 @@ class Index:
         named by the row count and the fold (see first_stage.py)."""
         rows = self._snapshot.rows
         tag = channel if folded is None else "text-" + "-".join(f"{c}{w:g}" for c, w in folded)
-        dim = self.channels[PRESENCE_CHANNELS[0]].shape[1] if folded else self.channels[channel].shape[1]
+        # the folded copy is as wide as the presence channels (an index may lack some, e.g. ocr)
+        dim = (next(self.channels[c].shape[1] for c, _ in folded if c in PRESENCE_CHANNELS) if folded
+               else self.channels[channel].shape[1])
 
         def read(sel) -> np.ndarray:
             if not folded:

@@ -13,10 +13,11 @@ from pathlib import Path
 # The frame model embeds its class names with every text model, and the int8 query encoder is
 # derived from MiniLM's graph, so the text models come first.
 MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "text_me5_small", "frame_effnet_lite0",
-               "speech_whisper_tiny_en")
+               "speech_whisper_tiny_en", "ocr_ppocr_v4")
 _EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "text_minilm_l6_int8": "quantize_text_encoder.py",
               "text_me5_small": "export_multilingual_text_encoder.py",
-              "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py"}
+              "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py",
+              "ocr_ppocr_v4": "prepare_ocr_model.py"}
 # Text models an index can be built with (the text channels live in one of their spaces). New
 # indexes use the multilingual one: Chinese and English queries meet the same content. An index
 # records its text model, so one built with MiniLM keeps working (or `ivcr index --rebuild-text`).
@@ -59,9 +60,16 @@ class ModelCard:
         return Path(self.raw.get("weights_file") or self.path / "model.onnx")
 
     def verify(self) -> bool:
-        """The weights are the ones the card describes (not truncated, replaced or gone)."""
+        """The weights are the ones the card describes (not truncated, replaced or gone), and so
+        is every other file the card lists under "files" (a model of several graphs)."""
         w = self.weights
-        return w.is_file() and hashlib.sha256(w.read_bytes()).hexdigest() == self.raw.get("sha256")
+        if not (w.is_file() and hashlib.sha256(w.read_bytes()).hexdigest() == self.raw.get("sha256")):
+            return False
+        for name, digest in self.raw.get("files", {}).items():
+            f = self.path / name
+            if not (f.is_file() and hashlib.sha256(f.read_bytes()).hexdigest() == digest):
+                return False
+        return True
 
 
 def prepared_models(root: Path | None = None) -> dict[str, ModelCard]:

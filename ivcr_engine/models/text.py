@@ -10,7 +10,7 @@ import numpy as np
 from .registry import DEFAULT_TEXT_MODEL, ModelCard, model_dir
 
 
-def _session(onnx_path: Path, threads: int | None):
+def _session(onnx_path: Path, threads: int | None, tensorrt: bool = True):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -21,7 +21,7 @@ def _session(onnx_path: Path, threads: int | None):
     # needs right after a query is encoded (measured: both stages ran ~2x slower in a turn).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # CUDA / TensorRT providers are used when this onnxruntime build has them (the [gpu] extra).
-    preferred = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    preferred = (["TensorrtExecutionProvider"] if tensorrt else []) + ["CUDAExecutionProvider", "CPUExecutionProvider"]
     providers = [p for p in preferred if p in ort.get_available_providers()]
     return ort.InferenceSession(str(onnx_path), opts, providers=providers)
 
