@@ -37,10 +37,11 @@ $(VPY): | $(STAMP)/apt
 
 # Python dependencies, with the dev extra (tests, baselines, export) the ray extra (its tests) and serve
 # (ivcr serve).
-# Build tools first, since the package itself is built without isolation against this venv.
+# Build tools first, since the package itself is built without isolation against this venv
+# (setuptools and wheel too: sdist-only dependencies such as wordninja build against it as well).
 $(STAMP)/deps: pyproject.toml $(STAMP)/apt | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13"
+	$(VPY) -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13" setuptools wheel
 	$(VPY) -m pip install -q --no-build-isolation -e '.[dev,ray,serve]'
 	@touch $@
 

@@ -3,9 +3,11 @@ repaired without touching committed data.
 
 Checked: every channel's row count and dtype against SQLite (file size = committed rows x row
 bytes), the videos' row ranges, the clip times (file against the clips table, ends >= starts,
-inside the video), tombstones and aliases, finite values, and the derived first-stage caches.
+inside the video), tombstones and aliases, finite values, the text lines' vectors (the text model's
+width, finite), and the derived first-stage caches.
 ``repair`` trims uncommitted tails (bytes a killed ingest left), deletes stale or broken derived
-caches and rebuilds the current ones. A file shorter than its committed rows has lost committed
+caches and rebuilds the current ones, and drops broken line vectors (those lines' moments stay on
+the clip grid). A file shorter than its committed rows has lost committed
 data: repair marks the videos whose rows are gone as removed (so the rest of the index opens and
 they can be indexed again) and pads the file to its committed length; it says so.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import IndexStore
+from .store import LINE_VECTOR_DTYPE, IndexStore
 
 DTYPES = {"float16", "float32", "int8"}
 _CACHE = re.compile(r"^first\.(?P<tag>.+)\.(?P<rows>\d+)\.(?P<part>values|scales|basis)(?P<tmp>\.tmp)?\.npy$")
@@ -97,6 +99,7 @@ def _check(store: IndexStore, report: CheckReport, repair: bool) -> None:
         _drop_lost_rows(store, videos, files, rows, complete, report)
     _check_clip_times(store, videos, min(rows, complete), report)
     _check_aliases(store, report)
+    _check_line_vectors(store, report, repair)
     _check_caches(store, rows, report, repair)
 
 
@@ -160,6 +163,30 @@ def _check_aliases(store: IndexStore, report: CheckReport) -> None:
                                "WHERE v.id IS NULL").fetchall()
     for (path,) in orphans:
         report.problems.append(f"alias {path} points at no video")
+
+
+def _check_line_vectors(store: IndexStore, report: CheckReport, repair: bool) -> None:
+    """Each text line's vector (when it has one) is as wide as the text channels' query and finite;
+    repair drops a bad one (NULL: the line stays, as evidence, without snapping moments)."""
+    if not store._line_vectors:
+        return
+    chans = store.channels()
+    dim = chans["concept"].dim if "concept" in chans else chans["speech"].dim - 1 if "speech" in chans else None
+    item = np.dtype(LINE_VECTOR_DTYPE).itemsize
+    bad = []
+    for rowid, video_id, blob in store.db.execute("SELECT rowid, video_id, vec FROM texts WHERE vec IS NOT NULL"):
+        if len(blob) % item or (dim is not None and len(blob) != dim * item):
+            bad.append((rowid, video_id, f"{len(blob)} bytes, not {dim} x {item}"))
+        elif not np.isfinite(np.frombuffer(blob, LINE_VECTOR_DTYPE)).all():
+            bad.append((rowid, video_id, "NaN or infinite values"))
+    if not bad:
+        return
+    what = f"{len(bad)} text line vector(s) are broken (first: video {bad[0][1]}, {bad[0][2]})"
+    if repair:
+        store.db.executemany("UPDATE texts SET vec = NULL WHERE rowid = ?", [(r,) for r, _, _ in bad])
+        report.repaired.append(f"{what}; dropped (their moments stay on the clip grid)")
+    else:
+        report.problems.append(what)
 
 
 def _check_caches(store: IndexStore, rows: int, report: CheckReport, repair: bool) -> None:

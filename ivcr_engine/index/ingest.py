@@ -205,7 +205,10 @@ class VideoEncoder:
 
     def layout(self) -> tuple[dict, list[ChannelSpec]]:
         """The settings and channels an index written by this encoder has."""
+        # line_text_model: the model of the text lines' own vectors (store.py texts.vec); moments snap
+        # to lines only while it is the index's text model (a re-embedded index must redo them too)
         settings = {"clip_seconds": self.clip_seconds, "text_model": self.text.card.name,
+                    "line_text_model": self.text.card.name,
                     "frame_model": self.frames.card.name, "speech_model": self.speech.card.name if self.speech else None,
                     "clip_model": self.clip_model, "ocr_model": self.ocr.card.name if self.ocr else None,
                     "ocr_long_side": self.ocr_long_side if self.ocr else None}
@@ -279,27 +282,30 @@ class VideoEncoder:
         if self.clip is not None:
             vectors["clip"] = self.clip.encode_images(d["clip_frames"])
         text_lines = {"speech": speech_lines, "subtitle": d["subs"], "ocr": ocr_lines}
-        for name in TEXT_SOURCES:
-            if name == "ocr" and self.ocr is None:
-                continue
-            lines = text_lines[name]
-            per_clip = texts_per_clip(clips, lines)
+        sources = [name for name in TEXT_SOURCES if name != "ocr" or self.ocr is not None]
+        texts = [(src, s, e, t) for src in TEXT_SOURCES for s, e, t in text_lines[src]]
+        per_clip = {name: texts_per_clip(clips, text_lines[name]) for name in sources}
+        # one encoder pass over every distinct text: the clips' joined lines and each line alone
+        # (a line's own vector lets a moment snap to the lines that match a query)
+        distinct = sorted({t for ts in per_clip.values() for t in ts if t} | {t for *_, t in texts})
+        encoded = dict(zip(distinct, self.text.encode(distinct, "passage"))) if distinct else {}
+        for name, per in per_clip.items():
             vec = np.zeros((len(clips), self.text.dim + 1), np.float32)
-            has = [i for i, t in enumerate(per_clip) if t]
-            if has:
-                vec[has, :-1] = self.text.encode([per_clip[i] for i in has], "passage")
-                vec[has, -1] = 1.0
+            for i, t in enumerate(per):
+                if t:
+                    vec[i, :-1], vec[i, -1] = encoded[t], 1.0
             vectors[name] = vec
+        text_vectors = np.array([encoded[t] for *_, t in texts], np.float32).reshape(len(texts), self.text.dim)
         t3 = time.perf_counter()
         st["frames"] += t1 - t0
         st["speech"] += t2 - t1
         st["ocr"] = st.get("ocr", 0.0) + t_ocr - t2
         st["text"] += t3 - t_ocr
         v = info.video
-        texts = [(src, s, e, t) for src in TEXT_SOURCES for s, e, t in text_lines[src]]
         return VideoRecord(path=str(path), content_hash=digest, duration=float(clips[-1, 1]), clip_times=clips,
-                           vectors=vectors, texts=texts, top_concepts=top, fps=v.avg_fps or None, width=v.width,
-                           height=v.height, info={"format": info.format, "codec": v.codec})
+                           vectors=vectors, texts=texts, text_vectors=text_vectors, top_concepts=top,
+                           fps=v.avg_fps or None, width=v.width, height=v.height,
+                           info={"format": info.format, "codec": v.codec})
 
 
 
@@ -342,9 +348,13 @@ def ocr_for_index(stores: Sequence[IndexStore], requested: bool) -> tuple[bool, 
 
 
 def prepare_store(store: IndexStore, settings: dict, specs: Sequence[ChannelSpec]) -> None:
-    """Record the encoder's settings in a new index and make sure its channels exist."""
-    if not store.settings():
+    """Record the encoder's settings in a new index and make sure its channels exist. An index
+    from before lines had vectors learns that its new lines have them (same text model)."""
+    have = store.settings()
+    if not have:
         store.set_settings(settings)
+    elif "line_text_model" not in have and index_text_model(have) == settings.get("line_text_model"):
+        store.set_settings({**have, "line_text_model": settings["line_text_model"]})
     for spec in specs:
         store.ensure_channel(spec)
 

@@ -1,5 +1,6 @@
 """Re-embed an index's text channels in another text model's space, from what the index keeps:
-the timed speech and subtitle lines and each clip's top ImageNet classes. No video is decoded
+the timed speech, subtitle and on-screen lines (each line's own vector too) and each clip's top
+ImageNet classes. No video is decoded
 again (`ivcr index INDEX --rebuild-text [--text-model NAME]`).
 
 The concept channel is rebuilt from the three classes (with their probabilities, rounded to two
@@ -121,12 +122,21 @@ def _rebuild_store(store: IndexStore, text: TextEncoder, frames: FrameEncoder) -
                 f.truncate(snap.rows * dim * np.dtype(spec.dtype).itemsize)
                 os.fsync(f.fileno())
             new_files[name] = (tmp, dim)
+        # each line's own vector (moments snap to the lines matching a query): written in the same
+        # transaction that records the new model, so lines and channels never disagree
+        lines = store.line_texts()
+        distinct = sorted({t for _, t in lines})
+        encoded = {}
+        for i in range(0, len(distinct), 256):
+            chunk = distinct[i:i + 256]
+            encoded.update(zip(chunk, text.encode(chunk, "passage")))
+        line_vectors = {rowid: encoded[t] for rowid, t in lines}
         store.set_meta(REBUILD_MARKER, json.dumps({"text_model": text.card.name, "started": time.time()}))
         for name, (tmp, _) in new_files.items():
             tmp.replace(store.vector_path(name))
         for p in folder.glob("first.text-*"):  # first-stage copies of the old text rows
             p.unlink(missing_ok=True)
-        settings = store.settings() | {"text_model": text.card.name}
+        settings = store.settings() | {"text_model": text.card.name, "line_text_model": text.card.name}
         store.record_text_model(settings, {name: dim for name, (_, dim) in new_files.items()}, text.card.name,
-                                text.card.raw["sha256"], clear=REBUILD_MARKER)
+                                text.card.raw["sha256"], clear=REBUILD_MARKER, line_vectors=line_vectors)
     return snap.rows, n_texts

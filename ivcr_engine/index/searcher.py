@@ -3,8 +3,9 @@ evidence behind them.
 
 The query is embedded once by the text encoder and scored against the text-space channels
 (concept, speech, subtitle) in one fused pass over the corpus (search core, ``topk_videos``);
-then the clips of the top videos are re-scored and cut into moments by the span scorer, and the
-moments are ranked corpus-wide with each video's retrieval score as a bias (``rank_moments``).
+then the clips of the top videos are re-scored and cut into moments by the span scorer on the clip
+grid, and each moment's edges snap to the speech or subtitle lines inside it that match the query
+(moment_edges.py), so a spoken sentence's moment starts and ends with the sentence.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import numpy as np
 
 from ..checks import as_int
 from ..models import ClipEncoder, TextEncoder
-from ..models.registry import index_text_model, model_dir, query_encoder_name
+from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
 from . import first_stage
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
+from .moment_edges import line_scores, snap_to_lines
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
 
@@ -34,6 +36,9 @@ TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
 SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and recall to spare
+# "lines": moments snap to the timed text lines matching the query (moment_edges.py); "grid": they
+# keep the span scorer's clip edges (what every moment was before; the benchmark's baseline).
+MOMENT_EDGES = ("lines", "grid")
 
 
 def query_text_encoder(settings: dict, models_root: Path) -> TextEncoder:
@@ -87,14 +92,19 @@ class Hit:
 
 
 class Index:
-    """A searchable view of an index folder (memory-mapped; opening costs no vector I/O)."""
+    """A searchable view of an index folder (memory-mapped; opening costs no vector I/O).
+    ``moment_edges``: "lines" (snap moments to matching speech/subtitle lines) or "grid"."""
 
-    def __init__(self, root: str | Path, text_encoder: TextEncoder | None = None, models_root: Path | None = None):
+    def __init__(self, root: str | Path, text_encoder: TextEncoder | None = None, models_root: Path | None = None,
+                 moment_edges: str = "lines"):
+        if moment_edges not in MOMENT_EDGES:
+            raise ValueError(f"moment_edges must be one of {MOMENT_EDGES}, got {moment_edges!r}")
+        self.moment_edges = moment_edges
         self.store = IndexStore(root)
-        self.settings = self.store.settings()
+        self._models_root = models_root or model_dir()
+        self._settings(self.store.settings())
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
         self._map(self.store.snapshot())
-        self._models_root = models_root or model_dir()
         # a caller's encoder is kept only while it is the one this index's text channels need (a
         # live server hands the old index's encoder on; a text rebuild changes the model)
         self._text = text_encoder if encoder_fits(text_encoder, self.settings, self._models_root) else None
@@ -103,6 +113,19 @@ class Index:
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.span = SpanScorer(method="contrast", min_len=1, max_len=max(1, int(round(60 / self.clip_seconds))),
                                top_m=3, nms_iou=0.5, length_weight=0.05)
+
+    def _settings(self, settings: dict) -> None:
+        self.settings = settings
+        # line vectors in another model's space than the queries (text channels re-embedded without
+        # them) would score lines wrongly at the same width: then moments keep the grid
+        model = index_text_model(settings)
+        self._lines_usable = settings.get("line_text_model") == model
+        # lines are scored on the calibrated scale of the model that embedded them (E5's unrelated
+        # sentences reach cosine ~0.79, MiniLM's ~0); its card says where chance lies
+        try:
+            self._line_chance = float(ModelCard.load(self._models_root / model).raw.get("chance_similarity", 0.0))
+        except FileNotFoundError:
+            self._line_chance = 0.0
 
     def _map(self, snap) -> None:
         """Map exactly the rows of one committed snapshot (never by file size), then swap the view in."""
@@ -130,7 +153,7 @@ class Index:
         self._map(snap)
         settings = self.store.settings()
         if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
-            self.settings = settings
+            self._settings(settings)
             self._text = None
             self._query_cache.clear()
         return True
@@ -212,10 +235,38 @@ class Index:
         rows = self._clip_rows(video, *(window or (-np.inf, np.inf)), overlap=False)
         if len(rows) == 0:
             return []
-        scores = self.clip_scores(queries, self._weights(queries, weights), rows)
+        w = self._weights(queries, weights)
+        scores = self.clip_scores(queries, w, rows)
         spans = self.span.score(scores, np.array([0, len(rows)], np.int64), self.clip_start[rows], self.clip_end[rows])
-        return [Moment(video, float(spans.start[0, m]), float(spans.end[0, m]), float(spans.score[0, m]))
-                for m in range(min(int(top), spans.start.shape[1])) if spans.first_clip[0, m] >= 0]
+        out: list[Moment] = []
+        for m in range(spans.start.shape[1]):
+            if len(out) == int(top):
+                break
+            if spans.first_clip[0, m] < 0:
+                continue
+            a, b = self._edges(queries, w, video, float(spans.start[0, m]), float(spans.end[0, m]), window)
+            if not _repeats(out, a, b, self.span.nms_iou):
+                out.append(Moment(video, a, b, float(spans.score[0, m])))
+        return out
+
+    def _edges(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], video: int, start: float,
+               end: float, window: tuple[float, float] | None = None) -> tuple[float, float]:
+        """A grid span's edges snapped to the speech/subtitle lines that match the query (see
+        moment_edges.py), kept inside the video and ``window``; the grid edges when none match.
+        Lines up to a clip beyond the span may join a matching line inside it."""
+        if self.moment_edges == "grid" or not self._lines_usable:
+            return start, end
+        margin = self.clip_seconds
+        lines, vectors = self.store.text_lines(self.videos[video]["id"], start - margin, end + margin)
+        if not lines:
+            return start, end
+        lo, hi = 0.0, float(self.videos[video]["duration"])
+        if window is not None:
+            lo, hi = max(lo, float(window[0])), min(hi, float(window[1]))
+        c = self._line_chance
+        scores = (line_scores(queries, weights, lines, vectors) - c) / (1.0 - c)
+        snapped = snap_to_lines(start, end, lines, scores, TEXT_BASELINE, (lo, hi))
+        return snapped or (start, end)
 
     def evidence(self, video: int, start: float, end: float) -> Evidence:
         video = check_ref(self, video)
@@ -366,15 +417,24 @@ class Index:
         spans = self.span.score(scores, local_off, self.clip_start[rows], self.clip_end[rows])
         hits = []
         for r, (v, vs) in enumerate(zip(vids, vscores)):
-            for m in range(min(per_video, spans.start.shape[1])):
+            kept: list[Moment] = []
+            mine = rows[local_off[r]:local_off[r + 1]]
+            for m in range(spans.start.shape[1]):
+                if len(kept) == per_video:
+                    break
                 if spans.first_clip[r, m] < 0:
                     continue
-                a, b = int(spans.first_clip[r, m]), int(spans.last_clip[r, m])
-                ev = self._evidence(int(v), rows[a:b + 1], float(spans.start[r, m]), float(spans.end[r, m]),
-                                    {c: float(p[a:b + 1].max()) for c, p in parts.items()})
+                start, end = self._edges(queries, weights, int(v), float(spans.start[r, m]), float(spans.end[r, m]))
+                if _repeats(kept, start, end, self.span.nms_iou):
+                    continue
+                kept.append(Moment(int(v), start, end))
+                # the clips under the (possibly snapped) moment, as positions in this call's rows
+                own = np.flatnonzero((self.clip_end[mine] > start) & (self.clip_start[mine] < end)) + local_off[r]
+                if len(own) == 0:  # cannot happen while clips tile the video; the span's own clips then
+                    own = np.arange(spans.first_clip[r, m], spans.last_clip[r, m] + 1)
+                ev = self._evidence(int(v), rows[own], start, end, {c: float(p[own].max()) for c, p in parts.items()})
                 hits.append(Hit(rank=0, video_id=int(self.videos[v]["id"]), video_index=int(v),
-                                path=self.videos[v]["path"], start=float(spans.start[r, m]),
-                                end=float(spans.end[r, m]), score=float(vs),
+                                path=self.videos[v]["path"], start=start, end=end, score=float(vs),
                                 moment_score=float(spans.score[r, m]), evidence=ev,
                                 aliases=list(self._snapshot.aliases.get(int(self.videos[v]["id"]), []))))
         for i, h in enumerate(hits, 1):
@@ -382,12 +442,23 @@ class Index:
         return hits
 
     def _evidence(self, v: int, rows: np.ndarray, start: float, end: float, channel_scores: dict) -> Evidence:
-        lines = [l for l in self.store.texts(self.videos[v]["id"]) if l[1] < end and l[2] > start]
+        lines = self.store.texts(self.videos[v]["id"], start, end)
         concepts = [c for c in self.store.concepts(rows) if c]
         return Evidence(lines=lines, concepts=concepts[:3], channel_scores=channel_scores)
 
     def close(self) -> None:
         self.store.close()
+
+
+def _repeats(kept: Sequence[Moment], start: float, end: float, max_iou: float) -> bool:
+    """True when [start, end] overlaps a kept moment by more than ``max_iou`` (two grid spans that
+    snapped to the same line are one moment)."""
+    for m in kept:
+        inter = min(end, m.end) - max(start, m.start)
+        union = max(end, m.end) - min(start, m.start)
+        if inter > 0 and union > 0 and inter / union > max_iou:
+            return True
+    return False
 
 
 def to_qvhighlights(qid, query: str, hits: Sequence[Hit], vid: str | None = None) -> dict:

@@ -113,9 +113,11 @@ def split_index(src: str | Path, dst: str | Path, n: int, batch: int = 2000, pro
             if not outs[s].has_hash(v["content_hash"]):
                 a, b = v["first_row"], v["first_row"] + v["n_clips"]
                 rows = range(a, b)
+                lines, line_vecs = src_store.text_lines(v["id"])
                 pending[s].append(VideoRecord(
                     v["path"], v["content_hash"], v["duration"], np.asarray(times[a:b]),
-                    {c: np.asarray(vectors[c][a:b]) for c in chans}, texts=src_store.texts(v["id"]),
+                    {c: np.asarray(vectors[c][a:b]) for c in chans}, texts=lines,
+                    text_vectors=line_vectors(line_vecs),
                     top_concepts=src_store.concepts(rows), fps=v["fps"], width=v["width"], height=v["height"],
                     info=json.loads(v["info"]) if v["info"] else {}))
             if len(pending[s]) >= batch or (i == len(videos) - 1):
@@ -132,6 +134,14 @@ def split_index(src: str | Path, dst: str | Path, n: int, batch: int = 2000, pro
             out.close()
         src_store.close()
     return counts
+
+
+def line_vectors(vecs: list) -> np.ndarray | None:
+    """The stored vectors of a video's lines as one array, or None when any line lacks one (lines
+    from an index written before lines had vectors: they stay without, as in the source)."""
+    if not vecs or any(v is None for v in vecs):
+        return None
+    return np.stack(vecs)
 
 
 class Shard(Index):
@@ -170,10 +180,12 @@ class _Fanout:
 class ShardedIndex:
     """The index protocol over the shards of a manifest; ``ray_address`` places one Ray actor per
     shard (spread over the nodes; each maps its own shard), otherwise the shards open here.
-    Query text is encoded once here; vectors fan out, per-shard top k merge exactly."""
+    Query text is encoded once here; vectors fan out, per-shard top k merge exactly. Moments are
+    cut (and their edges snapped to matching lines, ``moment_edges``) by the shard owning the
+    video, from the lines it stores, so they equal a single index's."""
 
     def __init__(self, root: str | Path, ray_address: str | None = None, text_encoder: TextEncoder | None = None,
-                 models_root: Path | None = None):
+                 models_root: Path | None = None, moment_edges: str = "lines"):
         self.root = Path(root)
         paths = read_manifest(self.root)
         missing = [str(p) for p in paths if not (p / "meta.sqlite").is_file()]
@@ -182,15 +194,15 @@ class ShardedIndex:
         self.n = len(paths)
         self.actors = None
         if ray_address is None:
-            self._fan = _Fanout([Shard(p, text_encoder=_NO_TEXT) for p in paths])
+            self._fan = _Fanout([Shard(p, text_encoder=_NO_TEXT, moment_edges=moment_edges) for p in paths])
         else:
             from .ray_cluster import connect
 
             ray = connect(ray_address)
             cls = ray.remote(Shard)
             # no CPU reserved: a shard actor idles between turns; SPREAD puts each on its own node
-            self.actors = [cls.options(num_cpus=0, scheduling_strategy="SPREAD").remote(str(p.resolve()), text_encoder=_NO_TEXT)
-                           for p in paths]
+            self.actors = [cls.options(num_cpus=0, scheduling_strategy="SPREAD").remote(
+                str(p.resolve()), text_encoder=_NO_TEXT, moment_edges=moment_edges) for p in paths]
             self._fan = _Fanout(self.actors, ray)
         self._describe()
         self.settings = self._info[0]["settings"]

@@ -1,6 +1,7 @@
 """The index store: a folder with SQLite metadata and one append-only vector file per channel.
 
-    INDEX/meta.sqlite          videos, clips, texts (transcript/subtitle lines), channels, models
+    INDEX/meta.sqlite          videos, clips, texts (transcript/subtitle lines, each with its text
+                               vector: moments snap to the lines that match a query), channels, models
     INDEX/vectors/<name>.bin   rows of one channel (float16 by default), memory-mapped on open
     INDEX/vectors/clip_times.f8  [start, end] seconds of every row, memory-mapped on open
 
@@ -53,12 +54,20 @@ CREATE TABLE IF NOT EXISTS clips (row INTEGER PRIMARY KEY, video_id INTEGER NOT 
 CREATE INDEX IF NOT EXISTS clips_video ON clips(video_id);
 CREATE INDEX IF NOT EXISTS videos_path ON videos(path);
 CREATE TABLE IF NOT EXISTS texts (video_id INTEGER NOT NULL, source TEXT NOT NULL, t_start REAL NOT NULL,
-                                  t_end REAL NOT NULL, text TEXT NOT NULL);
+                                  t_end REAL NOT NULL, text TEXT NOT NULL, vec BLOB);
 CREATE INDEX IF NOT EXISTS texts_video ON texts(video_id);
 CREATE TABLE IF NOT EXISTS aliases (path TEXT PRIMARY KEY, video_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, dim INTEGER NOT NULL, dtype TEXT NOT NULL,
                                      rows INTEGER NOT NULL, model TEXT, model_sha256 TEXT);
 """
+
+
+LINE_VECTOR_DTYPE = np.float16  # text line vectors, stored as BLOBs in the texts table
+
+
+def _bound(t: float) -> float:
+    """A time bound SQLite can compare (it has no infinities in parameters; 1e300 does)."""
+    return float(np.clip(t, -1e300, 1e300))
 
 
 class IndexDamaged(RuntimeError):
@@ -99,6 +108,7 @@ class VideoRecord:
     clip_times: np.ndarray                      # (n_clips, 2) seconds
     vectors: Mapping[str, np.ndarray]           # channel -> (n_clips, dim) float32, unit rows
     texts: Sequence[tuple[str, float, float, str]] = ()  # (source, start, end, text)
+    text_vectors: np.ndarray | None = None      # (len(texts), d) unit rows in the text model's space
     top_concepts: Sequence[str] | None = None   # per clip, e.g. "cockatoo 0.61, macaw 0.12"
     fps: float | None = None
     width: int | None = None
@@ -134,6 +144,22 @@ class IndexStore:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) != SCHEMA_VERSION:
             raise RuntimeError(f"index {self.root} has schema version {version}; this engine reads {SCHEMA_VERSION}")
+        self._line_vectors = self._ensure_line_vector_column()
+
+    def _ensure_line_vector_column(self) -> bool:
+        """Indexes written before lines had vectors lack the texts.vec column: add it (an O(1)
+        schema change; their old lines stay without vectors, so their moments keep the clip
+        grid). False when it is missing and cannot be added (a read-only index)."""
+        def has() -> bool:
+            return any(r[1] == "vec" for r in self.db.execute("PRAGMA table_info(texts)"))
+
+        if has():
+            return True
+        try:
+            self.db.execute("ALTER TABLE texts ADD COLUMN vec BLOB")
+        except sqlite3.OperationalError:  # another opener added it first, or the file is read-only
+            pass
+        return has()
 
     # -- metadata ---------------------------------------------------------------------------
     def _meta(self, key: str) -> str | None:
@@ -222,6 +248,10 @@ class IndexStore:
             clip_times = np.asarray(rec.clip_times, np.float64).reshape(-1, 2)
             if n == 0 or np.any(clip_times[:, 1] < clip_times[:, 0]):
                 raise ValueError(f"video {rec.path}: needs at least one clip and clip ends >= starts")
+            if rec.text_vectors is not None and len(rec.text_vectors) != len(rec.texts):
+                raise ValueError(f"video {rec.path}: {len(rec.text_vectors)} text vectors for {len(rec.texts)} lines")
+            if rec.text_vectors is not None and not np.all(np.isfinite(rec.text_vectors)):
+                raise ValueError(f"video {rec.path}: a text line's vector has NaN or infinite values")
             for name, spec in chans.items():
                 v = np.asarray(rec.vectors[name])
                 if v.shape != (n, spec.dim):
@@ -249,8 +279,10 @@ class IndexStore:
                     "INSERT INTO clips(row, video_id, t_start, t_end, top_concepts) VALUES (?, ?, ?, ?, ?)",
                     [(row + i, vid, float(a), float(b), concepts[i])
                      for i, (a, b) in enumerate(np.asarray(rec.clip_times, np.float64))])
-                self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text) VALUES (?, ?, ?, ?, ?)",
-                                    [(vid, src, float(a), float(b), t) for src, a, b, t in rec.texts])
+                vecs = [None] * len(rec.texts) if rec.text_vectors is None else \
+                    [np.asarray(v, LINE_VECTOR_DTYPE).tobytes() for v in rec.text_vectors]
+                self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
+                                    [(vid, src, float(a), float(b), t, v) for (src, a, b, t), v in zip(rec.texts, vecs)])
                 ids.append(vid)
                 row += n
             self.db.execute("UPDATE channels SET rows = ?", (row,))
@@ -313,15 +345,23 @@ class IndexStore:
             self.db.execute("ROLLBACK")
             raise
 
+    def line_texts(self) -> list[tuple[int, str]]:
+        """Every stored text line as (rowid, text), for re-embedding them."""
+        return self.db.execute("SELECT rowid, text FROM texts ORDER BY rowid").fetchall()
+
     def record_text_model(self, settings: dict, dims: Mapping[str, int], model: str, model_sha256: str,
-                          clear: str) -> None:
+                          clear: str, line_vectors: Mapping[int, np.ndarray] | None = None) -> None:
         """After a text rebuild replaced the row files: the new model of those channels, the
-        index's settings, and the rebuild marker ``clear`` removed, in one transaction."""
+        lines' new vectors (rowid -> vector), the index's settings, and the rebuild marker
+        ``clear`` removed, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for name, dim in dims.items():
                 self.db.execute("UPDATE channels SET dim = ?, model = ?, model_sha256 = ? WHERE name = ?",
                                 (int(dim), model, model_sha256, name))
+            if line_vectors and self._line_vectors:
+                self.db.executemany("UPDATE texts SET vec = ? WHERE rowid = ?",
+                                    [(np.asarray(v, LINE_VECTOR_DTYPE).tobytes(), int(r)) for r, v in line_vectors.items()])
             self.set_settings(settings)
             self.db.execute("DELETE FROM meta WHERE key = ?", (clear,))
             self.db.execute("COMMIT")
@@ -404,9 +444,21 @@ class IndexStore:
         opening a million-clip index reads nothing up front)."""
         return self._map(self._clips_path(), np.float64, self.row_count() if rows is None else rows, 2)
 
-    def texts(self, video_id: int) -> list[tuple[str, float, float, str]]:
-        return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? ORDER BY t_start",
-                               (video_id,)).fetchall()
+    def texts(self, video_id: int, start: float = -np.inf, end: float = np.inf) -> list[tuple[str, float, float, str]]:
+        """A video's timed text lines (source, start, end, text), or those overlapping [start, end]."""
+        return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? AND t_start < ?"
+                               " AND t_end > ? ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
+
+    def text_lines(self, video_id: int, start: float = -np.inf, end: float = np.inf
+                   ) -> tuple[list[tuple[str, float, float, str]], list[np.ndarray | None]]:
+        """``texts`` plus each line's vector (float32; None for lines stored before lines had vectors)."""
+        if not self._line_vectors:
+            lines = self.texts(video_id, start, end)
+            return lines, [None] * len(lines)
+        rows = self.db.execute("SELECT source, t_start, t_end, text, vec FROM texts WHERE video_id = ? AND t_start < ?"
+                               " AND t_end > ? ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
+        return ([r[:4] for r in rows],
+                [None if r[4] is None else np.frombuffer(r[4], LINE_VECTOR_DTYPE).astype(np.float32) for r in rows])
 
     def concepts(self, rows: Sequence[int]) -> list[str | None]:
         rows = [int(r) for r in rows]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine.cli import main
-from ivcr_engine.index import Index, IndexStore
+from ivcr_engine.index import ChannelSpec, Index, IndexStore
 from ivcr_engine.index import first_stage
 from ivcr_engine.index.check import check_index
 from ivcr_engine.index.store import IndexDamaged
@@ -82,6 +82,28 @@ def test_bad_clip_times_and_nan_rows_are_reported(tmp_path):
     problems = "\n".join(check_index(root).problems)
     assert "clip times differ from the clips table (first at row 1)" in problems
     assert "row 0 has NaN or infinite values" in problems
+
+
+def test_broken_line_vectors_are_reported_and_dropped(tmp_path):
+    root = tmp_path / "idx"
+    with IndexStore(root, create=True) as s:
+        s.ensure_channel(ChannelSpec("concept", 4))
+        rec = worker.record(1)
+        rec.vectors = {"concept": np.eye(len(rec.clip_times), 4, dtype=np.float32)}
+        rec.texts = [("speech", 0.5, 1.5, "one"), ("speech", 2.0, 3.0, "two"), ("subtitle", 3.0, 3.5, "three")]
+        rec.text_vectors = np.eye(3, 4, dtype=np.float32)
+        s.add_video(rec)
+        s.db.execute("UPDATE texts SET vec = ? WHERE text = 'two'", (np.ones(3, np.float16).tobytes(),))
+        s.db.execute("UPDATE texts SET vec = ? WHERE text = 'three'", (np.full(4, np.inf, np.float16).tobytes(),))
+    problems = check_index(root).problems
+    assert problems == ["2 text line vector(s) are broken (first: video 1, 6 bytes, not 4 x 2)"]
+    fixed = check_index(root, repair=True)
+    assert fixed.ok and "dropped" in fixed.repaired[0]
+    with IndexStore(root) as s:
+        lines, vecs = s.text_lines(1)
+    assert [l[3] for l in lines] == ["one", "two", "three"]  # the lines stay, as evidence
+    assert vecs[0] is not None and vecs[1] is None and vecs[2] is None
+    np.testing.assert_array_equal(vecs[0], [1, 0, 0, 0])
 
 
 def test_derived_caches_stale_broken_and_rebuilt(tmp_path):

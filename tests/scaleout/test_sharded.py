@@ -42,6 +42,11 @@ def test_sharded_search_and_dialogue_equal_the_single_index(shared_index, split3
     assert isinstance(sharded, VideoIndex)
     assert len(sharded) == len(one) == 8 and sharded.num_refs() >= 8
     assert_same_hits(one, sharded)
+    # the moments compared include ones snapped to a text line (split_index carried the lines' vectors)
+    hit = sharded.search("a space telescope in a clean room", k=1)[0]
+    nasa = next(v for v in one.videos if v["path"] == hit.path)
+    assert hit.path.endswith("nasa_13013.mp4") and hit.start % 2 != 0
+    assert (hit.start, hit.end) in {(a, b) for _, a, b, _ in one.store.texts(nasa["id"])}
     q = one.encode_queries(["a parrot", "a dog"])
     ra, sa = one.rank_videos(q, 10)
     rb, sb = sharded.rank_videos(q, 10)
