@@ -140,10 +140,19 @@ def _print_reply(reply, index) -> None:
             print(_safe(f"   {mark}{i:>2}. {Path(c.path).name}  ({c.score:.2f})"))
 
 
+def _responder(args: argparse.Namespace):
+    """The responder --responder names: None (the engine's default, the template) or the LLM one."""
+    if getattr(args, "responder", "template") == "llm":
+        from .dialogue.gguf_responder import GGUFResponder
+
+        return GGUFResponder()
+    return None
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .dialogue import Engine
 
-    engine = Engine.open(args.index, ray_address=args.ray)
+    engine = Engine.open(args.index, ray_address=args.ray, responder=_responder(args))
     session = engine.session()
     if args.script:
         # one turn per "\n" line: str.splitlines() would also split on \x0b, \x0c, \x1c.. inside a line
@@ -189,7 +198,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     dialogues = load_ivcr200k(args.file)
     predictions = [] if args.predictions else None
-    result = evaluate(Engine.open(args.index, ray_address=args.ray), dialogues, teacher_forced=not args.free_running,
+    engine = Engine.open(args.index, ray_address=args.ray, responder=_responder(args))
+    result = evaluate(engine, dialogues, teacher_forced=not args.free_running,
                       skip_missing=args.skip_missing, predictions=predictions)
     if args.predictions:  # the IVCR-200K authors' scorer reads this list of {"user_q", "output"}
         Path(args.predictions).write_text(json.dumps(predictions, ensure_ascii=False, indent=1))
@@ -219,7 +229,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     serve(args.index, host=args.host, port=args.port, token=args.token, sessions_db=args.sessions,
-          ttl_s=args.ttl, batching=False if args.no_batching else None)
+          ttl_s=args.ttl, batching=False if args.no_batching else None, responder=_responder(args))
     return 0
 
 
@@ -241,6 +251,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=bench_dir.parent)
 
 
+RESPONDER_HELP = ("how replies are worded: template (default, fast) or llm (the IVCR answer line stays the "
+                  "engine's; a small local model adds a sentence from the evidence; needs ivcr_engine[llm])")
 RAY_HELP = "auto (a cluster started on this machine with `ray start`), local, or HOST:PORT; needs ivcr_engine[ray]"
 
 
@@ -302,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_chat.add_argument("--script", help="a file of turns, one per line: prints the transcript")
     p_chat.add_argument("--save", help="with --script: write the session state as JSON here")
     p_chat.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
+    p_chat.add_argument("--responder", choices=["template", "llm"], default="template", help=RESPONDER_HELP)
     p_chat.set_defaults(func=_cmd_chat)
 
     p_eval = sub.add_parser("eval", help="evaluate on a benchmark")
@@ -316,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write every turn's answer as the IVCR-200K scorer reads it: [{user_q, output}]")
     p_ivcr.add_argument("--json", action="store_true")
     p_ivcr.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
+    p_ivcr.add_argument("--responder", choices=["template", "llm"], default="template", help=RESPONDER_HELP)
     p_ivcr.set_defaults(func=_cmd_eval)
 
     p_shard = sub.add_parser("shard", help="sharded indexes: split an existing index into N shards")
@@ -334,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--sessions", help="sessions database (default: INDEX/sessions.sqlite)")
     p_serve.add_argument("--ttl", type=float, default=24 * 3600, help="seconds before an idle session expires")
     p_serve.add_argument("--no-batching", action="store_true", help="run each search alone (no micro-batching)")
+    p_serve.add_argument("--responder", choices=["template", "llm"], default="template", help=RESPONDER_HELP)
     p_serve.set_defaults(func=_cmd_serve)
 
     p_bench = sub.add_parser("bench", help="run benchmark suites (tables with ratios; slow)")

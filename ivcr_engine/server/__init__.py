@@ -21,16 +21,17 @@ def is_loopback(host: str) -> bool:
 
 
 def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, token: str | None = None,
-              ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0):
+              ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0, responder=None):
     """Open the index, the sessions' database (default: ``sessions.sqlite`` in the index folder)
-    and return the ASGI app. ``batching`` None: micro-batching wherever the index supports it."""
+    and return the ASGI app. ``batching`` None: micro-batching wherever the index supports it.
+    ``responder``: how replies are worded (default the template; see dialogue.gguf_responder)."""
     from ..dialogue import Engine
     from ..dialogue.sessions import SessionManager
     from .app import create_app
     from .live import LiveIndex
 
     index_dir = Path(index_dir)
-    engine = Engine.open(index_dir)
+    engine = Engine.open(index_dir, responder=responder)
     live = LiveIndex(engine, index_dir, batching=batching, poll_s=poll_s)
     manager = SessionManager(engine, sessions_db or index_dir / "sessions.sqlite", ttl_s=ttl_s)
     if len(engine.index):  # warm-up: builds derived caches once, before concurrent traffic
