@@ -88,8 +88,9 @@ def _encoder_pools(shared_data: Path) -> dict[str, np.ndarray]:
     from ivcr_engine import decode
     from ivcr_engine.models import FrameEncoder, TextEncoder
 
-    text = TextEncoder().encode(corpus_sentences(shared_data))
-    frames = FrameEncoder()
+    # the index records MiniLM (set_settings above): its sentences and concepts are in that space
+    text = TextEncoder("text_minilm_l6").encode(corpus_sentences(shared_data), "passage")
+    frames = FrameEncoder(text_model="text_minilm_l6")
     feats, concepts = [], []
     for video in sorted((shared_data / "videos").iterdir()):
         clip = decode.decode_frames(str(video), decode.Fps(6.0), size=(224, 224))
