@@ -28,10 +28,10 @@ SUBTITLED_CLIPS = {
 DIALOGUES = {
     "English": ["find videos of someone cooking", "the first one", "when do they add the tomatoes?",
                 "find something like this scene", "find videos of a parrot", "第二个", "not this one",
-                "show me the whole video", "find a video about the weather", "when will it rain in the mountains?",
+                "show me the whole video", "find a video about the weather for tomorrow", "when will it rain in the mountains?",
                 "earlier", "thanks"],
     "中文 (Chinese: the same index, the speech in it is English)": [
-        "找一些往锅里加番茄的视频", "什么时候加番茄？", "找放风筝的视频", "什么时候包饺子？", "更早一点",
+        "找一些往锅里加番茄的视频", "什么时候加番茄？", "找在公园里放风筝的视频", "什么时候包饺子？", "更早一点",
         "看整个视频", "谢谢"],
 }
 
