@@ -137,6 +137,7 @@ class Session:
         if routed.assumed:
             outcome["why"] = (outcome.get("why", "") + " " + self._say("assumed", what=routed.assumed)).strip()
         outcome["lang"] = self._lang
+        outcome["user"] = text  # the turn as typed: a language-model responder answers chit-chat from it
         reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
         st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value, "lang": self._lang})
         timings = dict(self._timings)
