@@ -176,20 +176,19 @@ class GGUFResponder:
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 1024, max_tokens: int = 56,
                  n_threads: int | None = None, seed: int = 0):
-        # llama.cpp's OpenMP workers spin between tokens by default; beside the engine's own threads
-        # (or anything else on a small machine) that turned 0.3 s replies into 1-10 s ones here.
-        # Read when OpenMP starts, i.e. before llama_cpp is first imported.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import llama_cpp
         except ImportError:
             raise RuntimeError(f"the LLM responder needs llama-cpp-python: {INSTALL_HINT}") from None
-        import ivcr_engine
 
         self.model_path = Path(model_path) if model_path else gguf_model_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no GGUF model at {self.model_path}")
-        self.n_threads = n_threads or ivcr_engine.num_threads()
+        # One thread by default: llama.cpp's OpenMP workers spin-wait between tokens, and beside the
+        # engine's own threads (a server's other sessions) two of them on a 2-core box turned
+        # 0.3 s replies into 1-10 s ones, where one thread stays at ~0.5 s. Pass more on an idle
+        # machine, or set OMP_WAIT_POLICY=PASSIVE in the environment before starting the process.
+        self.n_threads = n_threads or 1
         self.max_tokens = max_tokens
         self.seed = seed
         self.template = TemplateResponder()

@@ -1,7 +1,9 @@
 """Responders turn the outcome of a turn into words. The template responder is the default:
 deterministic, no model, in the IVCR answer format ("The intent is video retrieval. The given
 query happens in video 3."). The LLM responder asks any causal LM (transformers) to write the
-reply and parses its "video N" / "Xs-Ys" back with the IVCR rules."""
+reply and parses its "video N" / "Xs-Ys" back with the IVCR rules; gguf_responder.py's
+GGUFResponder (``--responder llm``) keeps the template's answer line and lets a small native model
+add the explanation."""
 from __future__ import annotations
 
 import re
