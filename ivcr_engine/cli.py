@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "an existing index keeps its own")
     p_index.add_argument("--rebuild-text", action="store_true",
                          help="re-embed an existing index's text channels with --text-model (default the multilingual "
-                              "one) from its stored speech, subtitle and concept text: no video is decoded")
+                              "one) from its stored speech, subtitle, on-screen and concept text: no video is decoded")
     p_index.add_argument("--quiet", action="store_true", help="no progress bar")
     p_index.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
     p_index.add_argument("--shards", type=_positive_int, help="write a sharded index of N shards (videos placed by content hash)")
