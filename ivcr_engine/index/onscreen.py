@@ -66,7 +66,7 @@ def timed_lines(clips: np.ndarray, per_clip: Sequence[Sequence[TextLine]]) -> li
         still = []
         for order, line in enumerate(lines):
             key = _key(line.text)
-            if not key:
+            if not any(c.isalnum() for c in key):  # "■", "|", "--": shapes read as glyphs, nothing to find
                 continue
             run = next((r for r in open_runs if r["key"] == key), None)
             if run is None:

@@ -140,6 +140,9 @@ def test_timed_lines_merge_consecutive_readings():
     # one character read differently in one frame is still the same line
     per_clip = [[L("Exit 12 Main Street")], [L("Exit 12 Maln Street")], [L("Exit 12 Main Street")], [], [], []]
     assert timed_lines(clips, per_clip) == [(0.0, 6.0, "Exit 12 Main Street")]
+    # readings with no letter or digit in any script (a logo's block read as a glyph) are no text
+    per_clip = [[L("■"), L("出口")], [L("| --")], [L("15")], [], [], []]
+    assert timed_lines(clips, per_clip) == [(0.0, 2.0, "出口"), (4.0, 6.0, "15")]
 
 
 def test_the_reader_sees_the_displayed_frame_at_its_size():
