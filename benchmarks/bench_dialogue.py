@@ -1,6 +1,6 @@
 """Per-turn latency of the dialogue engine without an LLM on two synthetic 100k-video / 1M-clip
-indexes (the real channel layout; see synthetic_index.py): one of random unit rows, one made of
-real encoder outputs. Real query text from ActivityNet Captions: p50 and p99 per turn, split into
+indexes (the real channel layout; see synthetic_index.py): one of random unit rows, two made of
+real encoder outputs (text in MiniLM's space, and in multilingual-e5-small's, the default). Real query text from ActivityNet Captions: p50 and p99 per turn, split into
 encode, search, span and respond, and the recall of the two-stage video ranking against the exact
 scan, for text queries and for "something like this" (visual) queries. Target: p50 <= 15 ms.
 
@@ -21,7 +21,7 @@ from synthetic_index import open_index
 TABLE = "dialogue turn latency (100k videos / 1M clips, no LLM), ms"
 
 
-@pytest.fixture(scope="module", params=["gaussian", "encoder"])
+@pytest.fixture(scope="module", params=["gaussian", "encoder", "encoder-e5"])
 def engine(request, shared_data):
     prepare_models()
     return request.param, Engine.open(open_index(request.param, shared_data))

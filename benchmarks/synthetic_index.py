@@ -6,7 +6,8 @@ Two corpora with the real channel layout (visual 1280-d, concept 384-d, speech a
 - ``gaussian``: independent random unit rows. The worst case for any compression of the rows (no
   direction matters more than another), and a corpus no encoder produces.
 - ``encoder``: rows made from real encoder outputs. Text channels are MiniLM embeddings of real
-  sentences (TVR, Charades-STA, DiDeMo and QVHighlights annotations; the benchmarks' queries come
+  sentences (``encoder-e5``: the same corpus embedded by multilingual-e5-small, the default text
+  model, so turns pay its query encoder) (TVR, Charades-STA, DiDeMo and QVHighlights annotations; the benchmarks' queries come
   from ActivityNet Captions, so no query is in the corpus); visual and concept rows are
   EfficientNet-Lite0 features and concept vectors of the shared videos' frames. Each clip mixes
   two pool vectors and a little noise, and neighbouring clips of a video often share content, so
@@ -36,23 +37,28 @@ def open_index(kind: str, shared_data: Path | None = None) -> Path:
         return root
     shutil.rmtree(root, ignore_errors=True)
     rng = np.random.default_rng(0)
+    text_model = ENCODER_CORPORA.get(kind, "text_minilm_l6")
     if kind == "gaussian":
         rows = _gaussian_rows
-    elif kind == "encoder":
+    elif kind in ENCODER_CORPORA:
         if shared_data is None:
             raise ValueError("the encoder corpus is made from the shared data")
-        pools = _encoder_pools(shared_data)
+        pools = _encoder_pools(shared_data, text_model)
         rows = lambda rng, n: _encoder_rows(rng, n, pools)  # noqa: E731
     else:
         raise ValueError(f"unknown corpus {kind!r}")
-    _build(root, rng, rows)
+    _build(root, rng, rows, text_model)
     return root
 
 
-def _build(root: Path, rng, rows) -> None:
+# encoder corpora and the text model their text and concept rows are embedded with
+ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
+
+
+def _build(root: Path, rng, rows, text_model: str) -> None:
     times = np.stack([np.arange(CLIPS) * 2.0, np.arange(CLIPS) * 2.0 + 2.0], 1)
     with IndexStore(root, create=True) as store:
-        store.set_settings({"clip_seconds": 2.0, "text_model": "text_minilm_l6"})
+        store.set_settings({"clip_seconds": 2.0, "text_model": text_model})
         for name, dim in DIMS.items():
             store.ensure_channel(ChannelSpec(name, dim))
         for b in range(N_VIDEOS // PER_BATCH):
@@ -80,17 +86,17 @@ def corpus_sentences(shared_data: Path) -> list[str]:
     return sorted({s.strip() for s in out if s.strip()})
 
 
-def _encoder_pools(shared_data: Path) -> dict[str, np.ndarray]:
+def _encoder_pools(shared_data: Path, text_model: str) -> dict[str, np.ndarray]:
     """Real encoder outputs, cached: sentence embeddings and frame features/concepts."""
-    path = CACHE / "encoder_pools.npz"
+    path = CACHE / ("encoder_pools.npz" if text_model == "text_minilm_l6" else f"encoder_pools.{text_model}.npz")
     if path.exists():
         return dict(np.load(path))
     from ivcr_engine import decode
     from ivcr_engine.models import FrameEncoder, TextEncoder
 
-    # the index records MiniLM (set_settings above): its sentences and concepts are in that space
-    text = TextEncoder("text_minilm_l6").encode(corpus_sentences(shared_data), "passage")
-    frames = FrameEncoder(text_model="text_minilm_l6")
+    # the index records this text model (_build): its sentences and concepts are in that space
+    text = TextEncoder(text_model).encode(corpus_sentences(shared_data), "passage")
+    frames = FrameEncoder(text_model=text_model)
     feats, concepts = [], []
     for video in sorted((shared_data / "videos").iterdir()):
         clip = decode.decode_frames(str(video), decode.Fps(6.0), size=(224, 224))
