@@ -155,7 +155,7 @@ PROTOTYPES = {
     Intent.VIDEO_RETRIEVAL: ["find videos of a dog running on a beach", "I am looking for a video about cooking",
                              "a man playing guitar on stage"],
     Intent.MOMENT_RETRIEVAL: ["when does he open the door", "at which point does the car stop",
-                              "the moment the crowd starts cheering"],
+                              "the moment the crowd starts cheering", "what is the man doing there"],
     Intent.CHAT: ["how are you today", "that is very nice", "tell me a joke", "hello, who are you",
                   "what is your name"],  # English only: MiniLM would put any Chinese turn near a Chinese one
     Intent.HELP: ["what can you do", "how do I use this"],

@@ -77,3 +77,16 @@ def test_prototypes_decide_unmatched_turns(text_model):
     # moment-like turn with nothing chosen yet: look for the video first
     r = router.route("the moment the crowd begins to cheer loudly")
     assert r.intent == Intent.VIDEO_RETRIEVAL and r.assumed
+
+
+def test_greetings_are_chat_and_what_someone_does_is_a_moment_under_the_multilingual_model():
+    """With a video selected, "hello, who are you?" is small talk, not a moment query, and "what
+    is that person doing" (in Chinese too) asks about the moment, not for help."""
+    from ivcr_engine.models import TextEncoder, prepare_models
+
+    prepare_models()
+    router = Router(CalibratedQueries(TextEncoder("text_me5_small")))
+    for text in ("hello, who are you?", "你好，你是谁？"):
+        assert router.route(text, has_candidates=True, has_selection=True).intent == Intent.CHAT, text
+    for text in ("what is that person doing", "那个人在做什么"):
+        assert router.route(text, has_candidates=True, has_selection=True).intent == Intent.MOMENT_RETRIEVAL, text
