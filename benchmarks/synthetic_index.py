@@ -28,6 +28,8 @@ CACHE = REPO / ".cache" / "bench"
 N_VIDEOS, CLIPS = 100_000, 10
 DIMS = {"visual": 1280, "concept": 384, "speech": 385, "subtitle": 385}
 PER_BATCH = 5_000  # videos per store commit
+# encoder corpora and the text model their text and concept rows are embedded with
+ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
 
 
 def open_index(kind: str, shared_data: Path | None = None) -> Path:
@@ -49,10 +51,6 @@ def open_index(kind: str, shared_data: Path | None = None) -> Path:
         raise ValueError(f"unknown corpus {kind!r}")
     _build(root, rng, rows, text_model)
     return root
-
-
-# encoder corpora and the text model their text and concept rows are embedded with
-ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
 
 
 def _build(root: Path, rng, rows, text_model: str) -> None:

@@ -126,10 +126,7 @@ def _rebuild_store(store: IndexStore, text: TextEncoder, frames: FrameEncoder) -
         # transaction that records the new model, so lines and channels never disagree
         lines = store.line_texts()
         distinct = sorted({t for _, t in lines})
-        encoded = {}
-        for i in range(0, len(distinct), 256):
-            chunk = distinct[i:i + 256]
-            encoded.update(zip(chunk, text.encode(chunk, "passage")))
+        encoded = dict(zip(distinct, text.encode(distinct, "passage"))) if distinct else {}
         line_vectors = {rowid: encoded[t] for rowid, t in lines}
         store.set_meta(REBUILD_MARKER, json.dumps({"text_model": text.card.name, "started": time.time()}))
         for name, (tmp, _) in new_files.items():

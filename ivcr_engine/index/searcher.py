@@ -18,7 +18,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..checks import as_int
+from ..eval.metrics import temporal_iou
 from ..models import ClipEncoder, TextEncoder
+from ..models.text import calibrated
 from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
@@ -263,8 +265,7 @@ class Index:
         lo, hi = 0.0, float(self.videos[video]["duration"])
         if window is not None:
             lo, hi = max(lo, float(window[0])), min(hi, float(window[1]))
-        c = self._line_chance
-        scores = (line_scores(queries, weights, lines, vectors) - c) / (1.0 - c)
+        scores = calibrated(line_scores(queries, weights, lines, vectors), self._line_chance)
         snapped = snap_to_lines(start, end, lines, scores, TEXT_BASELINE, (lo, hi))
         return snapped or (start, end)
 
@@ -453,12 +454,7 @@ class Index:
 def _repeats(kept: Sequence[Moment], start: float, end: float, max_iou: float) -> bool:
     """True when [start, end] overlaps a kept moment by more than ``max_iou`` (two grid spans that
     snapped to the same line are one moment)."""
-    for m in kept:
-        inter = min(end, m.end) - max(start, m.start)
-        union = max(end, m.end) - min(start, m.start)
-        if inter > 0 and union > 0 and inter / union > max_iou:
-            return True
-    return False
+    return bool(kept) and float(temporal_iou([[start, end]], [[m.start, m.end] for m in kept]).max()) > max_iou
 
 
 def to_qvhighlights(qid, query: str, hits: Sequence[Hit], vid: str | None = None) -> dict:

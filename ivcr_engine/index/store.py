@@ -444,10 +444,13 @@ class IndexStore:
         opening a million-clip index reads nothing up front)."""
         return self._map(self._clips_path(), np.float64, self.row_count() if rows is None else rows, 2)
 
+    def _lines(self, columns: str, video_id: int, start: float, end: float) -> list[tuple]:
+        return self.db.execute(f"SELECT {columns} FROM texts WHERE video_id = ? AND t_start < ? AND t_end > ?"
+                               " ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
+
     def texts(self, video_id: int, start: float = -np.inf, end: float = np.inf) -> list[tuple[str, float, float, str]]:
         """A video's timed text lines (source, start, end, text), or those overlapping [start, end]."""
-        return self.db.execute("SELECT source, t_start, t_end, text FROM texts WHERE video_id = ? AND t_start < ?"
-                               " AND t_end > ? ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
+        return self._lines("source, t_start, t_end, text", video_id, start, end)
 
     def text_lines(self, video_id: int, start: float = -np.inf, end: float = np.inf
                    ) -> tuple[list[tuple[str, float, float, str]], list[np.ndarray | None]]:
@@ -455,8 +458,7 @@ class IndexStore:
         if not self._line_vectors:
             lines = self.texts(video_id, start, end)
             return lines, [None] * len(lines)
-        rows = self.db.execute("SELECT source, t_start, t_end, text, vec FROM texts WHERE video_id = ? AND t_start < ?"
-                               " AND t_end > ? ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
+        rows = self._lines("source, t_start, t_end, text, vec", video_id, start, end)
         return ([r[:4] for r in rows],
                 [None if r[4] is None else np.frombuffer(r[4], LINE_VECTOR_DTYPE).astype(np.float32) for r in rows])
 

@@ -29,6 +29,12 @@ def _session(onnx_path: Path, threads: int | None, tensorrt: bool = True):
 ROLES = ("query", "passage")
 
 
+def calibrated(cosines, chance: float) -> np.ndarray:
+    """Cosines of a text model whose unrelated pairs reach ``chance`` (its card's
+    ``chance_similarity``) on the scale the engine's thresholds were set on (MiniLM's, chance 0)."""
+    return (np.asarray(cosines, np.float32) - chance) / (1.0 - chance)
+
+
 class TextEncoder:
     """``encode(texts, role) -> (n, dim) float32`` unit vectors, in the sentence-transformers manner.
 
@@ -70,7 +76,7 @@ class TextEncoder:
 
     def calibrate(self, cosines):
         """Cosines on the scale the engine's thresholds use: (s - chance) / (1 - chance)."""
-        return (np.asarray(cosines, np.float32) - self.chance) / (1.0 - self.chance)
+        return calibrated(cosines, self.chance)
 
     def encode(self, texts: str | Sequence[str], role: str, batch_size: int = 64) -> np.ndarray:
         if role not in ROLES:
