@@ -42,13 +42,6 @@ def frames(path, times, size=SIZE) -> np.ndarray:
     return decode.decode_frames(path, decode.Timestamps(list(times)), size=size).frames
 
 
-def iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def test_the_models_are_the_wheels_own_files_with_their_dictionary(reader):
     rapidocr = pytest.importorskip("rapidocr_onnxruntime")
     src = Path(rapidocr.__file__).parent / "models"
@@ -75,7 +68,10 @@ def test_lines_match_rapidocrs_own_pipeline(reader, captions_video):
         assert len(lines) == len(theirs), ([l.text for l in lines], [t[1] for t in theirs])
         for line, (quad, text, _) in zip(lines, theirs):
             q = np.asarray(quad)
-            assert iou(line.box, (q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max())) > 0.9
+            # "within a few pixels", each edge: a 36 px tall caption box 2-3 px off on every side
+            # (seen once in a fresh clone's run) is IoU 0.85, so IoU would flake at 0.9
+            theirs_box = (q[:, 0].min(), q[:, 1].min(), q[:, 0].max(), q[:, 1].max())
+            assert max(abs(a - b) for a, b in zip(line.box, theirs_box)) <= 4, (line.box, theirs_box)
             assert cer(line.text, text) <= 0.1, (line.text, text)
             same += "".join(line.text.split()) == "".join(text.split())
             total += 1
