@@ -119,7 +119,7 @@ def test_engine_load(mode, sentences, record, shared_data):
     from ivcr_engine.dialogue.sessions import SessionManager
     from ivcr_engine.index.batching import BatchingIndex
 
-    engine = Engine.open(open_index("encoder", shared_data))
+    engine = Engine.open(open_index("encoder", shared_data), prefault=True)  # as `ivcr serve` opens it
     engine.index.search("warm up", k=1)
     if mode == "on":
         engine.index = BatchingIndex(engine.index)

@@ -89,12 +89,12 @@ class Engine:
         return got
 
     @classmethod
-    def open(cls, index_dir: str | Path, ray_address: str | None = None, **kw) -> "Engine":
+    def open(cls, index_dir: str | Path, ray_address: str | None = None, prefault: bool = False, **kw) -> "Engine":
         """An engine over an index folder or a sharded index's manifest folder (``ray_address``:
-        place the shards on Ray actors of that cluster)."""
+        place the shards on Ray actors of that cluster; ``prefault``: see ``Index``)."""
         from ..index.sharded import open_index
 
-        return cls(open_index(index_dir, ray_address=ray_address), **kw)
+        return cls(open_index(index_dir, ray_address=ray_address, prefault=prefault), **kw)
 
     def session(self, state: SessionState | None = None) -> "Session":
         return Session(self, state or SessionState())

@@ -185,8 +185,9 @@ class ShardedIndex:
     video, from the lines it stores, so they equal a single index's."""
 
     def __init__(self, root: str | Path, ray_address: str | None = None, text_encoder: TextEncoder | None = None,
-                 models_root: Path | None = None, moment_edges: str = "lines"):
+                 models_root: Path | None = None, moment_edges: str = "lines", prefault: bool = False):
         self.root = Path(root)
+        self.prefault = bool(prefault)
         paths = read_manifest(self.root)
         missing = [str(p) for p in paths if not (p / "meta.sqlite").is_file()]
         if missing:
@@ -194,7 +195,8 @@ class ShardedIndex:
         self.n = len(paths)
         self.actors = None
         if ray_address is None:
-            self._fan = _Fanout([Shard(p, text_encoder=_NO_TEXT, moment_edges=moment_edges) for p in paths])
+            self._fan = _Fanout([Shard(p, text_encoder=_NO_TEXT, moment_edges=moment_edges, prefault=prefault)
+                                 for p in paths])
         else:
             from .ray_cluster import connect
 
@@ -202,7 +204,7 @@ class ShardedIndex:
             cls = ray.remote(Shard)
             # no CPU reserved: a shard actor idles between turns; SPREAD puts each on its own node
             self.actors = [cls.options(num_cpus=0, scheduling_strategy="SPREAD").remote(
-                str(p.resolve()), text_encoder=_NO_TEXT, moment_edges=moment_edges) for p in paths]
+                str(p.resolve()), text_encoder=_NO_TEXT, moment_edges=moment_edges, prefault=prefault) for p in paths]
             self._fan = _Fanout(self.actors, ray)
         self._describe()
         self.settings = self._info[0]["settings"]

@@ -65,7 +65,7 @@ class LiveIndex:
                 self.engine.forget_vectors()  # cheap to make again; the text model may have changed
             else:  # in this process turns run on many threads, and Index.refresh() must not race a
                 # search on the same object: open the index again (sharing the encoder) and swap
-                fresh = open_index(self.root, text_encoder=inner.text_encoder)
+                fresh = open_index(self.root, text_encoder=inner.text_encoder, prefault=getattr(inner, "prefault", False))
                 self.engine.index = self._wrap(fresh)
                 if isinstance(current, BatchingIndex):  # turns in flight may still hold it: close later
                     closer = threading.Timer(60.0, current.close)

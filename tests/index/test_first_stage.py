@@ -78,3 +78,96 @@ def test_projected_first_stage_keeps_the_exact_top10_on_real_sentences(shared_da
     truth = exact.topk_videos({"t": queries}, 10).ids
     recall = np.mean([len(set(t) & set(s)) / 10 for t, s in zip(truth, shortlist)])
     assert recall >= 0.99, recall
+
+
+def test_a_wide_copy_ranks_only_what_its_coarse_copy_keeps(tmp_path, monkeypatch):
+    """A wide projected copy gets a coarse copy of its leading directions in front (first_stage
+    COARSE_*): the coarse copy is built from the projected copy alone, cached beside it, and the
+    three-stage ranking (coarse, projected, exact) gives the exact scan's top 10, for one query
+    and for a batch whose rows keep different shortlists."""
+    import ivcr_engine.index.searcher as searcher
+    from ivcr_engine.index import Index
+    from ivcr_engine.search import Corpus as _Corpus
+
+    rows, n_videos, clips = visual_index(tmp_path)
+    monkeypatch.setattr(searcher, "TWO_STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(searcher, "SHORTLIST", 20)
+    monkeypatch.setattr(first_stage, "DEFAULT_ENERGY", 0.999)  # a projected copy of 32 dims
+    monkeypatch.setattr(first_stage, "COARSE_MIN_WIDTH", 32)
+    monkeypatch.setattr(first_stage, "COARSE_DIMS", 16)
+    monkeypatch.setattr(first_stage, "COARSE_SHORTLIST", 60)  # 300 videos > 4 x 60: the coarse stage runs
+    calls = []
+    original = _Corpus.topk_videos
+
+    def spy(self, queries, k, **kw):
+        calls.append((self.dims, k))
+        return original(self, queries, k, **kw)
+
+    monkeypatch.setattr(_Corpus, "topk_videos", spy)
+    index = Index(tmp_path, text_encoder=object())
+    q = {"visual": rows[[7, 1000]]}
+    refs, scores = index.rank_videos(q, 10, {"visual": 1.0})
+    assert [c for c in calls if c[0] == {"visual": 16}] == [({"visual": 16}, 60)]  # one coarse pass for the batch
+    assert len([c for c in calls if c[0] == {"visual": 32}]) == 2                    # the copy per row
+    coarse = tmp_path / "vectors" / f"first.visual.coarse16.{n_videos * clips}.values.npy"
+    assert coarse.exists() and np.load(coarse).shape == (n_videos * clips, 16)
+    exact = Corpus({"visual": rows.astype(np.float16)}, index.offsets).topk_videos(q, 10)
+    np.testing.assert_array_equal(refs, exact.ids)
+    np.testing.assert_allclose(scores, exact.scores, atol=1e-6)
+    assert refs[0][0] == 7 // clips and refs[1][0] == 1000 // clips
+
+
+def visual_index(root, n_videos=300, clips=6, dim=256):
+    """An index of one low-rank visual channel (12 directions and a little noise); its rows."""
+    from ivcr_engine.index import ChannelSpec, IndexStore, VideoRecord
+
+    rng = np.random.default_rng(5)
+    mix = rng.standard_normal((12, dim))
+    rows = unit(rng.standard_normal((n_videos * clips, 12)) @ mix + 0.01 * rng.standard_normal((n_videos * clips, dim)))
+    times = np.stack([np.arange(clips) * 2.0, np.arange(clips) * 2.0 + 2.0], 1)
+    with IndexStore(root, create=True) as store:
+        store.set_settings({"clip_seconds": 2.0})
+        store.ensure_channel(ChannelSpec("visual", dim))
+        store.add_videos([VideoRecord(f"/v/{i}.mp4", f"h{i}", 12.0, times, {"visual": rows[i * clips:(i + 1) * clips]})
+                          for i in range(n_videos)])
+    return rows, n_videos, clips
+
+
+def test_a_prefaulted_index_maps_its_rows_up_front_and_ranks_the_same(tmp_path):
+    """``prefault`` (what ``ivcr serve`` opens with) faults the mapped rows in at open, where a
+    plain open maps them lazily, and changes no result; ``populate`` leaves arrays that are not
+    mapped files alone."""
+    from ivcr_engine.index import Index
+    from ivcr_engine.index.searcher import populate
+
+    rows, _, _ = visual_index(tmp_path)
+    q = {"visual": rows[[3]]}
+    plain = Index(tmp_path, text_encoder=object()).rank_videos(q, 10, {"visual": 1.0})
+    cold = Index(tmp_path, text_encoder=object())
+    warm = Index(tmp_path, text_encoder=object(), prefault=True)
+    pages = -(-warm.channels["visual"].nbytes // 4096)
+    if _resident_pages(cold.channels["visual"]) is not None:  # before any search reads a row
+        assert _resident_pages(cold.channels["visual"]) == 0
+        assert _resident_pages(warm.channels["visual"]) >= pages
+    got = warm.rank_videos(q, 10, {"visual": 1.0})
+    np.testing.assert_array_equal(got[0], plain[0])
+    np.testing.assert_array_equal(got[1], plain[1])
+    populate(np.zeros(10))  # not a mapped file: nothing to do, no error
+
+
+def _resident_pages(arr) -> int | None:
+    """Pages of a memory-mapped array present in this process's page tables (from
+    /proc/self/smaps: its mapping's Rss), or None where smaps is unreadable."""
+    import mmap as _mmap
+    import re
+
+    try:
+        smaps = open("/proc/self/smaps").read()
+    except OSError:
+        return None
+    start = arr.ctypes.data - arr.ctypes.data % _mmap.PAGESIZE
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", smaps):
+        lo, hi = (int(x, 16) for x in block.split()[0].split("-"))
+        if lo <= start < hi:
+            return int(re.search(r"\nRss:\s+(\d+) kB", block).group(1)) * 1024 // _mmap.PAGESIZE
+    return None

@@ -155,6 +155,47 @@ def test_filters_restrict_clips_and_videos(simd_level, mode):
     assert np.all(video_ok[got])
 
 
+@pytest.mark.parametrize("d", [16, 48, 96, 100, 130])
+def test_int8_single_query_over_scattered_videos(simd_level, d):
+    """One query against int8 rows (the first stage's case: 8 rows reduced at once, the tail
+    of a row beyond the SIMD width, rows left over from the 8) over every video and over a
+    scattered shortlist of them (runs of one or a few videos, prefetched one run ahead)."""
+    rng = np.random.default_rng(d)
+    off = random_offsets(rng, 900, 13)
+    ch = quantize_int8(unit_rows(rng, int(off[-1]), d))
+    q = unit_rows(rng, 1, d)
+    vs = ref.video_scores(ref.clip_scores([ch], [q], [1.0]), off, "max")
+    corpus = Corpus({"v": ch}, off)
+    check(corpus.topk_videos(q, 25), *ref.topk(vs, 25), tol=1e-4)
+    shortlist = rng.choice(900, size=60, replace=False)
+    mask = np.zeros(900, bool)
+    mask[shortlist] = True
+    check(corpus.topk_videos(q, 25, allow=shortlist), *ref.topk(vs, 25, mask), tol=1e-4)
+    s = ref.clip_scores([ch], [q], [1.0])
+    check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 2, 999, 3000, 7000])
+def test_large_k_keeps_the_exact_best_k_with_ties(k):
+    """Shortlists of thousands: the collector keeps a buffer of 2k and selects when it fills,
+    so k around and above half the candidates, and many exact ties (broken by the lower id),
+    must come out exactly as a full sort would have them."""
+    rng = np.random.default_rng(k)
+    E = rng.integers(-2, 3, size=(12000, 8)).astype(np.float32)  # small integers: exact, frequent ties
+    Q = rng.integers(-2, 3, size=(3, 8)).astype(np.float32)
+    off = np.arange(0, 12001, 2, dtype=np.int64)
+    corpus = Corpus(E, off)
+    s = ref.clip_scores([E], [Q], [1.0])
+    rs, ri = ref.topk(s, k)
+    res = corpus.topk_clips(Q, k)
+    np.testing.assert_array_equal(res.ids, ri)
+    np.testing.assert_array_equal(res.scores, rs.astype(np.float32))
+    vs, vi = ref.topk(ref.video_scores(s, off, "max"), min(k, 6000))
+    res = corpus.topk_videos(Q, k)
+    np.testing.assert_array_equal(res.ids, vi)
+    np.testing.assert_array_equal(res.scores, vs.astype(np.float32))
+
+
 def test_boolean_mask_filter_and_bitset_layout():
     bits = video_bitset([0, 63, 64, 129], 130)
     assert bits.dtype == np.uint64 and bits.shape == (3,)

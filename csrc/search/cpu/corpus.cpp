@@ -6,12 +6,13 @@
 
 #include "common/thread_pool.h"
 #include "search/cpu/dot_kernels.h"
-#include "search/cpu/topk_heap.h"
+#include "search/cpu/topk_collector.h"
 
 namespace ivcr::search {
 namespace {
 
 constexpr float kNegInf = -__builtin_inff();
+constexpr std::size_t kMaxPrefetchBytes = 16384;  // per channel and run: a few videos' rows
 
 // Queries in the form each channel's kernel wants: float32 with the channel weight folded in, or
 // int16 with a per-query scale for int8 channels (int16 keeps query rounding error ~1e-5).
@@ -88,12 +89,12 @@ int block_rows(int64_t B) { return int(std::clamp<int64_t>(4096 / std::max<int64
 
 struct WorkerState {
   std::vector<float> tile;
-  std::vector<TopKHeap> heaps;  // one per query
+  std::vector<TopKCollector> heaps;  // one top-k collector per query
   // video aggregation state, one per query
   std::vector<float> agg_m, agg_s;
 };
 
-// Writes the best k_out of every worker's heap for each query, best first, padded.
+// Writes the best k_out of every worker's collector for each query, best first, padded.
 void merge_heaps(std::vector<WorkerState>& workers, int64_t B, int64_t k_out, float* scores, int64_t* ids) {
   std::vector<Scored> all;
   for (int64_t b = 0; b < B; ++b) {
@@ -102,7 +103,8 @@ void merge_heaps(std::vector<WorkerState>& workers, int64_t B, int64_t k_out, fl
       if (!w.heaps.empty()) all.insert(all.end(), w.heaps[b].items().begin(), w.heaps[b].items().end());
     const auto better = [](const Scored& x, const Scored& y) { return ranks_after(y, x); };
     const std::size_t keep = std::min<std::size_t>(all.size(), std::size_t(k_out));
-    std::partial_sort(all.begin(), all.begin() + keep, all.end(), better);
+    if (keep < all.size()) std::nth_element(all.begin(), all.begin() + keep, all.end(), better);
+    std::sort(all.begin(), all.begin() + keep, better);  // O(n + k log k): shortlists run to thousands
     for (int64_t i = 0; i < k_out; ++i) {
       const bool have = std::size_t(i) < keep;
       scores[b * k_out + i] = have ? all[i].score : kNegInf;
@@ -151,6 +153,17 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
   }
   cuts.push_back(rows_);
 
+  const auto prefetch_rows = [&](int64_t a, int64_t b) {
+    for (std::size_t c = 0; c < channels_.size(); ++c) {
+      if (!pq.active[c]) continue;
+      const Channel& ch = channels_[c];
+      const std::size_t elem = ch.dtype == DType::F32 ? 4 : ch.dtype == DType::F16 ? 2 : 1;
+      const char* p = static_cast<const char*>(ch.data) + std::size_t(a) * ch.dim * elem;
+      const std::size_t bytes = std::min<std::size_t>(std::size_t(b - a) * ch.dim * elem, kMaxPrefetchBytes);
+      for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+      if (ch.scales) __builtin_prefetch(ch.scales + a);
+    }
+  };
   const auto video_of = [&](int64_t row) {
     return int64_t(std::upper_bound(offsets_, offsets_ + n_videos_ + 1, row) - offsets_) - 1;
   };
@@ -167,29 +180,35 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
     const int64_t r0 = cuts[task], r1 = cuts[task + 1];
     // Blocks sit on a global grid of rows_per_block, so how a video is cut into blocks (and
     // hence the float rounding of its running aggregate) does not depend on the thread count.
-    const auto run_blocks = [&](int64_t a, int64_t b) {
+    // first_video: the video of row a or one before it (handlers step forward from it: a binary
+    // search per run cost more than scoring a shortlisted video's rows)
+    const auto run_blocks = [&](int64_t a, int64_t b, int64_t first_video) {  // (by value: advanced per block)
       for (int64_t row = a; row < b;) {
         const int n = int(std::min<int64_t>((row / rows_per_block + 1) * rows_per_block, b) - row);
         score_tile(K, channels_, pq, B, row, n, ws.tile.data(), n);
-        consume(ws, row, n, n);
+        first_video = consume(ws, row, n, n, first_video);  // the video the block ended in
         row += n;
       }
     };
     if (!filter.active()) {
-      run_blocks(r0, r1);
+      run_blocks(r0, r1, video_of(r0));
       return;
     }
-    // Only eligible videos are scanned: a filtered video costs no memory traffic at all.
-    int64_t v = video_of(r0);
+    // Only eligible videos are scanned: a filtered video costs no memory traffic at all. A
+    // shortlist's videos lie scattered, each a few KB, so the hardware prefetcher cannot see the
+    // next one coming: the next run's rows are prefetched while this one is scored.
+    const auto next_eligible = [&](int64_t v) {
+      while (v < n_videos_ && offsets_[v] < r1 && !filter.eligible(v)) ++v;
+      return v;
+    };
+    int64_t v = next_eligible(video_of(r0));
     while (v < n_videos_ && offsets_[v] < r1) {
-      if (!filter.eligible(v)) {
-        ++v;
-        continue;
-      }
       int64_t e = v;
       while (e < n_videos_ && offsets_[e] < r1 && filter.eligible(e)) ++e;
-      run_blocks(std::max(r0, offsets_[v]), std::min(r1, offsets_[e]));
-      v = e;
+      const int64_t next = next_eligible(e);
+      if (next < n_videos_ && offsets_[next] < r1) prefetch_rows(offsets_[next], std::min(r1, offsets_[next + 1]));
+      run_blocks(std::max(r0, offsets_[v]), std::min(r1, offsets_[e]), v);
+      v = next;
     }
   });
   merge_heaps(workers, B, k_out, scores, ids);
@@ -198,8 +217,9 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
 void CpuCorpus::topk_clips(const QueryBatch& q, int64_t k_out, const VideoFilter& filter, float* scores,
                            int64_t* ids) const {
   const int64_t B = q.batch;
-  scan(q, k_out, false, filter, scores, ids, [B](WorkerState& ws, int64_t row0, int n, int ldo) {
+  scan(q, k_out, false, filter, scores, ids, [B](WorkerState& ws, int64_t row0, int n, int ldo, int64_t video) {
     for (int64_t b = 0; b < B; ++b) ws.heaps[b].push_run(ws.tile.data() + b * ldo, n, row0);
+    return video;
   });
 }
 
@@ -208,14 +228,12 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
   if (agg == Agg::LogSumExp && !(temperature > 0)) throw std::invalid_argument("temperature must be > 0");
   const int64_t B = q.batch;
   const int64_t* off = offsets_;
-  const int64_t V = n_videos_;
   const float inv_t = 1.f / temperature;
   // A block may hold the end of one video, several whole ones and the start of another; the
   // running state (max, or sum, or log-sum-exp pair) carries over between blocks of a task.
-  scan(q, k_out, true, filter, scores, ids, [=](WorkerState& ws, int64_t row0, int n, int ldo) {
+  scan(q, k_out, true, filter, scores, ids, [=](WorkerState& ws, int64_t row0, int n, int ldo, int64_t v) {
     int64_t r = row0;
     const int64_t end = row0 + n;
-    int64_t v = int64_t(std::upper_bound(off, off + V + 1, r) - off) - 1;
     while (r < end) {
       while (off[v + 1] <= r) ++v;  // step over the video just finished and any empty ones
       const int64_t seg_end = std::min(end, off[v + 1]);
@@ -259,6 +277,7 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
       }
       r = seg_end;
     }
+    return v;
   });
 }
 

@@ -3,7 +3,8 @@
 //   fma(a, b, acc), hsum(vf);
 //   WI (int8 lanes per step), vq (WI int16 lanes), vi (int32 accumulators), izero(),
 //   load_i8(const int8_t*) -> vq (widened to int16), load_i16(const int16_t*) -> vq,
-//   dot_i16(vi acc, vq a, vq b) (adjacent int16 products summed into int32 lanes), ihsum(vi).
+//   dot_i16(vi acc, vq a, vq b) (adjacent int16 products summed into int32 lanes), ihsum(vi),
+//   ihsum8(const vi* acc, int32_t* out) (eight accumulators reduced at once: out[i] = ihsum(acc[i])).
 // Every corpus row goes through the same accumulation order whatever its position in a tile,
 // so equal rows give bit-identical scores and ties are broken only by id.
 #pragma once
@@ -65,14 +66,53 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
       for (int j = 0; j < NQ; ++j) acc[i][j] = S::dot_i16(acc[i][j], e, q[j]);
     }
   }
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NQ; ++j) {
-      int32_t s = S::ihsum(acc[i][j]);
-      for (int d = Dv; d < D; ++d) s += int32_t(E[i * D + d]) * int32_t(Q[j * D + d]);
-      const float v = float(s) * rowscale[i] * qscale[j];
-      float& o = out[j * ldo + i];
-      o = acc_out ? o + v : v;
-    }
+  int32_t sums[R * NQ];
+  if constexpr (R * NQ == 8) {
+    S::ihsum8(&acc[0][0], sums);  // eight pairs reduced together (see tile_i8_q1x8)
+  } else {
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) sums[i * NQ + j] = S::ihsum(acc[i][j]);
+  }
+  if (Dv < D)  // (kept out of the scaling loop below, which then compiles branch-free)
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j)
+        for (int d = Dv; d < D; ++d) sums[i * NQ + j] += int32_t(E[i * D + d]) * int32_t(Q[j * D + d]);
+  if (acc_out) {
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) out[j * ldo + i] += float(sums[i * NQ + j]) * rowscale[i] * qscale[j];
+  } else {
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) out[j * ldo + i] = float(sums[i * NQ + j]) * rowscale[i] * qscale[j];
+  }
+}
+
+// One query against 8 rows at once (the B=1 scan of a first stage): at 64-128 dims a row is a few
+// multiply-adds, so reducing the 8 accumulators together (ihsum8) and scaling 8 rows in one go
+// is what keeps the scan at memory speed instead of paying a horizontal sum per row. Integer
+// sums are exact and the scaling is the same two float products, so scores are bit-identical
+// to the one-row path.
+template <class S>
+inline void tile_i8_q1x8(const int16_t* Q, float qscale, int D, const int8_t* E, const float* rowscale,
+                         float* out, bool acc_out) {
+  // (initialised in place: a zeroing loop here compiled to a memset of a stack copy, a third of
+  // the scan's time at 32 dims)
+  const typename S::vi z = S::izero();
+  typename S::vi acc[8] = {z, z, z, z, z, z, z, z};
+  const int Dv = D - D % S::WI;
+  for (int d = 0; d < Dv; d += S::WI) {
+    const typename S::vq q = S::load_i16(Q + d);
+    for (int i = 0; i < 8; ++i) acc[i] = S::dot_i16(acc[i], S::load_i8(E + std::size_t(i) * D + d), q);
+  }
+  int32_t s[8];
+  S::ihsum8(acc, s);
+  if (Dv < D)
+    for (int i = 0; i < 8; ++i)
+      for (int d = Dv; d < D; ++d) s[i] += int32_t(E[std::size_t(i) * D + d]) * int32_t(Q[d]);
+  if (acc_out) {
+    for (int i = 0; i < 8; ++i) out[i] += float(s[i]) * rowscale[i] * qscale;
+  } else {
+    for (int i = 0; i < 8; ++i) out[i] = float(s[i]) * rowscale[i] * qscale;
+  }
 }
 
 // Row-tile height per query-group width: keeps R*NQ <= 12 accumulators (16 vector registers).
@@ -87,11 +127,17 @@ void rows_float(const float* Q, int D, const typename Rows::T* E, int nrows, flo
   for (; r < nrows; ++r) tile_float<S, Rows, 1, NQ>(Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
 }
 
+// int8 tiles of 8 accumulators where the query group allows (4 queries x 2 rows, 2 x 4): their
+// reduction is one ihsum8, which at first-stage widths costs as much as the multiply-adds.
+template <int NQ> struct I8RowTile { static constexpr int value = NQ == 4 ? 2 : NQ == 2 ? 4 : RowTile<NQ>::value; };
+
 template <class S, int NQ>
 void rows_i8(const int16_t* Q, const float* qs, int D, const int8_t* E, const float* rs, int nrows, float* out,
              int ldo, bool acc) {
-  constexpr int R = RowTile<NQ>::value;
+  constexpr int R = I8RowTile<NQ>::value;
   int r = 0;
+  if constexpr (NQ == 1)
+    for (; r + 8 <= nrows; r += 8) tile_i8_q1x8<S>(Q, qs[0], D, E + std::size_t(r) * D, rs + r, out + r, acc);
   for (; r + R <= nrows; r += R) tile_i8<S, R, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
   for (; r < nrows; ++r) tile_i8<S, 1, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
 }

@@ -33,6 +33,13 @@ struct Avx2 {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
     return _mm_cvtsi128_si32(s);
   }
+  static void ihsum8(const vi* a, int32_t* out) {  // a transposing tree: 6 hadds for 8 sums
+    const __m256i s0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i s1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    // s0 = [rows 0-3, low 128 bits | rows 0-3, high 128 bits], s1 the same for rows 4-7
+    const __m256i lo = _mm256_permute2x128_si256(s0, s1, 0x20), hi = _mm256_permute2x128_si256(s0, s1, 0x31);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_add_epi32(lo, hi));
+  }
 };
 
 }  // namespace

@@ -24,6 +24,15 @@ struct Avx512 {
   static vq load_i16(const int16_t* p) { return _mm512_loadu_si512(p); }
   static vi dot_i16(vi acc, vq a, vq b) { return _mm512_dpwssd_epi32(acc, a, b); }
   static int32_t ihsum(vi a) { return _mm512_reduce_add_epi32(a); }
+  static void ihsum8(const vi* a, int32_t* out) {  // halves added, then the AVX2 transposing tree
+    __m256i h[8];
+    for (int i = 0; i < 8; ++i)
+      h[i] = _mm256_add_epi32(_mm512_castsi512_si256(a[i]), _mm512_extracti64x4_epi64(a[i], 1));
+    const __m256i s0 = _mm256_hadd_epi32(_mm256_hadd_epi32(h[0], h[1]), _mm256_hadd_epi32(h[2], h[3]));
+    const __m256i s1 = _mm256_hadd_epi32(_mm256_hadd_epi32(h[4], h[5]), _mm256_hadd_epi32(h[6], h[7]));
+    const __m256i lo = _mm256_permute2x128_si256(s0, s1, 0x20), hi = _mm256_permute2x128_si256(s0, s1, 0x31);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_add_epi32(lo, hi));
+  }
 };
 
 }  // namespace

@@ -59,6 +59,7 @@ struct Scalar {
     return acc;
   }
   static int32_t ihsum(const vi& a) { int32_t s = 0; for (int i = 0; i < 8; ++i) s += a.v[i]; return s; }
+  static void ihsum8(const vi* a, int32_t* out) { for (int i = 0; i < 8; ++i) out[i] = ihsum(a[i]); }
 };
 
 }  // namespace

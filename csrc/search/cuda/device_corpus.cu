@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "search/cpu/topk_heap.h"
+#include "search/cpu/topk_collector.h"
 
 namespace ivcr::cuda {
 namespace {
@@ -320,11 +320,11 @@ void DeviceCorpus::topk_videos(const ivcr::search::QueryBatch& q, int64_t k_out,
 void DeviceCorpus::search(const ivcr::search::QueryBatch& q, int64_t k_out, bool videos, Agg agg, float temperature,
                           const ivcr::search::VideoFilter& filter, float* scores, int64_t* ids) const {
   using ivcr::search::Scored;
-  using ivcr::search::TopKHeap;
+  using ivcr::search::TopKCollector;
   const int64_t B = q.batch;
   if (B == 0) return;
   if (B > 65535) throw std::invalid_argument("the CUDA search takes at most 65535 queries per call");
-  std::vector<TopKHeap> heaps(B);
+  std::vector<TopKCollector> heaps(B);
   for (auto& h : heaps) h.reset(k_out);
 
   if (rows_ > 0 && k_out > 0) {

@@ -7,7 +7,7 @@
 //      weights folded in, int8 rows scaled) into a bounded chunk buffer (never B x N);
 //   2. for video search, a kernel aggregates each video's clip scores (max/mean/log-sum-exp);
 //   3. a block-wide bitonic sort selects each segment's best candidates on the device;
-//   4. the host merges the candidates into per-query bounded heaps (the CPU path's TopKHeap).
+//   4. the host merges the candidates into per-query bounded top-k collectors (the CPU path's TopKCollector).
 #pragma once
 #include <cstdint>
 #include <memory>

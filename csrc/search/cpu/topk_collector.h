@@ -1,0 +1,74 @@
+// Bounded top-k collector. Candidates go into a buffer of up to 2k; when it is full, a selection
+// (nth_element) keeps the best k and their worst becomes the bar a new candidate must beat. A
+// push is one comparison once the bar is set, and O(1) amortised otherwise, whatever k is: a
+// binary heap paid log k per accepted push, which made the first stage's shortlists of a few
+// thousand videos cost more than the scan that scored them. Order: higher score first, and on
+// equal scores the lower id first (the tie rule of the whole engine).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace ivcr::search {
+
+struct Scored {
+  float score;
+  int64_t id;
+};
+
+// a ranks after b (a is "worse").
+inline bool ranks_after(const Scored& a, const Scored& b) {
+  return a.score < b.score || (a.score == b.score && a.id > b.id);
+}
+
+class TopKCollector {
+ public:
+  void reset(int64_t k) {
+    k_ = k;
+    have_bar_ = false;
+    items_.clear();
+    items_.reserve(static_cast<std::size_t>(std::min<int64_t>(2 * k, 1 << 16)));
+  }
+
+  // Scores below this can never be kept (-inf until the first selection); ties are settled in push().
+  float threshold() const { return have_bar_ ? bar_.score : -__builtin_inff(); }
+
+  void push(float score, int64_t id) {
+    if (score != score) return;  // NaN never ranks
+    const Scored c{score, id};
+    if (have_bar_ && !ranks_after(bar_, c)) return;
+    items_.push_back(c);
+    if (static_cast<int64_t>(items_.size()) >= 2 * k_) select();
+  }
+
+  // Pushes a run of consecutive ids [first_id, first_id + n) with scores s[0..n).
+  void push_run(const float* s, int n, int64_t first_id) {
+    float thr = threshold();
+    for (int i = 0; i < n; ++i) {
+      if (s[i] >= thr) {
+        push(s[i], first_id + i);
+        thr = threshold();
+      }
+    }
+  }
+
+  // The candidates kept: the best k among everything pushed, possibly with up to k more (callers
+  // sort and take what they need).
+  const std::vector<Scored>& items() const { return items_; }
+
+ private:
+  void select() {
+    const auto better = [](const Scored& x, const Scored& y) { return ranks_after(y, x); };
+    std::nth_element(items_.begin(), items_.begin() + (k_ - 1), items_.end(), better);
+    items_.resize(static_cast<std::size_t>(k_));
+    bar_ = items_.back();  // the k-th best: every kept item ranks before or is it
+    have_bar_ = true;
+  }
+
+  int64_t k_ = 0;
+  bool have_bar_ = false;
+  Scored bar_{0.f, 0};
+  std::vector<Scored> items_;
+};
+
+}  // namespace ivcr::search
