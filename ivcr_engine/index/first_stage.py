@@ -43,10 +43,12 @@ MIN_GAIN = 2.0         # project only when it reads at least this many times few
 # directions, scanned first to keep COARSE_SHORTLIST videos for the copy itself to rank. The
 # visual copy (416 of 1280 dims on real EfficientNet frames) reads 416 MB a query at 1M clips,
 # 30+ ms here. Measured on the encoder corpus (40 visual queries, recall@10 of the whole ranking
-# against the exact scan; coarse + copy ms): 64 dims 0.985 with 4,000 videos, 0.995 with 8,000
-# (7.3 + 4.9 ms); 96 dims 0.993 with 4,000 (6.6 + 2.9 ms); 128 dims 0.995 with 4,000 (9.0 +
-# 3.2 ms). Folded text copies (96-128 dims) stay one stage: their 64 leading dims lose recall
-# (0.98) and save little.
+# against the exact scan): 48 dims 0.950 / 0.982 / 0.995 with 2,000 / 4,000 / 8,000 videos;
+# 64 dims 0.985 / 0.995 with 4,000 / 8,000; 96 dims 0.993 with 4,000; 128 dims 0.995 with 4,000.
+# In whole turns 48 dims with 8,000 and 96 with 4,000 took the same time within noise; 48 reads
+# the fewest bytes in the pass that scans everything, and keeps the higher recall. Folded text
+# copies (96-128 dims) stay one stage: their leading 48-64 dims lose recall (0.97-0.98 whatever
+# the shortlist) and a coarse pass plus the copy on 8,000 videos costs what the copy alone does.
 COARSE_MIN_WIDTH = 256
 COARSE_DIMS = 48
 COARSE_SHORTLIST = 8_000
