@@ -10,7 +10,9 @@ grid, and each moment's edges snap to the speech or subtitle lines inside it tha
 from __future__ import annotations
 
 import json
+import logging
 import mmap
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,8 @@ from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .moment_edges import line_scores, snap_to_lines
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
+
+log = logging.getLogger("ivcr.index")
 
 DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "ocr": 1.0, "clip": 1.0}
 # Similarity an unrelated sentence still reaches under MiniLM (on the calibrated scale, see
@@ -100,7 +104,8 @@ class Index:
     ``prefault``: map every row into this process up front (and again after each refresh), for a
     long-running server: the exact stage reads a shortlist's rows at random, and a row first
     touched costs a page fault (11-13 ms of a 400-video re-rank at 1M clips, against 4-5 ms).
-    It takes about a second per 5 GB already in the page cache, and reads from disk what is not."""
+    It takes about a second per 5 GB already in the page cache, and reads from disk what is not;
+    an index larger than half the machine's memory is not prefaulted (``prefaulted`` says)."""
 
     def __init__(self, root: str | Path, text_encoder: TextEncoder | None = None, models_root: Path | None = None,
                  moment_edges: str = "lines", prefault: bool = False):
@@ -147,7 +152,11 @@ class Index:
         self.clip_start, self.clip_end = times[:, 0], times[:, 1]
         self._first_stage_cache: dict[tuple, tuple] = {}
         self._snapshot = snap
-        if self.prefault:
+        self.prefaulted = self.prefault and _fits_in_memory(sum(a.nbytes for a in (*channels.values(), times)))
+        if self.prefault and not self.prefaulted:
+            log.warning("index %s: not prefaulted, its rows would take more than %d %% of this machine's memory",
+                        self.store.root, round(PREFAULT_MEMORY_SHARE * 100))
+        if self.prefaulted:
             for rows in (*channels.values(), times):
                 populate(rows)
 
@@ -396,7 +405,7 @@ class Index:
                 (c, fine), = copies.items()
                 cp = first_stage.load_or_build_coarse(self.store.root / "vectors", self._copy_tag(c, folded), fine)
                 coarse = (Corpus({c: (cp.values, cp.scales)}, self.offsets), {c: cp})
-            if self.prefault:  # behind a coarse copy, a copy is read at random too
+            if self.prefaulted:  # behind a coarse copy, a copy is read at random too
                 for cp in copies.values():
                     populate(cp.values)
             self._first_stage_cache[key] = (corpus, copies, coarse)
@@ -496,6 +505,17 @@ def populate(rows: np.ndarray) -> None:
 
 
 _MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Python < 3.13 lacks the name
+# Prefault only an index whose rows take at most this share of the machine's memory: a larger one
+# would push itself (and everything else) out of the page cache while it is read in.
+PREFAULT_MEMORY_SHARE = 0.5
+
+
+def _fits_in_memory(nbytes: int) -> bool:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return nbytes <= PREFAULT_MEMORY_SHARE * total
 
 
 def _mask(n: int, refs: np.ndarray) -> np.ndarray:

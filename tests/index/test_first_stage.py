@@ -145,6 +145,7 @@ def test_a_prefaulted_index_maps_its_rows_up_front_and_ranks_the_same(tmp_path):
     plain = Index(tmp_path, text_encoder=object()).rank_videos(q, 10, {"visual": 1.0})
     cold = Index(tmp_path, text_encoder=object())
     warm = Index(tmp_path, text_encoder=object(), prefault=True)
+    assert warm.prefaulted and not cold.prefaulted
     pages = -(-warm.channels["visual"].nbytes // 4096)
     if _resident_pages(cold.channels["visual"]) is not None:  # before any search reads a row
         assert _resident_pages(cold.channels["visual"]) == 0
@@ -153,6 +154,18 @@ def test_a_prefaulted_index_maps_its_rows_up_front_and_ranks_the_same(tmp_path):
     np.testing.assert_array_equal(got[0], plain[0])
     np.testing.assert_array_equal(got[1], plain[1])
     populate(np.zeros(10))  # not a mapped file: nothing to do, no error
+
+
+def test_an_index_too_large_for_memory_is_not_prefaulted(tmp_path, monkeypatch, caplog):
+    import ivcr_engine.index.searcher as searcher
+    from ivcr_engine.index import Index
+
+    visual_index(tmp_path)
+    monkeypatch.setattr(searcher, "PREFAULT_MEMORY_SHARE", 1e-9)  # as if the rows outgrew the machine
+    index = Index(tmp_path, text_encoder=object(), prefault=True)
+    assert not index.prefaulted and "not prefaulted" in caplog.text
+    if _resident_pages(index.channels["visual"]) is not None:
+        assert _resident_pages(index.channels["visual"]) == 0
 
 
 def _resident_pages(arr) -> int | None:
