@@ -122,7 +122,7 @@ class SessionManager:
     def best_moments(self, query: str, videos: list[int]) -> dict[int, tuple[float, float]]:
         """The best moment of each of these videos for a query: {video: (start, end)}."""
         idx = self.engine.index
-        q = idx.encode_queries([query])
+        q = self.engine.encode(query)  # the turn just encoded it: cached (a second encoding was half a served turn)
         out = {}
         for v in videos:
             found = idx.best_moments(q, v, top=1)

@@ -102,3 +102,19 @@ def test_async_twins(engine):
     replies, hits, state = asyncio.run(talk())
     assert {r.candidates[0].video for r in replies} == {hits[0].video_index}
     assert len(state.turns) == 1 and m.state("client-chosen-id").turns == []
+
+
+def test_candidates_best_moments_reuse_the_turns_query_vectors(shared_index, monkeypatch):
+    """The served reply's per-candidate moments (what the page's thumbnails show) come from the
+    query vectors the turn just made: no second encoding of the same text."""
+    engine = Engine.open(shared_index[0])
+    m = SessionManager(engine)
+    sid = m.create()
+    reply = m.ask(sid, "find videos of a parrot on a perch")
+    encoded = []
+    original = engine.index.encode_queries
+    monkeypatch.setattr(engine.index, "encode_queries", lambda texts: encoded.append(texts) or original(texts))
+    query = m.state(sid).query  # what the server's reply asks about (the turn's search text)
+    best = m.best_moments(query, [c.video for c in reply.candidates])
+    assert encoded == [] and set(best) <= {c.video for c in reply.candidates} and best
+    assert all(0 <= a < b for a, b in best.values())
