@@ -239,6 +239,16 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
       const int64_t seg_end = std::min(end, off[v + 1]);
       const bool first = r == off[v];
       const int i0 = int(r - row0), i1 = int(seg_end - row0);
+      if (agg == Agg::Max && first && seg_end == off[v + 1]) {  // a whole video in this block: the common case
+        for (int64_t b = 0; b < B; ++b) {
+          const float* s = ws.tile.data() + b * ldo;
+          float mx = kNegInf;
+          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
+          ws.heaps[b].push(mx, v);
+        }
+        r = seg_end;
+        continue;
+      }
       for (int64_t b = 0; b < B; ++b) {
         const float* s = ws.tile.data() + b * ldo;
         float& m = ws.agg_m[b];
