@@ -31,15 +31,9 @@ SESSIONS = 3  # each script this many times (the first session of each warms cac
 
 @pytest.fixture(scope="module")
 def index_dir(shared_data, tmp_path_factory):
-    from ivcr_engine.index import Ingestor
-    from ivcr_engine.models import prepare_models
+    from tests.dialogue.two_videos import two_video_index  # the index the responder's tests use
 
-    prepare_models()
-    root = tmp_path_factory.mktemp("bench_llm") / "index"
-    ing = Ingestor(root, speech=False)
-    ing.run([shared_data / "videos" / "cockatoo.mp4", shared_data / "videos" / "nasa_13013.mp4"], progress=False)
-    ing.store.close()
-    return root
+    return two_video_index(shared_data, tmp_path_factory.mktemp("bench_llm") / "index")
 
 
 def _threads() -> list[int]:

@@ -129,6 +129,8 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
     if vals_p.exists() and scal_p.exists():
         basis = np.load(basis_p) if basis_p.exists() else None
         return FirstStageCopy(np.load(vals_p, mmap_mode="r"), np.load(scal_p), basis)
+    for derived in folder.glob(f"first.{tag}.coarse*.{rows}.*.npy"):  # made from the copy being (re)built
+        derived.unlink()
     project = basis is None
     if project and rows:
         kind = tag.split("-")[0]

@@ -13,6 +13,8 @@ from ivcr_engine.dialogue import TemplateResponder, parse_ivcr_answer
 from ivcr_engine.dialogue.gguf_responder import GGUF_PACKAGE, evidence_for_prompt, gguf_model_path, tidy
 from ivcr_engine.dialogue.state import Candidate, Moment, SessionState
 
+from .two_videos import two_video_index
+
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # evidence that tries to mislead the parser: a "video 7" and spans other than the engine's
 MISLEADING = {
@@ -144,15 +146,7 @@ def test_cli_without_llama_cpp_says_what_to_install(monkeypatch, capsys, tmp_pat
 
 @pytest.fixture(scope="module")
 def tiny_index(shared_data, tmp_path_factory):
-    from ivcr_engine.index import Ingestor
-    from ivcr_engine.models import prepare_models
-
-    prepare_models()
-    root = tmp_path_factory.mktemp("llm_index") / "index"
-    ing = Ingestor(root, speech=False)
-    ing.run([shared_data / "videos" / "cockatoo.mp4", shared_data / "videos" / "nasa_13013.mp4"], progress=False)
-    ing.store.close()
-    return root
+    return two_video_index(shared_data, tmp_path_factory.mktemp("llm_index") / "index")
 
 
 def test_scripted_chat_with_the_llm_responder(responder, tiny_index, tmp_path):

@@ -54,6 +54,12 @@ def test_copies_are_cached_and_a_killed_build_is_redone(tmp_path):
     (tmp_path / "first.visual.3000.values.npy").rename(tmp_path / "first.visual.3000.values.tmp.npy")
     first_stage.load_or_build(tmp_path, "visual", len(rows), 256, read)
     assert len(calls) > n
+    # a coarse copy is derived from its copy: building the copy again drops it (rebuilt on use)
+    fake = tmp_path / "first.visual.coarse16.3000.values.npy"
+    np.save(fake, np.zeros((3000, 16), np.int8))
+    (tmp_path / "first.visual.3000.values.npy").unlink()
+    first_stage.load_or_build(tmp_path, "visual", len(rows), 256, read)
+    assert not fake.exists()
 
 
 @pytest.mark.parametrize("text_model", TEXT_MODELS)

@@ -66,9 +66,12 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
       for (int j = 0; j < NQ; ++j) acc[i][j] = S::dot_i16(acc[i][j], e, q[j]);
     }
   }
+  // Eight (row, query) pairs reduce together where the tile has exactly eight (see I8RowTile).
+  // Integer sums are exact and the scaling is the same two float products whatever the tile, so
+  // equal rows still score bit-identically.
   int32_t sums[R * NQ];
   if constexpr (R * NQ == 8) {
-    S::ihsum8(&acc[0][0], sums);  // eight pairs reduced together (see tile_i8_q1x8)
+    S::ihsum8(&acc[0][0], sums);
   } else {
     for (int i = 0; i < R; ++i)
       for (int j = 0; j < NQ; ++j) sums[i * NQ + j] = S::ihsum(acc[i][j]);
@@ -86,35 +89,6 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
   }
 }
 
-// One query against 8 rows at once (the B=1 scan of a first stage): at 64-128 dims a row is a few
-// multiply-adds, so reducing the 8 accumulators together (ihsum8) and scaling 8 rows in one go
-// is what keeps the scan at memory speed instead of paying a horizontal sum per row. Integer
-// sums are exact and the scaling is the same two float products, so scores are bit-identical
-// to the one-row path.
-template <class S>
-inline void tile_i8_q1x8(const int16_t* Q, float qscale, int D, const int8_t* E, const float* rowscale,
-                         float* out, bool acc_out) {
-  // (initialised in place: a zeroing loop here compiled to a memset of a stack copy, a third of
-  // the scan's time at 32 dims)
-  const typename S::vi z = S::izero();
-  typename S::vi acc[8] = {z, z, z, z, z, z, z, z};
-  const int Dv = D - D % S::WI;
-  for (int d = 0; d < Dv; d += S::WI) {
-    const typename S::vq q = S::load_i16(Q + d);
-    for (int i = 0; i < 8; ++i) acc[i] = S::dot_i16(acc[i], S::load_i8(E + std::size_t(i) * D + d), q);
-  }
-  int32_t s[8];
-  S::ihsum8(acc, s);
-  if (Dv < D)
-    for (int i = 0; i < 8; ++i)
-      for (int d = Dv; d < D; ++d) s[i] += int32_t(E[std::size_t(i) * D + d]) * int32_t(Q[d]);
-  if (acc_out) {
-    for (int i = 0; i < 8; ++i) out[i] += float(s[i]) * rowscale[i] * qscale;
-  } else {
-    for (int i = 0; i < 8; ++i) out[i] = float(s[i]) * rowscale[i] * qscale;
-  }
-}
-
 // Row-tile height per query-group width: keeps R*NQ <= 12 accumulators (16 vector registers).
 template <int NQ> struct RowTile { static constexpr int value = NQ == 4 ? 3 : 4; };
 
@@ -127,17 +101,18 @@ void rows_float(const float* Q, int D, const typename Rows::T* E, int nrows, flo
   for (; r < nrows; ++r) tile_float<S, Rows, 1, NQ>(Q, D, E + std::size_t(r) * D, out + r, ldo, acc);
 }
 
-// int8 tiles of 8 accumulators where the query group allows (4 queries x 2 rows, 2 x 4): their
-// reduction is one ihsum8, which at first-stage widths costs as much as the multiply-adds.
-template <int NQ> struct I8RowTile { static constexpr int value = NQ == 4 ? 2 : NQ == 2 ? 4 : RowTile<NQ>::value; };
+// int8 tiles of 8 accumulators where the query group allows (1 query x 8 rows, the B=1 scan of a
+// first stage; 2 x 4; 4 x 2): their reduction is one ihsum8 instead of a horizontal sum per pair,
+// which at 48-128 dims cost as much as the multiply-adds and kept the scan below memory speed.
+template <int NQ> struct I8RowTile {
+  static constexpr int value = NQ == 1 ? 8 : NQ == 2 ? 4 : NQ == 4 ? 2 : RowTile<NQ>::value;
+};
 
 template <class S, int NQ>
 void rows_i8(const int16_t* Q, const float* qs, int D, const int8_t* E, const float* rs, int nrows, float* out,
              int ldo, bool acc) {
   constexpr int R = I8RowTile<NQ>::value;
   int r = 0;
-  if constexpr (NQ == 1)
-    for (; r + 8 <= nrows; r += 8) tile_i8_q1x8<S>(Q, qs[0], D, E + std::size_t(r) * D, rs + r, out + r, acc);
   for (; r + R <= nrows; r += R) tile_i8<S, R, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
   for (; r < nrows; ++r) tile_i8<S, 1, NQ>(Q, qs, D, E + std::size_t(r) * D, rs + r, out + r, ldo, acc);
 }
