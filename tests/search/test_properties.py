@@ -38,8 +38,9 @@ def test_channels_weights_and_filters_match_the_reference(n_videos, d, b, k, see
     s = ref.clip_scores(native, list(queries.values()), list(ws.values()))
     clip_ok = ref.eligible_clips(off, eligible)
     tol = 2e-3 if len(dtypes) > 1 or dtypes[0] != "float32" else 1e-5
-    check(corpus.topk_clips(queries, k, weights=ws, **kw), *ref.topk(s, min(k, n), clip_ok), tol=tol * 4)
+    check(corpus.topk_clips(queries, k, weights=ws, **kw), *ref.topk(s, min(k, n), clip_ok), tol=tol * 4,
+          candidates=np.where(clip_ok, s, np.nan))
     vs = ref.video_scores(s, off, agg)
     got = corpus.topk_videos(queries, k, agg=agg, weights=ws, **kw)
-    check(got, *ref.topk(vs, min(k, n_videos), eligible), tol=tol * 4)
+    check(got, *ref.topk(vs, min(k, n_videos), eligible), tol=tol * 4, candidates=np.where(eligible, vs, np.nan))
     assert not np.isin(got.ids, np.flatnonzero(~eligible)).any()  # a filtered video never comes back
