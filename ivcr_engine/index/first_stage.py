@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import blas
 from ..search import quantize_int8
 
 # Share of the rows' energy a projection must keep, per copy. Visual rows, full of near-duplicate
@@ -129,8 +130,17 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
     if vals_p.exists() and scal_p.exists():
         basis = np.load(basis_p) if basis_p.exists() else None
         return FirstStageCopy(np.load(vals_p, mmap_mode="r"), np.load(scal_p), basis)
-    for derived in folder.glob(f"first.{tag}.coarse*.{rows}.*.npy"):  # made from the copy being (re)built
-        derived.unlink()
+    for pattern in (f"first.{tag}.coarse*.{rows}.*.npy", f"first.{tag}.lists.{rows}.*"):
+        for derived in folder.glob(pattern):  # made from the copy being (re)built
+            derived.unlink()
+    with blas.all_threads():
+        basis, out_s = _build(folder, tag, rows, dim, read, basis)
+    return FirstStageCopy(np.load(vals_p, mmap_mode="r"), out_s, basis)
+
+
+def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, basis: np.ndarray | None):
+    """Write the copy's files (see load_or_build); returns its basis and scales."""
+    vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
     project = basis is None
     if project and rows:
         kind = tag.split("-")[0]
@@ -152,4 +162,4 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
         np.save(basis_p, basis)
     np.save(scal_p, out_s)
     tmp.replace(vals_p)
-    return FirstStageCopy(np.load(vals_p, mmap_mode="r"), out_s, basis)
+    return basis, out_s

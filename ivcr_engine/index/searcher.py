@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .. import blas
 from ..checks import as_int
 from ..eval.metrics import temporal_iou
 from ..models import ClipEncoder, TextEncoder
@@ -27,7 +28,7 @@ from ..models.text import calibrated
 from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
 from ..search import Corpus
 from ..span import SpanScorer
-from . import first_stage
+from . import first_stage, inverted_lists
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .moment_edges import line_scores, snap_to_lines
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
@@ -43,6 +44,9 @@ TEXT_BASELINE = 0.15
 # From this many clips on, video search runs in two stages (see Index.rank_videos).
 TWO_STAGE_MIN_ROWS = 200_000
 SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and recall to spare
+# Inverted lists serve a first stage while at least this share of the videos is eligible: their
+# shortlist over-fetches clips and drops ineligible videos after the scan (inverted_lists.py).
+LISTS_MIN_ELIGIBLE = 0.95
 # "lines": moments snap to the timed text lines matching the query (moment_edges.py); "grid": they
 # keep the span scorer's clip edges (what every moment was before; the benchmark's baseline).
 MOMENT_EDGES = ("lines", "grid")
@@ -85,6 +89,18 @@ def encode_text_queries(texts: Sequence[str], text_encoder: TextEncoder, channel
 
 
 @dataclass
+class FirstStage:
+    """A two-stage ranking's first stage: a corpus over compact copies of the query's channels,
+    each copy (its ``project`` maps queries into the copy's space), and, when the stage is one
+    copy, a coarse copy in front of it ``(corpus, {channel: copy})`` if it is wide
+    (first_stage.coarse_width), and inverted lists over it if they keep its ranking."""
+    corpus: Corpus
+    copies: dict[str, first_stage.FirstStageCopy]
+    coarse: tuple | None
+    lists: inverted_lists.InvertedLists | None
+
+
+@dataclass
 class Hit:
     rank: int
     video_id: int | str  # the index's id of the video ("s1:3" in a sharded index)
@@ -105,7 +121,8 @@ class Index:
     long-running server: the exact stage reads a shortlist's rows at random, and a row first
     touched costs a page fault (11-13 ms of a 400-video re-rank at 1M clips, against 4-5 ms).
     It takes about a second per 5 GB already in the page cache, and reads from disk what is not;
-    an index larger than half the machine's memory is not prefaulted (``prefaulted`` says)."""
+    an index larger than half the machine's memory is not prefaulted (``prefaulted`` says).
+    Opening an index limits numpy's BLAS to one thread in this process (blas.py)."""
 
     def __init__(self, root: str | Path, text_encoder: TextEncoder | None = None, models_root: Path | None = None,
                  moment_edges: str = "lines", prefault: bool = False):
@@ -113,6 +130,7 @@ class Index:
             raise ValueError(f"moment_edges must be one of {MOMENT_EDGES}, got {moment_edges!r}")
         self.moment_edges = moment_edges
         self.prefault = bool(prefault)
+        blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
         self.store = IndexStore(root)
         self._models_root = models_root or model_dir()
         self._settings(self.store.settings())
@@ -337,7 +355,9 @@ class Index:
         when that cuts the bytes), with the text channels folded into one (they share the query
         embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). The best ``SHORTLIST`` videos of
         each row are then re-ranked exactly by the float16 scan restricted to their rows. The copies are
-        built on the first search after the index changed and cached beside it.
+        built on the first search after the index changed and cached beside it. A one-copy first
+        stage reads only its query's inverted lists where the index has them (inverted_lists.py),
+        else a wide copy ranks what its coarse copy keeps, else the copy is scanned whole.
         """
         b = next(iter(queries.values())).shape[0]
         out_i = np.full((b, k), -1, np.int64)
@@ -351,19 +371,31 @@ class Index:
             out_s[out_i < 0] = -np.inf
             return out_i, out_s
         first_q, first_w, folded = self._first_stage_queries(queries, weights)
-        first, copies, coarse = self._first_stage(tuple(sorted(first_q)), folded)
-        first_q = {c: copies[c].project(q) for c, q in first_q.items()}
+        stage = self._first_stage(tuple(sorted(first_q)), folded)
+        first_q = {c: stage.copies[c].project(q) for c, q in first_q.items()}
         n_short = max(SHORTLIST, k)
-        if coarse is not None and int(eligible.sum()) > 4 * first_stage.COARSE_SHORTLIST:
+        shortlists: list[np.ndarray | None] = [None] * b
+        if stage.lists is not None and n_short == SHORTLIST and eligible.mean() >= LISTS_MIN_ELIGIBLE:
+            # inverted lists read a few percent of the copy (inverted_lists.py); a row whose probed
+            # lists hold fewer than k eligible videos falls back to the scans below
+            (c, q), = first_q.items()
+            for r in range(b):
+                short = stage.lists.shortlist(q[r:r + 1], first_w[c], n_short, self.offsets, eligible)
+                shortlists[r] = short if len(short) >= k else None
+        todo = [r for r in range(b) if shortlists[r] is None]
+        rest = {c: q[todo] for c, q in first_q.items()}
+        if todo and stage.coarse is not None and int(eligible.sum()) > 4 * first_stage.COARSE_SHORTLIST:
             # a wide copy ranks only what its coarse copy keeps (per row: each has its own shortlist)
-            (c, cp), = coarse[1].items()
-            wide = coarse[0].topk_videos({c: cp.project(first_q[c])}, max(first_stage.COARSE_SHORTLIST, n_short),
-                                         weights=first_w, allow=eligible).ids
-            shortlists = np.concatenate([
-                first.topk_videos({c: first_q[c][r:r + 1]}, n_short, weights=first_w,
-                                  allow=_mask(len(self.videos), wide[r])).ids for r in range(b)])
-        else:
-            shortlists = first.topk_videos(first_q, n_short, weights=first_w, allow=eligible).ids
+            (c, cp), = stage.coarse[1].items()
+            wide = stage.coarse[0].topk_videos({c: cp.project(rest[c])}, max(first_stage.COARSE_SHORTLIST, n_short),
+                                               weights=first_w, allow=eligible).ids
+            for i, r in enumerate(todo):
+                shortlists[r] = stage.corpus.topk_videos({c: rest[c][i:i + 1]}, n_short, weights=first_w,
+                                                         allow=_mask(len(self.videos), wide[i])).ids[0]
+        elif todo:
+            ids = stage.corpus.topk_videos(rest, n_short, weights=first_w, allow=eligible).ids
+            for i, r in enumerate(todo):
+                shortlists[r] = ids[i]
         for r in range(b):  # second stage per row: the exact scan reads only that row's shortlist
             short = shortlists[r][shortlists[r] >= 0]
             if len(short) == 0:
@@ -391,24 +423,28 @@ class Index:
         first_q["text"], first_w["text"] = q, 1.0
         return first_q, first_w, tuple((c, float(weights[c])) for c in text)
 
-    def _first_stage(self, channels: tuple[str, ...], folded: tuple | None):
-        """The first-stage corpus over compact copies of the channels ("text" = the folded text
-        channels), with each copy (its ``project`` maps queries into the copy's space), and the
-        coarse stage in front of it as ``(corpus, {channel: copy})`` when the first stage is one
-        wide projected copy (first_stage.coarse_width), else None."""
+    def _first_stage(self, channels: tuple[str, ...], folded: tuple | None) -> "FirstStage":
+        """The first stage over compact copies of the channels ("text" = the folded text channels),
+        built on first use after the index changed and cached beside it (see FirstStage)."""
         key = (channels, folded)
         if key not in self._first_stage_cache:
             copies = {c: self._first_copy(c, folded if c == "text" else None) for c in channels}
             corpus = Corpus({c: (cp.values, cp.scales) for c, cp in copies.items()}, self.offsets)
-            coarse = None
-            if len(copies) == 1 and first_stage.coarse_width(*copies.values()) is not None:
-                (c, fine), = copies.items()
-                cp = first_stage.load_or_build_coarse(self.store.root / "vectors", self._copy_tag(c, folded), fine)
-                coarse = (Corpus({c: (cp.values, cp.scales)}, self.offsets), {c: cp})
-            if self.prefaulted:  # behind a coarse copy, a copy is read at random too
+            coarse = lists = None
+            if len(copies) == 1:
+                (c, copy), = copies.items()
+                folder, tag = self.store.root / "vectors", self._copy_tag(c, folded)
+                if first_stage.coarse_width(copy) is not None:
+                    cp = first_stage.load_or_build_coarse(folder, tag, copy)
+                    coarse = (Corpus({c: (cp.values, cp.scales)}, self.offsets), {c: cp})
+                if inverted_lists.wanted(len(copy.values), TWO_STAGE_MIN_ROWS):
+                    lists = inverted_lists.load_or_build(folder, tag, copy, self.offsets, SHORTLIST)
+            if self.prefaulted:  # behind a coarse copy or lists, copies are read at random too
                 for cp in copies.values():
                     populate(cp.values)
-            self._first_stage_cache[key] = (corpus, copies, coarse)
+                if lists is not None:
+                    populate(lists.values)
+            self._first_stage_cache[key] = FirstStage(corpus, copies, coarse, lists)
         return self._first_stage_cache[key]
 
     @staticmethod

@@ -1,0 +1,174 @@
+"""Inverted lists over a first-stage copy (index/inverted_lists.py): on rows made of real frame
+features the lists' ranking gives the exact top 10 while a query scans a few percent of the
+copy; rows that do not cluster get no lists (a verdict kept on disk); a killed build is redone;
+deny lists hold, and too few eligible videos or too few found fall back to the whole copy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord, inverted_lists, searcher
+from ivcr_engine.search import Corpus
+
+CLIPS = 6
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def build(root, rows: np.ndarray) -> Index:
+    times = np.stack([np.arange(CLIPS) * 2.0, np.arange(CLIPS) * 2.0 + 2.0], 1)
+    with IndexStore(root, create=True) as store:
+        store.set_settings({"clip_seconds": 2.0})
+        store.ensure_channel(ChannelSpec("visual", rows.shape[1]))
+        store.add_videos([VideoRecord(f"/v/{i}.mp4", f"h{i}", 12.0, times, {"visual": rows[i * CLIPS:(i + 1) * CLIPS]})
+                          for i in range(len(rows) // CLIPS)])
+    return Index(root, text_encoder=object())
+
+
+@pytest.fixture(scope="module")
+def frame_rows(shared_data):
+    """18,000 rows made of real EfficientNet-Lite0 features of the shared videos' frames (6 per
+    second, and mirrored), as the latency benchmark's corpus is (benchmarks/synthetic_index.py):
+    each a blend of two real rows plus a little noise, a video's clips often repeating their
+    predecessor's pair."""
+    from ivcr_engine import decode
+    from ivcr_engine.models import FrameEncoder, prepare_models
+
+    prepare_models()
+    frames = FrameEncoder()
+    feats = []
+    for video in sorted((shared_data / "videos").iterdir()):
+        pixels = decode.decode_frames(str(video), decode.Fps(6.0), size=(224, 224)).frames
+        for p in (pixels, pixels[:, :, ::-1]):
+            feats.append(frames.encode(frames.normalize(np.ascontiguousarray(p)))[0])
+    pool = np.concatenate(feats)
+    rng = np.random.default_rng(3)
+    n = 3000 * CLIPS
+    a, b = rng.integers(0, len(pool), n), rng.integers(0, len(pool), n)
+    for i in np.flatnonzero((rng.random(n) < 0.5) & (np.arange(n) % CLIPS != 0)):
+        a[i], b[i] = a[i - 1], b[i - 1]
+    t = rng.uniform(0.6, 1.0, (n, 1)).astype(np.float32)
+    return unit(t * pool[a] + (1 - t) * pool[b] + 0.004 * rng.standard_normal((n, pool.shape[1])).astype(np.float32))
+
+
+@pytest.fixture
+def small_lists(monkeypatch):
+    """The two-stage ranking and its lists at test scale: 100 rows a list, a shortlist of 50."""
+    monkeypatch.setattr(searcher, "TWO_STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(searcher, "SHORTLIST", 50)
+    monkeypatch.setattr(inverted_lists, "ROWS_PER_LIST", 100)
+    calls = []
+    original = inverted_lists.InvertedLists.shortlist
+
+    def spy(self, *a, **kw):
+        calls.append(self.probe)
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(inverted_lists.InvertedLists, "shortlist", spy)
+    return calls
+
+
+def exact_top(index, q, k=10, deny=None):
+    eligible = ~index.removed
+    if deny is not None:
+        eligible[deny] = False
+    return Corpus({"visual": index.channels["visual"]}, index.offsets).topk_videos(
+        q, k, weights={"visual": 1.0}, allow=eligible)
+
+
+def ranked_by_the_whole_copy(index, q, own):
+    stage = index._first_stage(("visual",), None)
+    lists, stage.lists = stage.lists, None
+    try:
+        return index.rank_videos(q, 10, {"visual": 1.0}, deny=[own])[0][0]
+    finally:
+        stage.lists = lists
+
+
+def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_rows, small_lists):
+    index = build(tmp_path, frame_rows)
+    lists = index._first_stage(("visual",), None).lists  # built here, its self-check included
+    small_lists.clear()
+    rng = np.random.default_rng(4)
+    picks = rng.choice(len(frame_rows), 40, replace=False)
+    recalls, whole = [], []
+    for r in picks:
+        own = int(r) // CLIPS
+        q = {"visual": frame_rows[[r]]}
+        refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, deny=[own])
+        truth = exact_top(index, q, deny=[own]).ids[0]
+        recalls.append(len(set(refs[0]) & set(truth)) / 10)
+        whole.append(set(refs[0]) == set(ranked_by_the_whole_copy(index, q, own)))
+    assert lists is not None and lists.lists == 180
+    assert 0 < lists.probe <= inverted_lists.MAX_PROBE_SHARE * lists.lists  # a query read <= 15 % of the copy
+    assert small_lists == [lists.probe] * 40                                 # every ranking went through them
+    assert np.mean(recalls) >= 0.99, np.mean(recalls)
+    assert np.mean(whole) >= 0.95  # the lists lose (almost) nothing of the whole copy's ranking
+    # a reopened index maps the lists it built instead of fitting them again
+    fitted = []
+    original = inverted_lists.spherical_kmeans
+    inverted_lists.spherical_kmeans = lambda *a: fitted.append(1) or original(*a)
+    try:
+        again = Index(tmp_path, text_encoder=object())
+        assert again._first_stage(("visual",), None).lists.probe == lists.probe and not fitted
+    finally:
+        inverted_lists.spherical_kmeans = original
+
+
+def test_rows_that_do_not_cluster_get_no_lists_and_the_verdict_is_kept(tmp_path, small_lists, monkeypatch):
+    rows = unit(np.random.default_rng(6).standard_normal((2400, 48)))
+    index = build(tmp_path, rows)
+    q = {"visual": rows[[5, 900]]}
+    refs, scores = index.rank_videos(q, 10, {"visual": 1.0})
+    assert index._first_stage(("visual",), None).lists is None and small_lists == []
+    np.testing.assert_array_equal(refs, exact_top(index, q).ids)
+    meta = inverted_lists.paths(tmp_path / "vectors", "visual", len(rows))["meta"]
+    assert meta.exists() and not list((tmp_path / "vectors").glob("first.visual.lists.*.npy"))
+    monkeypatch.setattr(inverted_lists, "spherical_kmeans", lambda *a: pytest.fail("the verdict was not kept"))
+    assert Index(tmp_path, text_encoder=object())._first_stage(("visual",), None).lists is None
+
+
+def test_a_killed_build_is_redone(tmp_path, frame_rows, small_lists):
+    rows = frame_rows
+    index = build(tmp_path, rows)
+    part = inverted_lists.paths(tmp_path / "vectors", "visual", len(rows))
+    assert index._first_stage(("visual",), None).lists is not None
+    part["meta"].unlink()  # as if killed after the permuted copy, before the self-check's verdict
+    part["order"].write_bytes(b"torn")
+    again = Index(tmp_path, text_encoder=object())._first_stage(("visual",), None).lists
+    assert again is not None and part["meta"].exists()
+    np.testing.assert_array_equal(np.sort(again.order), np.arange(len(rows)))
+
+
+def test_deny_lists_hold_and_rankings_fall_back_when_the_lists_cannot_serve(tmp_path, frame_rows, small_lists,
+                                                                            monkeypatch):
+    index = build(tmp_path, frame_rows)
+    index._first_stage(("visual",), None)
+    small_lists.clear()
+    q = {"visual": frame_rows[[77]]}
+    best = exact_top(index, q).ids[0]
+    deny = best[:3].tolist()
+    refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, deny=deny)
+    assert small_lists and not set(deny) & set(refs[0])
+    assert len(set(refs[0]) & set(exact_top(index, q, deny=deny).ids[0])) >= 9
+    # most videos ineligible: the lists' over-fetch could not fill a shortlist; the whole copy ranks
+    small_lists.clear()
+    allow = np.arange(0, 3000, 3)
+    refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, allow=allow.tolist())
+    assert small_lists == []
+    deny_rest = np.setdiff1d(np.arange(3000), allow)
+    np.testing.assert_array_equal(refs, exact_top(index, q, deny=deny_rest).ids)
+    # the probed lists hold fewer than k videos: that row is ranked from the whole copy
+    stage = index._first_stage(("visual",), None)
+    stage.lists.probe = 1
+    monkeypatch.setattr(inverted_lists, "CLIPS_PER_SHORTLISTED_VIDEO", 1)  # 50 clips for a shortlist of 50
+    found = stage.lists.shortlist(stage.copies["visual"].project(q["visual"]), 1.0, 50, index.offsets,
+                                  np.ones(3000, bool))
+    assert len(found) < 50  # the clips of a video share lists: fewer than 50 videos
+    small_lists.clear()
+    refs, _ = index.rank_videos(q, 50, {"visual": 1.0})
+    assert small_lists == [1]
+    stage.lists = None
+    np.testing.assert_array_equal(refs, index.rank_videos(q, 50, {"visual": 1.0})[0])  # as the whole copy ranks
