@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine.dialogue import Engine
-from ivcr_engine.index import first_stage
+from ivcr_engine.index import first_stage, searcher
 from ivcr_engine.models import prepare_models
 
 from synthetic_index import open_index
@@ -87,23 +87,31 @@ def test_turn_latency(engine, sentences, record):
             overlap.append(len(set(exact.tolist()) & set(two[0].tolist())) / 10)
         record.note(TABLE, f"{corpus}: two-stage recall@10 against the exact scan, {kind} queries: "
                            f"{np.mean(overlap):.3f} ({len(overlap)} queries)")
-    # What the coarse copy in front of the visual copy buys (index/first_stage.py), same run, same
-    # queries: the "something like this" ranking with it, and with the projected copy alone.
+    # What the inverted lists and the coarse copy in front of the visual copy buy (index/
+    # inverted_lists.py, first_stage.py), same run, same queries: the "something like this"
+    # ranking as built, without the lists (the coarse copy), and with the projected copy alone.
     visual = [q for kind, q in cases if kind == "visual"]
-    if first_stage.coarse_width(idx._first_stage(("visual",), None)[1]["visual"]) is None:
-        record.note(TABLE, f"{corpus}: no coarse copy (the visual copy is not a wide projection)")
-        return
-    with_coarse = _rank_ms(idx, visual)
-    saved = first_stage.COARSE_MIN_WIDTH
-    first_stage.COARSE_MIN_WIDTH = 1 << 30
-    idx._first_stage_cache.clear()
-    try:
-        alone = _rank_ms(idx, visual)
-    finally:
-        first_stage.COARSE_MIN_WIDTH = saved
+    stage = idx._first_stage(("visual",), None)
+    record.note(TABLE, f"{corpus}: visual first stage: "
+                       + (f"{stage.lists.lists} inverted lists, {stage.lists.probe} probed" if stage.lists else "no lists")
+                       + (", a coarse copy" if stage.coarse else ", no coarse copy"))
+    variants = {"as built": {}, "without lists": {"LISTS_MIN_ELIGIBLE": 2.0},
+                "projected copy alone": {"LISTS_MIN_ELIGIBLE": 2.0, "COARSE_MIN_WIDTH": 1 << 30}}
+    times = {}
+    for name, patch in variants.items():
+        saved = {a: getattr(searcher if hasattr(searcher, a) else first_stage, a) for a in patch}
+        for a, v in patch.items():
+            setattr(searcher if hasattr(searcher, a) else first_stage, a, v)
         idx._first_stage_cache.clear()
-    record.note(TABLE, f"{corpus}: visual ranking p50 {with_coarse:.1f} ms with the coarse copy, {alone:.1f} ms with "
-                       f"the projected copy alone ({alone / with_coarse:.2f}x; {len(visual)} queries, same run)")
+        try:
+            times[name] = _rank_ms(idx, visual)
+        finally:
+            for a, v in saved.items():
+                setattr(searcher if hasattr(searcher, a) else first_stage, a, v)
+            idx._first_stage_cache.clear()
+    base = times["projected copy alone"]
+    record.note(TABLE, f"{corpus}: visual ranking p50 ({len(visual)} queries, same run): "
+                       + ", ".join(f"{n} {t:.1f} ms ({base / t:.2f}x)" for n, t in times.items()))
 
 
 def _rank_ms(idx, queries) -> float:

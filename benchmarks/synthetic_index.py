@@ -28,6 +28,7 @@ CACHE = REPO / ".cache" / "bench"
 N_VIDEOS, CLIPS = 100_000, 10
 DIMS = {"visual": 1280, "concept": 384, "speech": 385, "subtitle": 385}
 PER_BATCH = 5_000  # videos per store commit
+CORPUS_VERSION = 3  # of the encoder corpora: noise scaled by each pool's spread, rows keep the pool's norms (_mix)
 # encoder corpora and the text model their text and concept rows are embedded with
 ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
 
@@ -35,8 +36,13 @@ ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
 def open_index(kind: str, shared_data: Path | None = None) -> Path:
     """The folder of the ``kind`` ("gaussian" or "encoder") 1M-clip index, built when missing."""
     root = CACHE / ("latency_index" if kind == "gaussian" else f"latency_index_{kind}")
-    if (root / "meta.sqlite").exists() and IndexStore(root).row_count() == N_VIDEOS * CLIPS:
-        return root
+    if (root / "meta.sqlite").exists():
+        store = IndexStore(root)
+        current = (store.row_count() == N_VIDEOS * CLIPS
+                   and store.settings().get("synthetic_version", 1) == (1 if kind == "gaussian" else CORPUS_VERSION))
+        store.close()
+        if current:
+            return root
     shutil.rmtree(root, ignore_errors=True)
     rng = np.random.default_rng(0)
     text_model = ENCODER_CORPORA.get(kind, "text_minilm_l6")
@@ -49,14 +55,14 @@ def open_index(kind: str, shared_data: Path | None = None) -> Path:
         rows = lambda rng, n: _encoder_rows(rng, n, pools)  # noqa: E731
     else:
         raise ValueError(f"unknown corpus {kind!r}")
-    _build(root, rng, rows, text_model)
+    _build(root, rng, rows, text_model, 1 if kind == "gaussian" else CORPUS_VERSION)
     return root
 
 
-def _build(root: Path, rng, rows, text_model: str) -> None:
+def _build(root: Path, rng, rows, text_model: str, version: int) -> None:
     times = np.stack([np.arange(CLIPS) * 2.0, np.arange(CLIPS) * 2.0 + 2.0], 1)
     with IndexStore(root, create=True) as store:
-        store.set_settings({"clip_seconds": 2.0, "text_model": text_model})
+        store.set_settings({"clip_seconds": 2.0, "text_model": text_model, "synthetic_version": version})
         for name, dim in DIMS.items():
             store.ensure_channel(ChannelSpec(name, dim))
         for b in range(N_VIDEOS // PER_BATCH):
@@ -109,9 +115,18 @@ def _encoder_pools(shared_data: Path, text_model: str) -> dict[str, np.ndarray]:
 
 
 def _mix(rng, pool: np.ndarray, n: int, noise: float = 0.15) -> np.ndarray:
-    """n rows, each a random blend of two pool rows plus isotropic noise of norm ``noise`` (about
-    2 % of a row's energy); clips of the same video (runs of CLIPS rows) repeat their
-    predecessor's pair half of the time."""
+    """n rows, each a random blend of two pool rows plus isotropic noise of norm ``noise`` times
+    the pool rows' spread (the rms norm of their deviations from the pool's mean: about 2 % of the
+    energy of what tells rows apart); clips of the same video (runs of CLIPS rows) repeat their
+    predecessor's pair half of the time. Scaled by the spread, not a fixed norm: E5's sentences
+    differ by deviations of norm ~0.47 (MiniLM's ~0.93) and its concept vectors by ~0.2, so a
+    fixed 0.15 was most of what told two E5 concept rows apart (CORPUS_VERSION 1). A row keeps
+    the norm of its blend's two pool rows: E5's concept vectors ("expected" pooling, FrameEncoder)
+    have norm ~0.2 in a real index, and made unit (CORPUS_VERSION 2) they outweighed the
+    sentences fivefold in the folded text copy, whose projection then kept their directions and
+    lost the sentences' (text recall@10 0.13)."""
+    spread = float(np.sqrt(np.mean(np.sum((pool - pool.mean(axis=0)) ** 2, axis=1))))
+    noise *= spread
     a, b = rng.integers(0, len(pool), n), rng.integers(0, len(pool), n)
     keep = (rng.random(n) < 0.5) & (np.arange(n) % CLIPS != 0)
     for i in np.flatnonzero(keep):  # temporal coherence inside a video
@@ -119,7 +134,8 @@ def _mix(rng, pool: np.ndarray, n: int, noise: float = 0.15) -> np.ndarray:
     t = rng.uniform(0.6, 1.0, (n, 1)).astype(np.float32)
     d = pool.shape[1]
     x = t * pool[a] + (1 - t) * pool[b] + (noise / np.sqrt(d)) * rng.standard_normal((n, d), dtype=np.float32)
-    return _unit(x.astype(np.float32))
+    norms = np.linalg.norm(pool, axis=1)
+    return (_unit(x.astype(np.float32)) * (t * norms[a, None] + (1 - t) * norms[b, None])).astype(np.float32)
 
 
 def _encoder_rows(rng, n: int, pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -34,8 +34,10 @@ from ..search import quantize_int8
 # outputs (benchmarks/synthetic_index.py). Text rows count the energy of their deviations from
 # the mean (CENTRED): E5's sentences share one direction that holds most of their energy, so an
 # uncentred count kept 64 dims of little else (top-10 recall 0.90 on real sentences); centred,
-# 0.85 keeps 128 dims under both text models (recall 0.99 under E5, 0.98 under MiniLM at a 4x
-# shortlist; tests/index/test_first_stage.py).
+# 0.85 keeps 128 dims under both text models on single sentences (recall 0.99 under E5, 0.98
+# under MiniLM at a 4x shortlist; tests/index/test_first_stage.py). That is only the first width
+# the folded text copy tries: with the presence patterns of a real index it loses far more, and
+# checked_basis (below) widens it until it holds its recall.
 ENERGY = {"text": 0.85}
 CENTRED = {"text"}
 DEFAULT_ENERGY = 0.98
@@ -57,6 +59,19 @@ SAMPLE_ROWS = 50_000   # rows the principal directions are fitted on (evenly spa
 BLOCK = 65_536         # rows per build pass: bounded memory on million-clip indexes
 
 RowReader = Callable[[slice | np.ndarray], np.ndarray]  # a slice or row numbers -> float32 rows
+BasisFit = Callable[[], "np.ndarray | None"]            # a copy's projection, or None for plain int8
+
+# The folded text copy's width is checked, not assumed from the energy alone: on the E5 benchmark
+# corpus with real presence patterns (clips without speech or subtitles), the presence switches
+# put most of the rows' centred energy on the mean sentence direction, 85 % of it was reached at
+# 32 dims, and that copy kept 0.48 of the exact top 10 in a 0.5 % shortlist. A text copy is
+# therefore fitted at each of TEXT_ENERGIES in turn and kept at the first whose int8 copy, on a
+# sample of whole videos, keeps TEXT_RECALL of the exact top 10 for sentence queries (the index's
+# own speech/subtitle rows, their video left out); none: the plain int8 copy.
+TEXT_ENERGIES = (0.85, 0.9, 0.95, 0.98)
+TEXT_RECALL = 0.99
+TEXT_CHECK_VIDEOS = 10_000
+TEXT_CHECK_QUERIES = 64
 
 
 @dataclass
@@ -119,13 +134,45 @@ def load_or_build_coarse(folder: Path, tag: str, fine: FirstStageCopy) -> FirstS
     return load_or_build(folder, f"{tag}.coarse{width}", rows, width, read, basis=leading)
 
 
+def checked_basis(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray, own: np.ndarray, shortlist: int,
+                  energies: tuple[float, ...] = TEXT_ENERGIES, recall: float = TEXT_RECALL) -> np.ndarray | None:
+    """The narrowest centred projection of ``rows`` (fitted at each of ``energies`` in turn) whose
+    int8 copy puts ``recall`` of the exact top 10 videos of ``queries`` into its top ``shortlist``;
+    None (plain int8) when none does or none would cut the bytes. ``own``: each query's video,
+    left out of both rankings (the queries are rows of the index)."""
+    from ..search import Corpus
+
+    exact = Corpus({"t": rows}, offsets)
+    allow = np.ones(len(offsets) - 1, bool)
+    truth = []
+    for q, v in zip(queries, own):
+        allow[v] = False
+        truth.append(exact.topk_videos({"t": q[None]}, 10, allow=allow).ids[0])
+        allow[v] = True
+    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), SAMPLE_ROWS)).astype(np.int64)]
+    for energy in energies:
+        basis = principal_basis(sample, energy, centred=True)
+        if basis is None:
+            return None
+        first = Corpus({"t": quantize_int8(rows @ basis)}, offsets)
+        found = 0
+        for q, v, t in zip(queries @ basis, own, truth):
+            allow[v] = False
+            found += len(np.intersect1d(t, first.topk_videos({"t": q[None]}, shortlist, allow=allow).ids[0]))
+            allow[v] = True
+        if found >= recall * sum(len(t) for t in truth):
+            return basis
+    return None
+
+
 def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
-                  basis: np.ndarray | None = None) -> FirstStageCopy:
+                  basis: np.ndarray | None = None, fit: BasisFit | None = None) -> FirstStageCopy:
     """The first-stage copy of ``rows`` rows named ``tag`` in ``folder``, built from ``read`` when
     missing. Files: ``first.<tag>.<rows>.{basis,scales,values}.npy``; values are written last,
     so their presence marks a complete copy (a killed build leaves only a ``.tmp`` file).
     ``basis``: the query projection when ``read`` already returns projected rows (a coarse copy);
-    otherwise the rows' principal basis is fitted (or none, for near-isotropic rows)."""
+    otherwise ``fit`` chooses it (e.g. ``checked_basis`` for text), or by default the rows'
+    principal basis is fitted (or none, for near-isotropic rows)."""
     vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
     if vals_p.exists() and scal_p.exists():
         basis = np.load(basis_p) if basis_p.exists() else None
@@ -134,15 +181,18 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
         for derived in folder.glob(pattern):  # made from the copy being (re)built
             derived.unlink()
     with blas.all_threads():
-        basis, out_s = _build(folder, tag, rows, dim, read, basis)
+        basis, out_s = _build(folder, tag, rows, dim, read, basis, fit)
     return FirstStageCopy(np.load(vals_p, mmap_mode="r"), out_s, basis)
 
 
-def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, basis: np.ndarray | None):
+def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, basis: np.ndarray | None,
+           fit: BasisFit | None):
     """Write the copy's files (see load_or_build); returns its basis and scales."""
     vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
     project = basis is None
-    if project and rows:
+    if project and rows and fit is not None:
+        basis = fit()
+    elif project and rows:
         kind = tag.split("-")[0]
         sample = read(np.linspace(0, rows - 1, min(rows, SAMPLE_ROWS)).astype(np.int64))
         basis = principal_basis(sample, ENERGY.get(kind, DEFAULT_ENERGY), centred=kind in CENTRED)

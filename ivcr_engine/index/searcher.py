@@ -471,7 +471,34 @@ class Index:
                 block[:, :part.shape[1]] += part
             return block
 
-        return first_stage.load_or_build(self.store.root / "vectors", tag, rows, dim, read)
+        fit = (lambda: self._checked_text_basis(read, folded, dim)) if folded else None
+        return first_stage.load_or_build(self.store.root / "vectors", tag, rows, dim, read, fit=fit)
+
+    def _checked_text_basis(self, read, folded: tuple, dim: int) -> np.ndarray | None:
+        """The folded text copy's projection, checked on whole videos (first_stage.checked_basis):
+        up to TEXT_CHECK_VIDEOS evenly spaced videos, and as queries their own speech or subtitle
+        rows (sentences with text present), in the form encode_text_queries gives a query."""
+        n_videos = len(self.videos)
+        picks = np.unique(np.linspace(0, n_videos - 1, min(n_videos, first_stage.TEXT_CHECK_VIDEOS)).astype(np.int64))
+        counts = self.offsets[picks + 1] - self.offsets[picks]
+        sel = np.concatenate([np.arange(self.offsets[v], self.offsets[v + 1]) for v in picks])
+        rows = read(sel)
+        local = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        chance = self._line_chance
+        for c in (c for c, _ in folded if c in PRESENCE_CHANNELS):
+            text = np.asarray(self.channels[c][sel], np.float32)
+            have = np.flatnonzero(text[:, -1] > 0.5)
+            if len(have) >= 8:
+                break
+        else:  # no clip has text: the energy rule alone
+            return first_stage.principal_basis(rows[::max(1, len(rows) // first_stage.SAMPLE_ROWS)],
+                                               first_stage.ENERGY["text"], centred=True)
+        at = have[np.linspace(0, len(have) - 1, min(len(have), first_stage.TEXT_CHECK_QUERIES)).astype(np.int64)]
+        queries = np.concatenate([text[at, :-1] / np.float32(1.0 - chance),
+                                  np.full((len(at), 1), -TEXT_BASELINE - chance / (1.0 - chance), np.float32)], axis=1)
+        own = np.searchsorted(local, at, side="right") - 1
+        shortlist = max(10, round(SHORTLIST * len(picks) / n_videos))
+        return first_stage.checked_basis(rows, local, queries, own, shortlist)
 
     def clip_scores(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], rows: np.ndarray,
                     per_channel: bool = False):

@@ -106,6 +106,12 @@ def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_row
     assert small_lists == [lists.probe] * 40                                 # every ranking went through them
     assert np.mean(recalls) >= 0.99, np.mean(recalls)
     assert np.mean(whole) >= 0.95  # the lists lose (almost) nothing of the whole copy's ranking
+    # a batch (as the micro-batcher sends) ranks each row as alone
+    batch, batch_scores = index.rank_videos({"visual": frame_rows[picks[:4]]}, 10, {"visual": 1.0})
+    for i, r in enumerate(picks[:4]):
+        alone, alone_scores = index.rank_videos({"visual": frame_rows[[r]]}, 10, {"visual": 1.0})
+        np.testing.assert_array_equal(batch[i], alone[0])
+        np.testing.assert_allclose(batch_scores[i], alone_scores[0], rtol=1e-6)
     # a reopened index maps the lists it built instead of fitting them again
     fitted = []
     original = inverted_lists.spherical_kmeans
