@@ -2,7 +2,7 @@
 the copy instead of all of it.
 
 A whole scan of even a compact copy costs its size in memory traffic per query: the folded text
-copy is 96 MB at 1M clips, 8-10 ms at the ~10 GB/s two cores draw here, the wide visual copy 416
+copy is 128 MB at 1M clips (MiniLM), ~9 ms at the ~14 GB/s two cores draw here; the visual copy 256-416
 MB. Encoder outputs cluster, so the copy's rows are grouped by spherical k-means into about
 ``rows / ROWS_PER_LIST`` lists and stored again list by list (a permuted copy, same bytes per
 row). A query scores the list centroids and scans only its ``probe`` best lists, with the same
