@@ -205,8 +205,9 @@ def test_token_and_binding(shared_index, tmp_path):
         serve(root, host="0.0.0.0", port=1)
 
 
-def test_live_index_sees_new_videos(shared_data, tmp_path):
+def test_live_index_sees_new_videos(shared_data, tmp_path, monkeypatch):
     from ivcr_engine.index import Ingestor
+    from ivcr_engine.server import live as live_module
 
     root = tmp_path / "idx"
     videos = sorted((shared_data / "videos").glob("*"))
@@ -216,9 +217,19 @@ def test_live_index_sees_new_videos(shared_data, tmp_path):
     with TestClient(app) as c:
         before = c.get("/healthz").json()["videos"]
         assert "cockatoo.mp4" not in [h["name"] for h in c.post("/v1/search", json={"query": "a bird", "k": 20}).json()["hits"]]
-        assert app.state.live.check() is False  # nothing new yet
+        # files modified within SETTLE_S: every check reads the counts; once still, an idle check
+        # reads nothing from SQLite (the files' stamps are unchanged), and a commit is still seen
+        counted = []
+        original = live_module.commit_signature
+        monkeypatch.setattr(live_module, "commit_signature", lambda r: counted.append(r) or original(r))
+        monkeypatch.setattr(live_module, "SETTLE_S", 1e6)
+        assert app.state.live.check() is False and app.state.live.check() is False  # nothing new yet
+        assert len(counted) == 2
+        monkeypatch.setattr(live_module, "SETTLE_S", 0.0)
+        assert app.state.live.check() is False and len(counted) == 3  # the stamp settles here
+        assert app.state.live.check() is False and app.state.live.check() is False and len(counted) == 3
         ing.run([shared_data / "videos" / "cockatoo.mp4"], progress=False)
-        assert app.state.live.check() is True
+        assert app.state.live.check() is True and len(counted) == 4
         assert c.get("/healthz").json()["videos"] == before + 1
         names = [h["name"] for h in c.post("/v1/search", json={"query": "a cockatoo", "k": 20}).json()["hits"]]
         assert "cockatoo.mp4" in names
