@@ -20,23 +20,24 @@ _state: dict = {}
 
 def _numpy_blas():
     """A controller over numpy's own BLAS (the one under numpy's install, e.g. numpy.libs/), or
-    over every BLAS loaded when none lies there (numpy linked to a system BLAS). Other packages'
-    BLAS (faiss's OpenMP OpenBLAS, torch's) keep their threads: limiting faiss's would also limit
-    its OpenMP pool, and the baselines that run beside the engine."""
+    over every BLAS loaded at the first call when none lies there (numpy linked to a system
+    BLAS). Other packages' BLAS (faiss's OpenMP OpenBLAS, torch's) keep their threads: limiting
+    faiss's would also limit its OpenMP pool, and the baselines that run beside the engine."""
     import os
 
     import numpy as np
     from threadpoolctl import ThreadpoolController
 
-    home = os.path.dirname(os.path.realpath(np.__file__))  # .../site-packages/numpy
-    blas = ThreadpoolController().select(user_api="blas")
-    own = [lib for lib in blas.lib_controllers if os.path.realpath(lib.filepath).startswith(home)]
-    if own:
-        blas.lib_controllers = own
-    with _lock:
-        if "full" not in _state:
+    with _lock:  # found once: numpy's BLAS is loaded with numpy (scanning the process takes ~16 ms)
+        if "blas" not in _state:
+            home = os.path.dirname(os.path.realpath(np.__file__))  # .../site-packages/numpy
+            blas = ThreadpoolController().select(user_api="blas")
+            own = [lib for lib in blas.lib_controllers if os.path.realpath(lib.filepath).startswith(home)]
+            if own:
+                blas.lib_controllers = own
+            _state["blas"] = blas
             _state["full"] = max([lib.num_threads for lib in blas.lib_controllers] or [1])
-    return blas
+        return _state["blas"]
 
 
 def for_queries() -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -92,6 +92,12 @@ def principal_basis(sample: np.ndarray, energy: float = DEFAULT_ENERGY, multiple
     rows' squared norm, rounded up to ``multiple`` dims; None when they would not cut the bytes
     by ``MIN_GAIN`` (near-isotropic rows). ``centred``: the rows' mean direction, then the top
     principal directions of the rows' deviations from their mean, counted on those deviations."""
+    return next(principal_bases(sample, (energy,), multiple, centred))
+
+
+def principal_bases(sample: np.ndarray, energies: Sequence[float], multiple: int = 32, centred: bool = False):
+    """``principal_basis`` at each of ``energies`` (ascending) from one eigendecomposition,
+    yielding each distinct width once; a None (no gain in bytes) ends the sequence."""
     x = np.asarray(sample, np.float64)
     d = x.shape[1]
     mean = x.mean(axis=0) if centred else None
@@ -101,15 +107,23 @@ def principal_basis(sample: np.ndarray, energy: float = DEFAULT_ENERGY, multiple
     vals, vecs = vals[::-1].clip(min=0), vecs[:, ::-1]
     total = vals.sum()
     if total <= 0:
-        return None
-    r = int(np.searchsorted(np.cumsum(vals) / total, energy) + 1)
-    r = min(d, -(-r // multiple) * multiple)
-    if (d + 4) / (r + 4) < MIN_GAIN:  # +4: the per-row scale
-        return None
-    if centred and np.linalg.norm(mean) > 0:  # the mean direction first, then the deviations' (orthonormal)
-        basis, _ = np.linalg.qr(np.concatenate([mean[:, None], vecs[:, :r - 1]], axis=1))
-        return np.ascontiguousarray(basis, np.float32)
-    return np.ascontiguousarray(vecs[:, :r], np.float32)
+        yield None
+        return
+    last = None
+    for energy in energies:
+        r = int(np.searchsorted(np.cumsum(vals) / total, energy) + 1)
+        r = min(d, -(-r // multiple) * multiple)
+        if (d + 4) / (r + 4) < MIN_GAIN:  # +4: the per-row scale
+            yield None
+            return
+        if r == last:
+            continue
+        last = r
+        if centred and np.linalg.norm(mean) > 0:  # the mean direction first, then the deviations' (orthonormal)
+            basis, _ = np.linalg.qr(np.concatenate([mean[:, None], vecs[:, :r - 1]], axis=1))
+            yield np.ascontiguousarray(basis, np.float32)
+        else:
+            yield np.ascontiguousarray(vecs[:, :r], np.float32)
 
 
 def coarse_width(copy: FirstStageCopy) -> int | None:
@@ -150,8 +164,7 @@ def checked_basis(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray, ow
         truth.append(exact.topk_videos({"t": q[None]}, 10, allow=allow).ids[0])
         allow[v] = True
     sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), SAMPLE_ROWS)).astype(np.int64)]
-    for energy in energies:
-        basis = principal_basis(sample, energy, centred=True)
+    for basis in principal_bases(sample, energies, centred=True):
         if basis is None:
             return None
         first = Corpus({"t": quantize_int8(rows @ basis)}, offsets)
