@@ -12,7 +12,7 @@ import pytest
 
 import ivcr_engine
 from conftest import best_seconds
-from ivcr_engine.search import Corpus, quantize_int8
+from ivcr_engine.search import Corpus, quantize_int4, quantize_int8
 
 N_VIDEOS, CLIPS, DIM, K = 100_000, 10, 384, 10
 N = N_VIDEOS * CLIPS
@@ -145,6 +145,44 @@ def test_videos(benchmark, record, data, impl, B):
     base = _SECONDS.get(("videos", row, "numpy fp32"))
     if base and impl.startswith("ivcr"):
         record.put("search videos (max over 10 clips)", row, f"{impl} / numpy", base / sec)
+
+
+# The first stage of a large index (index/first_stage.py): one query against a compact copy,
+# the best 400 videos kept. Formats and widths of the folded text copies the recall check keeps
+# on the benchmark corpora (int8 128 dims before int4; int4 160 under MiniLM, 256 under E5).
+FIRST_STAGE = [("int8", 128), ("int4", 128), ("int4", 160), ("int8", 256), ("int4", 256)]
+FIRST_TABLE = "first-stage scan (1M rows, 100k videos, B=1, best 400 videos)"
+
+
+@pytest.fixture(scope="module")
+def first_stage_copies():
+    rng = np.random.default_rng(1)
+    offsets = np.arange(0, N + 1, CLIPS, dtype=np.int64)
+    out = {}
+    for dim in sorted({d for _, d in FIRST_STAGE}):
+        x = rng.standard_normal((N, dim), dtype=np.float32)
+        out[("int8", dim)] = Corpus({"v": quantize_int8(x)}, offsets)
+        out[("int4", dim)] = Corpus({"v": quantize_int4(x)}, offsets)
+    return out
+
+
+@pytest.mark.parametrize("fmt,dim", FIRST_STAGE, ids=[f"{f}-{d}" for f, d in FIRST_STAGE])
+def test_first_stage_formats(benchmark, record, first_stage_copies, copy_gbs, fmt, dim):
+    corpus = first_stage_copies[(fmt, dim)]
+    q = np.random.default_rng(2).standard_normal((1, dim), dtype=np.float32)
+    benchmark.group = "first stage"
+    benchmark.pedantic(lambda: corpus.topk_videos(q, 400), rounds=20, warmup_rounds=2)
+    sec = best_seconds(benchmark)
+    row_bytes = (dim if fmt == "int8" else dim // 2) + 4
+    name = f"{fmt} x {dim}"
+    record.put(FIRST_TABLE, name, "ms", sec * 1000)
+    record.put(FIRST_TABLE, name, "MB read", N * row_bytes / 1e6)
+    record.put(FIRST_TABLE, name, "GB/s", N * row_bytes / sec / 1e9)
+    record.put(FIRST_TABLE, name, "% of memcpy rate", 100 * N * row_bytes / sec / 1e9 / copy_gbs)
+    _SECONDS[("first", fmt, dim)] = sec
+    base = _SECONDS.get(("first", "int8", 128))
+    if base:
+        record.put(FIRST_TABLE, name, "speed-up over int8 x 128", base / sec)
 
 
 def test_int8_recall(record, data):

@@ -20,7 +20,7 @@ import numpy as np
 from . import _core
 from .checks import as_int, as_int_array
 
-ChannelData = Union[np.ndarray, tuple]  # float32/float16 array, or (int8 array, float32 scales)
+ChannelData = Union[np.ndarray, tuple]  # float32/float16 array, or (int8 or packed int4 array, float32 scales)
 Queries = Union[np.ndarray, Mapping[str, np.ndarray]]
 
 AGGREGATIONS = ("max", "mean", "logsumexp")
@@ -53,6 +53,43 @@ def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales
 
 
+# int4 rows are groups of INT4_GROUP dims in INT4_GROUP / 2 bytes: byte j of a group holds dim j in
+# its low nibble and dim j + INT4_GROUP / 2 in its high nibble, each stored as value + 8, so one
+# 16-byte load unpacks into two runs of 16 consecutive dims with a mask and a shift
+# (csrc/search/cpu/dot_kernels.h).
+INT4_GROUP = 32
+
+
+def quantize_int4(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int4 quantisation: ``vectors[r] ~= scales[r] * unpack_int4(packed)[r]``,
+    values in -7..7, packed two per byte as ``(N, D / 2)`` uint8 (D a multiple of 32).
+
+    An eighth of float32's bytes. Four bits keep a ranking only for rows whose dims carry similar
+    spread (first_stage.py whitens them first); the index checks its recall before using it.
+    """
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {v.shape}")
+    if v.shape[1] % INT4_GROUP:
+        raise ValueError(f"int4 rows need a multiple of {INT4_GROUP} dims, got {v.shape[1]}")
+    peak = np.abs(v).max(axis=1) if v.shape[1] else np.zeros(len(v), np.float32)
+    scales = (peak / 7.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    q = np.clip(np.rint(v / safe[:, None]), -7, 7).astype(np.int8).reshape(len(v), -1, 2, INT4_GROUP // 2)
+    u = (q + 8).astype(np.uint8)
+    packed = u[:, :, 0] | (u[:, :, 1] << 4)
+    return np.ascontiguousarray(packed.reshape(len(v), -1)), scales
+
+
+def unpack_int4(packed: np.ndarray) -> np.ndarray:
+    """The int8 values (-8..7) of packed int4 rows (``quantize_int4``'s layout): ``(N, 2 * bytes)``."""
+    p = np.asarray(packed, np.uint8)
+    p = p.reshape(len(p), -1, INT4_GROUP // 2)
+    lo = (p & 15).astype(np.int8) - 8
+    hi = (p >> 4).astype(np.int8) - 8
+    return np.stack([lo, hi], axis=2).reshape(len(p), -1)
+
+
 def video_bitset(video_ids: Iterable[int] | np.ndarray, n_videos: int) -> np.ndarray:
     """A uint64 bitset over ``n_videos`` from video ids or a boolean mask (for filters)."""
     if isinstance(video_ids, np.ndarray) and video_ids.dtype == bool:
@@ -78,7 +115,8 @@ class Corpus:
     """Searchable clip vectors, one or more channels, grouped into videos.
 
     ``channels`` maps a channel name to its vectors: a ``(N, D)`` float32 or float16 array, or an
-    ``(int8 array, float32 scales)`` pair from :func:`quantize_int8`. Arrays are referenced, not
+    ``(int8 array, float32 scales)`` pair from :func:`quantize_int8`, or a ``(packed uint8 array,
+    float32 scales)`` pair from :func:`quantize_int4` (CPU only). Arrays are referenced, not
     copied (a memory-mapped file is searched in place), so they must stay unchanged. ``offsets``
     defaults to one video per row.
 
@@ -106,8 +144,8 @@ class Corpus:
                 native.append((np.ascontiguousarray(values), np.ascontiguousarray(scales, dtype=np.float32)))
             else:
                 arr = np.asarray(data)
-                if arr.dtype == np.int8:
-                    raise ValueError(f"channel {name!r}: int8 vectors need scales, pass (values, scales)")
+                if arr.dtype in (np.int8, np.uint8):
+                    raise ValueError(f"channel {name!r}: int8 and int4 vectors need scales, pass (values, scales)")
                 native.append((np.ascontiguousarray(arr), None))
         n_rows = native[0][0].shape[0] if native[0][0].ndim == 2 else 0
         if offsets is None:
@@ -123,7 +161,7 @@ class Corpus:
 
     def _exact_vectors(self, native: list, refine: Mapping[str, np.ndarray]) -> list:
         """Per channel, the vectors used when re-ranking: the refine array, or the channel itself
-        (int8 dequantised lazily per candidate row)."""
+        (int8 and int4 dequantised lazily per candidate row)."""
         unknown = set(refine) - set(self.channel_names)
         if unknown:
             raise ValueError(f"refine names unknown channels {sorted(unknown)}")
@@ -131,8 +169,9 @@ class Corpus:
         for name, (values, scales) in zip(self.channel_names, native):
             if name in refine:
                 exact = np.asarray(refine[name])
-                if exact.shape != values.shape or exact.dtype not in (np.float16, np.float32):
-                    raise ValueError(f"refine[{name!r}] must be float16/float32 of shape {values.shape}")
+                shape = (values.shape[0], values.shape[1] * (2 if values.dtype == np.uint8 else 1))
+                if exact.shape != shape or exact.dtype not in (np.float16, np.float32):
+                    raise ValueError(f"refine[{name!r}] must be float16/float32 of shape {shape}")
                 out.append((exact, None))
             else:
                 out.append((values, scales))
@@ -219,7 +258,8 @@ class Corpus:
         for (values, scales), q, w in zip(self._exact, qs, ws):
             if w == 0:
                 continue
-            x = values[rows].astype(np.float32)
+            x = unpack_int4(values[rows]) if values.dtype == np.uint8 else values[rows]
+            x = x.astype(np.float32)
             if scales is not None:
                 x *= scales[rows, None]
             total += w * (x @ q[b])

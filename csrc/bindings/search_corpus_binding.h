@@ -32,7 +32,9 @@ inline DType dtype_of(const py::array& a, std::size_t c) {
   if (dt.is(py::dtype::of<float>())) return DType::F32;
   if (dt.kind() == 'f' && dt.itemsize() == 2) return DType::F16;
   if (dt.is(py::dtype::of<int8_t>())) return DType::I8;
-  throw py::type_error("channel " + std::to_string(c) + ": vectors must be float32, float16 or int8 (got " +
+  if (dt.is(py::dtype::of<uint8_t>())) return DType::I4;  // packed pairs (search.quantize_int4)
+  throw py::type_error("channel " + std::to_string(c) + ": vectors must be float32, float16, int8 or packed int4 "
+                       "(uint8) (got " +
                        std::string(py::str(dt)) + ")");
 }
 
@@ -52,10 +54,12 @@ class PySearchCorpus {
       ch.dtype = dtype_of(values, c);
       ch.data = values.data();
       ch.rows = values.shape(0);
-      ch.dim = int(values.shape(1));
+      ch.dim = int(values.shape(1)) * (ch.dtype == DType::I4 ? 2 : 1);
       if (ch.dim == 0 && ch.rows > 0) throw py::value_error(name + ": dimension is 0");
-      if (ch.dtype == DType::I8) {
-        if (t[1].is_none()) throw py::value_error(name + ": int8 vectors need per-row scales");
+      if (ch.dtype == DType::I4 && ch.dim % 32 != 0)
+        throw py::value_error(name + ": packed int4 rows must hold a multiple of 32 dims (16 bytes)");
+      if (ch.dtype == DType::I8 || ch.dtype == DType::I4) {
+        if (t[1].is_none()) throw py::value_error(name + ": int8 and int4 vectors need per-row scales");
         py::array scales = t[1].cast<py::array>();
         if (!scales.dtype().is(py::dtype::of<float>()) || scales.ndim() != 1 || scales.shape(0) != ch.rows)
           throw py::value_error(name + ": scales must be float32 of shape (rows,)");

@@ -12,6 +12,12 @@ re-ranks. Two copies exist:
   the shortlist's recall.
 - **plain int8** (``d`` int8 values + 1 scale): used when the rows are close to isotropic (e.g.
   random vectors), where a projection would drop too much of every score.
+- **whitened int4** (``r / 2`` bytes + 1 scale, folded text only, where its recall check passes):
+  rows centred on their mean, rotated onto their principal directions and each direction divided
+  by its spread, then four bits a value; queries get the rotation times the spread, so the dot
+  products are kept up to a per-query constant (the mean's), which no ranking sees. Four bits of
+  the raw rows lose the ranking (per-row scales are set by the few high-variance directions:
+  recall 0.86 under MiniLM, 0.01 under E5's uncentred rows); whitened, 0.999 under both.
 - **coarse** (in front of a wide projected copy): its leading principal directions only, so a
   first pass reads a fraction of the bytes and the projected copy ranks only that pass's shortlist.
 
@@ -27,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import blas
-from ..search import quantize_int8
+from ..search import quantize_int4, quantize_int8, unpack_int4
 
 # Share of the rows' energy a projection must keep, per copy. Visual rows, full of near-duplicate
 # frames, need 0.98 of their (uncentred) energy: measured on the 1M-clip corpus of real encoder
@@ -59,31 +65,83 @@ SAMPLE_ROWS = 50_000   # rows the principal directions are fitted on (evenly spa
 BLOCK = 65_536         # rows per build pass: bounded memory on million-clip indexes
 
 RowReader = Callable[[slice | np.ndarray], np.ndarray]  # a slice or row numbers -> float32 rows
-BasisFit = Callable[[], "np.ndarray | None"]            # a copy's projection, or None for plain int8
+EncodingFit = Callable[[], "Encoding | None"]            # a copy's encoding, or None for plain int8
 
-# The folded text copy's width is checked, not assumed from the energy alone: on the E5 benchmark
-# corpus with real presence patterns (clips without speech or subtitles), the presence switches
-# put most of the rows' centred energy on the mean sentence direction, 85 % of it was reached at
-# 32 dims, and that copy kept 0.48 of the exact top 10 in a 0.5 % shortlist. A text copy is
-# therefore fitted at each of TEXT_ENERGIES in turn and kept at the first whose int8 copy, on a
-# sample of whole videos, keeps TEXT_RECALL of the exact top 10 for sentence queries (the index's
-# own speech/subtitle rows, their video left out); none: the plain int8 copy.
+# The folded text copy's encoding is checked, not assumed from the energy alone: on the E5
+# benchmark corpus with real presence patterns (clips without speech or subtitles), the presence
+# switches put most of the rows' centred energy on the mean sentence direction, 85 % of it was
+# reached at 32 dims, and that copy kept 0.48 of the exact top 10 in a 0.5 % shortlist. A text
+# copy is therefore fitted at each of TEXT_ENERGIES (and at its whole width), as int8 and as
+# whitened int4, and the candidate with the fewest bytes a row whose copy, on a sample of whole
+# videos, keeps TEXT_RECALL of the exact top 10 for sentence queries (the index's own speech/
+# subtitle rows, their video left out) is kept; none: the plain int8 copy.
 TEXT_ENERGIES = (0.85, 0.9, 0.95, 0.98)
 TEXT_RECALL = 0.99
 TEXT_CHECK_VIDEOS = 10_000
 TEXT_CHECK_QUERIES = 64
+# How far an int4 copy evens out its directions' spreads (whitened_int4), tried in turn. Real
+# sentences, top-10 recall in a 1 % shortlist at 384 dims (tests/index/test_first_stage.py data):
+# power 0 (rotated only) 0.87, 0.5 0.99, 1 0.97; on the E5 benchmark corpus power 1 gave 0.999.
+WHITENING = (0.5, 1.0)
 
 
 @dataclass
 class FirstStageCopy:
-    values: np.ndarray            # (rows, r) int8
+    values: np.ndarray            # (rows, r) int8, or (rows, r / 2) uint8: packed int4 (search.quantize_int4)
     scales: np.ndarray            # (rows,) float32
-    basis: np.ndarray | None      # (d, r) float32 projection, or None for a plain int8 copy
+    basis: np.ndarray | None      # (d, r) float32 query projection, or None for a plain int8 copy
 
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Queries (B, d) in the copy's space: scores against the copy approximate the true ones."""
         q = np.asarray(queries, np.float32)
         return q if self.basis is None else np.ascontiguousarray(q @ self.basis)
+
+    def rows(self, sel) -> np.ndarray:
+        """The copy's rows ``sel`` dequantised (float32, in the copy's space)."""
+        v = self.values[sel]
+        return (unpack_int4(v) if v.dtype == np.uint8 else v).astype(np.float32) * self.scales[sel, None]
+
+    def as_queries(self, sel) -> np.ndarray:
+        """The copy's rows ``sel`` as projected queries (rows of the index asked as queries, e.g. by
+        the inverted lists' probe check). A whitened copy's rows are divided by each direction's
+        spread (to a power) and its queries multiplied by it, and its query basis's column norms
+        are those factors (1 for an orthonormal basis), so the row is multiplied by their squares.
+        A whitened row is centred: as a query it asks for its deviation from the rows' mean."""
+        x = self.rows(sel)
+        return x if self.basis is None else x * np.square(np.linalg.norm(self.basis, axis=0))
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a copy's rows are written: centred on ``centre`` (or not), projected on ``rows_basis``
+    (or kept whole), and quantised to ``bits`` (8 or 4); queries are projected on ``basis``."""
+    bits: int
+    basis: np.ndarray | None               # (d, r) query projection
+    rows_basis: np.ndarray | None = None   # (d, r) row projection where it differs (whitened int4)
+    centre: np.ndarray | None = None       # (d,) subtracted from the rows first
+
+    def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float rows -> the copy's (values, scales)."""
+        x = rows if self.centre is None else rows - self.centre
+        b = self.basis if self.rows_basis is None else self.rows_basis
+        x = x if b is None else x @ b
+        return quantize_int4(x) if self.bits == 4 else quantize_int8(x)
+
+    def row_bytes(self, dim: int) -> int:
+        r = dim if self.basis is None else self.basis.shape[1]
+        return r * self.bits // 8 + 4  # +4: the per-row scale
+
+
+def whitened_int4(mean: np.ndarray, vals: np.ndarray, vecs: np.ndarray, n: int, r: int, power: float) -> Encoding:
+    """The whitened int4 encoding on the leading ``r`` principal directions of rows with mean
+    ``mean`` whose centred second moment (over ``n`` rows) has eigenpairs ``vals``, ``vecs``
+    (descending): each direction divided by ``spread ** power`` in the rows and multiplied by it in
+    the queries (``power`` 1: every direction at unit spread; 0.5: half way, see WHITENING)."""
+    spread = np.sqrt(np.maximum(vals[:r], 0) / max(n, 1))
+    spread = np.where(spread > 1e-12 * max(spread.max(), 1e-30), spread, 1.0) ** power
+    b = vecs[:, :r]
+    return Encoding(4, np.ascontiguousarray(b * spread, np.float32), np.ascontiguousarray(b / spread, np.float32),
+                    np.asarray(mean, np.float32))
 
 
 def principal_basis(sample: np.ndarray, energy: float = DEFAULT_ENERGY, multiple: int = 32,
@@ -98,13 +156,25 @@ def principal_basis(sample: np.ndarray, energy: float = DEFAULT_ENERGY, multiple
 def principal_bases(sample: np.ndarray, energies: Sequence[float], multiple: int = 32, centred: bool = False):
     """``principal_basis`` at each of ``energies`` (ascending) from one eigendecomposition,
     yielding each distinct width once; a None (no gain in bytes) ends the sequence."""
+    mean, vals, vecs = _spectrum(sample, centred)
+    yield from _bases(mean, vals, vecs, energies, multiple)
+
+
+def _spectrum(sample: np.ndarray, centred: bool):
+    """The rows' mean (None unless ``centred``) and the eigenpairs of their (centred) second
+    moment, descending."""
     x = np.asarray(sample, np.float64)
-    d = x.shape[1]
     mean = x.mean(axis=0) if centred else None
     if centred:
         x = x - mean
     vals, vecs = np.linalg.eigh(x.T @ x)
-    vals, vecs = vals[::-1].clip(min=0), vecs[:, ::-1]
+    return mean, vals[::-1].clip(min=0), vecs[:, ::-1]
+
+
+def _bases(mean, vals, vecs, energies: Sequence[float], multiple: int):
+    """principal_bases from a spectrum (see _spectrum)."""
+    centred = mean is not None
+    d = len(vals)
     total = vals.sum()
     if total <= 0:
         yield None
@@ -129,8 +199,8 @@ def principal_bases(sample: np.ndarray, energies: Sequence[float], multiple: int
 def coarse_width(copy: FirstStageCopy) -> int | None:
     """The width of a coarse copy in front of ``copy`` (its leading ``COARSE_DIMS`` principal
     directions), or None when ``copy`` is narrow enough to scan whole (or not projected)."""
-    if copy.basis is None or copy.basis.shape[1] < COARSE_MIN_WIDTH:
-        return None
+    if copy.basis is None or copy.values.dtype != np.int8 or copy.basis.shape[1] < COARSE_MIN_WIDTH:
+        return None  # (an int4 copy is the folded text's, checked at its width; none is that wide yet)
     return COARSE_DIMS
 
 
@@ -145,15 +215,16 @@ def load_or_build_coarse(folder: Path, tag: str, fine: FirstStageCopy) -> FirstS
         return np.asarray(fine.values[sel, :width], np.float32) * fine.scales[sel, None]
 
     leading = np.eye(fine_width, width, dtype=np.float32)
-    return load_or_build(folder, f"{tag}.coarse{width}", rows, width, read, basis=leading)
+    return load_or_build(folder, f"{tag}.coarse{width}", rows, width, read, projected=Encoding(8, leading))
 
 
-def checked_basis(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray, own: np.ndarray, shortlist: int,
-                  energies: tuple[float, ...] = TEXT_ENERGIES, recall: float = TEXT_RECALL) -> np.ndarray | None:
-    """The narrowest centred projection of ``rows`` (fitted at each of ``energies`` in turn) whose
-    int8 copy puts ``recall`` of the exact top 10 videos of ``queries`` into its top ``shortlist``;
-    None (plain int8) when none does or none would cut the bytes. ``own``: each query's video,
-    left out of both rankings (the queries are rows of the index)."""
+def checked_encoding(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray, own: np.ndarray, shortlist: int,
+                     energies: tuple[float, ...] = TEXT_ENERGIES, recall: float = TEXT_RECALL) -> Encoding | None:
+    """The encoding of ``rows`` with the fewest bytes a row, among centred projections fitted at
+    each of ``energies`` and at the whole width, as int8 and as whitened int4, whose copy puts
+    ``recall`` of the exact top 10 videos of ``queries`` into its top ``shortlist``; None (plain
+    int8) when none does or none would read fewer bytes. ``own``: each query's video, left out of
+    both rankings (the queries are rows of the index)."""
     from ..search import Corpus
 
     exact = Corpus({"t": rows}, offsets)
@@ -163,29 +234,49 @@ def checked_basis(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray, ow
         allow[v] = False
         truth.append(exact.topk_videos({"t": q[None]}, 10, allow=allow).ids[0])
         allow[v] = True
-    sample = rows[np.linspace(0, len(rows) - 1, min(len(rows), SAMPLE_ROWS)).astype(np.int64)]
-    for basis in principal_bases(sample, energies, centred=True):
-        if basis is None:
-            return None
-        first = Corpus({"t": quantize_int8(rows @ basis)}, offsets)
+    need = recall * sum(len(t) for t in truth)
+    best, best_found, best_bytes = None, -1, None
+    d = rows.shape[1]
+    for enc in candidates(rows[np.linspace(0, len(rows) - 1, min(len(rows), SAMPLE_ROWS)).astype(np.int64)], energies):
+        if best is not None and enc.row_bytes(d) > best_bytes:
+            break  # of the fewest bytes that pass, the candidate that found the most
+        first = Corpus({"t": enc.encode(rows)}, offsets)
         found = 0
-        for q, v, t in zip(queries @ basis, own, truth):
+        for q, v, t in zip(queries @ enc.basis, own, truth):
             allow[v] = False
             found += len(np.intersect1d(t, first.topk_videos({"t": q[None]}, shortlist, allow=allow).ids[0]))
             allow[v] = True
-        if found >= recall * sum(len(t) for t in truth):
-            return basis
-    return None
+        if found >= need and found > best_found:
+            best, best_found, best_bytes = enc, found, enc.row_bytes(d)
+    return best
+
+
+def candidates(sample: np.ndarray, energies: Sequence[float]) -> list[Encoding]:
+    """The encodings checked_encoding tries, fewest bytes a row first: centred int8 projections at
+    ``energies`` (as the energy rule fits them) and whitened int4 (at each of WHITENING) at every
+    multiple of 32 dims from the narrowest of those widths to the whole width, all reading fewer
+    bytes than the plain int8 copy."""
+    mean, vals, vecs = _spectrum(sample, centred=True)
+    d = sample.shape[1]
+    out = [Encoding(8, b) for b in _bases(mean, vals, vecs, energies, 32) if b is not None]
+    # int4 at every whole group from the narrowest energy width up: its bytes halve, so a wider
+    # int4 copy than the int8 one the check would keep still reads fewer bytes
+    narrowest = min((b.basis.shape[1] for b in out), default=32)
+    widths = range(narrowest, d // 32 * 32 + 1, 32)
+    out += [whitened_int4(mean, vals, vecs, len(sample), r, p) for r in widths for p in WHITENING]
+    plain = Encoding(8, None).row_bytes(d)
+    return sorted((e for e in out if e.row_bytes(d) < plain), key=lambda e: (e.row_bytes(d), -e.bits))
 
 
 def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
-                  basis: np.ndarray | None = None, fit: BasisFit | None = None) -> FirstStageCopy:
+                  projected: Encoding | None = None, fit: EncodingFit | None = None) -> FirstStageCopy:
     """The first-stage copy of ``rows`` rows named ``tag`` in ``folder``, built from ``read`` when
-    missing. Files: ``first.<tag>.<rows>.{basis,scales,values}.npy``; values are written last,
-    so their presence marks a complete copy (a killed build leaves only a ``.tmp`` file).
-    ``basis``: the query projection when ``read`` already returns projected rows (a coarse copy);
-    otherwise ``fit`` chooses it (e.g. ``checked_basis`` for text), or by default the rows'
-    principal basis is fitted (or none, for near-isotropic rows)."""
+    missing. Files: ``first.<tag>.<rows>.{basis,scales,values}.npy`` (values int8, or uint8 for
+    packed int4); values are written last, so their presence marks a complete copy (a killed build
+    leaves only a ``.tmp`` file). ``projected``: the encoding when ``read`` already returns
+    projected rows (a coarse copy: only quantised); otherwise ``fit`` chooses it (e.g.
+    ``checked_encoding`` for text), or by default the rows' principal basis is fitted (or none, for
+    near-isotropic rows)."""
     vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
     if vals_p.exists() and scal_p.exists():
         basis = np.load(basis_p) if basis_p.exists() else None
@@ -194,35 +285,39 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
         for derived in folder.glob(pattern):  # made from the copy being (re)built
             derived.unlink()
     with blas.all_threads():
-        basis, out_s = _build(folder, tag, rows, dim, read, basis, fit)
+        basis, out_s = _build(folder, tag, rows, dim, read, projected, fit)
     return FirstStageCopy(np.load(vals_p, mmap_mode="r"), out_s, basis)
 
 
-def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, basis: np.ndarray | None,
-           fit: BasisFit | None):
+def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, projected: Encoding | None,
+           fit: EncodingFit | None):
     """Write the copy's files (see load_or_build); returns its basis and scales."""
     vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
-    project = basis is None
-    if project and rows and fit is not None:
-        basis = fit()
-    elif project and rows:
-        kind = tag.split("-")[0]
-        sample = read(np.linspace(0, rows - 1, min(rows, SAMPLE_ROWS)).astype(np.int64))
-        basis = principal_basis(sample, ENERGY.get(kind, DEFAULT_ENERGY), centred=kind in CENTRED)
-    width = dim if basis is None else basis.shape[1]
+    if projected is not None:  # rows come projected: quantised only
+        enc, write = projected, Encoding(projected.bits, None)
+    else:
+        if rows and fit is not None:
+            enc = fit() or Encoding(8, None)
+        elif rows:
+            kind = tag.split("-")[0]
+            sample = read(np.linspace(0, rows - 1, min(rows, SAMPLE_ROWS)).astype(np.int64))
+            enc = Encoding(8, principal_basis(sample, ENERGY.get(kind, DEFAULT_ENERGY), centred=kind in CENTRED))
+        else:
+            enc = Encoding(8, None)
+        write = enc
+    width = dim if enc.basis is None else enc.basis.shape[1]
     tmp = folder / f"first.{tag}.{rows}.values.tmp.npy"
-    out_v = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int8, shape=(rows, width))
+    dtype, cols = (np.uint8, width // 2) if enc.bits == 4 else (np.int8, width)
+    out_v = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, cols))
     out_s = np.zeros(rows, np.float32)
     for a in range(0, rows, BLOCK):
         block = read(slice(a, min(a + BLOCK, rows)))
-        if project and basis is not None:
-            block = block @ basis
-        out_v[a:a + len(block)], out_s[a:a + len(block)] = quantize_int8(block)
+        out_v[a:a + len(block)], out_s[a:a + len(block)] = write.encode(block)
     out_v.flush()
     del out_v
     basis_p.unlink(missing_ok=True)
-    if basis is not None:
-        np.save(basis_p, basis)
+    if enc.basis is not None:
+        np.save(basis_p, enc.basis)
     np.save(scal_p, out_s)
     tmp.replace(vals_p)
-    return basis, out_s
+    return enc.basis, out_s

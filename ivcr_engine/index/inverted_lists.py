@@ -46,7 +46,7 @@ BLOCK = 65_536             # rows per assignment pass
 class InvertedLists:
     centroids: np.ndarray   # (lists, r) float32, unit rows, in the copy's (projected) space
     order: np.ndarray       # (rows,) int64: the copy row stored at each position
-    values: np.ndarray      # (rows, r) int8: the copy's rows, list after list
+    values: np.ndarray      # the copy's values (int8, or packed int4), list after list
     corpus: Corpus          # those rows (channel "c"); its "videos" are the lists
     probe: int              # lists a query scans
 
@@ -115,7 +115,7 @@ def _build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, sh
                              for a in range(0, rows, BLOCK)])
     order = np.argsort(assign, kind="stable")  # within a list rows keep their order: a video's clips stay together
     tmp = part["values"].with_suffix(".tmp.npy")
-    values = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int8, shape=copy.values.shape)
+    values = np.lib.format.open_memmap(tmp, mode="w+", dtype=copy.values.dtype, shape=copy.values.shape)
     for a in range(0, rows, BLOCK):
         values[a:a + BLOCK] = copy.values[order[a:a + BLOCK]]
     values.flush()
@@ -146,7 +146,7 @@ def _choose_probe(lists: InvertedLists, copy: FirstStageCopy, offsets: np.ndarra
     whole copy's top 10 videos, for rows of the copy used as queries (0: none does)."""
     rows, n_videos = len(copy.values), len(offsets) - 1
     picks = np.sort(rng.choice(rows, min(rows, SELF_CHECK_QUERIES), replace=False))
-    queries = _rows(copy, picks)
+    queries = copy.as_queries(picks)
     own = np.searchsorted(offsets, picks, side="right") - 1
     full = Corpus({"c": (copy.values, copy.scales)}, offsets)
     truth = full.topk_videos({"c": queries}, 11, weights={"c": 1.0}).ids
@@ -168,7 +168,7 @@ def _choose_probe(lists: InvertedLists, copy: FirstStageCopy, offsets: np.ndarra
 
 
 def _rows(copy: FirstStageCopy, sel) -> np.ndarray:
-    return np.asarray(copy.values[sel], np.float32) * copy.scales[sel, None]
+    return copy.rows(sel)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

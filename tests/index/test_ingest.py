@@ -233,7 +233,12 @@ def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers
     for c in w:
         part = w[c] * np.asarray(two.channels[c], np.float32)
         rows[:, :part.shape[1]] += part
+    # the copy's directions (a whitened int4 copy's query basis is scaled by their spreads), and
+    # its scores up to a per-query constant (a whitened copy is centred: the mean's score is dropped)
     basis = np.eye(rows.shape[1], dtype=np.float32) if copy.basis is None else copy.basis
+    basis = basis / np.linalg.norm(basis, axis=0)
     expected = (rows @ basis) @ (fq["text"][0] @ basis)
-    got = (copy.values.astype(np.float32) * copy.scales[:, None]) @ copy.project(fq["text"])[0]
-    np.testing.assert_allclose(got, expected, atol=0.02)
+    got = copy.rows(slice(None)) @ copy.project(fq["text"])[0]
+    # int4 steps are 1/7 of a row's peak: measured 0.027 here, on scores spanning 0.83
+    atol = 0.02 if copy.values.dtype == np.int8 else 0.05
+    np.testing.assert_allclose(got - got.mean(), expected - expected.mean(), atol=atol)

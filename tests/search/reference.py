@@ -4,9 +4,25 @@ from __future__ import annotations
 import numpy as np
 
 
+def unpack_int4(packed: np.ndarray) -> np.ndarray:
+    """Packed int4 rows, one value at a time: in each group of 16 bytes, byte j holds dim j of
+    the group's 32 in its low four bits and dim j + 16 in its high four, each as value + 8."""
+    n, nbytes = packed.shape
+    out = np.zeros((n, 2 * nbytes), np.int64)
+    for r in range(n):
+        for i in range(nbytes):
+            byte = int(packed[r, i])
+            group, j = divmod(i, 16)
+            for dim, nibble in ((group * 32 + j, byte & 15), (group * 32 + j + 16, byte >> 4)):
+                out[r, dim] = nibble - 8
+    return out
+
+
 def dequantize(channel) -> np.ndarray:
     if isinstance(channel, tuple):
         values, scales = channel
+        if values.dtype == np.uint8:
+            values = unpack_int4(values)
         return values.astype(np.float64) * scales.astype(np.float64)[:, None]
     return np.asarray(channel, dtype=np.float64)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import ivcr_engine
 from ivcr_engine import _core
-from ivcr_engine.search import Corpus, quantize_int8, video_bitset
+from ivcr_engine.search import Corpus, quantize_int4, quantize_int8, unpack_int4, video_bitset
 
 from . import reference as ref
 
@@ -179,6 +179,68 @@ def test_int8_single_query_over_scattered_videos(simd_level, d):
     check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=1e-4)
 
 
+def test_int4_packing_follows_the_documented_layout():
+    """quantize_int4's bytes, unpacked one nibble at a time by the reference, give the values;
+    unpack_int4 agrees; -8 (never written, but a valid nibble) and a zero row survive."""
+    rng = np.random.default_rng(4)
+    x = unit_rows(rng, 50, 64)
+    x[7] = 0
+    packed, scales = quantize_int4(x)
+    assert packed.dtype == np.uint8 and packed.shape == (50, 32) and scales.shape == (50,)
+    values = ref.unpack_int4(packed)
+    assert values.min() >= -7 and values.max() <= 7 and np.all(values[7] == 0) and scales[7] == 0
+    np.testing.assert_array_equal(unpack_int4(packed), values)
+    np.testing.assert_allclose(values * scales[:, None], x, atol=float(scales.max()) / 2 + 1e-7)
+    raw = np.array([[0x0F] * 16], np.uint8)  # low nibble 15 -> 7, high nibble 0 -> -8
+    np.testing.assert_array_equal(ref.unpack_int4(raw), [[7] * 16 + [-8] * 16])
+    np.testing.assert_array_equal(unpack_int4(raw), ref.unpack_int4(raw))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_int4(unit_rows(rng, 3, 48))
+
+
+@pytest.mark.parametrize("d,b", [(32, 1), (64, 2), (128, 1), (128, 3), (384, 4), (96, 5), (64, 9)])
+def test_int4_matches_reference(simd_level, d, b):
+    """Packed int4 rows (the whitened text first stage's format) against the reference, for every
+    query-group width of the tile kernels, over every video, a scattered shortlist, and clips; full
+    nibble range, including -8, which quantize_int4 never writes."""
+    rng = np.random.default_rng(d * 7 + b)
+    off = random_offsets(rng, 700, 13)
+    n = int(off[-1])
+    packed = rng.integers(0, 256, size=(n, d // 2), dtype=np.uint8)
+    ch = (packed, rng.uniform(0.01, 0.2, n).astype(np.float32))
+    q = unit_rows(rng, b, d)
+    corpus = Corpus({"v": ch}, off)
+    s = ref.clip_scores([ch], [q], [1.0])
+    vs = ref.video_scores(s, off, "max")
+    # the int16 rounding of the query: up to ~1.5e-5 * max|q| * sum|row| (sum|row| ~40 here)
+    check(corpus.topk_videos(q, 25), *ref.topk(vs, 25), tol=3e-4, candidates=vs)
+    shortlist = rng.choice(700, size=60, replace=False)
+    mask = np.zeros(700, bool)
+    mask[shortlist] = True
+    check(corpus.topk_videos(q, 25, allow=shortlist), *ref.topk(vs, 25, mask), tol=3e-4,
+          candidates=np.where(mask, vs, np.nan))
+    check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=3e-4, candidates=s)
+
+
+def test_int4_fuses_with_other_formats_and_refines(simd_level):
+    rng = np.random.default_rng(8)
+    off = random_offsets(rng, 300, 10, allow_empty=False)
+    n = int(off[-1])
+    text, vis = unit_rows(rng, n, 64), unit_rows(rng, n, 40)
+    chans = {"text": quantize_int4(text), "visual": quantize_int8(vis)}
+    q = {"text": unit_rows(rng, 3, 64), "visual": unit_rows(rng, 3, 40)}
+    w = {"text": 1.5, "visual": -0.5}
+    s = ref.clip_scores(list(chans.values()), list(q.values()), [w[c] for c in chans])
+    check(Corpus(chans, off).topk_videos(q, 20, weights=w), *ref.topk(ref.video_scores(s, off, "max"), 20), tol=1e-4)
+    # refined: the int4 scan's candidates re-ranked on the exact rows give the exact ranking
+    exact = Corpus({"text": text}, off).topk_videos(q["text"], 5)
+    refined = Corpus({"text": chans["text"]}, off, refine={"text": text}, refine_factor=20).topk_videos(q["text"], 5)
+    np.testing.assert_array_equal(refined.ids, exact.ids)
+    np.testing.assert_allclose(refined.scores, exact.scores, atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \(%d, 64\)" % n):
+        Corpus({"text": chans["text"]}, off, refine={"text": text[:, :32]})
+
+
 @pytest.mark.parametrize("k", [1, 2, 999, 3000, 7000])
 def test_large_k_keeps_the_exact_best_k_with_ties(k):
     """Shortlists of thousands: the collector keeps a buffer of 2k and selects when it fills,
@@ -252,10 +314,14 @@ def test_bad_input_gives_clear_errors():
         Corpus(E, np.array([0, 5, 11], np.int64))
     with pytest.raises(ValueError, match="non-decreasing"):
         Corpus(E, np.array([0, 6, 5, 10], np.int64))
-    with pytest.raises(TypeError, match="float32, float16 or int8"):
+    with pytest.raises(TypeError, match="float32, float16, int8 or packed int4"):
         Corpus(E.astype(np.float64))
     with pytest.raises(ValueError, match="scales"):
         Corpus({"v": np.zeros((10, 8), np.int8)})
+    with pytest.raises(ValueError, match="scales"):
+        Corpus({"v": np.zeros((10, 16), np.uint8)})
+    with pytest.raises(ValueError, match="multiple of 32 dims"):
+        Corpus({"v": (np.zeros((10, 8), np.uint8), np.ones(10, np.float32))})
     with pytest.raises(ValueError, match="same number of rows"):
         Corpus({"a": E, "b": unit_rows(rng, 9, 8)})
     with pytest.raises(ValueError, match="unknown channels"):

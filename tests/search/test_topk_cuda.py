@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ivcr_engine
-from ivcr_engine.search import Corpus, cuda_available, quantize_int8
+from ivcr_engine.search import Corpus, cuda_available, quantize_int4, quantize_int8
 
 from . import reference as ref
 from .test_topk import check, random_offsets, unit_rows
@@ -34,6 +34,14 @@ def test_clips_fp32(n, d, b, k):
     rng = np.random.default_rng(n + d)
     E, Q = unit_rows(rng, n, d), unit_rows(rng, b, d)
     check(Corpus(E, device="cuda").topk_clips(Q, k), *ref.topk(ref.clip_scores([E], [Q], [1.0]), min(k, n)), tol=1e-5)
+
+
+@needs_device
+def test_int4_channels_are_refused_with_a_clear_error():
+    """int4 is a CPU first-stage format; the CUDA corpus says so instead of misreading the bytes."""
+    E = unit_rows(np.random.default_rng(2), 10, 32)
+    with pytest.raises(ValueError, match="CPU only"):
+        Corpus({"t": quantize_int4(E)}, device="cuda")
 
 
 @needs_device

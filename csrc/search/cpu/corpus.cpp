@@ -15,7 +15,7 @@ constexpr float kNegInf = -__builtin_inff();
 constexpr std::size_t kMaxPrefetchBytes = 16384;  // per channel and run: a few videos' rows
 
 // Queries in the form each channel's kernel wants: float32 with the channel weight folded in, or
-// int16 with a per-query scale for int8 channels (int16 keeps query rounding error ~1e-5).
+// int16 with a per-query scale for int8 and int4 channels (int16 keeps query rounding error ~1e-5).
 struct PreparedQueries {
   std::vector<bool> active;  // channels with a zero weight are not read at all
   std::vector<std::vector<float>> f;
@@ -36,7 +36,7 @@ PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& 
     const float w = q.weights[c];
     const float* src = q.per_channel[c];
     const std::size_t n = std::size_t(q.batch) * D;
-    if (channels[c].dtype != DType::I8) {
+    if (channels[c].dtype == DType::F32 || channels[c].dtype == DType::F16) {
       p.f[c].resize(n);
       for (std::size_t i = 0; i < n; ++i) p.f[c][i] = w * src[i];
       continue;
@@ -79,6 +79,11 @@ void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const
         K.i8(pq.q16[c].data(), pq.qscale[c].data(), int(B), ch.dim, static_cast<const int8_t*>(ch.data) + off,
              ch.scales + row0, nrows, tile, ldo, acc);
         break;
+      case DType::I4:
+        K.i4(pq.q16[c].data(), pq.qscale[c].data(), int(B), ch.dim,
+             static_cast<const uint8_t*>(ch.data) + std::size_t(row0) * ch.row_bytes(), ch.scales + row0, nrows,
+             tile, ldo, acc);
+        break;
     }
   }
   if (!written) std::fill(tile, tile + std::size_t(B) * ldo, 0.f);
@@ -119,8 +124,11 @@ CpuCorpus::CpuCorpus(std::vector<Channel> channels, const int64_t* offsets, int6
     : channels_(std::move(channels)), offsets_(offsets), n_videos_(n_videos) {
   if (channels_.empty()) throw std::invalid_argument("a corpus needs at least one channel");
   rows_ = channels_[0].rows;
-  for (const Channel& c : channels_)
+  for (const Channel& c : channels_) {
     if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
+    if (c.dtype == DType::I4 && c.dim % 32 != 0)
+      throw std::invalid_argument("int4 channels need a dimension that is a multiple of 32");
+  }
   if (offsets_[0] != 0 || offsets_[n_videos_] != rows_)
     throw std::invalid_argument("offsets must start at 0 and end at the number of rows");
   for (int64_t v = 0; v < n_videos_; ++v)
@@ -157,9 +165,8 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
     for (std::size_t c = 0; c < channels_.size(); ++c) {
       if (!pq.active[c]) continue;
       const Channel& ch = channels_[c];
-      const std::size_t elem = ch.dtype == DType::F32 ? 4 : ch.dtype == DType::F16 ? 2 : 1;
-      const char* p = static_cast<const char*>(ch.data) + std::size_t(a) * ch.dim * elem;
-      const std::size_t bytes = std::min<std::size_t>(std::size_t(b - a) * ch.dim * elem, kMaxPrefetchBytes);
+      const char* p = static_cast<const char*>(ch.data) + std::size_t(a) * ch.row_bytes();
+      const std::size_t bytes = std::min<std::size_t>(std::size_t(b - a) * ch.row_bytes(), kMaxPrefetchBytes);
       for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
       if (ch.scales) __builtin_prefetch(ch.scales + a);
     }

@@ -3,21 +3,26 @@
 // kernel adds its weighted dot products into a small score tile, and a result handler (clip
 // top-k, or video aggregation + top-k) consumes the tile. No B x N score matrix is ever formed.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace ivcr::search {
 
-enum class DType { F32, F16, I8 };
+enum class DType { F32, F16, I8, I4 };  // I4: packed pairs, layout in dot_kernels.h
 enum class Agg { Max, Mean, LogSumExp };
 
 struct Channel {
   DType dtype = DType::F32;
-  const void* data = nullptr;       // rows x dim, C-contiguous
-  const float* scales = nullptr;    // per-row scales, int8 only
+  const void* data = nullptr;       // rows x dim, C-contiguous (int4: rows x dim / 2 bytes)
+  const float* scales = nullptr;    // per-row scales, int8 and int4 only
   int64_t rows = 0;
   int dim = 0;
+  std::size_t row_bytes() const {
+    const std::size_t d = std::size_t(dim);
+    return dtype == DType::F32 ? 4 * d : dtype == DType::F16 ? 2 * d : dtype == DType::I8 ? d : d / 2;
+  }
 };
 
 // Allow- or deny-list of videos as a bitset (bit v of word v / 64).

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "search/cpu/dot_kernels_impl.h"
+#include "search/cpu/int256.h"
 
 namespace ivcr::search {
 namespace {
@@ -37,6 +38,6 @@ struct Avx512 {
 
 }  // namespace
 
-const DotKernels kDotKernelsAvx512 = impl::make_table<Avx512>("avx512");
+const DotKernels kDotKernelsAvx512 = impl::make_table<Avx512, Int256>("avx512");
 
 }  // namespace ivcr::search

@@ -54,6 +54,12 @@ struct Scalar {
   // The int8 step handles 16 values: products of adjacent pairs are summed into 8 int32 lanes.
   static vq load_i8(const int8_t* p) { vq r; for (int i = 0; i < 16; ++i) r.v[i] = p[i]; return r; }
   static vq load_i16(const int16_t* p) { vq r; for (int i = 0; i < 16; ++i) r.v[i] = p[i]; return r; }
+  static void load_i4(const uint8_t* p, vq& lo, vq& hi) {  // low / high nibble of 16 bytes, as stored
+    for (int i = 0; i < 16; ++i) {
+      lo.v[i] = int16_t(p[i] & 15);
+      hi.v[i] = int16_t(p[i] >> 4);
+    }
+  }
   static vi dot_i16(vi acc, const vq& a, const vq& b) {
     for (int i = 0; i < 8; ++i) acc.v[i] += int32_t(a.v[2 * i]) * b.v[2 * i] + int32_t(a.v[2 * i + 1]) * b.v[2 * i + 1];
     return acc;

@@ -278,8 +278,11 @@ DeviceCorpus::DeviceCorpus(const std::vector<Channel>& channels, const int64_t* 
     throw std::invalid_argument("the CUDA corpus takes at most " + std::to_string(kMaxChannels) + " channels");
   if (n_videos >= INT32_MAX) throw std::invalid_argument("too many videos for the CUDA corpus (int32 video ids)");
   rows_ = channels[0].rows;
-  for (const Channel& c : channels)
+  for (const Channel& c : channels) {
     if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
+    if (c.dtype == DType::I4)  // a first-stage format of the CPU scan; the GPU scans int8 at its bandwidth
+      throw std::invalid_argument("int4 channels are searched on the CPU only; pass int8 or float to the CUDA corpus");
+  }
   if (offsets_[0] != 0 || offsets_[n_videos] != rows_)
     throw std::invalid_argument("offsets must start at 0 and end at the number of rows");
   std::vector<int32_t> row_video(rows_);

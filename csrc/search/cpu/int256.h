@@ -1,0 +1,47 @@
+// The 256-bit integer members of the tile-kernel traits (see dot_kernels_impl.h): the AVX2 table's
+// int8 and int4 kernels, and the AVX-512 table's int4 kernel. Include only from translation units
+// compiled with AVX2 enabled. The AVX-512 table unpacks int4 at this width too: its rows are
+// groups of 32 dims, one 16-byte load each, and a 512-bit unpack of two groups would need the
+// query halves interleaved per group; the scan is memory-bound at B=1 either way.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace ivcr::search {
+// Unnamed: each including file (compiled with its own ISA flags) keeps its own copy, so the
+// linker never swaps an AVX-512-compiled member into the AVX2 table.
+namespace {
+
+struct Int256 {
+  static constexpr int WI = 16;
+  using vq = __m256i;
+  using vi = __m256i;
+  static vi izero() { return _mm256_setzero_si256(); }
+  static vq load_i8(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static vq load_i16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  // 16 bytes of int4 pairs -> their low nibbles (lo) and high nibbles (hi) as int16 lanes, as
+  // stored (biased, 0..15): the bytes are zero-extended, so a mask and a shift take them apart.
+  static void load_i4(const uint8_t* p, vq& lo, vq& hi) {
+    const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    lo = _mm256_and_si256(w, _mm256_set1_epi16(15));
+    hi = _mm256_srli_epi16(w, 4);
+  }
+  static vi dot_i16(vi acc, vq a, vq b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
+  static int32_t ihsum(vi a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+  }
+  static void ihsum8(const vi* a, int32_t* out) {  // a transposing tree: 6 hadds for 8 sums
+    const __m256i s0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i s1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    // s0 = [rows 0-3, low 128 bits | rows 0-3, high 128 bits], s1 the same for rows 4-7
+    const __m256i lo = _mm256_permute2x128_si256(s0, s1, 0x20), hi = _mm256_permute2x128_si256(s0, s1, 0x31);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_add_epi32(lo, hi));
+  }
+};
+
+}  // namespace
+}  // namespace ivcr::search
