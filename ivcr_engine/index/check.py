@@ -232,10 +232,12 @@ def _cache_problem(parts: dict[str, Path], rows: int) -> str | None:
         return f"unreadable ({exc})"
     if scales is None:
         return "its scales are missing"
-    if values.dtype != np.int8 or values.ndim != 2 or values.shape[0] != rows or scales.shape != (rows,):
-        return f"shape {values.shape} {values.dtype} with {scales.shape} scales, expected {rows} int8 rows"
-    if basis is not None and basis.shape[1] != values.shape[1]:
-        return f"its projection has {basis.shape[1]} dims but the values {values.shape[1]}"
+    if (values.dtype not in (np.int8, np.uint8) or values.ndim != 2 or values.shape[0] != rows
+            or scales.shape != (rows,)):
+        return f"shape {values.shape} {values.dtype} with {scales.shape} scales, expected {rows} int8 or int4 rows"
+    width = values.shape[1] * (2 if values.dtype == np.uint8 else 1)  # uint8: packed int4, two dims a byte
+    if basis is not None and basis.shape[1] != width:
+        return f"its projection has {basis.shape[1]} dims but the values {width}"
     if not np.isfinite(scales).all():
         return "its scales have NaN or infinite values"
     return None

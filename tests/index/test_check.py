@@ -126,6 +126,24 @@ def test_derived_caches_stale_broken_and_rebuilt(tmp_path):
     assert again.scales.shape == (rows,) and check_index(root).ok
 
 
+def test_a_packed_int4_copy_is_a_valid_cache(tmp_path):
+    """The folded text copy may be whitened int4 (first_stage.checked_encoding): the check takes
+    its packed values (two dims a byte) as they are, and still catches a projection that does not
+    match them."""
+    root = make(tmp_path)
+    with IndexStore(root) as s:
+        rows = s.row_count()
+    rng = np.random.default_rng(0)
+    enc = first_stage.Encoding(4, rng.standard_normal((worker.DIM, 32)).astype(np.float32))
+    first_stage.load_or_build(root / "vectors", "text-concept1-speech1", rows, worker.DIM,
+                              lambda sel: rng.standard_normal((len(np.arange(rows)[sel]), worker.DIM)).astype(np.float32),
+                              fit=lambda: enc)
+    assert np.load(root / "vectors" / f"first.text-concept1-speech1.{rows}.values.npy").dtype == np.uint8
+    assert check_index(root).ok, check_index(root).problems
+    np.save(root / "vectors" / f"first.text-concept1-speech1.{rows}.basis.npy", np.zeros((worker.DIM, 16), np.float32))
+    assert "projection has 16 dims but the values 32" in "\n".join(check_index(root).problems)
+
+
 def test_check_refuses_while_an_ingest_holds_the_write_lock(tmp_path):
     root = make(tmp_path)
     with IndexStore(root) as writer, writer.write_lock():
