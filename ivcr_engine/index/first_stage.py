@@ -3,7 +3,7 @@
 A whole-corpus ranking at B=1 is memory-bound: its time is the bytes it reads. The first stage
 therefore scans a small copy of the one channel a query needs (the folded text channels, or the
 visual channel for "something like this") and keeps a shortlist that the exact float16 scan then
-re-ranks. Two copies exist:
+re-ranks. The copies:
 
 - **projected** (``r`` int8 values + 1 scale per row): rows projected on the top ``r`` principal
   directions of the channel's own rows (uncentred, so dot products are kept, not distances). Real
@@ -14,10 +14,12 @@ re-ranks. Two copies exist:
   random vectors), where a projection would drop too much of every score.
 - **whitened int4** (``r / 2`` bytes + 1 scale, folded text only, where its recall check passes):
   rows centred on their mean, rotated onto their principal directions and each direction divided
-  by its spread, then four bits a value; queries get the rotation times the spread, so the dot
-  products are kept up to a per-query constant (the mean's), which no ranking sees. Four bits of
-  the raw rows lose the ranking (per-row scales are set by the few high-variance directions:
-  recall 0.86 under MiniLM, 0.01 under E5's uncentred rows); whitened, 0.999 under both.
+  by its spread (or the spread's square root), then four bits a value; queries get the rotation
+  times the same factors, so the dot products are kept up to a per-query constant (the mean's),
+  which no ranking sees. Four bits of the raw rows lose the ranking, their per-row scales set by
+  a few high-variance directions (top-10 recall in the 400-video shortlist on the benchmark
+  corpora: 0.86 under MiniLM, 0.01 under E5, whose rows share one large direction); whitened,
+  0.999 under both.
 - **coarse** (in front of a wide projected copy): its leading principal directions only, so a
   first pass reads a fraction of the bytes and the projected copy ranks only that pass's shortlist.
 
@@ -79,9 +81,10 @@ TEXT_ENERGIES = (0.85, 0.9, 0.95, 0.98)
 TEXT_RECALL = 0.99
 TEXT_CHECK_VIDEOS = 10_000
 TEXT_CHECK_QUERIES = 64
-# How far an int4 copy evens out its directions' spreads (whitened_int4), tried in turn. Real
-# sentences, top-10 recall in a 1 % shortlist at 384 dims (tests/index/test_first_stage.py data):
-# power 0 (rotated only) 0.87, 0.5 0.99, 1 0.97; on the E5 benchmark corpus power 1 gave 0.999.
+# How far an int4 copy evens out its directions' spreads (whitened_int4), both tried. Folded rows
+# of real MiniLM sentences (test_a_folded_text_copy_is_as_wide_as_its_recall_needs), top-10 recall
+# of real queries in a 1 % shortlist at 384 dims: power 0 (rotated only) 0.87, 0.5 0.99, 1 0.97;
+# on the E5 benchmark corpus power 1 gave 0.999.
 WHITENING = (0.5, 1.0)
 
 

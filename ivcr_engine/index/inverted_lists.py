@@ -109,9 +109,9 @@ def _build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, sh
     rows = len(copy.values)
     n_lists = max(2, rows // ROWS_PER_LIST)
     rng = np.random.default_rng(0)
-    sample = _rows(copy, np.linspace(0, rows - 1, min(rows, SAMPLE_PER_LIST * n_lists)).astype(np.int64))
+    sample = copy.rows(np.linspace(0, rows - 1, min(rows, SAMPLE_PER_LIST * n_lists)).astype(np.int64))
     centroids = spherical_kmeans(sample, n_lists, KMEANS_ITERS, rng)
-    assign = np.concatenate([nearest(_rows(copy, slice(a, min(a + BLOCK, rows))), centroids)
+    assign = np.concatenate([nearest(copy.rows(slice(a, min(a + BLOCK, rows))), centroids)
                              for a in range(0, rows, BLOCK)])
     order = np.argsort(assign, kind="stable")  # within a list rows keep their order: a video's clips stay together
     tmp = part["values"].with_suffix(".tmp.npy")
@@ -165,10 +165,6 @@ def _choose_probe(lists: InvertedLists, copy: FirstStageCopy, offsets: np.ndarra
         if found >= SELF_CHECK_RECALL * total:
             return probe
     return 0
-
-
-def _rows(copy: FirstStageCopy, sel) -> np.ndarray:
-    return copy.rows(sel)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

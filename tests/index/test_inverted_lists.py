@@ -178,3 +178,29 @@ def test_deny_lists_hold_and_rankings_fall_back_when_the_lists_cannot_serve(tmp_
     assert small_lists == [1]
     stage.lists = None
     np.testing.assert_array_equal(refs, index.rank_videos(q, 50, {"visual": 1.0})[0])  # as the whole copy ranks
+
+
+def test_lists_over_a_whitened_int4_copy(tmp_path, frame_rows, small_lists):
+    """Lists are built over whatever copy the first stage keeps, a packed int4 one too: stored in
+    the copy's own format, checked with its rows asked as queries (FirstStageCopy.as_queries), and
+    their shortlists hold the whole int4 copy's top 10 for real rows asked as queries."""
+    from ivcr_engine.index import first_stage
+
+    offsets = np.arange(0, len(frame_rows) + 1, CLIPS, dtype=np.int64)
+    sample = frame_rows[::3]
+    mean, vals, vecs = first_stage._spectrum(sample, centred=True)
+    enc = first_stage.whitened_int4(mean, vals, vecs, len(sample), 128, 0.5)
+    copy = first_stage.load_or_build(tmp_path, "visual", len(frame_rows), frame_rows.shape[1],
+                                     lambda sel: frame_rows[sel], fit=lambda: enc)
+    assert copy.values.dtype == np.uint8 and copy.values.shape == (len(frame_rows), 64)
+    lists = inverted_lists.load_or_build(tmp_path, "visual", copy, offsets, 50)
+    assert lists is not None and lists.values.dtype == np.uint8
+    assert 0 < lists.probe <= inverted_lists.MAX_PROBE_SHARE * lists.lists
+    whole = Corpus({"c": (copy.values, copy.scales)}, offsets)
+    eligible = np.ones(len(offsets) - 1, bool)
+    found = []
+    for r in np.random.default_rng(5).choice(len(frame_rows), 40, replace=False):
+        q = copy.project(frame_rows[[r]])
+        truth = whole.topk_videos({"c": q}, 10).ids[0]
+        found.append(len(set(truth) & set(lists.shortlist(q, 1.0, 50, offsets, eligible))) / 10)
+    assert np.mean(found) >= 0.99, np.mean(found)
