@@ -33,7 +33,12 @@ ENCODE_CACHE = 1024  # recent texts' vectors: a turn and its evidence often ask 
 
 class _Gatherer:
     """One worker thread: takes the first waiting request, waits up to ``window_s`` for more (or
-    until ``max_batch``), runs ``run_batch(items) -> results`` once, and resolves each future."""
+    until ``max_batch``), runs ``run_batch(items) -> results`` once, and resolves each future.
+
+    A lone request that finds the worker idle for longer than the window (the previous batch ended
+    that long ago) runs at once: with nobody else about, waiting only added the window to its
+    latency (one session over HTTP: 15.8 ms p50 a turn without batching, 22.6 with it). Under load
+    batches follow each other closely and every batch waits its window as before."""
 
     def __init__(self, name: str, run_batch: Callable[[list], list], window_s: float, max_batch: int,
                  on_batch: Callable[[int], None] | None = None):
@@ -42,6 +47,7 @@ class _Gatherer:
         self._queue: deque[tuple[object, Future]] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._last_end = float("-inf")  # when the previous batch finished (worker thread only)
         self._thread = threading.Thread(target=self._loop, name=f"ivcr-batch-{name}", daemon=True)
         self._thread.start()
 
@@ -69,7 +75,10 @@ class _Gatherer:
                 self._cv.wait()
             if not self._queue:
                 return []
-            deadline = time.monotonic() + self._window
+            now = time.monotonic()
+            if len(self._queue) == 1 and now - self._last_end > self._window:
+                return [self._queue.popleft()]
+            deadline = now + self._window
             while len(self._queue) < self._max and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -91,6 +100,8 @@ class _Gatherer:
                 for _, fut in batch:
                     fut.set_exception(exc)
                 continue
+            finally:
+                self._last_end = time.monotonic()
             for (_, fut), res in zip(batch, results):
                 fut.set_result(res)
 

@@ -143,3 +143,23 @@ def test_a_failing_batch_fails_only_its_callers():
 def test_refuses_an_index_without_the_protocol():
     with pytest.raises(TypeError, match="VideoIndex protocol"):
         BatchingIndex(object())
+
+
+def test_a_lone_request_on_an_idle_batcher_does_not_wait_for_the_window():
+    """Nobody else about: a request runs at once instead of waiting out the window (a minute here,
+    so waiting would fail the join below); a burst right after it is gathered as before (it waits
+    for max_batch requests, the window being that long)."""
+    inner = CorpusIndex()
+    b = BatchingIndex(inner, window_s=60.0, max_batch=4)
+    rng = np.random.default_rng(1)
+    queries = [{"concept": rng.standard_normal((1, 384)).astype(np.float32)} for _ in range(5)]
+    done = []
+    t = threading.Thread(target=lambda: done.append(b.rank_videos(queries[0], 5)), daemon=True)
+    t.start()
+    t.join(20)
+    assert done and inner.rank_calls == 1
+    got = run_together([lambda q=q: b.rank_videos(q, 5) for q in queries[1:]])
+    assert inner.rank_calls == 2 and inner.rank_rows == [1, 4]
+    for q, (refs, _) in zip(queries[1:], got):
+        np.testing.assert_array_equal(refs, inner.rank_videos(q, 5)[0])
+    b.close()
