@@ -28,14 +28,15 @@ TABLE = "dialogue turn latency (100k videos / 1M clips, no LLM), ms"
 @pytest.fixture(scope="module", params=["gaussian", "encoder", "encoder-e5"])
 def engine(request, shared_data):
     prepare_models()
-    engine = Engine.open(open_index(request.param, shared_data), prefault=True)  # as `ivcr serve` opens it
+    root = open_index(request.param, shared_data)
+    engine = Engine.open(root, prefault=True)  # as `ivcr serve` opens it
     yield request.param, engine
     # unmapped before the next corpus is mapped: three prefaulted 5 GB indexes do not fit this
     # box's page cache together (the second ran 2.5x slower while the first was still mapped)
     engine.index.close()
     del engine
     gc.collect()
-    _evict(open_index(request.param, shared_data))
+    _evict(root)
 
 
 def _evict(root) -> None:

@@ -306,6 +306,8 @@ class Corpus:
         if allow is not None and deny is not None:
             raise ValueError("pass either allow or deny, not both")
         if allow is not None:
+            if isinstance(allow, np.ndarray) and allow.dtype == bool and len(allow) == self.videos and allow.all():
+                return None, "deny"  # all eligible: an unfiltered scan (a filtered one walks the bits video by video)
             return video_bitset(allow, self.videos), "allow"
         if deny is not None:
             return video_bitset(deny, self.videos), "deny"

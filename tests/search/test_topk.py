@@ -273,6 +273,22 @@ def test_boolean_mask_filter_and_bitset_layout():
         video_bitset([130], 130)
 
 
+def test_an_all_true_allow_mask_scans_unfiltered():
+    """An allow mask admitting every video is no filter (the two-stage ranking passes one on every
+    search): same answer as no filter, without the per-video bit walk; one False still filters."""
+    rng = np.random.default_rng(9)
+    off = random_offsets(rng, 200, 6, allow_empty=False)
+    corpus = Corpus(unit_rows(rng, int(off[-1]), 16), off)
+    q = unit_rows(rng, 2, 16)
+    mask = np.ones(200, bool)
+    assert corpus._filter(mask, None) == (None, "deny")
+    np.testing.assert_array_equal(corpus.topk_videos(q, 10, allow=mask).ids, corpus.topk_videos(q, 10).ids)
+    best = int(corpus.topk_videos(q[:1], 1).ids[0, 0])
+    mask[best] = False
+    assert corpus._filter(mask, None)[1] == "allow"
+    assert best not in corpus.topk_videos(q[:1], 10, allow=mask).ids[0]
+
+
 def test_edge_sizes_are_well_defined():
     rng = np.random.default_rng(0)
     empty = Corpus(np.zeros((0, 8), np.float32), np.array([0], np.int64))
