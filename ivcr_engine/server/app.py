@@ -288,7 +288,8 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     @app.get("/metrics")
     async def prometheus():
-        return PlainTextResponse(metrics.render(live.queue_depth(), len(manager)),
+        llm = getattr(manager.engine.responder, "stats", None)  # the LLM worker's failures, if one is used
+        return PlainTextResponse(metrics.render(live.queue_depth(), len(manager), llm() if llm else None),
                                  media_type="text/plain; version=0.0.4")
 
     # -- the page -------------------------------------------------------------------------

@@ -51,10 +51,19 @@ class ServerMetrics:
         self.batches = Histogram("ivcr_batch_size", "Requests per micro-batch (encoder and search)", BATCH_BUCKETS)
         self.refreshes = 0
 
-    def render(self, queue_depth: int, sessions_open: int) -> str:
+    def render(self, queue_depth: int, sessions_open: int, llm: dict | None = None) -> str:
+        """``llm``: the LLM responder's ``stats()`` (failures by kind, worker starts), when one is used."""
         lines = self.turns.render() + self.batches.render()
         lines += gauge("ivcr_queue_depth", "Requests waiting for a micro-batch", queue_depth)
         lines += gauge("ivcr_sessions_open", "Sessions stored and not expired", sessions_open)
         lines += ["# HELP ivcr_index_refreshes_total Times the live index mapped new commits",
                   "# TYPE ivcr_index_refreshes_total counter", f"ivcr_index_refreshes_total {self.refreshes}"]
+        if llm is not None:
+            lines += ["# HELP ivcr_llm_failures_total LLM worker failures by kind (each reply it cost kept "
+                      "the engine's words only)", "# TYPE ivcr_llm_failures_total counter"]
+            lines += [f'ivcr_llm_failures_total{{kind="{k}"}} {n}' for k, n in sorted(llm["failures"].items())]
+            lines += ["# HELP ivcr_llm_worker_starts_total LLM worker processes started",
+                      "# TYPE ivcr_llm_worker_starts_total counter", f"ivcr_llm_worker_starts_total {llm['starts']}"]
+            lines += gauge("ivcr_llm_gave_up", "1 when the LLM worker failed too often in a row and is no "
+                           "longer restarted", int(llm["gave_up"]))
         return "\n".join(lines) + "\n"

