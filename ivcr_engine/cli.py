@@ -217,15 +217,29 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .dialogue import Engine
     from .eval.ivcr200k import evaluate, format_report, load_ivcr200k
+    from .eval.ivcr200k_authors import compare_with_authors, per_turn_table, score_turns
 
     dialogues = load_ivcr200k(args.file)
-    predictions = [] if args.predictions else None
     engine = Engine.open(args.index, ray_address=args.ray, responder=_responder(args))
-    result = evaluate(engine, dialogues, teacher_forced=not args.free_running,
-                      skip_missing=args.skip_missing, predictions=predictions)
-    if args.predictions:  # the IVCR-200K authors' scorer reads this list of {"user_q", "output"}
-        Path(args.predictions).write_text(json.dumps(predictions, ensure_ascii=False, indent=1))
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    protocols = ["candidates", "index"] if args.protocol == "both" else [args.protocol]
+    report: dict = {"protocols": {}}
+    for protocol in protocols:
+        predictions: list = []
+        turns: list = []
+        report["protocols"][protocol] = evaluate(engine, dialogues, teacher_forced=not args.free_running,
+                                                 skip_missing=args.skip_missing, predictions=predictions,
+                                                 protocol=protocol, turns=turns)
+        if protocol != "candidates":
+            continue
+        # the same answers as the IVCR-200K authors' scorer reads them, and where it disagrees
+        raw = [d.raw for d in dialogues]
+        theirs = score_turns(predictions, raw)
+        report["authors_scorer"] = {"per_turn": per_turn_table(theirs),
+                                    "differences": compare_with_authors(turns, theirs, raw)}
+        if args.predictions:  # what that scorer reads: [{"user_q", "output"}], candidates given
+            Path(args.predictions).write_text(json.dumps(predictions, ensure_ascii=False, indent=1))
+            report["predictions"] = {"file": args.predictions, "protocol": "candidates"}
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
     return 0
 
 
@@ -348,7 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ivcr.add_argument("--skip-missing", action="store_true",
                         help="skip (and count) dialogues whose videos are not in the index instead of failing")
     p_ivcr.add_argument("--predictions", metavar="FILE",
-                        help="write every turn's answer as the IVCR-200K scorer reads it: [{user_q, output}]")
+                        help="write every turn's answer as the IVCR-200K authors' scorer reads it: [{user_q, output}] "
+                             "(the candidates-given protocol)")
+    p_ivcr.add_argument("--protocol", choices=["both", "candidates", "index"], default="both",
+                        help="candidates: video turns rank the sample's candidate_videos and answer with the position "
+                             "in that list (the paper's); index: they rank the whole index; both (default): side by side")
     p_ivcr.add_argument("--json", action="store_true")
     p_ivcr.add_argument("--ray", metavar="ADDRESS", help="a sharded index's shards on Ray actors: " + RAY_HELP)
     p_ivcr.add_argument("--responder", choices=["template", "llm"], default="template", help=RESPONDER_HELP)

@@ -54,6 +54,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "assumed_no_pattern": {"en": "no pattern matched; assumed {intent}", "zh": "没有匹配的句式；当作{intent}"},
     "assumed_read_as": {"en": "read as {intent}", "zh": "当作{intent}"},
     "assumed_ambiguous": {"en": "ambiguous turn; assumed {intent}", "zh": "意图不明确；当作{intent}"},
+    "assumed_in_video": {"en": "a question about the video on show; looked inside it",
+                         "zh": "关于当前视频的问题；在这个视频里找"},
     "assumed_videos_first": {"en": "no video chosen yet; searched for videos first", "zh": "还没选定视频；先搜索了视频"},
 }
 SOURCES = {"speech": {"en": "speech", "zh": "语音"}, "subtitle": {"en": "subtitle", "zh": "字幕"},

@@ -86,8 +86,8 @@ class LLMResponder:
                  "or 'The given query happens Xs-Ys.'"]
         for t in state.turns[-4:]:
             lines.append(f"User: {t['user']}\nAssistant: {t['reply']}")
-        for i, c in enumerate(state.candidates, 1):
-            lines.append(f"video {i}: {c.path} (score {c.score:.2f})")
+        for c in state.candidates:
+            lines.append(f"video {state.candidate_number(c.video)}: {c.path} (score {c.score:.2f})")
         for e in outcome.get("evidence", []):
             lines.append(f"evidence: {e}")
         lines.append(f"Intent: {intent}. Assistant:")
@@ -109,5 +109,7 @@ class LLMResponder:
         """Let the model pick: its parsed "video N" (within the candidates) and "Xs-Ys"."""
         text = self.respond("choose", state, outcome)
         n, span = parse_ivcr_answer(text)
-        chosen = state.candidates[n - 1] if n and 1 <= n <= len(state.candidates) else None
+        numbered = state.numbered()
+        picked = numbered[n - 1] if n and 1 <= n <= len(numbered) else -1
+        chosen = next((c for c in state.candidates if c.video == picked), None)
         return chosen, span, text

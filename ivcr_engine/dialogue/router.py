@@ -33,7 +33,7 @@ class Routed:
     scope: str | None = None        # "one" / "all" for negative feedback
     confidence: float = 1.0
     assumed: str | None = None      # what the router assumed when the turn was ambiguous
-    matched: str = "pattern"        # "pattern" or "prototype"
+    matched: str = "pattern"        # "pattern", "context" (a question about the chosen video) or "prototype"
 
 
 _ORDINALS_EN = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
@@ -150,6 +150,27 @@ def _pattern_route(text: str, lang: str) -> Routed | None:
     return None
 
 
+# A question about content ("how do I make the sauce", "what happens when the door opens"), and
+# words that ask for other videos instead. With a video chosen, such a question is asked of it.
+_CONTENT_QUESTION_EN = re.compile(r"^(how|what|why|who|where|which)\b", re.I)
+_OTHER_VIDEOS_EN = re.compile(r"\b(videos?|clips?|footage|movies?|others?|another|else|different|more)\b", re.I)
+_CONTENT_QUESTION_ZH = re.compile(r"怎么|如何|怎样|为什么|为何|什么|谁|哪里|哪儿")
+_OTHER_VIDEOS_ZH = re.compile(r"视频|片子|别的|其他|其它|另一个|另外|更多")
+# ... and questions to the assistant itself ("who are you", "what is your name"): small talk
+_TO_THE_ASSISTANT = re.compile(r"\b(are you|your name|about you|you like)\b|你是|你叫|你好|你的名字|你喜欢", re.I)
+
+
+def asks_about_the_video(text: str) -> bool:
+    """Whether a turn is a content question that asks neither for other videos nor about the
+    assistant."""
+    t = text.strip()
+    if _TO_THE_ASSISTANT.search(t):
+        return False
+    if _CONTENT_QUESTION_EN.search(t):
+        return not _OTHER_VIDEOS_EN.search(t)
+    return bool(_CONTENT_QUESTION_ZH.search(t)) and not _OTHER_VIDEOS_ZH.search(t)
+
+
 # Prototype sentences per intent, embedded once; an unmatched turn goes to the nearest intent.
 PROTOTYPES = {
     Intent.VIDEO_RETRIEVAL: ["find videos of a dog running on a beach", "I am looking for a video about cooking",
@@ -190,6 +211,9 @@ class Router:
         r = _pattern_route(text, lang)
         if r is not None:
             return r
+        if has_selection and asks_about_the_video(text):  # dialogue context: the video on show
+            return Routed(Intent.MOMENT_RETRIEVAL, query=text.strip(), matched="context",
+                          assumed=say("assumed_in_video", lang))
         protos = self._prototypes()
         if not protos:
             intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL

@@ -144,7 +144,7 @@ class Session:
         timings["total"] = time.perf_counter() - t_start
         # routing, state updates, evidence and wording: everything that is not encode/search/span
         timings["respond"] = timings["total"] - sum(timings.get(k, 0.0) for k in ("encode", "search", "span"))
-        return Reply(intent=routed.intent.value, text=reply_text, candidates=list(st.candidates),
+        return Reply(intent=routed.intent.value, text=reply_text, kind=outcome["kind"], candidates=list(st.candidates),
                      moment=outcome.get("moment"), video=st.selected, evidence=outcome.get("evidence", []),
                      assumed=routed.assumed, timings=timings)
 
@@ -152,7 +152,7 @@ class Session:
     def _search_videos(self, query: str, allow: list[int] | None = None) -> list[Candidate]:
         idx = self.engine.index
         if allow is None and self.state.pool is not None:
-            allow = [v for v in self.state.pool if v not in self.state.excluded]
+            allow = [v for v in self.state.pool if v >= 0 and v not in self.state.excluded]
         deny = self.state.excluded or None
         t0 = time.perf_counter()
         queries = self._encode(query)
@@ -222,11 +222,13 @@ class Session:
         st = self.state
         if not st.candidates:
             return {"kind": "nothing", "why": self._say("no_list")}
-        if r.ordinal is not None:
-            n = len(st.candidates) if r.ordinal == -1 else r.ordinal
-            if not 1 <= n <= len(st.candidates):
-                return {"kind": "nothing", "why": self._say("pick_range", n=len(st.candidates))}
-            chosen = st.candidates[n - 1]
+        if r.ordinal is not None:  # "video N" as replies number them (the given pool's order, if any)
+            numbered = st.numbered()
+            n = len(numbered) if r.ordinal == -1 else r.ordinal
+            if not 1 <= n <= len(numbered) or numbered[n - 1] < 0:
+                return {"kind": "nothing", "why": self._say("pick_range", n=len(numbered))}
+            chosen = next((c for c in st.candidates if c.video == numbered[n - 1]), None) \
+                or Candidate(numbered[n - 1], self.engine.index.video(numbered[n - 1]).path, 0.0)
         else:  # "the one with the cockatoo": re-rank the candidates by that description
             ranked = self._search_videos(r.query, allow=[c.video for c in st.candidates])
             if not ranked:

@@ -22,7 +22,9 @@ class SessionState:
     moment_query: str = ""           # what that moment answered
     excluded: list[int] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)  # video-search queries, oldest first
-    pool: list[int] | None = None    # when set, video searches rank only these (IVCR's pre-ranked ten)
+    # when set, video searches rank only these, and "video N" is the position in this list (IVCR's
+    # pre-ranked ten, in the dataset's order; -1 keeps the place of a candidate the index lacks)
+    pool: list[int] | None = None
     turns: list[dict] = field(default_factory=list)   # {"user": ..., "reply": ...}
 
     @property
@@ -31,10 +33,18 @@ class SessionState:
         return " ".join(self.queries[-3:]).strip()
 
     def candidate_number(self, video: int) -> int | None:
+        """The "video N" a reply names ``video`` by: its place in the given pool, else in the
+        candidates (best first)."""
+        if self.pool is not None:
+            return self.pool.index(video) + 1 if video in self.pool else None
         for i, c in enumerate(self.candidates, 1):
             if c.video == video:
                 return i
         return None
+
+    def numbered(self) -> list[int]:
+        """The videos "video 1", "video 2", ... name, in that order (refs; -1 for a gap)."""
+        return list(self.pool) if self.pool is not None else [c.video for c in self.candidates]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +61,9 @@ class SessionState:
 class Reply:
     intent: str
     text: str
+    # what the reply answers with: "video", "moment", "whole" (the whole video), "nothing",
+    # "chat" or "help"
+    kind: str = ""
     candidates: list[Candidate] = field(default_factory=list)
     moment: Moment | None = None
     video: int | None = None          # the selected video, if any

@@ -27,6 +27,11 @@ import numpy as np
 MATCH_ABOVE_CHANCE = 0.10
 # Neighbouring lines join the moment while they score within this of the best line.
 NEAR_BEST = 0.1
+# When no line in the grid span matches, the video's best line still answers a paraphrase if it
+# leads every other line by this much (see best_line). On bench_moments.py's paraphrases inside
+# their video (E5), the grid spans left unsnapped were 30-40 s for a sentence at 2.2-4.9 s, and
+# spans of 36 s of a 40 s video where the lines scored within 0.01 of each other.
+LEAD = 0.02
 
 
 def line_scores(query_rows: dict[str, np.ndarray], weights: dict[str, float],
@@ -78,4 +83,28 @@ def snap_to_lines(start: float, end: float, lines: Sequence[tuple[str, float, fl
     chosen = same[p:q + 1]
     lo = max(min(lines[i][1] for i in chosen), bounds[0])
     hi = min(max(lines[i][2] for i in chosen), bounds[1])
+    return (float(lo), float(hi)) if hi > lo else None
+
+
+def best_line(lines: Sequence[tuple[str, float, float, str]], scores: np.ndarray, chance: float,
+              bounds: tuple[float, float]) -> tuple[float, float] | None:
+    """The one line of the video that answers the query when the grid span held none that
+    matches (``snap_to_lines`` gave None): a paraphrase often scores its sentence above what
+    unrelated sentences reach (``chance``) without reaching the match level, while the clip grid,
+    which mixes speech with what is seen, puts its span elsewhere or over most of the video.
+
+    ``lines`` are every line within ``bounds``, ``scores`` their cosines (NaN: unscored). The best
+    line must reach ``chance`` and lead every other scored line by ``LEAD``; when lines are that
+    close the evidence is flat and None keeps the grid span. The result is clipped to ``bounds``."""
+    scores = np.asarray(scores, np.float32)
+    if len(lines) != len(scores):
+        raise ValueError(f"{len(scores)} scores for {len(lines)} lines")
+    scored = [i for i in range(len(lines)) if np.isfinite(scores[i])]
+    if not scored:
+        return None
+    ranked = sorted(scored, key=lambda i: (-scores[i], i))
+    best = ranked[0]
+    if scores[best] < chance or (len(ranked) > 1 and scores[best] - scores[ranked[1]] < LEAD):
+        return None
+    lo, hi = max(lines[best][1], bounds[0]), min(lines[best][2], bounds[1])
     return (float(lo), float(hi)) if hi > lo else None

@@ -30,7 +30,7 @@ from ..search import Corpus
 from ..span import SpanScorer
 from . import first_stage, inverted_lists
 from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS
-from .moment_edges import line_scores, snap_to_lines
+from .moment_edges import best_line, line_scores, snap_to_lines
 from .protocol import Evidence, Moment, VideoInfo, check_ref, check_texts, query_rows
 from .store import IndexStore
 
@@ -290,20 +290,29 @@ class Index:
     def _edges(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], video: int, start: float,
                end: float, window: tuple[float, float] | None = None) -> tuple[float, float]:
         """A grid span's edges snapped to the speech/subtitle lines that match the query (see
-        moment_edges.py), kept inside the video and ``window``; the grid edges when none match.
-        Lines up to a clip beyond the span may join a matching line inside it."""
+        moment_edges.py), kept inside the video and ``window``. Lines up to a clip beyond the span
+        may join a matching line inside it. When none inside it matches, the one line of the
+        window that stands out answers instead (``best_line``: a paraphrase of a sentence); the
+        grid edges stay when no line does."""
         if self.moment_edges == "grid" or not self._lines_usable:
             return start, end
         margin = self.clip_seconds
-        lines, vectors = self.store.text_lines(self.videos[video]["id"], start - margin, end + margin)
-        if not lines:
-            return start, end
+        video_id = self.videos[video]["id"]
         lo, hi = 0.0, float(self.videos[video]["duration"])
         if window is not None:
             lo, hi = max(lo, float(window[0])), min(hi, float(window[1]))
+        lines, vectors = self.store.text_lines(video_id, start - margin, end + margin)
+        if lines:
+            scores = calibrated(line_scores(queries, weights, lines, vectors), self._line_chance)
+            snapped = snap_to_lines(start, end, lines, scores, TEXT_BASELINE, (lo, hi))
+            if snapped:
+                return snapped
+        # every line of the window (read only now: most moments snap above)
+        lines, vectors = self.store.text_lines(video_id, lo, hi)
+        if not lines:
+            return start, end
         scores = calibrated(line_scores(queries, weights, lines, vectors), self._line_chance)
-        snapped = snap_to_lines(start, end, lines, scores, TEXT_BASELINE, (lo, hi))
-        return snapped or (start, end)
+        return best_line(lines, scores, TEXT_BASELINE, (lo, hi)) or (start, end)
 
     def evidence(self, video: int, start: float, end: float) -> Evidence:
         video = check_ref(self, video)

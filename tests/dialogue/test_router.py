@@ -90,3 +90,23 @@ def test_greetings_are_chat_and_what_someone_does_is_a_moment_under_the_multilin
         assert router.route(text, has_candidates=True, has_selection=True).intent == Intent.CHAT, text
     for text in ("what is that person doing", "那个人在做什么"):
         assert router.route(text, has_candidates=True, has_selection=True).intent == Intent.MOMENT_RETRIEVAL, text
+
+
+@pytest.mark.parametrize("text", ["how do I make the tomato sauce", "what happens when the door opens?",
+                                  "why does the crowd cheer", "where is the cleanroom?", "怎么做番茄酱？",
+                                  "门打开的时候发生了什么", "为什么大家在欢呼"])
+def test_a_content_question_about_the_chosen_video_looks_inside_it(text):
+    """Dialogue context (issue 23): with a video chosen, a question about its content is a moment
+    turn in that video, and the reply says what was assumed; with none chosen it is not."""
+    router = Router()
+    r = router.route(text, has_candidates=True, has_selection=True)
+    assert r.intent == Intent.MOMENT_RETRIEVAL and r.matched == "context" and r.query == text.strip()
+    assert r.assumed in ("a question about the video on show; looked inside it", "关于当前视频的问题；在这个视频里找")
+    assert router.route(text, has_candidates=False, has_selection=False).matched != "context"
+
+
+@pytest.mark.parametrize("text", ["how about other videos of cooking", "what other clips show a parrot",
+                                  "which videos have a dog", "还有其他做饭的视频吗", "有没有别的", "who are you?",
+                                  "what is your name", "你是谁？", "你叫什么名字"])
+def test_a_question_for_other_videos_or_to_the_assistant_is_not_asked_of_the_chosen_one(text):
+    assert Router().route(text, has_candidates=True, has_selection=True).matched != "context"

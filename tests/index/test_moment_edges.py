@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivcr_engine.index.moment_edges import MATCH_ABOVE_CHANCE, NEAR_BEST, line_scores, snap_to_lines
+from ivcr_engine.index.moment_edges import LEAD, MATCH_ABOVE_CHANCE, NEAR_BEST, best_line, line_scores, snap_to_lines
 
 CHANCE = 0.15
 MATCH = CHANCE + MATCH_ABOVE_CHANCE
@@ -73,3 +73,21 @@ def test_line_scores_use_each_source_channels_query_and_weight():
 def test_mismatched_scores_are_an_error():
     with pytest.raises(ValueError, match="2 scores for 5 lines"):
         snap_to_lines(0.0, 10.0, LINES, np.zeros(2, np.float32), CHANCE, VIDEO)
+
+
+def test_with_no_match_in_the_span_the_one_line_that_stands_out_answers():
+    """best_line (issue 23: paraphrases inside a video): above chance but below the match level,
+    a line answers only when it leads every other line; flat evidence keeps the grid (None)."""
+    weak = np.array([0.05, CHANCE + 0.04, 0.1, CHANCE + 0.04 - LEAD - 0.005, np.nan], np.float32)
+    assert snap_to_lines(30.0, 40.0, LINES, weak, CHANCE, VIDEO) is None  # nothing in that span matches
+    assert best_line(LINES, weak, CHANCE, VIDEO) == (4.3, 7.9)
+    flat = weak.copy()
+    flat[3] = weak[1] - LEAD / 2  # two lines about as good: no answer among them
+    assert best_line(LINES, flat, CHANCE, VIDEO) is None
+    below = np.array([0.05, CHANCE - 0.01, 0.1, 0.0, 0.0], np.float32)  # what unrelated sentences reach
+    assert best_line(LINES, below, CHANCE, VIDEO) is None
+    assert best_line(LINES, np.full(5, np.nan, np.float32), CHANCE, VIDEO) is None
+    assert best_line(LINES, weak, CHANCE, (5.0, 60.0)) == (5.0, 7.9)  # clipped to the window
+    assert best_line(LINES, weak, CHANCE, (8.0, 60.0)) is None        # or nothing left of it
+    with pytest.raises(ValueError, match="5 lines"):
+        best_line(LINES, weak[:3], CHANCE, VIDEO)

@@ -91,6 +91,15 @@ def test_queries_about_what_is_seen_keep_the_grid(spoken):
     assert on_grid(hit.start, index, 0) and on_grid(hit.end, index, 0)
 
 
+def test_a_paraphrase_below_the_match_level_still_gets_its_sentence_not_the_grid(spoken):
+    """Issue 23: "ships at the quay" matches no line well enough to snap the span it falls in,
+    but its sentence stands out among the video's lines, so the moment is that sentence."""
+    index = Index.open(spoken[0])
+    line = [l for l in index.store.texts(index.videos[0]["id"]) if l[0] == "speech"][2]
+    m = index.best_moments(index.encode_query("ships at the quay"), 0, top=1)[0]
+    assert (m.start, m.end) == (line[1], line[2])
+
+
 def test_a_window_bounds_the_snapped_moment(spoken):
     index = Index.open(spoken[0])
     q = index.encode_query(QUERIES[1])
