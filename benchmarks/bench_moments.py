@@ -91,11 +91,11 @@ def top_hit_recall(index, rows) -> tuple[float, dict]:
     return 100.0 * right / len(rows), {thr: 100.0 * v for thr, v in r.items()}
 
 
-@pytest.mark.parametrize("edges", ["grid", "lines"])
+@pytest.mark.parametrize("edges", ["grid", "snap", "lines"])
 def test_moment_recall(material, edges, record):
-    root, queries, _ = material
+    root, queries, chinese = material
     index = Index.open(root, moment_edges=edges)
-    for name, rows in queries.items():
+    for name, rows in list(queries.items()) + [(f"Chinese: {n}", r) for n, r in chinese.items()]:
         truths = [[truth] for *_, truth in rows]
         vr, r = top_hit_recall(index, rows)
         row = f"{name} (n={len(rows)})"
@@ -111,8 +111,9 @@ def test_moment_recall(material, edges, record):
         record.put(TABLE, row, "video R@1", "given")
         for thr, v in r.items():
             record.put(TABLE, row, f"{edges} @{thr}", 100.0 * v)
-    record.note(TABLE, "grid: the span scorer's clip edges (the engine before snapping); lines: snapped to the "
-                       "speech/subtitle lines matching the query (ivcr_engine/index/moment_edges.py)")
+    record.note(TABLE, "grid: the span scorer's clip edges (the engine before snapping); snap: snapped to the "
+                       "speech/subtitle lines matching the query (the engine before issue 23); lines: the default, "
+                       "snapping or else the one line that stands out (ivcr_engine/index/moment_edges.py)")
 
 
 @pytest.mark.parametrize("label,text_model,edges", ENGINES)

@@ -132,6 +132,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from .dialogue.evidence import confident_concepts, supporting_lines
     from .index import hits_to_json
     from .index.protocol import source_label
     from .index.sharded import open_index
@@ -147,10 +148,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
         also = f"  (also {', '.join(h.aliases)})" if h.aliases else ""
         print(_safe(f"{h.rank:>2}. {h.path}{also}  {h.start:.1f}s-{h.end:.1f}s  video {h.score:.3f}  "
                     f"moment {h.moment_score:.3f}"))
-        for src, a, b, text in h.evidence.lines[:3]:
+        for src, a, b, text in supporting_lines(h.evidence, args.query):  # --json has every line
             print(_safe(f"      {source_label(src)} {a:.1f}-{b:.1f}s: {text}"))
-        if h.evidence.concepts:
-            print(_safe(f"      looks like: {h.evidence.concepts[0]}"))
+        if confident_concepts(h.evidence):
+            print(_safe(f"      looks like: {confident_concepts(h.evidence)}"))
     return 0
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..index.protocol import Moment, VideoIndex
 from ..index.searcher import DEFAULT_WEIGHTS
+from .evidence import confident_concepts, supporting_lines
 from .messages import language_of, say, source_name
 from .responders import Responder, TemplateResponder
 from .router import Intent, Routed, Router, clean_text
@@ -201,7 +202,7 @@ class Session:
             where = self._say(direction) if direction else self._say("in_video")
             return {"kind": "nothing", "why": self._say("no_moment_match", where=where, query=q)}
         st.moment, st.moment_query = m, q
-        return {"kind": "moment", "moment": m, "evidence": self._moment_evidence(m)}
+        return {"kind": "moment", "moment": m, "evidence": self._moment_evidence(m, query=q)}
 
     def _best_moment(self, video: int, query: str, direction: str | None) -> Moment | None:
         last = self.state.moment if self.state.moment and self.state.moment.video == video else None
@@ -305,14 +306,21 @@ class Session:
         if not query:
             return []
         m = self._best_moment(video, query, None)
-        return self._moment_evidence(m, prefix=self._say("best_match", moment=m)) if m else []
+        return self._moment_evidence(m, prefix=self._say("best_match", moment=m), query=query) if m else []
 
-    def _moment_evidence(self, m: Moment, prefix: str = "") -> list[str]:
-        ev = self.engine.index.evidence(m.video, m.start, m.end)
+    def _moment_evidence(self, m: Moment, prefix: str = "", query: str = "") -> list[str]:
+        """What supports the moment (dialogue/evidence.py): the lines that match ``query``, best
+        first, then the concepts the classifier was sure of; with no query (a scene), the
+        informative lines."""
+        queries = self._encode(query) if query else None  # cached: the turn encoded it already
+        ev = self.engine.index.evidence(m.video, m.start, m.end, queries, DEFAULT_WEIGHTS if queries else None)
         out = []
-        for src, a, b, text in ev.lines:
+        for src, a, b, text in supporting_lines(ev, query):
             out.append(prefix + self._say("line", source=source_name(src, self._lang), start=a, end=b, text=text))
             prefix = ""
-        if ev.concepts:
-            out.append(prefix + self._say("looks_like", concepts=ev.concepts[0]))
+        concepts = confident_concepts(ev)
+        if concepts:
+            out.append(prefix + self._say("looks_like", concepts=concepts))
+        elif not out and prefix:  # nothing to cite: the best moment is still worth saying
+            out.append(prefix.rstrip().rstrip(":："))
         return out

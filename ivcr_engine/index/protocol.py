@@ -48,6 +48,9 @@ class Evidence:
     lines: list[tuple[str, float, float, str]] = field(default_factory=list)  # (source, start, end, text)
     concepts: list[str] = field(default_factory=list)                         # top classes of the moment's clips
     channel_scores: dict = field(default_factory=dict)                        # channel -> best clip score
+    # with a query: each line's calibrated similarity to it minus what an unrelated sentence
+    # reaches (> 0: the line matches; NaN: not scored, e.g. no vector); empty without a query
+    line_match: list = field(default_factory=list)
 
 
 @runtime_checkable
@@ -76,7 +79,11 @@ class VideoIndex(Protocol):
         """One query (one row per channel): the best span(s) of one video, from its clips inside
         ``window`` seconds."""
 
-    def evidence(self, video: int, start: float, end: float) -> Evidence: ...
+    def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
+                 weights: Mapping[str, float] | None = None) -> Evidence:
+        """Every timed line overlapping [start, end] and the clips' top concepts; with ``queries``
+        (one row per channel, as ``best_moments`` takes) each line also gets its match to the
+        query (``Evidence.line_match``)."""
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         """The unit mean feature (1, d) of the clips overlapping [start, end]."""

@@ -47,9 +47,11 @@ SHORTLIST = 400  # videos the exact second stage re-ranks: ~1 ms of reads, and r
 # Inverted lists serve a first stage while at least this share of the videos is eligible: their
 # shortlist over-fetches clips and drops ineligible videos after the scan (inverted_lists.py).
 LISTS_MIN_ELIGIBLE = 0.95
-# "lines": moments snap to the timed text lines matching the query (moment_edges.py); "grid": they
-# keep the span scorer's clip edges (what every moment was before; the benchmark's baseline).
-MOMENT_EDGES = ("lines", "grid")
+# "lines": moments snap to the timed text lines matching the query, or take the one line that
+# stands out (moment_edges.py); "snap": only the snapping (the engine before best_line); "grid":
+# they keep the span scorer's clip edges (what every moment was before). The last two are the
+# benchmark's baselines.
+MOMENT_EDGES = ("lines", "snap", "grid")
 
 
 def query_text_encoder(settings: dict, models_root: Path) -> TextEncoder:
@@ -116,7 +118,8 @@ class Hit:
 
 class Index:
     """A searchable view of an index folder (memory-mapped; opening costs no vector I/O).
-    ``moment_edges``: "lines" (snap moments to matching speech/subtitle lines) or "grid".
+    ``moment_edges``: "lines" (snap moments to matching speech/subtitle lines), "snap" or "grid"
+    (see MOMENT_EDGES).
     ``prefault``: map every row into this process up front (and again after each refresh), for a
     long-running server: the exact stage reads a shortlist's rows at random, and a row first
     touched costs a page fault (11-13 ms of a 400-video re-rank at 1M clips, against 4-5 ms).
@@ -308,15 +311,19 @@ class Index:
             if snapped:
                 return snapped
         # every line of the window (read only now: most moments snap above)
-        lines, vectors = self.store.text_lines(video_id, lo, hi)
+        lines, vectors = self.store.text_lines(video_id, lo, hi) if self.moment_edges == "lines" else ([], [])
         if not lines:
             return start, end
         scores = calibrated(line_scores(queries, weights, lines, vectors), self._line_chance)
         return best_line(lines, scores, TEXT_BASELINE, (lo, hi)) or (start, end)
 
-    def evidence(self, video: int, start: float, end: float) -> Evidence:
+    def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
+                 weights: Mapping[str, float] | None = None) -> Evidence:
         video = check_ref(self, video)
-        return self._evidence(video, self._clip_rows(video, start, end), start, end, {})
+        if queries is not None:
+            queries = query_rows(queries)
+            weights = self._weights(queries, weights)
+        return self._evidence(video, self._clip_rows(video, start, end), start, end, {}, queries, weights)
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         video = check_ref(self, video)
@@ -546,7 +553,8 @@ class Index:
                 own = np.flatnonzero((self.clip_end[mine] > start) & (self.clip_start[mine] < end)) + local_off[r]
                 if len(own) == 0:  # cannot happen while clips tile the video; the span's own clips then
                     own = np.arange(spans.first_clip[r, m], spans.last_clip[r, m] + 1)
-                ev = self._evidence(int(v), rows[own], start, end, {c: float(p[own].max()) for c, p in parts.items()})
+                ev = self._evidence(int(v), rows[own], start, end, {c: float(p[own].max()) for c, p in parts.items()},
+                                    queries, weights)
                 hits.append(Hit(rank=0, video_id=int(self.videos[v]["id"]), video_index=int(v),
                                 path=self.videos[v]["path"], start=start, end=end, score=float(vs),
                                 moment_score=float(spans.score[r, m]), evidence=ev,
@@ -555,10 +563,23 @@ class Index:
             h.rank = i
         return hits
 
-    def _evidence(self, v: int, rows: np.ndarray, start: float, end: float, channel_scores: dict) -> Evidence:
-        lines = self.store.texts(self.videos[v]["id"], start, end)
-        concepts = [c for c in self.store.concepts(rows) if c]
-        return Evidence(lines=lines, concepts=concepts[:3], channel_scores=channel_scores)
+    def _evidence(self, v: int, rows: np.ndarray, start: float, end: float, channel_scores: dict,
+                  queries: Mapping[str, np.ndarray] | None = None, weights: Mapping[str, float] | None = None
+                  ) -> Evidence:
+        """The lines under [start, end] and the clips' concepts; with a query, each line's match
+        on the scale snapping uses (calibrated, minus TEXT_BASELINE), NaN where lines cannot be
+        scored (no vectors, or vectors of another text model)."""
+        concepts = [c for c in self.store.concepts(rows) if c][:3]
+        video_id = self.videos[v]["id"]
+        if queries is None:
+            return Evidence(lines=self.store.texts(video_id, start, end), concepts=concepts, channel_scores=channel_scores)
+        if not self._lines_usable:
+            lines = self.store.texts(video_id, start, end)
+            return Evidence(lines=lines, concepts=concepts, channel_scores=channel_scores, line_match=[float("nan")] * len(lines))
+        lines, vectors = self.store.text_lines(video_id, start, end)
+        match = calibrated(line_scores(queries, weights, lines, vectors), self._line_chance) - TEXT_BASELINE
+        return Evidence(lines=lines, concepts=concepts, channel_scores=channel_scores,
+                        line_match=[float(x) for x in match])
 
     def close(self) -> None:
         self.store.close()
@@ -619,5 +640,7 @@ def to_tvr(query_id, hits: Sequence[Hit]) -> dict:
 def hits_to_json(hits: Sequence[Hit]) -> str:
     return json.dumps([{"video_id": h.video_id, "path": h.path, "aliases": h.aliases, "start": round(h.start, 2), "end": round(h.end, 2),
                         "score": round(h.score, 4), "rank": h.rank,
-                        "evidence": {"lines": [list(l) for l in h.evidence.lines], "concepts": h.evidence.concepts}}
+                        "evidence": {"lines": [list(l) for l in h.evidence.lines], "concepts": h.evidence.concepts,
+                                     # each line's match to the query (> 0 matches; null: not scored)
+                                     "line_match": [None if np.isnan(x) else round(x, 4) for x in h.evidence.line_match]}}
                        for h in hits], ensure_ascii=False, indent=2)

@@ -292,9 +292,10 @@ class ShardedIndex:
         found = self._fan.call(s, "best_moments", query_rows(queries), loc, weights, window, top)
         return [Moment(int(video), m.start, m.end, m.score) for m in found]
 
-    def evidence(self, video: int, start: float, end: float) -> Evidence:
+    def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
+                 weights: Mapping[str, float] | None = None) -> Evidence:
         s, loc = self._split(check_ref(self, video))
-        return self._fan.call(s, "evidence", loc, start, end)
+        return self._fan.call(s, "evidence", loc, start, end, None if queries is None else query_rows(queries), weights)
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         s, loc = self._split(check_ref(self, video))

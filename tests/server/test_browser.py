@@ -101,7 +101,15 @@ def test_find_click_when_plays_the_moment(shared_index, serve_process, browser, 
 
     out = REPO / "build"
     out.mkdir(exist_ok=True)
+    # evidence: the line that matches, its words marked, and no timecodes or counters
+    said = say(drv, "find the video where they talk about the largest cleanrooms in the world")
+    assert said["evidence"] and "largest clean" in said["evidence"][0]
+    marks = drv.execute_script("return [...document.querySelectorAll('#evidence mark')].map(m => m.textContent)")
+    assert {"largest", "world"} <= {m.lower() for m in marks}, marks
+    drv.save_screenshot(str(out / "serve_page_evidence.png"))
     say(drv, "find videos of a cockatoo")
+    assert "cockatoo" in {m.lower() for m in drv.execute_script(
+        "return [...document.querySelectorAll('#evidence mark')].map(m => m.textContent)")}
     drv.save_screenshot(str(out / "serve_page_desktop.png"))
     drv.set_window_size(390, 844)  # phone width
     drv.save_screenshot(str(out / "serve_page_phone.png"))

@@ -53,7 +53,7 @@ async function ask(text) {
   try {
     const reply = await api("POST", `/v1/sessions/${sessionId}/turns`, { text });
     addMessage("bot", reply.text, reply.intent);
-    render(reply);
+    render(reply, text);
     window.ivcr.lastReply = reply;
   } catch (e) {
     if (e.status === 404) { await ensureSession(); }
@@ -65,7 +65,36 @@ async function ask(text) {
 
 function fmt(t) { return `${t.toFixed(1)}s`; }
 
-function render(reply) {
+// The words of a turn worth marking in its evidence: Latin words of 3+ letters that are not
+// function words, and every 2-character run of its Chinese text.
+const STOPWORDS = new Set(("the and for are was were with that this from what when where which who how does did " +
+  "find show videos video clip clips some about there their them they you your have has had into onto than then " +
+  "its it's is").split(" "));
+function markedWords(query) {
+  const words = (query.toLowerCase().match(/[a-z0-9][a-z0-9'-]{2,}/g) || []).filter((w) => !STOPWORDS.has(w));
+  for (const run of query.match(/[\u3400-\u9fff]+/g) || []) {
+    for (let i = 0; i + 2 <= run.length; i++) words.push(run.slice(i, i + 2));
+  }
+  return [...new Set(words)].sort((a, b) => b.length - a.length);
+}
+
+// One evidence line as text nodes and <mark>s around the words it shares with the turn.
+function markLine(text, words) {
+  const li = document.createElement("li");
+  if (!words.length) { li.textContent = text; return li; }
+  // Latin words whole ("pan" not inside "pancake"); Chinese runs anywhere
+  const esc = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).map((w) => (/^[a-z0-9]/.test(w) ? `\\b${w}\\b` : w));
+  const re = new RegExp(`(${esc.join("|")})`, "gi");
+  let last = 0;
+  for (const m of text.matchAll(re)) {
+    li.append(text.slice(last, m.index), Object.assign(document.createElement("mark"), { textContent: m[0] }));
+    last = m.index + m[0].length;
+  }
+  li.append(text.slice(last));
+  return li;
+}
+
+function render(reply, query = "") {
   const list = $("candidates");
   list.replaceChildren();
   reply.candidates.forEach((c, i) => {
@@ -88,7 +117,8 @@ function render(reply) {
     li.addEventListener("click", () => ask(`the ${ORDINALS[i] || (i + 1) + "th"} one`));
     list.appendChild(li);
   });
-  $("evidence").replaceChildren(...reply.evidence.map((e) => Object.assign(document.createElement("li"), { textContent: e })));
+  const words = markedWords(query);
+  $("evidence").replaceChildren(...reply.evidence.map((e) => markLine(e, words)));
   if (reply.moment) show(reply.moment.video_id, reply.moment.start, reply.moment.end);
   else if (reply.video_id !== null && reply.video_id !== undefined) {
     const c = reply.candidates.find((x) => x.video_id === reply.video_id);
