@@ -54,6 +54,7 @@ class TextEncoder:
         self._tok = Tokenizer.from_file(str(self.card.path / "tokenizer.json"))
         self._tok.enable_truncation(self.max_tokens)
         self._tok.enable_padding()
+        self._counter = None  # the same tokenizer without truncation, made on first count_tokens
         self._sess = _session(self.card.path / "model.onnx", threads)
         # A dynamically quantised graph scales activations per call (per tensor): encoded in one
         # batch, a text would depend on its batch mates. Such graphs encode one text per call.
@@ -64,6 +65,17 @@ class TextEncoder:
         self._language = np.load(self.card.path / direction).astype(np.float32) if direction else None
         self.providers = self._sess.get_providers()
         self.encode(["warm-up"], "query")  # first run allocates and optimises; keep it out of request latency
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Each text's tokens under this model's tokenizer, without truncation or special tokens
+        (what the OpenAI-shaped routes report as ``usage``)."""
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(self.card.path / "tokenizer.json"))
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def finish(self, vectors: np.ndarray, role: str) -> np.ndarray:
         """The model's unit vectors as the engine uses them: queries without the card's language

@@ -19,10 +19,13 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager, UnknownSession
+from ..models.registry import index_text_model
 from . import media
 from .live import LiveIndex
 from .metrics import ServerMetrics
-from .openai_compat import chat_completion, chat_stream, last_user_turn, session_key
+from .openai_compat import (MODEL_ID, OpenAIError, chat_completion, chat_stream, check_request, error_body,
+                            is_openai_route, last_user_turn, message_texts, model_card, models_list, session_key,
+                            usage)
 
 MAX_BODY = 64 * 1024
 MAX_K = 100
@@ -37,7 +40,10 @@ class ApiError(Exception):
         self.status, self.message, self.type = status, message, type_
 
 
-def _error(status: int, message: str, type_: str) -> JSONResponse:
+def _error(status: int, message: str, type_: str, request: Request | None = None) -> JSONResponse:
+    """The API's error object; on the OpenAI-shaped routes, OpenAI's (openai_compat.error_body)."""
+    if request is not None and is_openai_route(request.url.path):
+        return JSONResponse(error_body(status, message), status_code=status)
     return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
 
 
@@ -71,34 +77,38 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
     # -- errors ---------------------------------------------------------------------------
     @app.exception_handler(ApiError)
     async def _api_error(request, exc: ApiError):
-        return _error(exc.status, exc.message, exc.type)
+        return _error(exc.status, exc.message, exc.type, request)
 
     @app.exception_handler(UnknownSession)
     async def _unknown(request, exc):
-        return _error(404, str(exc), "not_found")
+        return _error(404, str(exc), "not_found", request)
 
     @app.exception_handler(ValueError)
     async def _value(request, exc):
-        return _error(400, str(exc), "invalid_request")
+        return _error(400, str(exc), "invalid_request", request)
 
     @app.exception_handler(TypeError)
     async def _type(request, exc):
-        return _error(400, str(exc), "invalid_request")
+        return _error(400, str(exc), "invalid_request", request)
+
+    @app.exception_handler(OpenAIError)
+    async def _openai(request, exc: OpenAIError):
+        return JSONResponse(error_body(exc.status, exc.message, exc.param, exc.code), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}", "invalid_request")
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}", "invalid_request", request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc):
-        return _error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error")
+        return _error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error", request)
 
     @app.exception_handler(Exception)
     async def _internal(request, exc):
         log.exception("internal error on %s", request.url.path)
-        return _error(500, "internal error (logged on the server)", "internal")
+        return _error(500, "internal error (logged on the server)", "internal", request)
 
     # -- guards: token, body size ---------------------------------------------------------
     @app.middleware("http")
@@ -108,10 +118,11 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             given = request.headers.get("authorization", "")
             ok = given == f"Bearer {token}" or request.query_params.get("access_token") == token
             if not ok:
-                return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "unauthorized")
+                return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "unauthorized",
+                              request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return _error(413, f"request body over {MAX_BODY} bytes", "too_large")
+            return _error(413, f"request body over {MAX_BODY} bytes", "too_large", request)
         return await call_next(request)
 
     async def body(request: Request) -> dict:
@@ -261,9 +272,25 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     # -- OpenAI-compatible chat -------------------------------------------------------------
+    def model_info() -> dict:
+        idx = index()
+        return model_card(int(live.root.stat().st_ctime), index_text_model(idx.settings), len(idx))
+
+    @app.get("/v1/models")
+    async def models():
+        return models_list(**{k: model_info()[k] for k in ("created", "text_model", "videos")})
+
+    @app.get("/v1/models/{model}")
+    async def one_model(model: str):
+        if model != MODEL_ID:
+            raise OpenAIError(404, f"The model `{model}` does not exist: this server has `{MODEL_ID}`", "model",
+                              "model_not_found")
+        return model_info()
+
     @app.post("/v1/chat/completions")
     async def completions(request: Request):
         data = await body(request)
+        check_request(data)
         text = last_user_turn(data)
         if len(text) > MAX_TURN_CHARS:
             raise ApiError(400, f"the last user message has at most {MAX_TURN_CHARS} characters")
@@ -273,11 +300,14 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         else:
             await manager.aensure(sid)
         reply = await manager.aask(sid, text)
-        model = str(data.get("model") or "ivcr")
+        counts = index().text_encoder.count_tokens(message_texts(data) + [reply.text])
+        used = usage(sum(counts[:-1]), counts[-1])
         headers = {"X-Session-Id": sid}
         if data.get("stream"):
-            return StreamingResponse(chat_stream(reply, model), media_type="text/event-stream", headers=headers)
-        return JSONResponse(chat_completion(reply, model), headers=headers)
+            include = bool((data.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(chat_stream(reply, MODEL_ID, used if include else None),
+                                     media_type="text/event-stream", headers=headers)
+        return JSONResponse(chat_completion(reply, MODEL_ID, used), headers=headers)
 
     # -- operations -----------------------------------------------------------------------
     @app.get("/healthz")

@@ -153,12 +153,14 @@ def test_openai_chat_completions(client):
     sid = r.headers["x-session-id"]
     # the same user continues the same session
     msgs += [body["choices"][0]["message"], {"role": "user", "content": "the second one"}]
-    r2 = client.post("/v1/chat/completions", json={"messages": msgs, "user": "alice"})
+    assert body["usage"]["prompt_tokens"] > 0 and body["usage"]["completion_tokens"] > 0
+    r2 = client.post("/v1/chat/completions", json={"model": "ivcr", "messages": msgs, "user": "alice"})
     assert r2.headers["x-session-id"] == sid
     assert [t["intent"] for t in client.get(f"/v1/sessions/{sid}").json()["history"]] == ["video retrieval", "selection"]
 
-    with client.stream("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content": "the first one"}],
-                                                             "stream": True}, headers={"X-Session-Id": sid}) as s:
+    with client.stream("POST", "/v1/chat/completions", json={"model": "ivcr", "stream": True,
+                                                             "messages": [{"role": "user", "content": "the first one"}]},
+                       headers={"X-Session-Id": sid}) as s:
         assert s.headers["content-type"].startswith("text/event-stream")
         events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -169,10 +171,47 @@ def test_openai_chat_completions(client):
     last = client.get(f"/v1/sessions/{sid}").json()["history"][-1]
     assert last["intent"] == "selection" and streamed == last["reply"]
 
-    assert_error(client.post("/v1/chat/completions", json={"messages": []}), 400)
-    assert_error(client.post("/v1/chat/completions", json={"messages": [{"role": "system", "content": "x"}]}), 400)
-    assert_error(client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": ""}]}), 400)
-    assert_error(client.post("/v1/chat/completions", json={"messages": "hi"}), 400)
+    assert_error(client.post("/v1/chat/completions", json={"model": "ivcr", "messages": []}), 400)
+    assert_error(client.post("/v1/chat/completions", json={"model": "ivcr", "messages": [{"role": "system", "content": "x"}]}), 400)
+    assert_error(client.post("/v1/chat/completions", json={"model": "ivcr", "messages": [{"role": "user", "content": ""}]}), 400)
+    assert_error(client.post("/v1/chat/completions", json={"model": "ivcr", "messages": "hi"}), 400)
+
+
+def test_openai_routes_refuse_and_answer_as_openai_does(client):
+    """Issue 22, part 2: a model list; usage; system messages accepted; unknown arguments, a
+    missing or unknown model, n > 1 and unknown roles refused; errors in OpenAI's shape."""
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list" and [m["id"] for m in listed["data"]] == ["ivcr"]
+    card = listed["data"][0]
+    assert card["object"] == "model" and card["text_model"] == "text_me5_small" and card["videos"] >= 8
+    assert client.get("/v1/models/ivcr").json() == card
+    user = [{"role": "developer", "content": "answer briefly"}, {"role": "user", "content": "find videos of a parrot"}]
+
+    def refused(status, body, param, code=None):
+        r = client.post("/v1/chat/completions", json=body)
+        assert r.status_code == status, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+        assert err["param"] == param and err["code"] == code and "Traceback" not in r.text
+        return err["message"]
+
+    assert "Unrecognized request argument supplied: best_of" in refused(400, {"model": "ivcr", "messages": user,
+                                                                            "best_of": 2}, "best_of")
+    refused(400, {"messages": user}, "model")
+    assert "`gpt-4o` does not exist" in refused(404, {"model": "gpt-4o", "messages": user}, "model", "model_not_found")
+    refused(400, {"model": "ivcr", "messages": user, "n": 2}, "n")
+    refused(400, {"model": "ivcr", "messages": user, "stream": "yes"}, "stream")
+    refused(400, {"model": "ivcr", "messages": [{"role": "robot", "content": "hi"}]}, None)
+    r = client.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert client.get("/v1/models/gpt-4o").json()["error"]["code"] == "model_not_found"
+    # OpenAI's sampling arguments are accepted (one answer a turn: they change nothing)
+    ok = client.post("/v1/chat/completions", json={"model": "ivcr", "messages": user, "temperature": 0.2, "n": 1,
+                                                   "max_tokens": 50, "top_p": 1})
+    assert ok.status_code == 200 and ok.json()["usage"]["total_tokens"] == sum(
+        ok.json()["usage"][k] for k in ("prompt_tokens", "completion_tokens"))
+    # other routes keep the API's own error shape
+    assert set(client.get("/v1/videos/99999").json()["error"]) == {"type", "message"}
 
 
 def test_metrics(client):
