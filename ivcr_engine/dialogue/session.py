@@ -50,8 +50,12 @@ class QueryTextEncoder:
 
 
 class Engine:
-    def __init__(self, index: VideoIndex, responder: Responder | None = None, use_prototypes: bool = True):
+    def __init__(self, index: VideoIndex, responder: Responder | None = None, use_prototypes: bool = True,
+                 candidate_moments: bool = False):
+        """``candidate_moments``: every reply also carries each candidate's best moment for the
+        turn's search text (one batched call: what a page shows on the candidates' thumbnails)."""
         self.responder = responder or TemplateResponder()
+        self.candidate_moments = candidate_moments
         self.router = Router(QueryTextEncoder(self) if use_prototypes else None)
         # Query vectors of recent texts, shared by all sessions: a selection or "earlier" turn
         # asks again about the text of an earlier turn (and users repeat queries).
@@ -141,13 +145,24 @@ class Session:
         outcome["user"] = text  # the turn as typed: a language-model responder answers chit-chat from it
         reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
         st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value, "lang": self._lang})
+        found = self._candidate_moments() if self.engine.candidate_moments else []
         timings = dict(self._timings)
         timings["total"] = time.perf_counter() - t_start
         # routing, state updates, evidence and wording: everything that is not encode/search/span
         timings["respond"] = timings["total"] - sum(timings.get(k, 0.0) for k in ("encode", "search", "span"))
         return Reply(intent=routed.intent.value, text=reply_text, kind=outcome["kind"], candidates=list(st.candidates),
                      moment=outcome.get("moment"), video=st.selected, evidence=outcome.get("evidence", []),
-                     assumed=routed.assumed, timings=timings)
+                     assumed=routed.assumed, timings=timings, candidate_moments=found)
+
+    def _candidate_moments(self) -> list[Moment | None]:
+        st = self.state
+        if not st.candidates or not st.query:
+            return []
+        t0 = time.perf_counter()
+        found = self.engine.index.best_moments_many(self._encode(st.query), [c.video for c in st.candidates],
+                                                    DEFAULT_WEIGHTS)
+        self._add_time("span", time.perf_counter() - t0)
+        return [m[0] if m else None for m in found]
 
     # -- intents ------------------------------------------------------------------------
     def _search_videos(self, query: str, allow: list[int] | None = None) -> list[Candidate]:

@@ -119,17 +119,6 @@ class SessionManager:
             except UnknownSession:
                 self.store.put(sid, SessionState(), self._clock())
 
-    def best_moments(self, query: str, videos: list[int]) -> dict[int, tuple[float, float]]:
-        """The best moment of each of these videos for a query: {video: (start, end)}."""
-        idx = self.engine.index
-        q = self.engine.encode(query)  # the turn just encoded it: cached (a second encoding was half a served turn)
-        out = {}
-        for v in videos:
-            found = idx.best_moments(q, v, top=1)
-            if found:
-                out[v] = (round(found[0].start, 3), round(found[0].end, 3))
-        return out
-
     def state(self, sid: str) -> SessionState:
         return self._load(sid)[0]
 
@@ -185,9 +174,6 @@ class SessionManager:
 
     async def aensure(self, sid: str) -> None:
         return await self.arun(self.ensure, sid)
-
-    async def abest_moments(self, query: str, videos: list[int]) -> dict[int, tuple[float, float]]:
-        return await self.arun(self.best_moments, query, videos)
 
     async def astate(self, sid: str) -> SessionState:
         return await self.arun(self.state, sid)

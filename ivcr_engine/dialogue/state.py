@@ -70,6 +70,9 @@ class Reply:
     evidence: list[str] = field(default_factory=list)
     assumed: str | None = None
     timings: dict = field(default_factory=dict)  # seconds: encode, search, span, respond, total
+    # each candidate's best moment for the turn's search text, in the candidates' order (None: no
+    # moment), when the engine is asked for them (Engine(candidate_moments=True): ivcr serve)
+    candidate_moments: list[Moment | None] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -79,6 +79,11 @@ class VideoIndex(Protocol):
         """One query (one row per channel): the best span(s) of one video, from its clips inside
         ``window`` seconds."""
 
+    def best_moments_many(self, queries: Mapping[str, np.ndarray], videos: Sequence[int],
+                          weights: Mapping[str, float] | None = None, window: tuple[float, float] | None = None,
+                          top: int = 1) -> list[list[Moment]]:
+        """``best_moments`` of each video, in one call (shared scoring): one list per video, in order."""
+
     def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
                  weights: Mapping[str, float] | None = None) -> Evidence:
         """Every timed line overlapping [start, end] and the clips' top concepts; with ``queries``

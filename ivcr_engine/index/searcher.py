@@ -269,25 +269,37 @@ class Index:
 
     def best_moments(self, queries: Mapping[str, np.ndarray], video: int, weights: Mapping[str, float] | None = None,
                      window: tuple[float, float] | None = None, top: int = 1) -> list[Moment]:
-        video = check_ref(self, video)
+        return self.best_moments_many(queries, [video], weights, window, top)[0]
+
+    def best_moments_many(self, queries: Mapping[str, np.ndarray], videos: Sequence[int],
+                          weights: Mapping[str, float] | None = None, window: tuple[float, float] | None = None,
+                          top: int = 1) -> list[list[Moment]]:
+        """``best_moments`` of each of ``videos`` for one query, in one clip scoring and one span
+        scoring call over all their clips (a served turn's ten candidates)."""
+        vids = [check_ref(self, v) for v in videos]
         queries = query_rows(queries)
         if any(q.shape[0] != 1 for q in queries.values()):
             raise ValueError("best_moments takes one query (one row per channel)")
-        rows = self._clip_rows(video, *(window or (-np.inf, np.inf)), overlap=False)
-        if len(rows) == 0:
-            return []
+        per_video = [self._clip_rows(v, *(window or (-np.inf, np.inf)), overlap=False) for v in vids]
+        if not any(len(r) for r in per_video):
+            return [[] for _ in vids]
         w = self._weights(queries, weights)
+        rows = np.concatenate(per_video)
+        offsets = np.concatenate([[0], np.cumsum([len(r) for r in per_video])]).astype(np.int64)
         scores = self.clip_scores(queries, w, rows)
-        spans = self.span.score(scores, np.array([0, len(rows)], np.int64), self.clip_start[rows], self.clip_end[rows])
-        out: list[Moment] = []
-        for m in range(spans.start.shape[1]):
-            if len(out) == int(top):
-                break
-            if spans.first_clip[0, m] < 0:
-                continue
-            a, b = self._edges(queries, w, video, float(spans.start[0, m]), float(spans.end[0, m]), window)
-            if not _repeats(out, a, b, self.span.nms_iou):
-                out.append(Moment(video, a, b, float(spans.score[0, m])))
+        spans = self.span.score(scores, offsets, self.clip_start[rows], self.clip_end[rows])
+        out: list[list[Moment]] = []
+        for r, video in enumerate(vids):
+            kept: list[Moment] = []
+            for m in range(spans.start.shape[1]):
+                if len(kept) == int(top) or len(per_video[r]) == 0:
+                    break
+                if spans.first_clip[r, m] < 0:
+                    continue
+                a, b = self._edges(queries, w, video, float(spans.start[r, m]), float(spans.end[r, m]), window)
+                if not _repeats(kept, a, b, self.span.nms_iou):
+                    kept.append(Moment(video, a, b, float(spans.score[r, m])))
+            out.append(kept)
         return out
 
     def _edges(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], video: int, start: float,

@@ -292,6 +292,20 @@ class ShardedIndex:
         found = self._fan.call(s, "best_moments", query_rows(queries), loc, weights, window, top)
         return [Moment(int(video), m.start, m.end, m.score) for m in found]
 
+    def best_moments_many(self, queries: Mapping[str, np.ndarray], videos: Sequence[int],
+                          weights: Mapping[str, float] | None = None, window: tuple[float, float] | None = None,
+                          top: int = 1) -> list[list[Moment]]:
+        """One call per shard that owns some of ``videos``, each over its own videos."""
+        split = [self._split(check_ref(self, v)) for v in videos]
+        q = query_rows(queries)
+        out: list[list[Moment]] = [[] for _ in split]
+        for s in sorted({s for s, _ in split}):
+            mine = [i for i, (t, _) in enumerate(split) if t == s]
+            found = self._fan.call(s, "best_moments_many", q, [split[i][1] for i in mine], weights, window, top)
+            for i, moments in zip(mine, found):
+                out[i] = [Moment(int(videos[i]), m.start, m.end, m.score) for m in moments]
+        return out
+
     def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
                  weights: Mapping[str, float] | None = None) -> Evidence:
         s, loc = self._split(check_ref(self, video))

@@ -31,7 +31,8 @@ def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, toke
     from .live import LiveIndex
 
     index_dir = Path(index_dir)
-    engine = Engine.open(index_dir, responder=responder, prefault=True)  # a server pays page faults once, up front
+    # a server pays page faults once, up front; its replies carry the candidates' moments (the thumbnails)
+    engine = Engine.open(index_dir, responder=responder, prefault=True, candidate_moments=True)
     live = LiveIndex(engine, index_dir, batching=batching, poll_s=poll_s)
     manager = SessionManager(engine, sessions_db or index_dir / "sessions.sqlite", ttl_s=ttl_s)
     if len(engine.index):  # warm-up: builds derived caches once, before concurrent traffic

@@ -167,15 +167,12 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         return {"video_id": ref, "name": Path(info.path).name, "duration": info.duration}
 
     def reply_json(sid: str, reply) -> dict:
-        """The typed reply, with each candidate's best moment for the current query (thumbnails).
-        Runs on the manager's pool (it searches inside the candidates)."""
-        st = manager.state(sid)
+        """The typed reply as JSON: each candidate with its best moment for the turn's query (the
+        engine found them in the turn: Engine(candidate_moments=True))."""
         cands = [{"rank": i, **video_json(c.video), "score": c.score} for i, c in enumerate(reply.candidates, 1)]
-        if cands and st.query:
-            best = manager.best_moments(st.query, [c["video_id"] for c in cands])
-            for c in cands:
-                if c["video_id"] in best:
-                    c["moment"] = {"start": best[c["video_id"]][0], "end": best[c["video_id"]][1]}
+        for c, cm in zip(cands, reply.candidate_moments):
+            if cm is not None:
+                c["moment"] = {"start": round(cm.start, 3), "end": round(cm.end, 3)}
         m = reply.moment
         return {"session_id": sid, "intent": reply.intent, "text": reply.text, "candidates": cands,
                 "video_id": reply.video, "video": video_json(reply.video) if reply.video is not None else None,
@@ -201,7 +198,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
     async def turn(sid: str, request: Request):
         text = turn_text(await body(request))
         reply = await manager.aask(sid, text)
-        return JSONResponse(await manager.arun(reply_json, sid, reply))
+        return JSONResponse(reply_json(sid, reply))
 
     @app.get("/v1/sessions/{sid}")
     async def get_session(sid: str):

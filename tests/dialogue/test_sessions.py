@@ -104,17 +104,26 @@ def test_async_twins(engine):
     assert len(state.turns) == 1 and m.state("client-chosen-id").turns == []
 
 
-def test_candidates_best_moments_reuse_the_turns_query_vectors(shared_index, monkeypatch):
-    """The served reply's per-candidate moments (what the page's thumbnails show) come from the
-    query vectors the turn just made: no second encoding of the same text."""
-    engine = Engine.open(shared_index[0])
+def test_a_reply_carries_each_candidates_best_moment_from_the_turns_query_vectors(shared_index, monkeypatch):
+    """The served reply's per-candidate moments (the page's thumbnails) come from the engine in
+    the same turn, in one batched call over the candidates, from the query vectors the turn just
+    made (no second encoding), and equal what best_moments finds video by video."""
+    engine = Engine.open(shared_index[0], candidate_moments=True)
+    encoded = []
+    original = engine.index.encode_queries
+    monkeypatch.setattr(engine.index, "encode_queries", lambda texts: encoded.append(list(texts)) or original(texts))
     m = SessionManager(engine)
     sid = m.create()
     reply = m.ask(sid, "find videos of a parrot on a perch")
-    encoded = []
-    original = engine.index.encode_queries
-    monkeypatch.setattr(engine.index, "encode_queries", lambda texts: encoded.append(texts) or original(texts))
-    query = m.state(sid).query  # what the server's reply asks about (the turn's search text)
-    best = m.best_moments(query, [c.video for c in reply.candidates])
-    assert encoded == [] and set(best) <= {c.video for c in reply.candidates} and best
-    assert all(0 <= a < b for a, b in best.values())
+    assert len(encoded) == 1 and len(reply.candidate_moments) == len(reply.candidates) >= 2
+    q = engine.encode(m.state(sid).query)
+    for c, cm in zip(reply.candidates, reply.candidate_moments):
+        best = engine.index.best_moments(q, c.video, top=1)
+        if cm is None:
+            assert not best
+            continue
+        assert (cm.video, cm.start, cm.end) == (best[0].video, best[0].start, best[0].end) == (c.video, cm.start, cm.end)
+        assert cm.score == pytest.approx(best[0].score, abs=1e-5)  # one batched product vs one per video
+    assert len(encoded) == 1
+    # off by default: a Python caller's turns pay for none
+    assert Engine(engine.index).session().ask("find videos of a parrot on a perch").candidate_moments == []

@@ -53,6 +53,16 @@ def test_sharded_search_and_dialogue_equal_the_single_index(shared_index, split3
     assert [[one.video(int(r)).path if r >= 0 else None for r in row] for row in ra] == \
            [[sharded.video(int(r)).path if r >= 0 else None for r in row] for row in rb]
     assert transcript(Engine(one)) == transcript(Engine(sharded))
+    # a turn's candidates' moments in one call per shard: what one call per video finds, in order
+    q1 = one.encode_queries(["a space telescope in a clean room"])
+    by_path = {sharded.video(r).path: r for r in range(sharded.num_refs()) if not sharded.video(r).removed}
+    refs = sorted(by_path.values())
+    many = sharded.best_moments_many(q1, refs)
+    assert [[(m.video, m.start, m.end) for m in ms] for ms in many] == \
+           [[(m.video, m.start, m.end) for m in sharded.best_moments(q1, r)] for r in refs]
+    local = {v["path"]: i for i, v in enumerate(one.videos)}
+    assert [[(m.start, m.end) for m in ms] for ms in many] == \
+           [[(m.start, m.end) for m in one.best_moments(q1, local[sharded.video(r).path])] for r in refs]
 
 
 def test_refs_are_global_and_filters_translate(split3):
