@@ -24,7 +24,7 @@ from . import media
 from .live import LiveIndex
 from .metrics import ServerMetrics
 from .openai_compat import (MODEL_ID, OpenAIError, chat_completion, chat_stream, check_request, error_body,
-                            is_openai_route, last_user_turn, message_texts, model_card, models_list, session_key,
+                            is_openai_route, last_user_turn, message_texts, model_card, session_key,
                             usage)
 
 MAX_BODY = 64 * 1024
@@ -275,7 +275,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     @app.get("/v1/models")
     async def models():
-        return models_list(**{k: model_info()[k] for k in ("created", "text_model", "videos")})
+        return {"object": "list", "data": [model_info()]}
 
     @app.get("/v1/models/{model}")
     async def one_model(model: str):

@@ -68,10 +68,6 @@ def check_request(data: dict) -> None:
         raise OpenAIError(400, "stream_options must be an object", param="stream_options")
 
 
-def models_list(created: int, text_model: str, videos: int) -> dict:
-    return {"object": "list", "data": [model_card(created, text_model, videos)]}
-
-
 def model_card(created: int, text_model: str, videos: int) -> dict:
     return {"id": MODEL_ID, "object": "model", "created": created, "owned_by": "ivcr_engine",
             "text_model": text_model, "videos": videos}
