@@ -15,14 +15,14 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager, UnknownSession
 from ..models.registry import index_text_model
 from . import media
 from .live import LiveIndex
-from .metrics import ServerMetrics
+from .metrics import CONTENT_TYPE, ServerMetrics
 from .openai_compat import (MODEL_ID, OpenAIError, chat_completion, chat_stream, check_request, error_body,
                             is_openai_route, last_user_turn, message_texts, model_card, session_key,
                             usage)
@@ -49,10 +49,11 @@ def _error(status: int, message: str, type_: str, request: Request | None = None
 
 def create_app(manager: SessionManager, live: LiveIndex, token: str | None = None,
                sweep_s: float = 60.0) -> FastAPI:
-    metrics = ServerMetrics()
-    manager.on_turn = lambda r: metrics.turns.observe(r.timings.get("total", 0.0), r.intent)
-    live.on_refresh = lambda: setattr(metrics, "refreshes", metrics.refreshes + 1)
-    live.on_batch = lambda n: metrics.batches.observe(n)
+    # the LLM worker's failures, when that responder is used
+    metrics = ServerMetrics(live.queue_depth, lambda: len(manager), getattr(manager.engine.responder, "stats", None))
+    manager.on_turn = lambda r: metrics.turns.labels(r.intent).observe(r.timings.get("total", 0.0))
+    live.on_refresh = metrics.refreshes.inc
+    live.on_batch = metrics.batches.observe
 
     async def background():
         while True:  # bounded work per tick: one index check, one TTL sweep when due
@@ -315,9 +316,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     @app.get("/metrics")
     async def prometheus():
-        llm = getattr(manager.engine.responder, "stats", None)  # the LLM worker's failures, if one is used
-        return PlainTextResponse(metrics.render(live.queue_depth(), len(manager), llm() if llm else None),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     # -- the page -------------------------------------------------------------------------
     @app.get("/")

@@ -156,8 +156,9 @@ def test_scripted_chat_with_the_llm_responder(responder, tiny_index, tmp_path):
     """`ivcr chat --responder llm` end to end: the same decisions and answer lines as the template
     run (the transcripts differ only in the words after them)."""
     script = tmp_path / "turns.txt"
-    script.write_text("find videos of a parrot\nwhen does it move?\nhi!\nshow me the whole video\n找鹦鹉的视频\n"
-                      "什么时候有字幕？\n", encoding="utf-8")
+    # the Chinese moment asks about a subtitle line, so its reply has evidence for the model to word
+    script.write_text("find videos of a parrot\nwhen does it move?\nhi!\nshow me the whole video\n找关于洁净室的视频\n"
+                      "什么时候说到世界上最大的洁净室？\n", encoding="utf-8")
 
     def run(*extra):
         out = subprocess.run([sys.executable, "-m", "ivcr_engine", "chat", "--index", str(tiny_index), "--script",

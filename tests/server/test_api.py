@@ -12,6 +12,8 @@ from ivcr_engine.server import build_app, is_loopback, serve
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from .served import metric_samples  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def client(shared_index, tmp_path_factory):
@@ -217,13 +219,15 @@ def test_openai_routes_refuse_and_answer_as_openai_does(client):
 def test_metrics(client):
     sid = client.post("/v1/sessions").json()["session_id"]
     client.post(f"/v1/sessions/{sid}/turns", json={"text": "find videos of a dog"})
-    text = client.get("/metrics").text
-    assert 'ivcr_turn_seconds_bucket{intent="video retrieval",le="+Inf"}' in text
-    assert "ivcr_queue_depth " in text and "ivcr_index_refreshes_total " in text
+    resp = client.get("/metrics")
+    assert resp.headers["content-type"].startswith("text/plain")
+    got = metric_samples(resp.text)  # Prometheus's own parser
+    assert got[("ivcr_turn_seconds_bucket", (("intent", "video retrieval"), ("le", "+Inf")))] >= 1
+    assert ("ivcr_queue_depth", ()) in got and got[("ivcr_index_refreshes_total", ())] == 0
     assert client.get("/healthz").json()["batching"] is True
-    assert int(next(l for l in text.splitlines() if l.startswith("ivcr_batch_size_count")).split()[1]) >= 1
-    open_now = int(next(l for l in text.splitlines() if l.startswith("ivcr_sessions_open ")).split()[1])
-    assert open_now >= 1
+    assert got[("ivcr_batch_size_count", ())] >= 1
+    assert got[("ivcr_sessions_open", ())] >= 1
+    assert not any(name.startswith("ivcr_llm") for name, _ in got)  # no LLM responder here
 
 
 def test_token_and_binding(shared_index, tmp_path):
@@ -272,7 +276,7 @@ def test_live_index_sees_new_videos(shared_data, tmp_path, monkeypatch):
         assert c.get("/healthz").json()["videos"] == before + 1
         names = [h["name"] for h in c.post("/v1/search", json={"query": "a cockatoo", "k": 20}).json()["hits"]]
         assert "cockatoo.mp4" in names
-        assert "ivcr_index_refreshes_total 1" in c.get("/metrics").text
+        assert metric_samples(c.get("/metrics").text)[("ivcr_index_refreshes_total", ())] == 1
     ing.store.close()
 
 
