@@ -51,7 +51,7 @@ def _llm_info() -> str | dict:
         return "not installed (make llm)"
     if "error" in info:
         return f"broken: {info['error']}"
-    out = {k: info[k] for k in ("llama_cpp", "portable", "cpu_variant", "cpu_variants", "system_info")}
+    out = {k: info[k] for k in ("llama_cpp", "portable", "cpu_variant", "cpu_variants", "system_info", "probe")}
     # variants this CPU reports it runs but whose probe died (llm_worker.choose_cpu_variant)
     out["cpu_variants_rejected"] = [f"{v} ({why})" for v, why in sorted(info["rejected"].items())]
     return out
@@ -150,8 +150,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
                     f"moment {h.moment_score:.3f}"))
         for src, a, b, text in supporting_lines(h.evidence, args.query):  # --json has every line
             print(_safe(f"      {source_label(src)} {a:.1f}-{b:.1f}s: {text}"))
-        if confident_concepts(h.evidence):
-            print(_safe(f"      looks like: {confident_concepts(h.evidence)}"))
+        concepts = confident_concepts(h.evidence)
+        if concepts:
+            print(_safe(f"      looks like: {concepts}"))
     return 0
 
 

@@ -252,6 +252,12 @@ class WorkerSupervisor:
             self.consecutive = 0
             return reply
 
+    def start(self) -> None:
+        """Start the worker now (the responder does at construction, so a build that cannot load
+        the model is reported there); raises WorkerFailed."""
+        with self._lock:
+            self._start()
+
     def _start(self) -> None:
         self.starts += 1
         self._buf = b""
@@ -378,8 +384,7 @@ class GGUFResponder:
                "--seed", str(seed), "--max-tokens", str(max_tokens)]
         self.worker = WorkerSupervisor(cmd, timeout_s=timeout_s, backoff_s=backoff_s, max_failures=max_failures)
         try:  # started now: a build that cannot load the model is reported here, not on a turn
-            with self.worker._lock:
-                self.worker._start()
+            self.worker.start()
         except WorkerFailed as exc:
             self.close()
             raise RuntimeError(f"the LLM worker could not start: {exc}") from None
@@ -475,11 +480,12 @@ def llm_backend_info(timeout_s: float = 60.0) -> dict:
 
     cmd = [sys.executable, "-m", "ivcr_engine.dialogue.llm_worker", "--info"]
     rejected: dict = {}
+    probe = "passed"
     try:  # the variant proven with the model (probed once per machine), when the model is installed
         rejected = choose_cpu_variant(gguf_model_path())["rejected"]
         cmd += ["--exclude", ",".join(sorted(rejected))]
     except FileNotFoundError:
-        rejected = {"(not probed)": f"the model is not installed: {INSTALL_HINT}"}
+        probe = f"not run: the model is not installed ({INSTALL_HINT})"
     except RuntimeError as exc:
         return {"installed": True, "error": str(exc)}
     try:
@@ -489,4 +495,4 @@ def llm_backend_info(timeout_s: float = 60.0) -> dict:
     if out.returncode != 0:
         how = f"killed by {signal.Signals(-out.returncode).name}" if out.returncode < 0 else f"exit status {out.returncode}"
         return {"installed": True, "error": f"{how}: {out.stderr.decode('utf-8', 'replace').strip()[-300:]}"}
-    return {"installed": True, "rejected": rejected, **json.loads(out.stdout.decode("utf-8").strip().splitlines()[-1])}
+    return {"installed": True, "rejected": rejected, "probe": probe, **json.loads(out.stdout.decode("utf-8").strip().splitlines()[-1])}

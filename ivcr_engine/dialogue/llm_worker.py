@@ -263,8 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ivcr_engine.dialogue.llm_worker")
     ap.add_argument("--info", action="store_true", help="print the loaded backend as JSON and exit")
     ap.add_argument("--probe", action="store_true", help="name the variant ggml loads, then run --model a little")
-    ap.add_argument("--choose", action="store_true", help="choose the CPU variant for --model (probing) and print "
-                                                          "the choice as JSON")
     ap.add_argument("--exclude", default="", help="CPU variants to leave out, comma-separated")
     ap.add_argument("--model")
     ap.add_argument("--prefixes", help="JSON file: {lang: few-shot document}")
@@ -275,9 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     exclude = {v for v in args.exclude.split(",") if v}
-    if args.choose:  # parent-side: runs the probes as children
-        print(json.dumps(choose_cpu_variant(args.model)))
-        return 0
     _die_with_parent()
     # the protocol gets its own copy of stdout; fd 1 becomes stderr, so whatever native code prints
     # can never be read as a reply

@@ -35,12 +35,8 @@ class SessionState:
     def candidate_number(self, video: int) -> int | None:
         """The "video N" a reply names ``video`` by: its place in the given pool, else in the
         candidates (best first)."""
-        if self.pool is not None:
-            return self.pool.index(video) + 1 if video in self.pool else None
-        for i, c in enumerate(self.candidates, 1):
-            if c.video == video:
-                return i
-        return None
+        numbered = self.numbered()
+        return numbered.index(video) + 1 if video in numbered else None
 
     def numbered(self) -> list[int]:
         """The videos "video 1", "video 2", ... name, in that order (refs; -1 for a gap)."""

@@ -16,13 +16,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager, UnknownSession
 from ..models.registry import index_text_model
 from . import media
 from .live import LiveIndex
-from .metrics import CONTENT_TYPE, ServerMetrics
+from .metrics import ServerMetrics
 from .openai_compat import (MODEL_ID, OpenAIError, chat_completion, chat_stream, check_request, error_body,
                             is_openai_route, last_user_turn, message_texts, model_card, session_key,
                             usage)
@@ -316,7 +317,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     @app.get("/metrics")
     async def prometheus():
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     # -- the page -------------------------------------------------------------------------
     @app.get("/")

@@ -61,7 +61,7 @@ def check_request(data: dict) -> None:
                           param="model", code="model_not_found")
     if data.get("n") not in (None, 1):
         raise OpenAIError(400, "n must be 1: the engine gives one answer a turn", param="n")
-    if not isinstance(data.get("stream", False), bool) and data.get("stream") is not None:
+    if data.get("stream") is not None and not isinstance(data["stream"], bool):
         raise OpenAIError(400, "stream must be a boolean", param="stream")
     opts = data.get("stream_options")
     if opts is not None and not isinstance(opts, dict):

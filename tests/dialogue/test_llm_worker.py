@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from ivcr_engine.dialogue import TemplateResponder
 from ivcr_engine.dialogue.gguf_responder import GGUF_PACKAGE, llama_cpp_installed
 from ivcr_engine.dialogue.state import Candidate, Moment, SessionState
 
