@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from ivcr_engine.dialogue import Engine
-from ivcr_engine.index import first_stage, searcher
+from ivcr_engine.index import first_stage
+from ivcr_engine.index import ranking as searcher
 from ivcr_engine.models import prepare_models
 
 from synthetic_index import open_index

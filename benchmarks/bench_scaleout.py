@@ -21,7 +21,8 @@ from synthetic_index import CACHE, CLIPS, N_VIDEOS, open_index  # noqa: E402
 from ivcr_engine.index import Index, IndexStore  # noqa: E402
 from ivcr_engine.index.ray_cluster import start_local  # noqa: E402
 from ivcr_engine.index.ray_ingest import RayIngest  # noqa: E402
-from ivcr_engine.index.sharded import ShardedIndex, is_sharded, read_manifest, split_index  # noqa: E402
+from ivcr_engine.index.manifest import is_sharded, read_manifest, split_index  # noqa: E402
+from ivcr_engine.index.sharded import ShardedIndex  # noqa: E402
 from ivcr_engine.models import prepare_models  # noqa: E402
 
 INGEST = "Ray ingest (shared videos: 8 files, 66 s of video), 1 thread per worker"

@@ -12,7 +12,7 @@ import pytest
 
 import ivcr_engine
 from conftest import best_seconds
-from ivcr_engine.search import Corpus, quantize_int4, quantize_int8
+from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8
 
 N_VIDEOS, CLIPS, DIM, K = 100_000, 10, 384, 10
 N = N_VIDEOS * CLIPS

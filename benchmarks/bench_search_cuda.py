@@ -8,7 +8,7 @@ import pytest
 
 from conftest import best_seconds
 from ivcr_engine import _core
-from ivcr_engine.search import Corpus, cuda_available
+from ivcr_engine.corpus import Corpus, cuda_available
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="no CUDA device")
 N, DIM, K = 1_000_000, 384, 10

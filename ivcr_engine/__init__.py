@@ -5,7 +5,8 @@ beside it are thin, typed faces that shape arguments and results.
 """
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _pkg_version
 
 from . import _core
 from ._core import normalize_rows, num_threads, set_num_threads

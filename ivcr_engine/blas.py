@@ -2,9 +2,10 @@
 
 A turn's numpy products are tiny (a query times a projection basis, a query against 1,000 list
 centroids), and OpenBLAS runs even those on all cores, then keeps its workers spinning for a while
-after each call: they take the two cores the native scan needs next. Measured on the 1M-clip
-benchmark index: the text first stage took 6-7 ms alone and 11 ms right after a "something like
-this" ranking; with BLAS on one thread, 6 ms in both cases (benchmarks/bench_dialogue.py). An
+after each call: they take the two cores the native scan needs next. On the 1M-clip benchmark
+index the text first stage ran almost twice as long right after a "something like this" ranking
+as alone, and as fast as alone with BLAS on one thread (docs/BENCHMARKS.md, "Figures moved out of
+the code"). An
 opened Index therefore limits numpy's BLAS to one thread for the process (``for_queries``), and builds
 of first-stage copies and inverted lists (large products over a million rows) take every thread
 back while they run (``all_threads``).

@@ -11,6 +11,8 @@ from typing import Iterable
 
 import numpy as np
 
+from .errors import InvalidArgument, WrongType
+
 INT64_MAX = np.iinfo(np.int64).max
 _budget: int | None = None
 
@@ -18,13 +20,13 @@ _budget: int | None = None
 def as_int(x, name: str) -> int:
     """An integer argument (Python or NumPy integer; bool, float and str refused)."""
     if isinstance(x, (bool, np.bool_)) or isinstance(x, (float, np.floating)):
-        raise TypeError(f"{name} must be an integer, got {type(x).__name__} {x!r}")
+        raise WrongType(f"{name} must be an integer, got {type(x).__name__} {x!r}")
     try:
         v = operator.index(x)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(x).__name__}") from None
+        raise WrongType(f"{name} must be an integer, got {type(x).__name__}") from None
     if not -INT64_MAX - 1 <= v <= INT64_MAX:
-        raise ValueError(f"{name} = {v} is beyond the 64-bit integer range")
+        raise InvalidArgument(f"{name} = {v} is beyond the 64-bit integer range")
     return v
 
 
@@ -37,22 +39,22 @@ def as_int_array(x: Iterable | np.ndarray, name: str) -> np.ndarray:
         items = list(x)
         for v in items:
             if isinstance(v, (bool, np.bool_, float, np.floating)) or not hasattr(v, "__index__"):
-                raise TypeError(f"{name} must be integers, got {type(v).__name__} {v!r}")
+                raise WrongType(f"{name} must be integers, got {type(v).__name__} {v!r}")
         try:
             arr = np.array([operator.index(v) for v in items], dtype=np.int64)
         except OverflowError:
-            raise ValueError(f"{name} holds a value beyond the 64-bit integer range") from None
+            raise InvalidArgument(f"{name} holds a value beyond the 64-bit integer range") from None
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be integers, got {arr.dtype} (fractional values would be truncated)")
+        raise WrongType(f"{name} must be integers, got {arr.dtype} (fractional values would be truncated)")
     if arr.dtype == np.uint64 and arr.size and arr.max() > INT64_MAX:
-        raise ValueError(f"{name} holds a value beyond the 64-bit integer range")
+        raise InvalidArgument(f"{name} holds a value beyond the 64-bit integer range")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _parse_bytes(text: str) -> int:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
     if not m:
-        raise ValueError(f"IVCR_MEMORY_BUDGET={text!r}: expected bytes, e.g. 4G or 500M")
+        raise InvalidArgument(f"IVCR_MEMORY_BUDGET={text!r}: expected bytes, e.g. 4G or 500M")
     return int(float(m[1]) * 1024 ** "_kmgt".index(m[2] or "_"))
 
 
@@ -74,14 +76,14 @@ def set_memory_budget(nbytes: int | None) -> None:
     """Set the per-request output budget in bytes (None: back to the default)."""
     global _budget
     if nbytes is not None and as_int(nbytes, "memory budget") <= 0:
-        raise ValueError("the memory budget must be positive")
+        raise InvalidArgument("the memory budget must be positive")
     _budget = None if nbytes is None else int(nbytes)
 
 
 def check_output_bytes(nbytes: float, what: str) -> None:
     budget = memory_budget()
     if nbytes > budget:
-        raise ValueError(f"{what} would need about {_human(nbytes)}, over the memory budget of {_human(budget)}; "
+        raise InvalidArgument(f"{what} would need about {_human(nbytes)}, over the memory budget of {_human(budget)}; "
                          "ask for fewer or smaller outputs, or raise it (ivcr_engine.set_memory_budget or "
                          "IVCR_MEMORY_BUDGET)")
 

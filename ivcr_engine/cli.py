@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import IvcrError
 from .models.registry import TEXT_MODELS
 
 
@@ -15,7 +16,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime
 
     from . import build_info
-
     from .models import model_dir, prepared_models
 
     info = build_info()
@@ -246,7 +246,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_shard(args: argparse.Namespace) -> int:
-    from .index.sharded import split_index
+    from .index.manifest import split_index
 
     counts = split_index(args.index, args.out, args.shards, progress=not args.quiet)
     print(f"{args.out}: {len(counts)} shards, videos per shard: {', '.join(map(str, counts))}")
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`ivcr search ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
-    except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+    except (IvcrError, ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
         print(_safe(f"ivcr: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _core
+from .errors import InvalidArgument
 
 METHODS = ("contrast", "boundary")
 
@@ -59,7 +60,7 @@ class SpanScorer:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise InvalidArgument(f"method must be one of {METHODS}, got {self.method!r}")
 
     def _args(self):
         return (self.method, self.min_len, self.max_len, self.top_m, self.nms_iou, self.length_weight, self.smooth)

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <memory>
 #include <stdexcept>
+#include <algorithm>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/checks.h"
@@ -124,6 +126,40 @@ class PySearchCorpus {
     return py::make_tuple(scores, ids);
   }
 
+  // The exact stage of a staged ranking (CPU backend): each row's best of its own candidates.
+  py::tuple topk_videos_among(const py::list& queries, const std::vector<float>& weights, py::object k_arg,
+                              py::array candidates) {
+    const int64_t k = int64_arg(k_arg, "k");
+    std::vector<py::array> keep;
+    QueryBatch q = queries_of(queries, weights, keep);
+    require_integer_array(candidates, "candidates");
+    if (!candidates.dtype().is(py::dtype::of<int64_t>()) || candidates.ndim() != 2 || candidates.shape(0) != q.batch)
+      throw py::type_error("candidates must be a 2-D int64 array with one row per query");
+    require_c_contiguous(candidates, "candidates");
+    const int64_t n = candidates.shape(1);
+    const int64_t* c = static_cast<const int64_t*>(candidates.data());
+    std::vector<int64_t> row;
+    for (int64_t b = 0; b < q.batch; ++b) {  // distinct ids in range: a repeat would be ranked twice
+      row.assign(c + b * n, c + (b + 1) * n);
+      std::sort(row.begin(), row.end());
+      for (int64_t i = 0; i < n; ++i) {
+        if (row[i] < -1 || row[i] >= corpus_->videos())
+          throw py::value_error("candidate video ids must be in [0, " + std::to_string(corpus_->videos()) +
+                                ") or -1 (padding), got " + std::to_string(row[i]));
+        if (i && row[i] >= 0 && row[i] == row[i - 1])
+          throw py::value_error("candidate video " + std::to_string(row[i]) + " is listed twice in one row");
+      }
+    }
+    const int64_t k_out = k_out_of(k, corpus_->videos());
+    py::array_t<float> scores({q.batch, k_out});
+    py::array_t<int64_t> ids({q.batch, k_out});
+    {
+      py::gil_scoped_release nogil;
+      corpus_->topk_videos_among(q, k_out, c, n, scores.mutable_data(), ids.mutable_data());
+    }
+    return py::make_tuple(scores, ids);
+  }
+
   int64_t rows() const { return corpus_->rows(); }
   int64_t videos() const { return corpus_->videos(); }
   std::vector<int> dims() const { return dims_; }
@@ -131,7 +167,11 @@ class PySearchCorpus {
 
   // Registers the class under `name` with the shared method set.
   static py::class_<PySearchCorpus> bind(py::module_& m, const char* name, const char* doc) {
-    return py::class_<PySearchCorpus>(m, name, doc)
+    auto cls = py::class_<PySearchCorpus>(m, name, doc);
+    if constexpr (std::is_same_v<Backend, ivcr::search::CpuCorpus>)
+      cls.def("topk_videos_among", &PySearchCorpus::topk_videos_among, py::arg("queries"), py::arg("weights"),
+              py::arg("k"), py::arg("candidates"));
+    return cls
         .def(py::init<const py::list&, py::array>(), py::arg("channels"), py::arg("offsets"))
         .def("topk_clips", &PySearchCorpus::topk_clips, py::arg("queries"), py::arg("weights"), py::arg("k"),
              py::arg("filter_bits") = py::none(), py::arg("filter_mode") = "deny")

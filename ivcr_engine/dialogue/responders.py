@@ -10,12 +10,11 @@ import re
 from typing import Protocol
 
 from .messages import say
-from .state import Candidate, Moment, SessionState
-
+from .state import Candidate, Moment, Outcome, SessionState
 
 
 class Responder(Protocol):
-    def respond(self, intent: str, state: SessionState, outcome: dict) -> str: ...
+    def respond(self, intent: str, state: SessionState, outcome: Outcome) -> str: ...
 
 
 def _video_line(state: SessionState, video: int) -> str:
@@ -31,25 +30,22 @@ class TemplateResponder:
     """Replies in the turn's language (``outcome["lang"]``); the IVCR format line comes first,
     with "video N" and "Xs-Ys" verbatim in either language."""
 
-    def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
-        kind = outcome.get("kind")
-        lang = outcome.get("lang", "en")
-        if kind in ("help", "chat"):
-            return say(kind, lang)
-        if kind == "nothing":
-            return outcome.get("why") or say("nothing", lang)
+    def respond(self, intent: str, state: SessionState, outcome: Outcome | dict) -> str:
+        o = Outcome.of(outcome)
+        if o.kind in ("help", "chat"):
+            return say(o.kind, o.lang)
+        if o.kind == "nothing":
+            return o.why or say("nothing", o.lang)
         parts = []
-        if kind == "video":
-            parts.append(say("video", lang, video=_video_line(state, outcome["video"])))
-        elif kind == "moment":
-            parts.append(say("moment", lang, span=_span(outcome["moment"])))
-        elif kind == "whole":
-            m = outcome["moment"]
-            parts.append(say("whole", lang, video=_video_line(state, m.video), span=_span(m)))
-        if outcome.get("why"):
-            parts.append(outcome["why"])
-        for line in outcome.get("evidence", [])[:3]:
-            parts.append(line)
+        if o.kind == "video":
+            parts.append(say("video", o.lang, video=_video_line(state, o.video)))
+        elif o.kind == "moment":
+            parts.append(say("moment", o.lang, span=_span(o.moment)))
+        elif o.kind == "whole":
+            parts.append(say("whole", o.lang, video=_video_line(state, o.moment.video), span=_span(o.moment)))
+        if o.why:
+            parts.append(o.why)
+        parts += o.evidence[:3]
         return " ".join(parts)
 
 
@@ -81,14 +77,14 @@ class LLMResponder:
         self.max_new_tokens = max_new_tokens
         self.device = device
 
-    def prompt(self, intent: str, state: SessionState, outcome: dict) -> str:
+    def prompt(self, intent: str, state: SessionState, outcome: Outcome | dict) -> str:
         lines = ["You help a user find videos and moments. Answer like 'The given query happens in video N.' "
                  "or 'The given query happens Xs-Ys.'"]
         for t in state.turns[-4:]:
             lines.append(f"User: {t['user']}\nAssistant: {t['reply']}")
         for c in state.candidates:
             lines.append(f"video {state.candidate_number(c.video)}: {c.path} (score {c.score:.2f})")
-        for e in outcome.get("evidence", []):
+        for e in Outcome.of(outcome).evidence:
             lines.append(f"evidence: {e}")
         lines.append(f"Intent: {intent}. Assistant:")
         return "\n".join(lines)
@@ -102,10 +98,10 @@ class LLMResponder:
                                       pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id)
         return self.tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
-    def respond(self, intent: str, state: SessionState, outcome: dict) -> str:
+    def respond(self, intent: str, state: SessionState, outcome: Outcome | dict) -> str:
         return self.generate(self.prompt(intent, state, outcome))
 
-    def choose(self, state: SessionState, outcome: dict) -> tuple[Candidate | None, tuple[float, float] | None, str]:
+    def choose(self, state: SessionState, outcome: Outcome | dict) -> tuple[Candidate | None, tuple[float, float] | None, str]:
         """Let the model pick: its parsed "video N" (within the candidates) and "Xs-Ys"."""
         text = self.respond("choose", state, outcome)
         n, span = parse_ivcr_answer(text)

@@ -4,11 +4,12 @@ most plausible intent and says what was assumed."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
+from ..models.text import calibrated
 from .messages import intent_name, language_of, say
 
 
@@ -187,21 +188,19 @@ PROTOTYPES = {
 class Router:
     """``route(text, has_candidates, has_moment)``: patterns, then prototypes."""
 
-    # anything with encode(list[str]) -> vectors whose norm is 1 / (1 - the text model's chance
-    # similarity) (unit vectors for MiniLM); None: patterns only
+    # the sentence vectors of the index's text model: ``unit(texts)`` -> (B, d) unit vectors and
+    # ``chance``, the cosine unrelated sentences reach under it (index/query_encoder.py, whose
+    # cache keeps the prototypes' vectors); None: patterns only
     encoder: object = None
-    _proto: dict = field(default_factory=dict, init=False)
 
-    def forget(self) -> None:
-        """Embed the prototypes again on next use (the encoder's model changed)."""
-        self._proto = {}
-
-    def _prototypes(self):
-        if not self._proto and self.encoder is not None:
-            for intent, sents in PROTOTYPES.items():
-                v = np.asarray(self.encoder.encode(sents), np.float32)
-                self._proto[intent] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        return self._proto
+    def _prototypes(self) -> dict:
+        if self.encoder is None:
+            return {}
+        out = {}
+        for intent, sents in PROTOTYPES.items():
+            v = np.asarray(self.encoder.unit(sents), np.float32)
+            out[intent] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return out
 
     def route(self, text: str, has_candidates: bool = False, has_selection: bool = False,
               lang: str | None = None) -> Routed:
@@ -219,11 +218,11 @@ class Router:
             intent = Intent.MOMENT_RETRIEVAL if has_selection else Intent.VIDEO_RETRIEVAL
             return Routed(intent, query=text.strip(), confidence=0.0, matched="prototype",
                           assumed=say("assumed_no_pattern", lang, intent=intent_name(intent.value, lang)))
-        q = self.encoder.encode([text])[0]
-        # (cos - chance) / (1 - chance) = unit prototype . q - (|q| - 1): the thresholds below were
-        # set on MiniLM's cosines, and this puts any text model's on that scale
-        offset = float(np.linalg.norm(q)) - 1.0
-        scored = sorted(((float(np.max(v @ q)) - offset, i) for i, v in protos.items()), reverse=True)
+        q = np.asarray(self.encoder.unit([text]), np.float32)[0]
+        # the thresholds below were set on MiniLM's cosines: calibrated() puts any text model's
+        # on that scale, (cos - chance) / (1 - chance)
+        chance = float(self.encoder.chance)
+        scored = sorted(((float(calibrated(np.max(v @ q), chance)), i) for i, v in protos.items()), reverse=True)
         (best, intent), (second, _) = scored[0], scored[1]
         assumed = None
         if intent in (Intent.CHAT, Intent.HELP) and best < 0.45:

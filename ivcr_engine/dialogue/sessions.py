@@ -21,7 +21,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .session import Engine, Session
+from ..errors import InvalidArgument, NotFound, WrongType
+from .engine import Engine, Session
 from .state import Reply, SessionState
 
 MAX_TURN_CHARS = 2000
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 """
 
 
-class UnknownSession(KeyError):
+class UnknownSession(NotFound, KeyError):
     def __str__(self) -> str:
         return f"no session {self.args[0]!r} (never created, deleted or expired)"
 
@@ -93,7 +94,7 @@ class SessionManager:
     def __init__(self, engine: Engine, db_path: str | Path = ":memory:", ttl_s: float = 24 * 3600,
                  workers: int = 64, clock=time.time):
         if ttl_s <= 0:
-            raise ValueError("ttl_s must be > 0")
+            raise InvalidArgument("ttl_s must be > 0")
         self.engine = engine
         self.ttl_s = ttl_s
         self.store = SessionStore(db_path)
@@ -112,7 +113,7 @@ class SessionManager:
     def ensure(self, sid: str) -> None:
         """Create the session under this id unless it exists (clients that key sessions themselves)."""
         if not isinstance(sid, str) or not 1 <= len(sid) <= 128:
-            raise ValueError("a session id is a string of 1-128 characters")
+            raise InvalidArgument("a session id is a string of 1-128 characters")
         with self._lock_for(sid):
             try:
                 self._load(sid)
@@ -124,11 +125,11 @@ class SessionManager:
 
     def ask(self, sid: str, text: str) -> Reply:
         if not isinstance(text, str):
-            raise TypeError("a turn is a string")
+            raise WrongType("a turn is a string")
         if not text.strip():
-            raise ValueError("the turn is empty")
+            raise InvalidArgument("the turn is empty")
         if len(text) > MAX_TURN_CHARS:
-            raise ValueError(f"a turn has at most {MAX_TURN_CHARS} characters (got {len(text)})")
+            raise InvalidArgument(f"a turn has at most {MAX_TURN_CHARS} characters (got {len(text)})")
         with self._lock_for(sid):
             state, _, _ = self._load(sid)
             # The turn runs on a copy: a turn that fails leaves the stored state as it was.

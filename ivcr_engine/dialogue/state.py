@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..index.protocol import Moment  # one moment type from the index up (video = its ref)
+from ..index.protocol import (
+    Moment,  # one moment type from the index up (video = its ref)
+)
 
 
 @dataclass
@@ -51,6 +53,24 @@ class SessionState:
                    moment=Moment(**d["moment"]) if d.get("moment") else None, moment_query=d.get("moment_query", ""),
                    excluded=list(d.get("excluded", [])), queries=list(d.get("queries", [])), pool=d.get("pool"),
                    turns=list(d.get("turns", [])))
+
+
+@dataclass
+class Outcome:
+    """What a turn's handler found, before it is worded: the responder's input.
+    ``kind``: "video", "moment", "whole" (the whole video), "nothing", "chat" or "help"."""
+    kind: str = ""
+    video: int | None = None           # the video answered with (kind "video")
+    moment: Moment | None = None       # the moment answered with ("moment", "whole", a scene's match)
+    why: str = ""                      # the engine's note: what it assumed, re-ranked or could not do
+    evidence: list[str] = field(default_factory=list)  # worded evidence lines, best first
+    lang: str = "en"                   # the turn's language (the reply's)
+    user: str = ""                     # the turn as typed (a language model answers chit-chat from it)
+
+    @classmethod
+    def of(cls, outcome: "Outcome | dict") -> "Outcome":
+        """An Outcome from itself or from a mapping with its fields (a hand-written caller's)."""
+        return outcome if isinstance(outcome, cls) else cls(**dict(outcome))
 
 
 @dataclass

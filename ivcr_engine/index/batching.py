@@ -2,23 +2,27 @@
 calls (from many sessions on many threads) are gathered for a few milliseconds, or until
 ``max_batch`` requests wait, into batched encoder calls (distinct texts only, sorted by length,
 in chunks of ``ENCODE_CHUNK``) and one batched native search, and the results are split back per
-caller. Recently encoded texts are answered from a small cache without waiting for a batch.
+caller. Texts whose vectors the query encoder has cached (query_encoder.py, the engine's one
+cache) are answered at once, without waiting for a batch.
 
 ``BatchingIndex(index)`` implements the same protocol, so a dialogue runs on it unchanged;
 everything except those two calls passes straight through to the wrapped index. Requests with a
 short ``deny`` list join a batch by asking for ``k + len(deny)`` and dropping the denied refs
-afterwards (the exact answer, since at most ``len(deny)`` of the top ``k + len(deny)`` are
-denied); ``allow``-restricted requests scan few rows and run alone.
+afterwards with the engine's one top-k merge (the exact answer, since at most ``len(deny)`` of the
+top ``k + len(deny)`` are denied); ``allow``-restricted requests scan few rows and run alone.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from concurrent.futures import Future
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from ..corpus import merge_topk
+from ..errors import InvalidArgument, WrongType
 
 DEFAULT_WINDOW_S = 0.003
 DEFAULT_MAX_BATCH = 32
@@ -28,7 +32,6 @@ MAX_JOINED_DENY = 64  # longer deny lists run alone (the over-fetch would cost m
 # theirs. So a gathered batch is sorted by length and encoded in chunks of this many. (The int8
 # query encoder encodes one text per call anyway; then dedup and the cache are what remain.)
 ENCODE_CHUNK = 8
-ENCODE_CACHE = 1024  # recent texts' vectors: a turn and its evidence often ask about the same text
 
 
 class _Gatherer:
@@ -37,8 +40,8 @@ class _Gatherer:
 
     A lone request that finds the worker idle for longer than the window (the previous batch ended
     that long ago) runs at once: with nobody else about, waiting only added the window to its
-    latency (one session over HTTP: 15.8 ms p50 a turn without batching, 22.6 with it). Under load
-    batches follow each other closely and every batch waits its window as before."""
+    latency (one session over HTTP, docs/BENCHMARKS.md). Under load batches follow each other
+    closely and every batch waits its window as before."""
 
     def __init__(self, name: str, run_batch: Callable[[list], list], window_s: float, max_batch: int,
                  on_batch: Callable[[int], None] | None = None):
@@ -112,14 +115,12 @@ class BatchingIndex:
     def __init__(self, index, window_s: float = DEFAULT_WINDOW_S, max_batch: int = DEFAULT_MAX_BATCH):
         for name in ("encode_queries", "rank_videos"):
             if not callable(getattr(index, name, None)):
-                raise TypeError(f"BatchingIndex needs an index with the VideoIndex protocol; {type(index).__name__} "
+                raise WrongType(f"BatchingIndex needs an index with the VideoIndex protocol; {type(index).__name__} "
                                 f"has no {name}()")
         if window_s < 0 or max_batch < 1:
-            raise ValueError("window_s must be >= 0 and max_batch >= 1")
+            raise InvalidArgument("window_s must be >= 0 and max_batch >= 1")
         self.inner = index
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size (metrics)
-        self._cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()  # text -> its (1, d) rows
-        self._cache_lock = threading.Lock()
         self._encode = _Gatherer("encode", self._encode_batch, window_s, max_batch, self._told)
         self._rank = _Gatherer("rank", self._rank_batch, window_s, max_batch, self._told)
 
@@ -146,42 +147,37 @@ class BatchingIndex:
     def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         texts = list(texts)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise ValueError("encode_queries needs one or more non-empty strings")
-        with self._cache_lock:
-            hit = [self._cache.get(t) for t in texts]
-        if all(h is not None for h in hit):  # nothing to encode: no need to wait for a batch
-            return _stack(hit)
+            raise InvalidArgument("encode_queries needs one or more non-empty strings")
+        cached = self.inner.queries.cached_rows(texts)
+        if cached is not None:  # nothing to encode: no need to wait for a batch
+            return cached
         return self._encode.submit(texts)
 
     def _encode_batch(self, requests: list[list[str]]) -> list[dict[str, np.ndarray]]:
-        with self._cache_lock:
-            known = {t: self._cache[t] for texts in requests for t in texts if t in self._cache}
-        todo = sorted({t for texts in requests for t in texts} - set(known), key=len)
+        """Distinct texts, shortest first, in chunks of ENCODE_CHUNK (the query encoder caches
+        what it encodes); each request's rows are gathered from the chunks' results."""
+        todo = sorted({t for texts in requests for t in texts}, key=len)
+        known: dict[str, dict[str, np.ndarray]] = {}
         for a in range(0, len(todo), ENCODE_CHUNK):
             chunk = todo[a:a + ENCODE_CHUNK]
             out = self.inner.encode_queries(chunk)
             for i, t in enumerate(chunk):
                 known[t] = {c: v[i:i + 1] for c, v in out.items()}
-        with self._cache_lock:
-            for t in todo:
-                self._cache[t] = known[t]
-            while len(self._cache) > ENCODE_CACHE:
-                self._cache.popitem(last=False)
-        return [_stack([known[t] for t in texts]) for texts in requests]
+        return [{c: np.concatenate([known[t][c] for t in texts]) for c in known[texts[0]]} for texts in requests]
 
     # -- rank -----------------------------------------------------------------------------
     def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                     allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, not {k!r}")
+            raise InvalidArgument(f"k must be a positive integer, not {k!r}")
         deny = sorted({int(d) for d in deny}) if deny is not None else []
         if allow is not None or len(deny) > MAX_JOINED_DENY:
             return self.inner.rank_videos(queries, k, weights=weights, allow=allow, deny=deny or None)
         qs = {c: np.ascontiguousarray(v, np.float32).reshape(-1, np.shape(v)[-1]) for c, v in queries.items()}
         rows = {v.shape[0] for v in qs.values()}
         if len(rows) != 1:
-            raise ValueError(f"every channel of a query batch needs the same number of rows, got {sorted(rows)}")
+            raise InvalidArgument(f"every channel of a query batch needs the same number of rows, got {sorted(rows)}")
         key = (tuple(sorted((c, v.shape[1]) for c, v in qs.items())),
                None if weights is None else tuple(sorted((c, float(w)) for c, w in weights.items())))
         return self._rank.submit((key, qs, int(k), weights, deny))
@@ -200,23 +196,7 @@ class BatchingIndex:
             for i in members:
                 _, qs, k, _, deny = requests[i]
                 n = next(iter(qs.values())).shape[0]
-                results[i] = _cut(refs[row:row + n], scores[row:row + n], k, deny)
+                kept_scores, kept_refs = merge_topk(refs[row:row + n], scores[row:row + n], k, deny)
+                results[i] = (kept_refs, kept_scores)
                 row += n
         return results
-
-
-def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {c: np.concatenate([r[c] for r in rows]) for c in rows[0]}
-
-
-def _cut(refs: np.ndarray, scores: np.ndarray, k: int, deny: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``k`` of each row that are not denied, padded with -1 / -inf."""
-    out_r = np.full((refs.shape[0], k), -1, np.int64)
-    out_s = np.full((refs.shape[0], k), -np.inf, np.float32)
-    for b in range(refs.shape[0]):
-        keep = refs[b] >= 0
-        if deny:
-            keep &= ~np.isin(refs[b], deny)
-        r, s = refs[b][keep][:k], scores[b][keep][:k]
-        out_r[b, :len(r)], out_s[b, :len(s)] = r, s
-    return out_r, out_s

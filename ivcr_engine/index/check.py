@@ -244,19 +244,19 @@ def _cache_problem(parts: dict[str, Path], rows: int) -> str | None:
 
 
 def _rebuild_cache(store: IndexStore, tag: str) -> bool:
-    """Build a removed current copy again through the searcher (the one place that knows how);
+    """Build a removed current copy again through the ranking (the one place that knows how);
     False when the tag names no channel of this index (it is rebuilt on first use then)."""
-    from .searcher import Index
+    from .single import Index
 
     index = Index(store.root, text_encoder=object())  # no text model needed to build copies
     try:
         if tag in index.channels:
-            index._first_copy(tag, None)
+            index.ranking.first_copy(tag, None)
             return True
         m = re.fullmatch(r"text-(.+)", tag)
         folded = tuple((c, float(w)) for c, w in re.findall(r"([a-z_]+)([0-9.e+]+)", m[1])) if m else ()
         if folded and all(c in index.channels for c, _ in folded):
-            index._first_copy("text", folded)
+            index.ranking.first_copy("text", folded)
             return True
         return False
     finally:

@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import blas
-from ..search import quantize_int4, quantize_int8, unpack_int4
+from ..corpus import quantize_int4, quantize_int8, unpack_int4
 
 # Share of the rows' energy a projection must keep, per copy. Visual rows, full of near-duplicate
 # frames, need 0.98 of their (uncentred) energy: measured on the 1M-clip corpus of real encoder
@@ -228,7 +228,7 @@ def checked_encoding(rows: np.ndarray, offsets: np.ndarray, queries: np.ndarray,
     ``recall`` of the exact top 10 videos of ``queries`` into its top ``shortlist``; None (plain
     int8) when none does or none would read fewer bytes. ``own``: each query's video, left out of
     both rankings (the queries are rows of the index)."""
-    from ..search import Corpus
+    from ..corpus import Corpus
 
     exact = Corpus({"t": rows}, offsets)
     allow = np.ones(len(offsets) - 1, bool)

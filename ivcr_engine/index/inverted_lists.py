@@ -2,8 +2,8 @@
 the copy instead of all of it.
 
 A whole scan of even a compact copy costs its size in memory traffic per query: the folded text
-copy is 128 MB at 1M clips (MiniLM), ~9 ms at the ~14 GB/s two cores draw here; the visual copy 256-416
-MB. Encoder outputs cluster, so the copy's rows are grouped by spherical k-means into about
+copy is 128 MB at 1M clips (MiniLM), the visual copy 256-416 MB (what that costs per query is in
+docs/BENCHMARKS.md). Encoder outputs cluster, so the copy's rows are grouped by spherical k-means into about
 ``rows / ROWS_PER_LIST`` lists and stored again list by list (a permuted copy, same bytes per
 row). A query scores the list centroids and scans only its ``probe`` best lists, with the same
 native int8 kernel: the lists are the "videos" of an allow-filtered scan, so each probed list is
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import blas
-from ..search import Corpus
+from ..corpus import Corpus
 from .first_stage import FirstStageCopy
 
 ROWS_PER_LIST = 1_000      # 1M clips -> 1,000 lists of ~1,000 rows (a probed list is one ~100-400 KB run)

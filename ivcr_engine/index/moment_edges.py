@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 # A line matches the query when its calibrated similarity (TextEncoder.calibrate's scale) is this
 # far above searcher.TEXT_BASELINE, what an unrelated sentence still reaches under MiniLM. Quotes
 # and paraphrases of a line score 0.45-0.95 under MiniLM, unrelated lines 0.0-0.2; under
@@ -65,7 +67,7 @@ def snap_to_lines(start: float, end: float, lines: Sequence[tuple[str, float, fl
     """
     scores = np.asarray(scores, np.float32)
     if len(lines) != len(scores):
-        raise ValueError(f"{len(scores)} scores for {len(lines)} lines")
+        raise InvalidArgument(f"{len(scores)} scores for {len(lines)} lines")
     inside = [i for i, (_, a, b, _) in enumerate(lines) if a < end and b > start and np.isfinite(scores[i])]
     if not inside:
         return None
@@ -98,7 +100,7 @@ def best_line(lines: Sequence[tuple[str, float, float, str]], scores: np.ndarray
     close the evidence is flat and None keeps the grid span. The result is clipped to ``bounds``."""
     scores = np.asarray(scores, np.float32)
     if len(lines) != len(scores):
-        raise ValueError(f"{len(scores)} scores for {len(lines)} lines")
+        raise InvalidArgument(f"{len(scores)} scores for {len(lines)} lines")
     scored = [i for i in range(len(lines)) if np.isfinite(scores[i])]
     if not scored:
         return None

@@ -12,6 +12,8 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from ..errors import InvalidArgument, WrongType
+
 VideoRef = int
 
 
@@ -53,6 +55,13 @@ class Evidence:
     line_match: list = field(default_factory=list)
 
 
+@dataclass
+class MomentMatch:
+    """A moment found for a query, with what supports it (None when not asked for)."""
+    moment: Moment
+    evidence: Evidence | None = None
+
+
 @runtime_checkable
 class VideoIndex(Protocol):
     clip_seconds: float
@@ -74,15 +83,22 @@ class VideoIndex(Protocol):
         """B queries -> (refs (B, k) int64 padded -1, scores (B, k) float32 padded -inf), best first,
         ties by the lower ref; allow/deny (refs) apply to every row."""
 
+    def moments(self, queries: Mapping[str, np.ndarray], videos: Sequence[int], weights: Mapping[str, float] | None = None,
+                window: tuple[float, float] | None = None, top: int = 1, evidence: bool = True
+                ) -> list[list[MomentMatch]]:
+        """One query (one row per channel): the best span(s) of each video from its clips inside
+        ``window`` seconds, each with its evidence (``Evidence.line_match`` scored against the
+        query), in one call: one clip scoring and one read of each video's lines. One list per
+        video, in order."""
+
     def best_moments(self, queries: Mapping[str, np.ndarray], video: int, weights: Mapping[str, float] | None = None,
                      window: tuple[float, float] | None = None, top: int = 1) -> list[Moment]:
-        """One query (one row per channel): the best span(s) of one video, from its clips inside
-        ``window`` seconds."""
+        """``moments`` of one video, without evidence."""
 
     def best_moments_many(self, queries: Mapping[str, np.ndarray], videos: Sequence[int],
                           weights: Mapping[str, float] | None = None, window: tuple[float, float] | None = None,
                           top: int = 1) -> list[list[Moment]]:
-        """``best_moments`` of each video, in one call (shared scoring): one list per video, in order."""
+        """``moments`` of each video, without evidence."""
 
     def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
                  weights: Mapping[str, float] | None = None) -> Evidence:
@@ -97,35 +113,45 @@ class VideoIndex(Protocol):
         """Map rows committed since open; True when something changed."""
 
 
+class MomentShortcuts:
+    """``best_moments`` and ``best_moments_many`` for an index that implements ``moments``."""
+
+    def best_moments(self, queries, video, weights=None, window=None, top=1) -> list[Moment]:
+        return self.best_moments_many(queries, [video], weights, window, top)[0]
+
+    def best_moments_many(self, queries, videos, weights=None, window=None, top=1) -> list[list[Moment]]:
+        return [[m.moment for m in ms] for ms in self.moments(queries, videos, weights, window, top, evidence=False)]
+
+
 def check_ref(index: VideoIndex, ref) -> int:
     """A ref as a Python int, or a clear error."""
     if isinstance(ref, bool) or not isinstance(ref, (int, np.integer)):
-        raise TypeError(f"a video ref is an int, got {type(ref).__name__}")
+        raise WrongType(f"a video ref is an int, got {type(ref).__name__}")
     if not 0 <= int(ref) < index.num_refs():
-        raise ValueError(f"no video with ref {int(ref)} (refs are 0..{index.num_refs() - 1})")
+        raise InvalidArgument(f"no video with ref {int(ref)} (refs are 0..{index.num_refs() - 1})")
     return int(ref)
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError("encode_queries takes a sequence of strings, not one string")
+        raise WrongType("encode_queries takes a sequence of strings, not one string")
     out = list(texts)
     if not out:
-        raise ValueError("no queries given")
+        raise InvalidArgument("no queries given")
     for t in out:
         if not isinstance(t, str):
-            raise TypeError(f"a query is a string, got {type(t).__name__}")
+            raise WrongType(f"a query is a string, got {type(t).__name__}")
         if not t.strip():
-            raise ValueError("the query is empty")
+            raise InvalidArgument("the query is empty")
     return out
 
 
 def query_rows(queries: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-channel queries as (B, d) float32 with the same B in every channel."""
     if not queries:
-        raise ValueError("no query channels given")
+        raise InvalidArgument("no query channels given")
     out = {c: np.atleast_2d(np.asarray(q, np.float32)) for c, q in queries.items()}
     sizes = {q.shape[0] for q in out.values()}
     if len(sizes) != 1:
-        raise ValueError(f"query channels disagree on the batch size: {sorted(sizes)}")
+        raise InvalidArgument(f"query channels disagree on the batch size: {sorted(sizes)}")
     return out

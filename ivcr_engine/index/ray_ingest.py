@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..models.registry import index_text_model
-from .ingest import (IngestReport, VideoEncoder, check_settings, collect_videos, commit_video, content_hash,
-                     ocr_for_index, prepare_store)
+from .ingest import (
+    IngestReport,
+    check_settings,
+    commit_video,
+    ocr_for_index,
+    prepare_store,
+)
+from .inputs import collect_videos, content_hash
+from .manifest import open_stores
 from .onscreen import OCR_LONG_SIDE
 from .partition import store_for
-from .sharded import open_stores
+from .video_encoder import VideoEncoder
 
 IN_FLIGHT_PER_WORKER = 2  # one encoding, one queued: a worker never waits for the driver's commit
 

@@ -28,8 +28,9 @@ import numpy as np
 
 from ..models import FrameEncoder, TextEncoder
 from ..models.registry import DEFAULT_TEXT_MODEL, index_text_model, model_dir
-from .ingest import PRESENCE_CHANNELS, TEXT_CHANNELS, check_text_model, texts_per_clip
+from .layout import PRESENCE_CHANNELS, TEXT_CHANNELS
 from .store import IndexStore
+from .video_encoder import check_text_model, texts_per_clip
 
 REBUILD_MARKER = "rebuilding_text"
 _CONCEPT = re.compile(r"(.+?) ([0-9.]+)(?:, |$)")
@@ -52,7 +53,7 @@ class RebuildReport:
 def rebuild_text(index_dir: str | Path, text_model: str = DEFAULT_TEXT_MODEL, models_root: Path | None = None
                  ) -> RebuildReport:
     """Re-embed the text channels of an index (every shard of a sharded one) with ``text_model``."""
-    from .sharded import is_sharded, open_stores
+    from .manifest import is_sharded, open_stores
 
     if not (Path(index_dir) / "meta.sqlite").is_file() and not is_sharded(Path(index_dir)):
         raise FileNotFoundError(f"no index at {index_dir}; build one with `ivcr index`")

@@ -2,8 +2,9 @@
 
 Every route parses and caps its input, calls the engine (on the manager's thread pool, so
 concurrent requests meet in the engine's micro-batcher), and shapes the answer as JSON. Errors
-are JSON ``{"error": {"type", "message"}}`` with a 4xx status; nothing answers with a traceback.
-Videos are named by their ref (the index's video number), never by path.
+are JSON ``{"error": {"type", "message"}}``, mapped once by kind (errors.py): a client's mistake
+is 4xx, an engine fault 5xx with a request id; nothing answers with a traceback. Videos are named
+by their ref (the index's video number), never by path.
 """
 from __future__ import annotations
 
@@ -14,38 +15,33 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager, UnknownSession
+from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager
 from ..models.registry import index_text_model
-from . import media
+from . import errors, media
+from .errors import ApiError, error_response
 from .live import LiveIndex
 from .metrics import ServerMetrics
-from .openai_compat import (MODEL_ID, OpenAIError, chat_completion, chat_stream, check_request, error_body,
-                            is_openai_route, last_user_turn, message_texts, model_card, session_key,
-                            usage)
+from .openai_compat import (
+    MODEL_ID,
+    OpenAIError,
+    chat_completion,
+    chat_stream,
+    check_request,
+    last_user_turn,
+    message_texts,
+    model_card,
+    session_key,
+    usage,
+)
 
 MAX_BODY = 64 * 1024
 MAX_K = 100
 MAX_FILTER = 10_000
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("ivcr.serve")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request"):
-        super().__init__(message)
-        self.status, self.message, self.type = status, message, type_
-
-
-def _error(status: int, message: str, type_: str, request: Request | None = None) -> JSONResponse:
-    """The API's error object; on the OpenAI-shaped routes, OpenAI's (openai_compat.error_body)."""
-    if request is not None and is_openai_route(request.url.path):
-        return JSONResponse(error_body(status, message), status_code=status)
-    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
 
 
 def create_app(manager: SessionManager, live: LiveIndex, token: str | None = None,
@@ -76,41 +72,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     app = FastAPI(title="ivcr_engine", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    # -- errors ---------------------------------------------------------------------------
-    @app.exception_handler(ApiError)
-    async def _api_error(request, exc: ApiError):
-        return _error(exc.status, exc.message, exc.type, request)
-
-    @app.exception_handler(UnknownSession)
-    async def _unknown(request, exc):
-        return _error(404, str(exc), "not_found", request)
-
-    @app.exception_handler(ValueError)
-    async def _value(request, exc):
-        return _error(400, str(exc), "invalid_request", request)
-
-    @app.exception_handler(TypeError)
-    async def _type(request, exc):
-        return _error(400, str(exc), "invalid_request", request)
-
-    @app.exception_handler(OpenAIError)
-    async def _openai(request, exc: OpenAIError):
-        return JSONResponse(error_body(exc.status, exc.message, exc.param, exc.code), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request, exc):
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}", "invalid_request", request)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request, exc):
-        return _error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error", request)
-
-    @app.exception_handler(Exception)
-    async def _internal(request, exc):
-        log.exception("internal error on %s", request.url.path)
-        return _error(500, "internal error (logged on the server)", "internal", request)
+    errors.install(app)  # typed errors -> HTTP statuses, request ids (errors.py)
 
     # -- guards: token, body size ---------------------------------------------------------
     @app.middleware("http")
@@ -120,11 +82,11 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             given = request.headers.get("authorization", "")
             ok = given == f"Bearer {token}" or request.query_params.get("access_token") == token
             if not ok:
-                return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "unauthorized",
+                return error_response(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "unauthorized",
                               request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return _error(413, f"request body over {MAX_BODY} bytes", "too_large", request)
+            return error_response(413, f"request body over {MAX_BODY} bytes", "too_large", request)
         return await call_next(request)
 
     async def body(request: Request) -> dict:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from ..index.batching import BatchingIndex
-from ..index.sharded import MANIFEST, is_sharded, open_index, read_manifest
+from ..index.manifest import MANIFEST, is_sharded, read_manifest
+from ..index.sharded import open_index
 
 
 def commit_signature(root: Path) -> tuple:
@@ -33,7 +34,7 @@ def file_stamp(root: Path) -> list[tuple | None]:
     """The metadata files' (inode, size, mtime) of an index folder, or of the manifest and every
     shard of a sharded one. A commit writes the WAL (or, checkpointed, the database file), so an
     unchanged stamp means nothing was committed and commit_signature's counts need not be read
-    (they scan every video row: 16 ms at 100k videos, once a second on a server). Not quite:
+    (they scan every video row: milliseconds at 100k videos, once a second on a server). Not quite:
     mtimes tick coarsely and a WAL reused after a checkpoint keeps its size, so a commit in the
     same tick as the stamp can leave it unchanged; LiveIndex trusts a stamp only once its files
     have been still for SETTLE_S."""
@@ -100,10 +101,9 @@ class LiveIndex:
             inner = current.inner if isinstance(current, BatchingIndex) else current
             if getattr(inner, "actors", None):  # shards on Ray actors: each actor refreshes between its calls
                 inner.refresh()
-                self.engine.forget_vectors()  # cheap to make again; the text model may have changed
-            else:  # in this process turns run on many threads, and Index.refresh() must not race a
-                # search on the same object: open the index again (sharing the encoder) and swap
-                fresh = open_index(self.root, text_encoder=inner.text_encoder, prefault=getattr(inner, "prefault", False))
+            else:  # in this process turns run on many threads over one SQLite connection per index:
+                # open the index again (sharing the query encoder and its cache) and swap
+                fresh = open_index(self.root, query_encoder=inner.query_encoder, prefault=getattr(inner, "prefault", False))
                 self.engine.index = self._wrap(fresh)
                 if isinstance(current, BatchingIndex):  # turns in flight may still hold it: close later
                     closer = threading.Timer(60.0, current.close)

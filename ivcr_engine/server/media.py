@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 CHUNK = 256 * 1024
 MAX_THUMB = 640
 MEDIA_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
@@ -66,7 +68,7 @@ def thumbnail_jpeg(path: Path, t: float, size: int) -> bytes:
 
     dec = decode_frames(path, Timestamps([max(0.0, float(t))]), size=int(size), threads=1)
     if not dec.ok or dec.frames is None or len(dec.frames) == 0:
-        raise ValueError(f"no frame at {t:.2f}s: {dec.error or 'past the end'}")
+        raise InvalidArgument(f"no frame at {t:.2f}s: {dec.error or 'past the end'}")
     rgb = np.ascontiguousarray(dec.frames[0])
     h, w = rgb.shape[:2]
     rgb = rgb[: h - h % 2, : w - w % 2]  # 4:2:0 JPEG needs even sides

@@ -13,6 +13,8 @@ import json
 import time
 import uuid
 
+from ..errors import InvalidArgument
+
 MODEL_ID = "ivcr"  # the served index, as the one model this server lists
 # Every request argument of OpenAI's chat completions: accepted (the engine words one answer a
 # turn, so sampling settings do not apply to it); anything else is refused as OpenAI refuses it.
@@ -93,21 +95,21 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 def last_user_turn(data: dict) -> str:
     msgs = data.get("messages")
     if not isinstance(msgs, list) or not msgs:
-        raise ValueError("'messages' must be a non-empty list of {role, content}")
+        raise InvalidArgument("'messages' must be a non-empty list of {role, content}")
     for m in msgs:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError("each message is an object with a 'role' and a 'content'")
+            raise InvalidArgument("each message is an object with a 'role' and a 'content'")
         if m["role"] not in ROLES:
-            raise ValueError(f"unknown message role {m['role']!r}: one of {', '.join(sorted(ROLES))}")
+            raise InvalidArgument(f"unknown message role {m['role']!r}: one of {', '.join(sorted(ROLES))}")
     for m in reversed(msgs):
         if m["role"] == "user":
             content = m.get("content")
             if isinstance(content, list):  # content parts: keep the text ones
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
             if not isinstance(content, str) or not content.strip():
-                raise ValueError("the last user message has no text")
+                raise InvalidArgument("the last user message has no text")
             return content
-    raise ValueError("'messages' has no user message")
+    raise InvalidArgument("'messages' has no user message")
 
 
 def session_key(data: dict, header: str | None) -> str | None:
@@ -117,7 +119,7 @@ def session_key(data: dict, header: str | None) -> str | None:
     if user is None:
         return None
     if not isinstance(user, str) or not user:
-        raise ValueError("'user' must be a non-empty string")
+        raise InvalidArgument("'user' must be a non-empty string")
     return "user-" + hashlib.sha256(user.encode()).hexdigest()[:32]  # any string keys a bounded id
 
 

@@ -55,13 +55,15 @@ def test_unmatched_turns_fall_back_and_say_what_was_assumed():
 
 
 class CalibratedQueries:
-    """Query vectors as the index hands them to the router: unit direction, norm 1/(1 - chance)."""
+    """Sentence vectors as the query encoder hands them to the router: unit vectors, and the text
+    model's chance similarity."""
 
     def __init__(self, encoder):
         self.encoder = encoder
+        self.chance = encoder.chance
 
-    def encode(self, texts):
-        return self.encoder.encode(texts, "query") / (1.0 - self.encoder.chance)
+    def unit(self, texts):
+        return self.encoder.encode(texts, "query")
 
 
 @pytest.mark.parametrize("text_model", TEXT_MODELS)

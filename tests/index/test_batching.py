@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine.index.batching import MAX_JOINED_DENY, BatchingIndex
-from ivcr_engine.search import Corpus
+from ivcr_engine.corpus import Corpus
 
 
 class CorpusIndex:
@@ -22,17 +22,22 @@ class CorpusIndex:
         self.corpus = Corpus({"concept": x}, np.arange(0, n_videos * clips + 1, clips))
         self.n = n_videos
         self.encode_calls, self.rank_calls, self.rank_rows = 0, 0, []
-        self._text = None
+        self._queries = None
 
     def __len__(self):
         return self.n
 
-    def encode_queries(self, texts):
+    @property
+    def queries(self):  # the engine's query encoder (and its cache), bound to a MiniLM concept channel
+        from ivcr_engine.index.query_encoder import QueryEncoder
         from ivcr_engine.models import TextEncoder
 
+        self._queries = self._queries or QueryEncoder(text_encoder=TextEncoder()).bind({}, ["concept"])
+        return self._queries
+
+    def encode_queries(self, texts):
         self.encode_calls += 1
-        self._text = self._text or TextEncoder()
-        return {"concept": self._text.encode(list(texts), "query")}
+        return self.queries.rows(list(texts))
 
     def rank_videos(self, queries, k, weights=None, allow=None, deny=None):
         self.rank_calls += 1

@@ -10,7 +10,7 @@ import pytest
 
 from ivcr_engine.models.registry import TEXT_MODELS
 from ivcr_engine.index import first_stage
-from ivcr_engine.search import Corpus, quantize_int4, quantize_int8
+from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8
 
 
 def unit(x):
@@ -100,7 +100,7 @@ def test_a_folded_text_copy_is_as_wide_as_its_recall_needs(real_sentences):
     loses the sentences' (measured: MiniLM 96 dims, recall 0.81; E5 32 dims, 0.31, in a 1 %
     shortlist); checked_basis, using the rows' own sentences as queries, widens the copy (or keeps
     it plain) until it holds the exact top 10 of the real queries."""
-    from ivcr_engine.index.searcher import TEXT_BASELINE
+    from ivcr_engine.index.layout import TEXT_BASELINE
 
     enc, sentences, real_queries = real_sentences
     rng = np.random.default_rng(0)
@@ -141,9 +141,9 @@ def test_a_wide_copy_ranks_only_what_its_coarse_copy_keeps(tmp_path, monkeypatch
     COARSE_*): the coarse copy is built from the projected copy alone, cached beside it, and the
     three-stage ranking (coarse, projected, exact) gives the exact scan's top 10, for one query
     and for a batch whose rows keep different shortlists."""
-    import ivcr_engine.index.searcher as searcher
+    import ivcr_engine.index.ranking as searcher
     from ivcr_engine.index import Index
-    from ivcr_engine.search import Corpus as _Corpus
+    from ivcr_engine.corpus import Corpus as _Corpus
 
     rows, n_videos, clips = visual_index(tmp_path)
     monkeypatch.setattr(searcher, "TWO_STAGE_MIN_ROWS", 1)
@@ -152,19 +152,27 @@ def test_a_wide_copy_ranks_only_what_its_coarse_copy_keeps(tmp_path, monkeypatch
     monkeypatch.setattr(first_stage, "COARSE_MIN_WIDTH", 32)
     monkeypatch.setattr(first_stage, "COARSE_DIMS", 16)
     monkeypatch.setattr(first_stage, "COARSE_SHORTLIST", 60)  # 300 videos > 4 x 60: the coarse stage runs
-    calls = []
-    original = _Corpus.topk_videos
+    calls, among = [], []
+    original, original_among = _Corpus.topk_videos, _Corpus.topk_videos_among
 
     def spy(self, queries, k, **kw):
         calls.append((self.dims, k))
         return original(self, queries, k, **kw)
 
+    def spy_among(self, queries, k, candidates, **kw):
+        among.append((self.dims, k, np.shape(candidates)))
+        return original_among(self, queries, k, candidates, **kw)
+
     monkeypatch.setattr(_Corpus, "topk_videos", spy)
+    monkeypatch.setattr(_Corpus, "topk_videos_among", spy_among)
     index = Index(tmp_path, text_encoder=object())
     q = {"visual": rows[[7, 1000]]}
     refs, scores = index.rank_videos(q, 10, {"visual": 1.0})
     assert [c for c in calls if c[0] == {"visual": 16}] == [({"visual": 16}, 60)]  # one coarse pass for the batch
-    assert len([c for c in calls if c[0] == {"visual": 32}]) == 2                    # the copy per row
+    # the copy ranks each row's own coarse shortlist, and the exact stage each row's shortlist:
+    # one call each for the whole batch (was one call per row)
+    assert [c for c in among if c[0] == {"visual": 32}] == [({"visual": 32}, 20, (2, 60))]
+    assert len([c for c in among if c[0] == {"visual": 256}]) == 1
     coarse = tmp_path / "vectors" / f"first.visual.coarse16.{n_videos * clips}.values.npy"
     assert coarse.exists() and np.load(coarse).shape == (n_videos * clips, 16)
     exact = Corpus({"visual": rows.astype(np.float16)}, index.offsets).topk_videos(q, 10)
@@ -194,7 +202,7 @@ def test_a_prefaulted_index_maps_its_rows_up_front_and_ranks_the_same(tmp_path):
     plain open maps them lazily, and changes no result; ``populate`` leaves arrays that are not
     mapped files alone."""
     from ivcr_engine.index import Index
-    from ivcr_engine.index.searcher import populate
+    from ivcr_engine.index.mapped import populate
 
     rows, _, _ = visual_index(tmp_path)
     q = {"visual": rows[[3]]}
@@ -213,7 +221,7 @@ def test_a_prefaulted_index_maps_its_rows_up_front_and_ranks_the_same(tmp_path):
 
 
 def test_an_index_too_large_for_memory_is_not_prefaulted(tmp_path, monkeypatch, caplog):
-    import ivcr_engine.index.searcher as searcher
+    import ivcr_engine.index.mapped as searcher
     from ivcr_engine.index import Index
 
     visual_index(tmp_path)

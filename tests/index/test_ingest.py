@@ -213,7 +213,7 @@ def test_remove_and_reindex_a_changed_file(shared_data, tmp_path):
 
 
 def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers_all(shared_index, monkeypatch):
-    import ivcr_engine.index.searcher as searcher
+    import ivcr_engine.index.ranking as searcher
 
     index = Index.open(shared_index[0])
     exact = [(h.path, round(h.score, 5)) for h in index.search("a parrot on a perch", k=5)]
@@ -226,9 +226,9 @@ def test_two_stage_video_ranking_equals_the_exact_scan_when_the_shortlist_covers
     # (through the copy's projection when it has one)
     q = two.encode_query("a parrot on a perch")
     w = {"concept": 1.0, "speech": 0.5, "subtitle": 2.0}
-    fq, fw, folded = two._first_stage_queries(q, w)
+    fq, fw, folded = two.ranking.first_stage_queries(q, w)
     assert set(fq) == {"text"} and fw == {"text": 1.0}
-    copy = two._first_copy("text", folded)
+    copy = two.ranking.first_copy("text", folded)
     rows = np.zeros((two.corpus.rows, fq["text"].shape[1]), np.float32)
     for c in w:
         part = w[c] * np.asarray(two.channels[c], np.float32)

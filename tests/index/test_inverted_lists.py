@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord, inverted_lists, searcher
-from ivcr_engine.search import Corpus
+from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord, inverted_lists
+from ivcr_engine.index import ranking as searcher
+from ivcr_engine.corpus import Corpus
 
 CLIPS = 6
 
@@ -79,7 +80,7 @@ def exact_top(index, q, k=10, deny=None):
 
 
 def ranked_by_the_whole_copy(index, q, own):
-    stage = index._first_stage(("visual",), None)
+    stage = index.ranking.first_stage(("visual",), None)
     lists, stage.lists = stage.lists, None
     try:
         return index.rank_videos(q, 10, {"visual": 1.0}, deny=[own])[0][0]
@@ -89,7 +90,7 @@ def ranked_by_the_whole_copy(index, q, own):
 
 def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_rows, small_lists):
     index = build(tmp_path, frame_rows)
-    lists = index._first_stage(("visual",), None).lists  # built here, its self-check included
+    lists = index.ranking.first_stage(("visual",), None).lists  # built here, its self-check included
     small_lists.clear()
     rng = np.random.default_rng(4)
     picks = rng.choice(len(frame_rows), 40, replace=False)
@@ -118,7 +119,7 @@ def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_row
     inverted_lists.spherical_kmeans = lambda *a: fitted.append(1) or original(*a)
     try:
         again = Index(tmp_path, text_encoder=object())
-        assert again._first_stage(("visual",), None).lists.probe == lists.probe and not fitted
+        assert again.ranking.first_stage(("visual",), None).lists.probe == lists.probe and not fitted
     finally:
         inverted_lists.spherical_kmeans = original
 
@@ -128,22 +129,22 @@ def test_rows_that_do_not_cluster_get_no_lists_and_the_verdict_is_kept(tmp_path,
     index = build(tmp_path, rows)
     q = {"visual": rows[[5, 900]]}
     refs, scores = index.rank_videos(q, 10, {"visual": 1.0})
-    assert index._first_stage(("visual",), None).lists is None and small_lists == []
+    assert index.ranking.first_stage(("visual",), None).lists is None and small_lists == []
     np.testing.assert_array_equal(refs, exact_top(index, q).ids)
     meta = inverted_lists.paths(tmp_path / "vectors", "visual", len(rows))["meta"]
     assert meta.exists() and not list((tmp_path / "vectors").glob("first.visual.lists.*.npy"))
     monkeypatch.setattr(inverted_lists, "spherical_kmeans", lambda *a: pytest.fail("the verdict was not kept"))
-    assert Index(tmp_path, text_encoder=object())._first_stage(("visual",), None).lists is None
+    assert Index(tmp_path, text_encoder=object()).ranking.first_stage(("visual",), None).lists is None
 
 
 def test_a_killed_build_is_redone(tmp_path, frame_rows, small_lists):
     rows = frame_rows
     index = build(tmp_path, rows)
     part = inverted_lists.paths(tmp_path / "vectors", "visual", len(rows))
-    assert index._first_stage(("visual",), None).lists is not None
+    assert index.ranking.first_stage(("visual",), None).lists is not None
     part["meta"].unlink()  # as if killed after the permuted copy, before the self-check's verdict
     part["order"].write_bytes(b"torn")
-    again = Index(tmp_path, text_encoder=object())._first_stage(("visual",), None).lists
+    again = Index(tmp_path, text_encoder=object()).ranking.first_stage(("visual",), None).lists
     assert again is not None and part["meta"].exists()
     np.testing.assert_array_equal(np.sort(again.order), np.arange(len(rows)))
 
@@ -151,7 +152,7 @@ def test_a_killed_build_is_redone(tmp_path, frame_rows, small_lists):
 def test_deny_lists_hold_and_rankings_fall_back_when_the_lists_cannot_serve(tmp_path, frame_rows, small_lists,
                                                                             monkeypatch):
     index = build(tmp_path, frame_rows)
-    index._first_stage(("visual",), None)
+    index.ranking.first_stage(("visual",), None)
     small_lists.clear()
     q = {"visual": frame_rows[[77]]}
     best = exact_top(index, q).ids[0]
@@ -167,7 +168,7 @@ def test_deny_lists_hold_and_rankings_fall_back_when_the_lists_cannot_serve(tmp_
     deny_rest = np.setdiff1d(np.arange(3000), allow)
     np.testing.assert_array_equal(refs, exact_top(index, q, deny=deny_rest).ids)
     # the probed lists hold fewer than k videos: that row is ranked from the whole copy
-    stage = index._first_stage(("visual",), None)
+    stage = index.ranking.first_stage(("visual",), None)
     stage.lists.probe = 1
     monkeypatch.setattr(inverted_lists, "CLIPS_PER_SHORTLISTED_VIDEO", 1)  # 50 clips for a shortlist of 50
     found = stage.lists.shortlist(stage.copies["visual"].project(q["visual"]), 1.0, 50, index.offsets,

@@ -23,7 +23,7 @@ def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def on_grid(t: float, index: Index, video: int) -> bool:
-    rows = index._clip_rows(video)
+    rows = index.mapped.clip_rows(video)
     edges = np.concatenate([index.clip_start[rows], index.clip_end[rows]])
     return bool(np.isclose(edges, t, atol=1e-9).any())
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine.index import Index, IndexStore, Ingestor
-from ivcr_engine.index.ingest import clip_grid
+from ivcr_engine.index.video_encoder import clip_grid
 from ivcr_engine.index.onscreen import ocr_frame_size, timed_lines
 from ivcr_engine.models import prepare_models
 from ivcr_engine.models.ocr import TextLine

@@ -14,7 +14,8 @@ from ivcr_engine.dialogue import Engine  # noqa: E402
 from ivcr_engine.index import Index, IndexStore  # noqa: E402
 from ivcr_engine.index.ray_cluster import start_local  # noqa: E402
 from ivcr_engine.index.ray_ingest import RayIngest  # noqa: E402
-from ivcr_engine.index.sharded import ShardedIndex, read_manifest  # noqa: E402
+from ivcr_engine.index.manifest import read_manifest  # noqa: E402
+from ivcr_engine.index.sharded import ShardedIndex  # noqa: E402
 
 from .common import assert_same_hits, transcript  # noqa: E402
 

@@ -10,7 +10,9 @@ import pytest
 
 from ivcr_engine.dialogue import Engine
 from ivcr_engine.index import Index, IndexStore, Ingestor, VideoIndex
-from ivcr_engine.index.sharded import ShardedIndex, create_manifest, open_index, read_manifest, shard_of, split_index
+from ivcr_engine.index.manifest import create_manifest, read_manifest, split_index
+from ivcr_engine.index.partition import shard_of
+from ivcr_engine.index.sharded import ShardedIndex, open_index
 
 from .common import assert_same_hits, transcript
 

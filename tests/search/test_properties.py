@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from ivcr_engine.search import Corpus, quantize_int8
+from ivcr_engine.corpus import Corpus, quantize_int8
 
 from . import reference as ref
 from .test_topk import check, unit_rows

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine import _core
-from ivcr_engine.search import Corpus, video_bitset
+from ivcr_engine.corpus import Corpus, video_bitset
 
 
 def corpus_data():

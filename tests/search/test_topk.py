@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import ivcr_engine
 from ivcr_engine import _core
-from ivcr_engine.search import Corpus, quantize_int4, quantize_int8, unpack_int4, video_bitset
+from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8, unpack_int4, video_bitset
 
 from . import reference as ref
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ivcr_engine
-from ivcr_engine.search import Corpus, cuda_available, quantize_int4, quantize_int8
+from ivcr_engine.corpus import Corpus, cuda_available, quantize_int4, quantize_int8
 
 from . import reference as ref
 from .test_topk import check, random_offsets, unit_rows

@@ -58,29 +58,30 @@ PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& 
   return p;
 }
 
-// tile[b * ldo + r] = sum over channels of w_c <q_c[b], e_c[row0 + r]>.
+// tile[b * ldo + r] = sum over channels of w_c <q_c[b0 + b], e_c[row0 + r]> for b < B.
 void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const PreparedQueries& pq, int64_t B,
-                int64_t row0, int nrows, float* tile, int ldo) {
+                int64_t row0, int nrows, float* tile, int ldo, int64_t b0 = 0) {
   bool written = false;
   for (std::size_t c = 0; c < channels.size(); ++c) {
     if (!pq.active[c]) continue;
     const Channel& ch = channels[c];
     const std::size_t off = std::size_t(row0) * ch.dim;
+    const std::size_t qoff = std::size_t(b0) * ch.dim;  // the first query's values
     const bool acc = written;
     written = true;
     switch (ch.dtype) {
       case DType::F32:
-        K.f32(pq.f[c].data(), int(B), ch.dim, static_cast<const float*>(ch.data) + off, nrows, tile, ldo, acc);
+        K.f32(pq.f[c].data() + qoff, int(B), ch.dim, static_cast<const float*>(ch.data) + off, nrows, tile, ldo, acc);
         break;
       case DType::F16:
-        K.f16(pq.f[c].data(), int(B), ch.dim, static_cast<const uint16_t*>(ch.data) + off, nrows, tile, ldo, acc);
+        K.f16(pq.f[c].data() + qoff, int(B), ch.dim, static_cast<const uint16_t*>(ch.data) + off, nrows, tile, ldo, acc);
         break;
       case DType::I8:
-        K.i8(pq.q16[c].data(), pq.qscale[c].data(), int(B), ch.dim, static_cast<const int8_t*>(ch.data) + off,
+        K.i8(pq.q16[c].data() + qoff, pq.qscale[c].data() + b0, int(B), ch.dim, static_cast<const int8_t*>(ch.data) + off,
              ch.scales + row0, nrows, tile, ldo, acc);
         break;
       case DType::I4:
-        K.i4(pq.q16[c].data(), pq.qscale[c].data(), int(B), ch.dim,
+        K.i4(pq.q16[c].data() + qoff, pq.qscale[c].data() + b0, int(B), ch.dim,
              static_cast<const uint8_t*>(ch.data) + std::size_t(row0) * ch.row_bytes(), ch.scales + row0, nrows,
              tile, ldo, acc);
         break;
@@ -106,15 +107,7 @@ void merge_heaps(std::vector<WorkerState>& workers, int64_t B, int64_t k_out, fl
     all.clear();
     for (auto& w : workers)
       if (!w.heaps.empty()) all.insert(all.end(), w.heaps[b].items().begin(), w.heaps[b].items().end());
-    const auto better = [](const Scored& x, const Scored& y) { return ranks_after(y, x); };
-    const std::size_t keep = std::min<std::size_t>(all.size(), std::size_t(k_out));
-    if (keep < all.size()) std::nth_element(all.begin(), all.begin() + keep, all.end(), better);
-    std::sort(all.begin(), all.begin() + keep, better);  // O(n + k log k): shortlists run to thousands
-    for (int64_t i = 0; i < k_out; ++i) {
-      const bool have = std::size_t(i) < keep;
-      scores[b * k_out + i] = have ? all[i].score : kNegInf;
-      ids[b * k_out + i] = have ? all[i].id : -1;
-    }
+    write_best(all, k_out, scores + b * k_out, ids + b * k_out);
   }
 }
 
@@ -296,6 +289,53 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
     }
     return v;
   });
+}
+
+void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int64_t* candidates,
+                                  int64_t n_candidates, float* scores, int64_t* ids) const {
+  const int64_t B = q.batch;
+  if (B == 0) return;
+  // Tasks of a few candidate videos of one query each, so a single query's shortlist still runs
+  // on every thread; a video is never split between tasks, so its max (and the result) does not
+  // depend on the thread count.
+  constexpr int64_t kPerTask = 32;
+  const int64_t chunks = std::max<int64_t>(1, (n_candidates + kPerTask - 1) / kPerTask);
+  std::vector<std::vector<Scored>> found(std::size_t(B * chunks));
+  if (rows_ > 0 && k_out > 0 && n_candidates > 0) {
+    const PreparedQueries pq = prepare(channels_, q);
+    const DotKernels& K = active_dot_kernels();
+    constexpr int kBlock = 256;  // rows scored per kernel call
+    parallel_for(std::size_t(B * chunks), [&](std::size_t task, int) {
+      const int64_t b = int64_t(task) / chunks, c0 = (int64_t(task) % chunks) * kPerTask;
+      const int64_t* cand = candidates + b * n_candidates;
+      TopKCollector heap;
+      heap.reset(k_out);
+      float tile[kBlock];
+      for (int64_t i = c0; i < std::min(n_candidates, c0 + kPerTask); ++i) {
+        const int64_t v = cand[i];
+        if (v < 0) continue;
+        if (i + 1 < n_candidates && cand[i + 1] >= 0) {  // the next video's rows are elsewhere: fetch them early
+          for (const Channel& ch : channels_)
+            __builtin_prefetch(static_cast<const char*>(ch.data) + std::size_t(offsets_[cand[i + 1]]) * ch.row_bytes());
+        }
+        float mx = kNegInf;
+        for (int64_t row = offsets_[v]; row < offsets_[v + 1];) {
+          const int n = int(std::min<int64_t>(kBlock, offsets_[v + 1] - row));
+          score_tile(K, channels_, pq, 1, row, n, tile, n, b);
+          for (int r = 0; r < n; ++r) mx = std::max(mx, tile[r]);
+          row += n;
+        }
+        if (offsets_[v + 1] > offsets_[v]) heap.push(mx, v);
+      }
+      found[task] = heap.items();
+    });
+  }
+  std::vector<Scored> all;
+  for (int64_t b = 0; b < B; ++b) {
+    all.clear();
+    for (int64_t c = 0; c < chunks; ++c) all.insert(all.end(), found[b * chunks + c].begin(), found[b * chunks + c].end());
+    write_best(all, k_out, scores + b * k_out, ids + b * k_out);
+  }
 }
 
 }  // namespace ivcr::search

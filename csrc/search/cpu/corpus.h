@@ -59,6 +59,11 @@ class CpuCorpus {
                   int64_t* ids) const;
   void topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float temperature, const VideoFilter& filter,
                    float* scores, int64_t* ids) const;
+  // The best k_out of each query's own candidate videos (max over a video's clips): row b of
+  // `candidates` (batch x n_candidates) lists distinct video ids, padded with -1. One call for a
+  // whole batch whatever its rows' candidates: the exact stage of a staged ranking.
+  void topk_videos_among(const QueryBatch& q, int64_t k_out, const int64_t* candidates, int64_t n_candidates,
+                         float* scores, int64_t* ids) const;
 
  private:
   template <class Handler>

@@ -71,4 +71,19 @@ class TopKCollector {
   std::vector<Scored> items_;
 };
 
+// The one merge of top-k candidates in the engine: writes the best k_out of `all` (reordered in
+// place) to scores/ids, best first, padded with -inf / -1. O(n + k log k): shortlists run to
+// thousands. Used by the scans' per-worker collectors and by merge_topk (shards, the batcher).
+inline void write_best(std::vector<Scored>& all, int64_t k_out, float* scores, int64_t* ids) {
+  const auto better = [](const Scored& x, const Scored& y) { return ranks_after(y, x); };
+  const std::size_t keep = std::min<std::size_t>(all.size(), std::size_t(k_out));
+  if (keep < all.size()) std::nth_element(all.begin(), all.begin() + keep, all.end(), better);
+  std::sort(all.begin(), all.begin() + keep, better);
+  for (int64_t i = 0; i < k_out; ++i) {
+    const bool have = std::size_t(i) < keep;
+    scores[i] = have ? all[i].score : -__builtin_inff();
+    ids[i] = have ? all[i].id : -1;
+  }
+}
+
 }  // namespace ivcr::search

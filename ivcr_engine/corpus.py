@@ -19,6 +19,7 @@ import numpy as np
 
 from . import _core
 from .checks import as_int, as_int_array
+from .errors import InvalidArgument, WrongType
 
 ChannelData = Union[np.ndarray, tuple]  # float32/float16 array, or (int8 or packed int4 array, float32 scales)
 Queries = Union[np.ndarray, Mapping[str, np.ndarray]]
@@ -45,7 +46,7 @@ def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     if v.ndim != 2:
-        raise ValueError(f"expected a 2-D array of vectors, got shape {v.shape}")
+        raise InvalidArgument(f"expected a 2-D array of vectors, got shape {v.shape}")
     peak = np.abs(v).max(axis=1) if v.shape[1] else np.zeros(len(v), np.float32)
     scales = (peak / 127.0).astype(np.float32)
     safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
@@ -69,9 +70,9 @@ def quantize_int4(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     if v.ndim != 2:
-        raise ValueError(f"expected a 2-D array of vectors, got shape {v.shape}")
+        raise InvalidArgument(f"expected a 2-D array of vectors, got shape {v.shape}")
     if v.shape[1] % INT4_GROUP:
-        raise ValueError(f"int4 rows need a multiple of {INT4_GROUP} dims, got {v.shape[1]}")
+        raise InvalidArgument(f"int4 rows need a multiple of {INT4_GROUP} dims, got {v.shape[1]}")
     peak = np.abs(v).max(axis=1) if v.shape[1] else np.zeros(len(v), np.float32)
     scales = (peak / 7.0).astype(np.float32)
     safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
@@ -100,11 +101,11 @@ def video_bitset(video_ids: Iterable[int] | np.ndarray, n_videos: int) -> np.nda
     mask = np.zeros(n_videos, dtype=bool)
     if ids.dtype == bool:
         if ids.shape != (n_videos,):
-            raise ValueError(f"a boolean filter mask needs shape ({n_videos},), got {ids.shape}")
+            raise InvalidArgument(f"a boolean filter mask needs shape ({n_videos},), got {ids.shape}")
         mask = ids
     elif ids.size:
         if ids.min() < 0 or ids.max() >= n_videos:
-            raise ValueError(f"filter video ids must be in [0, {n_videos}), got {ids.min()}..{ids.max()}")
+            raise InvalidArgument(f"filter video ids must be in [0, {n_videos}), got {ids.min()}..{ids.max()}")
         mask[ids] = True
     padded = np.zeros(-(-max(n_videos, 1) // 64) * 64, dtype=bool)
     padded[:n_videos] = mask
@@ -134,7 +135,7 @@ class Corpus:
         if isinstance(channels, np.ndarray) or isinstance(channels, tuple):
             channels = {"default": channels}
         if not channels:
-            raise ValueError("a corpus needs at least one channel")
+            raise InvalidArgument("a corpus needs at least one channel")
         self.channel_names: list[str] = list(channels)
         native = []
         for name in self.channel_names:
@@ -145,7 +146,7 @@ class Corpus:
             else:
                 arr = np.asarray(data)
                 if arr.dtype in (np.int8, np.uint8):
-                    raise ValueError(f"channel {name!r}: int8 and int4 vectors need scales, pass (values, scales)")
+                    raise InvalidArgument(f"channel {name!r}: int8 and int4 vectors need scales, pass (values, scales)")
                 native.append((np.ascontiguousarray(arr), None))
         n_rows = native[0][0].shape[0] if native[0][0].ndim == 2 else 0
         if offsets is None:
@@ -155,7 +156,7 @@ class Corpus:
         self._native = _native_class(device)(native, self.offsets)
         self._exact = self._exact_vectors(native, refine or {})
         if refine_factor < 1:
-            raise ValueError("refine_factor must be >= 1")
+            raise InvalidArgument("refine_factor must be >= 1")
         self.refine_factor = int(refine_factor)
         self._refined = bool(refine)
 
@@ -164,14 +165,14 @@ class Corpus:
         (int8 and int4 dequantised lazily per candidate row)."""
         unknown = set(refine) - set(self.channel_names)
         if unknown:
-            raise ValueError(f"refine names unknown channels {sorted(unknown)}")
+            raise InvalidArgument(f"refine names unknown channels {sorted(unknown)}")
         out = []
         for name, (values, scales) in zip(self.channel_names, native):
             if name in refine:
                 exact = np.asarray(refine[name])
                 shape = (values.shape[0], values.shape[1] * (2 if values.dtype == np.uint8 else 1))
                 if exact.shape != shape or exact.dtype not in (np.float16, np.float32):
-                    raise ValueError(f"refine[{name!r}] must be float16/float32 of shape {shape}")
+                    raise InvalidArgument(f"refine[{name!r}] must be float16/float32 of shape {shape}")
                 out.append((exact, None))
             else:
                 out.append((values, scales))
@@ -211,8 +212,7 @@ class Corpus:
         for b, ids in enumerate(cand):
             ids = ids[ids >= 0]
             s = self._exact_scores(qs, ws, b, ids)
-            order = np.lexsort((ids, -s))[:k_out]
-            out_s[b, :len(order)], out_i[b, :len(order)] = s[order], ids[order]
+            out_s[b], out_i[b] = (a[0] for a in merge_topk(ids[None], s[None], k_out))
         return SearchResult(out_s, out_i)
 
     def topk_videos(self, queries: Queries, k: int, agg: str = "max", temperature: float = 0.1,
@@ -226,7 +226,7 @@ class Corpus:
         max that, unlike a plain log-sum-exp, does not favour long videos for having more clips.
         """
         if agg not in AGGREGATIONS:
-            raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
+            raise InvalidArgument(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
         k = as_int(k, "k")
         qs, ws = self._queries(queries, weights)
         bits, mode = self._filter(allow, deny)
@@ -242,14 +242,37 @@ class Corpus:
             rows = np.concatenate([np.arange(a, e) for a, e in zip(starts, ends)]) if len(vids) else np.zeros(0, np.int64)
             s = self._exact_scores(qs, ws, b, rows).astype(np.float64)
             bounds = np.concatenate([[0], np.cumsum(ends - starts)])
-            v = np.array([_aggregate(s[bounds[i]:bounds[i + 1]], agg, temperature) for i in range(len(vids))])
-            order = np.lexsort((vids, -v))[:k_out]
-            out_s[b, :len(order)], out_i[b, :len(order)] = v[order], vids[order]
+            v = np.array([_aggregate(s[bounds[i]:bounds[i + 1]], agg, temperature) for i in range(len(vids))], np.float32)
+            out_s[b], out_i[b] = (a[0] for a in merge_topk(vids[None], v[None], k_out))
+        return SearchResult(out_s, out_i)
+
+    def topk_videos_among(self, queries: Queries, k: int, candidates: np.ndarray,
+                          weights: Mapping[str, float] | None = None) -> SearchResult:
+        """Best ``k`` videos per query among that query's own candidates (agg max, exact vectors of
+        this corpus): row ``b`` of ``candidates`` (B, S) lists distinct video ids, padded with -1.
+        One native call for the whole batch (the exact stage of a staged ranking)."""
+        k = as_int(k, "k")
+        qs, ws = self._queries(queries, weights)
+        cand = np.ascontiguousarray(as_int_array(np.asarray(candidates), "candidates")).reshape(len(qs[0]), -1)
+        if self._refined:
+            raise InvalidArgument("topk_videos_among scans the corpus's own vectors; this corpus re-ranks through refine")
+        if hasattr(self._native, "topk_videos_among"):
+            return SearchResult(*self._native.topk_videos_among(qs, ws, k, cand))
+        # the CUDA corpus: one filtered scan per row
+        k_out = min(k, self.videos)
+        out_s = np.full((len(cand), k_out), -np.inf, np.float32)
+        out_i = np.full((len(cand), k_out), -1, np.int64)
+        for b in range(len(cand)):
+            row = cand[b][cand[b] >= 0]
+            if len(row):
+                res = self.topk_videos({c: q[b:b + 1] for c, q in zip(self.channel_names, qs)}, k,
+                                       weights=dict(zip(self.channel_names, ws)), allow=row)
+                out_s[b], out_i[b] = res.scores[0], res.ids[0]
         return SearchResult(out_s, out_i)
 
     def _candidates(self, k: int) -> int:
         if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+            raise InvalidArgument(f"k must be >= 1, got {k}")
         return min(k, max(self.rows, 1)) * self.refine_factor  # never past the corpus: no int64 overflow
 
     def _exact_scores(self, qs: list, ws: list, b: int, rows: np.ndarray) -> np.ndarray:
@@ -269,29 +292,29 @@ class Corpus:
     def _queries(self, queries: Queries, weights: Mapping[str, float] | None) -> tuple[list, list]:
         if isinstance(queries, np.ndarray):
             if len(self.channel_names) != 1:
-                raise ValueError(f"this corpus has channels {self.channel_names}: pass a dict of queries")
+                raise InvalidArgument(f"this corpus has channels {self.channel_names}: pass a dict of queries")
             queries = {self.channel_names[0]: queries}
         unknown = set(queries) - set(self.channel_names)
         if unknown:
-            raise ValueError(f"unknown channels {sorted(unknown)}; the corpus has {self.channel_names}")
+            raise InvalidArgument(f"unknown channels {sorted(unknown)}; the corpus has {self.channel_names}")
         weights = dict(weights or {})
         unknown = set(weights) - set(self.channel_names)
         if unknown:
-            raise ValueError(f"weights name unknown channels {sorted(unknown)}")
+            raise InvalidArgument(f"weights name unknown channels {sorted(unknown)}")
         batch = None
         for q in queries.values():
             q = np.asarray(q)
             b = 1 if q.ndim == 1 else q.shape[0]
             batch = b if batch is None else batch
             if b != batch:
-                raise ValueError("all channels need the same number of queries")
+                raise InvalidArgument("all channels need the same number of queries")
         qs, ws = [], []
         for name, dim in zip(self.channel_names, self._native.dims):
             if name in queries:
                 q = np.asarray(queries[name])
                 if q.dtype != np.float32:
                     if not np.issubdtype(q.dtype, np.floating):
-                        raise TypeError(f"queries must be floating point, got {q.dtype}")
+                        raise WrongType(f"queries must be floating point, got {q.dtype}")
                     q = q.astype(np.float32)
                 q = np.ascontiguousarray(q.reshape(1, -1) if q.ndim == 1 else q)
                 w = float(weights.get(name, 1.0))
@@ -304,7 +327,7 @@ class Corpus:
 
     def _filter(self, allow, deny) -> tuple[np.ndarray | None, str]:
         if allow is not None and deny is not None:
-            raise ValueError("pass either allow or deny, not both")
+            raise InvalidArgument("pass either allow or deny, not both")
         if allow is not None:
             if isinstance(allow, np.ndarray) and allow.dtype == bool and len(allow) == self.videos and allow.all():
                 return None, "deny"  # all eligible: an unfiltered scan (a filtered one walks the bits video by video)
@@ -312,6 +335,15 @@ class Corpus:
         if deny is not None:
             return video_bitset(deny, self.videos), "deny"
         return None, "deny"
+
+
+def merge_topk(ids: np.ndarray, scores: np.ndarray, k: int, deny: Iterable[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the best ``k`` of candidate ``(ids, scores)`` (B, n) by score, ties to the lower
+    id, without padding (-1) or ``deny``'d ids: ``(scores (B, k) padded -inf, ids (B, k) padded
+    -1)``. The engine's one merge of top-k lists (shards, the batcher, re-ranking), native."""
+    return _core.merge_topk(np.asarray(ids, np.int64), np.asarray(scores, np.float32), as_int(k, "k"),
+                            None if deny is None else [int(d) for d in deny])
 
 
 def cuda_available() -> bool:
@@ -326,7 +358,7 @@ def _native_class(device: str):
         if not hasattr(_core, "CudaCorpus"):
             raise RuntimeError("this build of ivcr_engine has no CUDA kernels (nvcc was not found when it was built)")
         return _core.CudaCorpus
-    raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    raise InvalidArgument(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def _aggregate(s: np.ndarray, agg: str, temperature: float) -> float:

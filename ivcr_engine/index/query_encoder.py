@@ -1,0 +1,159 @@
+"""Query text -> the rows an index scores with; the engine's one cache of query vectors.
+
+A ``QueryEncoder`` is made once per process face (a server, a CLI run) and handed to every index
+opened on it: the single index, the one a live server opens again after a commit, a sharded one.
+It loads each text model's query encoder once and keeps recent texts' unit vectors keyed by
+(query encoder, text), so a text a turn encoded is not encoded again by the batcher, by the
+server's candidate moments, after an index swap, or by a sharded index of the same model; a text
+rebuild that changes the model simply misses the cache.
+
+An index asks through ``IndexQueries``, the encoder bound to its text model and channel layout:
+``rows`` shapes the unit vectors into the channels' query rows (calibration and the presence
+baseline, see ``rows``), ``unit``/``chance`` give the router plain sentence vectors and the
+model's chance similarity.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..models import TextEncoder
+from ..models.registry import index_text_model, model_dir, query_encoder_name
+from .layout import PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from .protocol import check_texts
+
+QUERY_CACHE = 4096  # recent texts kept, over all models (a 384-d vector is 1.5 kB)
+
+
+class QueryEncoder:
+    """``text_encoder``: a caller's encoder, used for every index whose text model it fits (one
+    without a model card is a test's stand-in and fits any)."""
+
+    def __init__(self, models_root: Path | None = None, text_encoder=None, cache_size: int = QUERY_CACHE):
+        self.models_root = Path(models_root) if models_root is not None else model_dir()
+        self._given = text_encoder
+        self._encoders: dict[str, TextEncoder] = {}
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._size = int(cache_size)
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self.encoded = 0  # texts this object handed to an encoder (what the cache saved is the rest)
+
+    def text_encoder(self, settings: dict):
+        """The encoder of queries for an index with these settings (loaded on first use)."""
+        model = index_text_model(settings)
+        if _fits(self._given, model, self.models_root):
+            return self._given
+        name = query_encoder_name(model, self.models_root)
+        with self._load_lock:
+            if name not in self._encoders:
+                self._encoders[name] = TextEncoder(name, root=self.models_root)
+            return self._encoders[name]
+
+    def bind(self, settings: dict, channels, clip=None) -> "IndexQueries":
+        return IndexQueries(self, settings, tuple(channels), clip)
+
+    def vectors(self, key: str, texts: Sequence[str], encode) -> np.ndarray:
+        """(B, d) vectors of ``texts`` under the encoder named ``key``; ``encode(missing) -> rows``
+        runs once, over the texts the cache lacks."""
+        with self._lock:
+            got = [self._cache.get((key, t)) for t in texts]
+            for t, g in zip(texts, got):
+                if g is not None:
+                    self._cache.move_to_end((key, t))
+        missing = list(dict.fromkeys(t for t, g in zip(texts, got) if g is None))
+        if missing:
+            fresh = np.asarray(encode(missing), np.float32)
+            new = dict(zip(missing, fresh))
+            with self._lock:
+                self.encoded += len(missing)
+                for t, v in new.items():
+                    self._cache[(key, t)] = v
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+            got = [new[t] if g is None else g for t, g in zip(texts, got)]
+        return np.stack(got)
+
+    def cached(self, key: str, texts: Sequence[str]) -> np.ndarray | None:
+        """The vectors of ``texts`` when every one is cached, else None (nothing is encoded)."""
+        with self._lock:
+            got = [self._cache.get((key, t)) for t in texts]
+        return None if any(g is None for g in got) else np.stack(got)
+
+
+class IndexQueries:
+    """The query encoder as one index uses it (its text model, its channels, its CLIP model)."""
+
+    def __init__(self, shared: QueryEncoder, settings: dict, channels: tuple, clip=None):
+        self.shared, self.settings, self.channels, self.clip = shared, settings, channels, clip
+        self._encoder = None
+
+    @property
+    def text_encoder(self):
+        if self._encoder is None:
+            self._encoder = self.shared.text_encoder(self.settings)
+        return self._encoder
+
+    @property
+    def _key(self) -> str:
+        card = getattr(self.text_encoder, "card", None)
+        return card.name if card is not None else f"caller-{id(self.text_encoder)}"
+
+    @property
+    def chance(self) -> float:
+        """Cosine that unrelated sentences reach under this text model (0 for MiniLM)."""
+        return float(getattr(self.text_encoder, "chance", 0.0))
+
+    def unit(self, texts: Sequence[str]) -> np.ndarray:
+        """(B, d) unit sentence vectors in the query role (what the router compares)."""
+        texts = check_texts(texts)
+        return self.shared.vectors(self._key, texts, lambda t: self.text_encoder.encode(t, "query"))
+
+    def rows(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Query rows (B, d) for every text-space channel of the index, from one encoder call over
+        the texts not cached.
+
+        Scores are calibrated, (s - chance) / (1 - chance), as dot products: the unit query is
+        scaled by 1 / (1 - chance), and the presence channels get the constant
+        -TEXT_BASELINE - chance / (1 - chance) in their last dimension, which only clips with
+        text carry (in the concept channel every clip would get the same constant, which changes
+        no ranking, so it is left out there)."""
+        return self._shape(self.unit(texts), texts)
+
+    def cached_rows(self, texts: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """``rows`` when every text's vectors are cached (nothing waits for an encoder), else None."""
+        texts = list(texts)
+        unit = self.shared.cached(self._key, texts)
+        if unit is None:
+            return None
+        if self.clip is not None and self.shared.cached(self._clip_key, texts) is None:
+            return None
+        return self._shape(unit, texts)
+
+    @property
+    def _clip_key(self) -> str:
+        return f"clip:{getattr(self.clip, 'folder', id(self.clip))}"
+
+    def _shape(self, unit: np.ndarray, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        c = self.chance
+        q = unit / np.float32(1.0 - c)
+        offset = -TEXT_BASELINE - c / (1.0 - c)
+        with_presence = np.concatenate([q, np.full((len(q), 1), offset, np.float32)], axis=1)
+        out = {ch: (with_presence if ch in PRESENCE_CHANNELS else q) for ch in TEXT_CHANNELS if ch in self.channels}
+        if self.clip is not None:
+            out["clip"] = self.shared.vectors(self._clip_key, list(texts), self.clip.encode_texts)
+        return out
+
+
+def _fits(text_encoder, model: str, models_root: Path) -> bool:
+    """Whether a caller's ``text_encoder`` encodes queries for an index of text model ``model``."""
+    if text_encoder is None:
+        return False
+    card = getattr(text_encoder, "card", None)
+    if card is None:
+        return True
+    return card.name in (model, query_encoder_name(model, models_root))

@@ -1,0 +1,261 @@
+"""``Index``: the index protocol over one index folder, and its one-shot ``search``.
+
+It composes the concepts of the index package: the committed snapshot mapped for reading
+(mapped.py), the staged video ranking over it (ranking.py), the moment service with evidence
+(moments.py), and the query encoder shared with every other index of the process
+(query_encoder.py). A refresh maps the new snapshot and swaps one reference, so a search that
+started before it finishes on the view it started with.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import blas
+from ..checks import as_int
+from ..errors import InvalidArgument
+from ..models import ClipEncoder
+from ..models.registry import ModelCard, index_text_model
+from .layout import DEFAULT_WEIGHTS
+from .mapped import Mapped, map_snapshot
+from .moments import LineScale, MomentService
+from .protocol import (
+    Evidence,
+    MomentMatch,
+    MomentShortcuts,
+    VideoInfo,
+    check_ref,
+    query_rows,
+)
+from .query_encoder import IndexQueries, QueryEncoder
+from .ranking import Ranking
+from .results import Hit
+from .store import IndexStore
+
+
+@dataclass(frozen=True)
+class _View:
+    """What one snapshot serves: its rows, its ranking, its moments (swapped as one)."""
+    mapped: Mapped
+    ranking: Ranking
+    moments: MomentService
+
+
+class Index(MomentShortcuts):
+    """A searchable view of an index folder (memory-mapped; opening costs no vector I/O).
+    ``moment_edges``: "lines" (snap moments to matching speech/subtitle lines), "snap" or "grid"
+    (see moments.MOMENT_EDGES). ``query_encoder``: the process's shared one (a new one otherwise);
+    ``text_encoder``: a caller's encoder for it (see QueryEncoder).
+    ``prefault``: map every row into this process up front (and again after each refresh), for a
+    long-running server (see mapped.map_snapshot; ``prefaulted`` says whether it was done).
+    Opening an index limits numpy's BLAS to one thread in this process (blas.py)."""
+
+    def __init__(self, root: str | Path, text_encoder=None, models_root: Path | None = None,
+                 moment_edges: str = "lines", prefault: bool = False, query_encoder: QueryEncoder | None = None):
+        self.moment_edges = moment_edges
+        self.prefault = bool(prefault)
+        blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
+        self.store = IndexStore(root)
+        self.query_encoder = query_encoder or QueryEncoder(models_root, text_encoder=text_encoder)
+        self._settings(self.store.settings())
+        self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
+        self._view = self._make_view(self.store.snapshot())
+        clip_model = self.settings.get("clip_model")
+        self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
+        self.queries: IndexQueries = self.query_encoder.bind(self.settings, self.channels, self.clip)
+
+    def _settings(self, settings: dict) -> None:
+        self.settings = settings
+        model = index_text_model(settings)
+        # lines are scored on the calibrated scale of the model that embedded them (E5's unrelated
+        # sentences reach cosine ~0.79, MiniLM's ~0); its card says where chance lies
+        try:
+            chance = float(ModelCard.load(self.query_encoder.models_root / model).raw.get("chance_similarity", 0.0))
+        except FileNotFoundError:
+            chance = 0.0
+        self._lines = LineScale(usable=settings.get("line_text_model") == model, chance=chance)
+
+    def _make_view(self, snap) -> _View:
+        mapped = map_snapshot(self.store, snap, self.prefault)
+        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._lines.chance),
+                     MomentService(mapped, self.store, self.clip_seconds, self.moment_edges, self._lines))
+
+    def refresh(self) -> bool:
+        """Map what was committed since this index was opened or last refreshed (new videos,
+        removals); True when the view changed. Cheap when nothing was committed."""
+        old = self._view.mapped.snapshot
+        if self.store.data_version() == old.data_version:
+            return False
+        snap = self.store.snapshot()
+        if snap.key == old.key:
+            return False
+        settings = self.store.settings()
+        if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
+            self._settings(settings)
+            self.queries = self.query_encoder.bind(self.settings, snap.channels, self.clip)
+        self._view = self._make_view(snap)
+        return True
+
+    @classmethod
+    def open(cls, root: str | Path, **kw) -> "Index":
+        return cls(root, **kw)
+
+    # -- the mapped snapshot, as callers and tests read it ----------------------------------
+    @property
+    def mapped(self) -> Mapped:
+        return self._view.mapped
+
+    @property
+    def ranking(self) -> Ranking:
+        return self._view.ranking
+
+    @property
+    def videos(self) -> list:
+        return self._view.mapped.videos
+
+    @property
+    def removed(self) -> np.ndarray:
+        return self._view.mapped.removed
+
+    @property
+    def channels(self) -> dict:
+        return self._view.mapped.channels
+
+    @property
+    def corpus(self):
+        return self._view.mapped.corpus
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self._view.mapped.offsets
+
+    @property
+    def clip_start(self) -> np.ndarray:
+        return self._view.mapped.clip_start
+
+    @property
+    def clip_end(self) -> np.ndarray:
+        return self._view.mapped.clip_end
+
+    @property
+    def prefaulted(self) -> bool:
+        return self._view.mapped.prefaulted
+
+    @property
+    def text_encoder(self):
+        return self.queries.text_encoder
+
+    def __len__(self) -> int:
+        return int((~self._view.mapped.removed).sum())
+
+    # -- the index protocol (protocol.VideoIndex) ----------------------------------------
+    def num_refs(self) -> int:
+        return len(self._view.mapped.videos)
+
+    def video(self, ref: int) -> VideoInfo:
+        v = self._view.mapped.videos[check_ref(self, ref)]
+        return VideoInfo(int(ref), str(v["id"]), v["path"], float(v["duration"]), bool(v["removed"]))
+
+    def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.queries.rows(texts)
+
+    def encode_query(self, text: str) -> dict[str, np.ndarray]:
+        """One text's rows (1, d) per channel."""
+        return self.encode_queries([text])
+
+    def _weights(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float] | None) -> dict[str, float]:
+        unknown = sorted(set(queries) - set(self.channels))
+        if unknown:
+            raise InvalidArgument(f"no channel {unknown} in this index; it has {sorted(self.channels)}")
+        w = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        return {c: float(w.get(c, 0.0)) for c in queries}
+
+    def _eligible(self, view: _View, allow: Sequence[int] | None, deny: Sequence[int] | None) -> np.ndarray:
+        eligible = ~view.mapped.removed
+        if allow is not None:
+            mask = np.zeros(len(eligible), bool)
+            mask[[check_ref(self, r) for r in allow]] = True
+            eligible &= mask
+        if deny is not None:
+            eligible[[check_ref(self, r) for r in deny]] = False
+        return eligible
+
+    def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
+                    allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        if as_int(k, "k") < 1:
+            raise InvalidArgument("k must be >= 1")
+        view = self._view
+        queries = query_rows(queries)
+        return view.ranking.rank(queries, self._weights(queries, weights), int(k), self._eligible(view, allow, deny))
+
+    def moments(self, queries: Mapping[str, np.ndarray], videos: Sequence[int], weights: Mapping[str, float] | None = None,
+                window: tuple[float, float] | None = None, top: int = 1, evidence: bool = True
+                ) -> list[list[MomentMatch]]:
+        vids = [check_ref(self, v) for v in videos]
+        queries = query_rows(queries)
+        if any(q.shape[0] != 1 for q in queries.values()):
+            raise InvalidArgument("moments take one query (one row per channel)")
+        return self._view.moments.find(queries, self._weights(queries, weights), vids, window, top, evidence)
+
+    def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
+                 weights: Mapping[str, float] | None = None) -> Evidence:
+        video = check_ref(self, video)
+        if queries is not None:
+            queries = query_rows(queries)
+            weights = self._weights(queries, weights)
+        return self._view.moments.evidence(video, start, end, queries, weights)
+
+    def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
+        video = check_ref(self, video)
+        if channel not in self.channels:
+            raise InvalidArgument(f"no channel {channel!r} in this index; it has {sorted(self.channels)}")
+        rows = self._view.mapped.clip_rows(video, start, end)
+        if len(rows) == 0:
+            raise InvalidArgument(f"video {video} has no clip between {start}s and {end}s")
+        q = np.asarray(self.channels[channel][rows], np.float32).mean(axis=0, keepdims=True)
+        return q / max(float(np.linalg.norm(q)), 1e-12)
+
+    # -- one-shot search ------------------------------------------------------------------
+    def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
+               allow: Sequence[int] | None = None, deny: Sequence[int] | None = None,
+               moments_per_video: int = 1, timings: dict | None = None) -> list[Hit]:
+        """Top ``k`` videos for a text query (or prepared per-channel query vectors), each with its
+        best moment(s) and their evidence. ``allow``/``deny`` restrict by ref. ``timings``, when
+        given, receives the seconds spent in encode, search and span."""
+        if as_int(k, "k") < 1:
+            raise InvalidArgument("k must be >= 1")
+        if len(self) == 0:
+            return []
+        k = min(k, self.num_refs())  # a list of hits: k beyond the index is the whole index
+        t0 = time.perf_counter()
+        queries = self.encode_queries([query]) if isinstance(query, str) else query_rows(query)
+        t1 = time.perf_counter()
+        refs, scores = self.rank_videos(queries, k, weights, allow, deny)
+        t2 = time.perf_counter()
+        hits = self.hits(queries, weights, refs[0], scores[0], moments_per_video)
+        if timings is not None:
+            for key, sec in (("encode", t1 - t0), ("search", t2 - t1), ("span", time.perf_counter() - t2)):
+                timings[key] = timings.get(key, 0.0) + sec
+        return hits
+
+    def hits(self, queries, weights, refs, scores, per_video: int) -> list[Hit]:
+        """The ranked videos' hits: each video's best moments with their evidence, ranked."""
+        keep = [(int(r), float(s)) for r, s in zip(refs, scores) if r >= 0]
+        found = self.moments(queries, [r for r, _ in keep], weights, top=per_video)
+        mapped = self._view.mapped
+        hits = []
+        for (ref, score), matches in zip(keep, found):
+            v = mapped.videos[ref]
+            for m in matches:
+                hits.append(Hit(rank=len(hits) + 1, video_id=int(v["id"]), video_index=ref, path=v["path"],
+                                start=m.moment.start, end=m.moment.end, score=score, moment_score=m.moment.score,
+                                evidence=m.evidence, aliases=list(mapped.snapshot.aliases.get(int(v["id"]), []))))
+        return hits
+
+    def close(self) -> None:
+        self.store.close()
