@@ -18,7 +18,7 @@ import pytest
 
 from ivcr_engine.dialogue import Engine
 from ivcr_engine.index import first_stage
-from ivcr_engine.index import ranking as searcher
+from ivcr_engine.index import ranking
 from ivcr_engine.models import prepare_models
 
 from synthetic_index import open_index
@@ -109,7 +109,7 @@ def test_turn_latency(engine, sentences, record):
     # inverted_lists.py, first_stage.py), same run, same queries: the "something like this"
     # ranking as built, without the lists (the coarse copy), and with the projected copy alone.
     visual = [q for kind, q in cases if kind == "visual"]
-    stage = idx._first_stage(("visual",), None)
+    stage = idx.ranking.first_stage(("visual",), None)
     record.note(TABLE, f"{corpus}: visual first stage: "
                        + (f"{stage.lists.lists} inverted lists, {stage.lists.probe} probed" if stage.lists else "no lists")
                        + (", a coarse copy" if stage.coarse else ", no coarse copy"))
@@ -117,16 +117,16 @@ def test_turn_latency(engine, sentences, record):
                 "projected copy alone": {"LISTS_MIN_ELIGIBLE": 2.0, "COARSE_MIN_WIDTH": 1 << 30}}
     times = {}
     for name, patch in variants.items():
-        saved = {a: getattr(searcher if hasattr(searcher, a) else first_stage, a) for a in patch}
+        saved = {a: getattr(ranking if hasattr(ranking, a) else first_stage, a) for a in patch}
         for a, v in patch.items():
-            setattr(searcher if hasattr(searcher, a) else first_stage, a, v)
-        idx._first_stage_cache.clear()
+            setattr(ranking if hasattr(ranking, a) else first_stage, a, v)
+        idx.ranking.forget_stages()
         try:
             times[name] = _rank_ms(idx, visual)
         finally:
             for a, v in saved.items():
-                setattr(searcher if hasattr(searcher, a) else first_stage, a, v)
-            idx._first_stage_cache.clear()
+                setattr(ranking if hasattr(ranking, a) else first_stage, a, v)
+            idx.ranking.forget_stages()
     base = times["projected copy alone"]
     record.note(TABLE, f"{corpus}: visual ranking p50 ({len(visual)} queries, same run): "
                        + ", ".join(f"{n} {t:.1f} ms ({base / t:.2f}x)" for n, t in times.items()))

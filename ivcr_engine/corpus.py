@@ -253,7 +253,9 @@ class Corpus:
         One native call for the whole batch (the exact stage of a staged ranking)."""
         k = as_int(k, "k")
         qs, ws = self._queries(queries, weights)
-        cand = np.ascontiguousarray(as_int_array(np.asarray(candidates), "candidates")).reshape(len(qs[0]), -1)
+        cand = np.ascontiguousarray(as_int_array(np.asarray(candidates), "candidates"))
+        if cand.ndim != 2 or cand.shape[0] != len(qs[0]):
+            raise InvalidArgument(f"candidates need one row per query: shape ({len(qs[0])}, n), got {cand.shape}")
         if self._refined:
             raise InvalidArgument("topk_videos_among scans the corpus's own vectors; this corpus re-ranks through refine")
         if hasattr(self._native, "topk_videos_among"):

@@ -34,7 +34,7 @@ inline DType dtype_of(const py::array& a, std::size_t c) {
   if (dt.is(py::dtype::of<float>())) return DType::F32;
   if (dt.kind() == 'f' && dt.itemsize() == 2) return DType::F16;
   if (dt.is(py::dtype::of<int8_t>())) return DType::I8;
-  if (dt.is(py::dtype::of<uint8_t>())) return DType::I4;  // packed pairs (search.quantize_int4)
+  if (dt.is(py::dtype::of<uint8_t>())) return DType::I4;  // packed pairs (corpus.quantize_int4)
   throw py::type_error("channel " + std::to_string(c) + ": vectors must be float32, float16, int8 or packed int4 "
                        "(uint8) (got " +
                        std::string(py::str(dt)) + ")");

@@ -3,7 +3,7 @@
 llama.cpp is native code that can crash (an instruction the CPU lacks, a bug in a kernel), hang
 or run out of memory, and inside the engine's process any of those takes every session down. So
 the model lives here, in a process of its own that the responder starts and supervises
-(gguf_responder.WorkerSupervisor): requests and replies are JSON lines on stdin / stdout, one at a
+(llm_supervisor.WorkerSupervisor): requests and replies are JSON lines on stdin / stdout, one at a
 time, and the worker ends when its stdin closes or its parent dies.
 
 llama.cpp is built portably (scripts/llama_wheel.sh: GGML_BACKEND_DL with one ggml-cpu module per

@@ -186,7 +186,7 @@ PROTOTYPES = {
 
 @dataclass
 class Router:
-    """``route(text, has_candidates, has_moment)``: patterns, then prototypes."""
+    """``route(text, has_candidates, has_selection)``: patterns, then prototypes."""
 
     # the sentence vectors of the index's text model: ``unit(texts)`` -> (B, d) unit vectors and
     # ``chance``, the cosine unrelated sentences reach under it (index/query_encoder.py, whose

@@ -10,7 +10,7 @@ neighbouring lines of the same source that match nearly as well (a sentence Whis
 two, a subtitle cue broken over two screens). Otherwise the grid span stays as it was: a query
 about what is seen, not said, is never cut down to an unrelated line.
 
-This module is pure (no index, no I/O): the searcher hands it the lines and their scores.
+This module is pure (no index, no I/O): the moment service (moments.py) hands it the lines and their scores.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InvalidArgument
 
 # A line matches the query when its calibrated similarity (TextEncoder.calibrate's scale) is this
-# far above searcher.TEXT_BASELINE, what an unrelated sentence still reaches under MiniLM. Quotes
+# far above layout.TEXT_BASELINE, what an unrelated sentence still reaches under MiniLM. Quotes
 # and paraphrases of a line score 0.45-0.95 under MiniLM, unrelated lines 0.0-0.2; under
 # multilingual-e5-small, calibrated, matches score 0.27-0.7 (Chinese queries for English speech
 # too) and unrelated lines -0.3-0.05. On bench_moments.py's paraphrases (E5), moment R@1@0.7

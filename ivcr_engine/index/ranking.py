@@ -55,6 +55,10 @@ class Ranking:
         self.view, self.folder, self.line_chance = view, folder, line_chance
         self._stages: dict[tuple, FirstStage] = {}
 
+    def forget_stages(self) -> None:
+        """Build the first stages again on next use (after their settings changed: benchmarks)."""
+        self._stages.clear()
+
     def rank(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int,
              eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         view = self.view

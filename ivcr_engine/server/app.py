@@ -72,8 +72,6 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     app = FastAPI(title="ivcr_engine", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
 
-    errors.install(app)  # typed errors -> HTTP statuses, request ids (errors.py)
-
     # -- guards: token, body size ---------------------------------------------------------
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -82,12 +80,15 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             given = request.headers.get("authorization", "")
             ok = given == f"Bearer {token}" or request.query_params.get("access_token") == token
             if not ok:
-                return error_response(401, "missing or wrong bearer token (Authorization: Bearer <token>)", "unauthorized",
-                              request)
+                return error_response(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
+                                      "unauthorized", request)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return error_response(413, f"request body over {MAX_BODY} bytes", "too_large", request)
         return await call_next(request)
+
+    # after the guard: its request-id middleware runs first, so even a refused request has an id
+    errors.install(app)  # typed errors -> HTTP statuses, request ids (errors.py)
 
     async def body(request: Request) -> dict:
         raw = await request.body()

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import ivcr_engine
 from ivcr_engine import _core
-from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8, unpack_int4, video_bitset
+from ivcr_engine.corpus import Corpus, merge_topk, quantize_int4, quantize_int8, unpack_int4, video_bitset
 
 from . import reference as ref
 
@@ -405,3 +405,68 @@ def test_int8_refine_recovers_the_exact_ranking(agg):
     np.testing.assert_allclose(b.scores, a.scores, atol=2e-3)  # fp16 refine vectors
     with pytest.raises(ValueError, match="refine"):
         Corpus({"v": quantize_int8(E)}, off, refine={"v": E[:, :10]})
+
+
+@pytest.mark.parametrize("fmt", ["f32", "f16", "i8"])
+def test_videos_among_each_rows_own_candidates_match_reference(simd_level, fmt):
+    """``topk_videos_among`` (the exact stage of a staged ranking, one call for a batch): each row
+    ranks only its own candidates, in any order, padded with -1, with empty videos among them;
+    the same as the reference restricted to them, and as a filtered scan per row."""
+    rng = np.random.default_rng(23)
+    off = np.maximum.accumulate(random_offsets(rng, 400, 25))
+    off[50:53] = off[50]  # empty videos
+    off = np.maximum.accumulate(off)
+    n = int(off[-1])
+    E, F = unit_rows(rng, n, 48), unit_rows(rng, n, 40)
+    data = {"f32": E, "f16": E.astype(np.float16), "i8": quantize_int8(E)}[fmt]
+    corpus = Corpus({"a": data, "b": F.astype(np.float16)}, off)
+    Qa, Qb = unit_rows(rng, 5, 48), unit_rows(rng, 5, 40)
+    w = {"a": 1.0, "b": 0.5}
+    cand = np.full((5, 90), -1, np.int64)
+    for b in range(5):
+        pick = rng.choice(np.r_[0:50, 53:400], 60 + 5 * b, replace=False)
+        if b == 0:
+            pick[:3] = [50, 51, 52]  # videos without clips: never ranked
+        cand[b, :len(pick)] = rng.permutation(pick)
+    got = corpus.topk_videos_among({"a": Qa, "b": Qb}, 12, cand, weights=w)
+    vs = ref.video_scores(ref.clip_scores([data, F.astype(np.float16)], [Qa, Qb], [1.0, 0.5]), off, "max")
+    allowed = np.full(vs.shape, np.nan)  # NaN: not a candidate of that row (or a video without clips)
+    for b in range(5):
+        mine = cand[b][cand[b] >= 0]
+        allowed[b, mine] = vs[b, mine]
+    check(got, *ref.topk(allowed, 12), tol=1e-3 if fmt == "i8" else 1e-5, candidates=allowed)
+    for b in range(5):  # what one filtered scan per row gives
+        alone = corpus.topk_videos({"a": Qa[b:b + 1], "b": Qb[b:b + 1]}, 12, weights=w, allow=cand[b][cand[b] >= 0])
+        np.testing.assert_array_equal(got.ids[b], alone.ids[0])
+        np.testing.assert_allclose(got.scores[b], alone.scores[0], atol=1e-6)
+
+
+def test_videos_among_refuses_bad_candidates():
+    corpus = Corpus(unit_rows(np.random.default_rng(0), 40, 8), np.arange(0, 41, 4))
+    q = unit_rows(np.random.default_rng(1), 2, 8)
+    with pytest.raises(ValueError, match="listed twice"):
+        corpus.topk_videos_among(q, 3, np.array([[1, 2, 1], [0, -1, -1]]))
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        corpus.topk_videos_among(q, 3, np.array([[1, 2, 10], [0, -1, -1]]))
+    with pytest.raises(ValueError, match="one row per query"):
+        corpus.topk_videos_among(q, 3, np.array([[1, 2, 3]]))
+    with pytest.raises(TypeError):
+        corpus.topk_videos_among(q, 3, np.array([[1.0, 2.0], [0.0, 3.0]]))
+    empty = corpus.topk_videos_among(q, 3, np.full((2, 4), -1))
+    assert (empty.ids == -1).all() and np.isneginf(empty.scores).all()
+
+
+def test_merge_topk_is_the_one_merge():
+    """Per row the best k by score, ties to the lower id, without padding, NaN or denied ids."""
+    ids = np.array([[5, 3, -1, 9, 7, 2], [1, 1, 1, 1, 1, 1]])
+    scores = np.array([[0.5, 0.5, 9.0, np.nan, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]], np.float32)
+    s, i = merge_topk(ids, scores, 4, deny=[2])
+    np.testing.assert_array_equal(i[0], [7, 3, 5, -1])
+    np.testing.assert_allclose(s[0][:3], [0.7, 0.5, 0.5])
+    assert np.isneginf(s[0][3])
+    s, i = merge_topk(ids, scores, 2, deny=[1])
+    assert (i[1] == -1).all()
+    with pytest.raises(ValueError, match="same shape"):
+        merge_topk(ids[:, :3], scores, 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        merge_topk(ids, scores, 0)

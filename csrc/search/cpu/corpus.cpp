@@ -295,9 +295,13 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
                                   int64_t n_candidates, float* scores, int64_t* ids) const {
   const int64_t B = q.batch;
   if (B == 0) return;
-  // Tasks of a few candidate videos of one query each, so a single query's shortlist still runs
-  // on every thread; a video is never split between tasks, so its max (and the result) does not
-  // depend on the thread count.
+  // Each row's candidates in row order (ascending ids), so the scan walks memory forwards and
+  // prefetches the next video's rows while it scores this one, as the filtered scan does; then
+  // tasks of a few candidates of one query each, so a single query's shortlist still runs on
+  // every thread. A video is never split between tasks, so its max (and the result) does not
+  // depend on the thread count or on the order candidates were given in.
+  std::vector<int64_t> sorted(candidates, candidates + B * n_candidates);
+  for (int64_t b = 0; b < B; ++b) std::sort(sorted.begin() + b * n_candidates, sorted.begin() + (b + 1) * n_candidates);
   constexpr int64_t kPerTask = 32;
   const int64_t chunks = std::max<int64_t>(1, (n_candidates + kPerTask - 1) / kPerTask);
   std::vector<std::vector<Scored>> found(std::size_t(B * chunks));
@@ -305,19 +309,28 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
     const PreparedQueries pq = prepare(channels_, q);
     const DotKernels& K = active_dot_kernels();
     constexpr int kBlock = 256;  // rows scored per kernel call
+    const auto prefetch_video = [&](int64_t v) {
+      for (std::size_t c = 0; c < channels_.size(); ++c) {
+        if (!pq.active[c]) continue;  // a channel the query does not weigh is never read
+        const Channel& ch = channels_[c];
+        const char* p = static_cast<const char*>(ch.data) + std::size_t(offsets_[v]) * ch.row_bytes();
+        const std::size_t bytes =
+            std::min<std::size_t>(std::size_t(offsets_[v + 1] - offsets_[v]) * ch.row_bytes(), kMaxPrefetchBytes);
+        for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+        if (ch.scales) __builtin_prefetch(ch.scales + offsets_[v]);
+      }
+    };
     parallel_for(std::size_t(B * chunks), [&](std::size_t task, int) {
       const int64_t b = int64_t(task) / chunks, c0 = (int64_t(task) % chunks) * kPerTask;
-      const int64_t* cand = candidates + b * n_candidates;
+      const int64_t c1 = std::min(n_candidates, c0 + kPerTask);
+      const int64_t* cand = sorted.data() + b * n_candidates;
       TopKCollector heap;
       heap.reset(k_out);
       float tile[kBlock];
-      for (int64_t i = c0; i < std::min(n_candidates, c0 + kPerTask); ++i) {
+      for (int64_t i = c0; i < c1; ++i) {
         const int64_t v = cand[i];
-        if (v < 0) continue;
-        if (i + 1 < n_candidates && cand[i + 1] >= 0) {  // the next video's rows are elsewhere: fetch them early
-          for (const Channel& ch : channels_)
-            __builtin_prefetch(static_cast<const char*>(ch.data) + std::size_t(offsets_[cand[i + 1]]) * ch.row_bytes());
-        }
+        if (v < 0 || offsets_[v + 1] == offsets_[v]) continue;
+        if (i + 1 < c1) prefetch_video(cand[i + 1]);
         float mx = kNegInf;
         for (int64_t row = offsets_[v]; row < offsets_[v + 1];) {
           const int n = int(std::min<int64_t>(kBlock, offsets_[v + 1] - row));
@@ -325,7 +338,7 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
           for (int r = 0; r < n; ++r) mx = std::max(mx, tile[r]);
           row += n;
         }
-        if (offsets_[v + 1] > offsets_[v]) heap.push(mx, v);
+        heap.push(mx, v);
       }
       found[task] = heap.items();
     });
