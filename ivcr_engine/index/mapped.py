@@ -61,9 +61,10 @@ def map_snapshot(store: IndexStore, snap: Snapshot, prefault: bool) -> Mapped:
     if prefaulted:
         for rows in (*channels.values(), times):
             populate(rows)
+    plain = np.asarray(times)  # a plain view: indexing np.memmap's subclass costs more than these reads
     return Mapped(snapshot=snap, videos=videos, offsets=offsets, channels=channels, corpus=Corpus(channels, offsets),
                   removed=np.array([bool(v["removed"]) for v in videos], bool),
-                  clip_start=times[:, 0], clip_end=times[:, 1], prefaulted=prefaulted)
+                  clip_start=plain[:, 0], clip_end=plain[:, 1], prefaulted=prefaulted)
 
 
 def populate(rows: np.ndarray) -> None:

@@ -88,6 +88,8 @@ class MomentService:
             raise InvalidArgument(f"moment_edges must be one of {MOMENT_EDGES}, got {edges!r}")
         self.view, self.store, self.clip_seconds, self.edges, self.scale = view, store, clip_seconds, edges, scale
         self.span = span_scorer(clip_seconds)
+        # plain views of the mapped rows: indexing np.memmap's subclass costs more than these few reads
+        self._rows = {c: np.asarray(a) for c, a in view.channels.items()}
         self._kept: OrderedDict = OrderedDict()  # video id -> (lines, vectors)
         self._lock = threading.Lock()
 
@@ -113,7 +115,7 @@ class MomentService:
         total = np.zeros(len(rows), np.float32)
         parts = {}
         for c, q in queries.items():
-            s = np.asarray(self.view.channels[c][rows], np.float32) @ np.asarray(q, np.float32).reshape(-1)
+            s = self._rows[c][rows].astype(np.float32) @ np.asarray(q, np.float32).reshape(-1)
             parts[c] = s
             total += weights.get(c, 0.0) * s
         return total, parts
@@ -131,7 +133,8 @@ class MomentService:
         rows = np.concatenate(per_video)
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in per_video])]).astype(np.int64)
         scores, parts = self.clip_scores(queries, weights, rows)
-        spans = self.span.score(scores, offsets, view.clip_start[rows], view.clip_end[rows])
+        starts, ends = view.clip_start[rows], view.clip_end[rows]
+        spans = self.span.score(scores, offsets, starts, ends)
         out: list[list[MomentMatch]] = []
         for r, v in enumerate(videos):
             kept: list[MomentMatch] = []
@@ -141,7 +144,7 @@ class MomentService:
             lo, hi = self._bounds(v, window)
             mine = slice(offsets[r], offsets[r + 1])
             # every line the edges or the evidence may look at: the window's, and a clip around its spans
-            first, last = min(lo, float(view.clip_start[rows[mine]].min())), max(hi, float(view.clip_end[rows[mine]].max()))
+            first, last = min(lo, float(starts[mine].min())), max(hi, float(ends[mine].max()))
             lines = None if self.edges == "grid" and not evidence else VideoLines(
                 self.lines_of(v), first - self.clip_seconds, last + self.clip_seconds, queries, weights, self.scale)
             for m in range(spans.start.shape[1]):
@@ -155,11 +158,13 @@ class MomentService:
                 match = MomentMatch(Moment(int(v), a, b, float(spans.score[r, m])))
                 if evidence:
                     # the clips under the (possibly snapped) moment, as positions in this call's rows
-                    own = np.flatnonzero((view.clip_end[rows[mine]] > a) & (view.clip_start[rows[mine]] < b)) + offsets[r]
+                    own = np.flatnonzero((ends[mine] > a) & (starts[mine] < b)) + offsets[r]
                     if len(own) == 0:  # cannot happen while clips tile the video; the span's own clips then
                         own = np.arange(spans.first_clip[r, m], spans.last_clip[r, m] + 1)
                     in_moment, s = lines.within(a, b)
-                    match.evidence = Evidence(lines=in_moment, concepts=view.clip_rows(v, a, b).tolist(),
+                    # the concepts of every clip under the moment (a window may have left some out of ``rows``)
+                    under = rows[own] if window is None else view.clip_rows(v, a, b)
+                    match.evidence = Evidence(lines=in_moment, concepts=under.tolist(),
                                               channel_scores={c: float(p[own].max()) for c, p in parts.items()},
                                               line_match=lines.line_match(s))
                 kept.append(match)
