@@ -35,10 +35,16 @@ class Mapped:
     clip_end: np.ndarray
     prefaulted: bool
 
+    def plain_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Clip starts and ends as plain ndarray views of the same mapping (indexing np.memmap's
+        subclass costs more than the few rows a moment reads)."""
+        return np.asarray(self.clip_start), np.asarray(self.clip_end)
+
     def clip_rows(self, video: int, start: float = -np.inf, end: float = np.inf, overlap: bool = True) -> np.ndarray:
         """Rows of one video's clips overlapping [start, end] (or lying inside it)."""
+        a, b = self.plain_times()
         rows = np.arange(self.offsets[video], self.offsets[video + 1])
-        a, b = self.clip_start[rows], self.clip_end[rows]
+        a, b = a[rows], b[rows]
         keep = (b > start) & (a < end) if overlap else (a >= start - 1e-6) & (b <= end + 1e-6)
         return rows[keep]
 
@@ -61,10 +67,9 @@ def map_snapshot(store: IndexStore, snap: Snapshot, prefault: bool) -> Mapped:
     if prefaulted:
         for rows in (*channels.values(), times):
             populate(rows)
-    plain = np.asarray(times)  # a plain view: indexing np.memmap's subclass costs more than these reads
     return Mapped(snapshot=snap, videos=videos, offsets=offsets, channels=channels, corpus=Corpus(channels, offsets),
                   removed=np.array([bool(v["removed"]) for v in videos], bool),
-                  clip_start=plain[:, 0], clip_end=plain[:, 1], prefaulted=prefaulted)
+                  clip_start=times[:, 0], clip_end=times[:, 1], prefaulted=prefaulted)
 
 
 def populate(rows: np.ndarray) -> None:

@@ -90,6 +90,7 @@ class MomentService:
         self.span = span_scorer(clip_seconds)
         # plain views of the mapped rows: indexing np.memmap's subclass costs more than these few reads
         self._rows = {c: np.asarray(a) for c, a in view.channels.items()}
+        self._start, self._end = view.plain_times()
         self._kept: OrderedDict = OrderedDict()  # video id -> (lines, vectors)
         self._lock = threading.Lock()
 
@@ -133,7 +134,7 @@ class MomentService:
         rows = np.concatenate(per_video)
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in per_video])]).astype(np.int64)
         scores, parts = self.clip_scores(queries, weights, rows)
-        starts, ends = view.clip_start[rows], view.clip_end[rows]
+        starts, ends = self._start[rows], self._end[rows]
         spans = self.span.score(scores, offsets, starts, ends)
         out: list[list[MomentMatch]] = []
         for r, v in enumerate(videos):
