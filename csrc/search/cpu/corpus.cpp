@@ -58,9 +58,13 @@ PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& 
   return p;
 }
 
-// tile[b * ldo + r] = sum over channels of w_c <q_c[b0 + b], e_c[row0 + r]> for b < B.
+// tile[b * ldo + r] = sum over channels of w_c <q_c[b0 + b], e_c[row0 + r]> for b < B. The scans
+// score every query (kFromRow false: b0 is a compile-time 0, so their hot loop carries no offset);
+// the exact stage of a staged ranking scores one query row at a time (kFromRow true).
+template <bool kFromRow>
 void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const PreparedQueries& pq, int64_t B,
-                int64_t row0, int nrows, float* tile, int ldo, int64_t b0 = 0) {
+                int64_t row0, int nrows, float* tile, int ldo, int64_t b0) {
+  if constexpr (!kFromRow) b0 = 0;
   bool written = false;
   for (std::size_t c = 0; c < channels.size(); ++c) {
     if (!pq.active[c]) continue;
@@ -185,7 +189,7 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
     const auto run_blocks = [&](int64_t a, int64_t b, int64_t first_video) {  // (by value: advanced per block)
       for (int64_t row = a; row < b;) {
         const int n = int(std::min<int64_t>((row / rows_per_block + 1) * rows_per_block, b) - row);
-        score_tile(K, channels_, pq, B, row, n, ws.tile.data(), n);
+        score_tile<false>(K, channels_, pq, B, row, n, ws.tile.data(), n, 0);
         first_video = consume(ws, row, n, n, first_video);  // the video the block ended in
         row += n;
       }
@@ -334,7 +338,7 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
         float mx = kNegInf;
         for (int64_t row = offsets_[v]; row < offsets_[v + 1];) {
           const int n = int(std::min<int64_t>(kBlock, offsets_[v + 1] - row));
-          score_tile(K, channels_, pq, 1, row, n, tile, n, b);
+          score_tile<true>(K, channels_, pq, 1, row, n, tile, n, b);
           for (int r = 0; r < n; ++r) mx = std::max(mx, tile[r]);
           row += n;
         }
