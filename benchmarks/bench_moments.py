@@ -29,10 +29,12 @@ from ivcr_engine import decode
 from ivcr_engine.eval import recall_at_k
 from ivcr_engine.eval.spoken import tools_missing
 from ivcr_engine.index import Index, Ingestor
+from ivcr_engine.index.layout import DEFAULT_WEIGHTS, LEXICAL
+from ivcr_engine.index.query_encoder import QueryEncoder
 from ivcr_engine.models import prepare_models
 
 from conftest import REPO, best_seconds
-from moment_material import CHINESE, SPOKEN, SUBTITLED, build_spoken
+from moment_material import CHINESE, HELD_OUT, KEYWORDS_TUNED, SPOKEN, SUBTITLED, build_spoken
 
 TABLE = "moment precision: R@1 (%) at IoU, top hit of a 12-video index"
 LATENCY = "moment precision: one-shot search latency (k=10, moments and evidence), ms"
@@ -72,17 +74,35 @@ def material(shared_data):
             chinese["spoken, paraphrasing a sentence"].append((zh_para, path, (s.start, s.end)))
     nasa = shared_data / "videos" / SUBTITLED
     duration = decode.probe(nasa).duration
+    cues = []
     for cue in decode.read_subtitles(nasa):
-        queries["subtitle lines (nasa_13013)"].append((cue.text, str(nasa.resolve()), (cue.start, min(cue.end, duration))))
-    return root, queries, chinese
+        cues.append((cue.start, min(cue.end, duration)))
+        queries["subtitle lines (nasa_13013)"].append((cue.text, str(nasa.resolve()), cues[-1]))
+    return root, queries, chinese, truth, cues
 
 
-def top_hit_recall(index, rows) -> tuple[float, dict]:
+def keyword_rows(truth, cues, shared_data, keywords, lang: int) -> dict[str, list]:
+    """kind -> [(query, video path, truth span or None)] for one language (0 English, 1 Chinese)."""
+    out: dict[str, list] = {}
+    for row in keywords:
+        name, kind, at = row[2], row[3], row[4]
+        if name == SUBTITLED or kind != "speech":
+            path = str((shared_data / "videos" / name).resolve())
+            span = cues[at] if name == SUBTITLED and at is not None else None
+        else:
+            path = str((WORK / "videos" / name).resolve())
+            s = truth[path][at]
+            span = (s.start, s.end)
+        out.setdefault(kind, []).append((row[lang], path, span))
+    return out
+
+
+def top_hit_recall(index, rows, weights=None) -> tuple[float, dict]:
     """Video R@1 and moment R@1 at IoU 0.3/0.5/0.7 of each query's top hit (a wrong video misses
     at any IoU), in %."""
     preds, truths, right = [], [], 0
     for text, path, truth in rows:
-        top = index.search(text, k=1)[0]
+        top = index.search(text, k=1, weights=weights)[0]
         ok = top.path == path
         right += ok
         preds.append([[top.start, top.end]] if ok else [])
@@ -93,7 +113,7 @@ def top_hit_recall(index, rows) -> tuple[float, dict]:
 
 @pytest.mark.parametrize("edges", ["grid", "snap", "lines"])
 def test_moment_recall(material, edges, record):
-    root, queries, chinese = material
+    root, queries, chinese, *_ = material
     index = Index.open(root, moment_edges=edges)
     for name, rows in list(queries.items()) + [(f"Chinese: {n}", r) for n, r in chinese.items()]:
         truths = [[truth] for *_, truth in rows]
@@ -118,7 +138,7 @@ def test_moment_recall(material, edges, record):
 
 @pytest.mark.parametrize("label,text_model,edges", ENGINES)
 def test_quality_per_language(material, shared_data, label, text_model, edges, record):
-    _, queries, chinese = material
+    _, queries, chinese, *_ = material
     index = Index.open(build_index(shared_data, text_model), moment_edges=edges)
     cases = [("English", name, rows) for name, rows in queries.items()] + \
             [("Chinese", name, rows) for name, rows in chinese.items()]
@@ -133,9 +153,55 @@ def test_quality_per_language(material, shared_data, label, text_model, edges, r
                          "are the English queries translated, searched over English speech (cross-lingual)")
 
 
+class OneChance(QueryEncoder):
+    """The query encoder before issue 21: one chance similarity for every query."""
+
+    def passage_mean(self, settings):
+        return None
+
+
+KINDS = "retrieval quality per query kind: R@1 (%), top hit of a 12-video index (issue 21)"
+
+
+def recall_with_truth(index, rows, weights) -> tuple[float, dict | None]:
+    """VR@1, and MR@1 at IoU over the rows that have a truth span (None when none has)."""
+    vr, _ = top_hit_recall(index, [(t, p, s or (0.0, 0.0)) for t, p, s in rows], weights)
+    timed = [r for r in rows if r[2] is not None]
+    return vr, (top_hit_recall(index, timed, weights)[1] if timed else None)
+
+
+@pytest.mark.parametrize("label", ["before", "after"])
+def test_quality_per_kind(material, shared_data, label, record):
+    """Per language and query kind, the engine before issue 21 (no lexical channel, one chance
+    similarity for every query) and after it (the default), on the default multilingual index."""
+    root, queries, chinese, truth, cues = material
+    before = label == "before"
+    index = Index.open(root, query_encoder=OneChance() if before else None)
+    weights = {c: w for c, w in DEFAULT_WEIGHTS.items() if c != LEXICAL} if before else None
+    cases = [("English", "quotes", queries["spoken, quoting a sentence"]),
+             ("English", "paraphrases", queries["spoken, paraphrasing a sentence"]),
+             ("Chinese", "quotes", chinese["spoken, quoting a sentence"]),
+             ("Chinese", "paraphrases", chinese["spoken, paraphrasing a sentence"])]
+    for lang, i in (("English", 0), ("Chinese", 1)):
+        for kind, rows in keyword_rows(truth, cues, shared_data, KEYWORDS_TUNED, i).items():
+            cases.append((lang, f"keywords, {kind}", rows))
+        held = [r for rows in keyword_rows(truth, cues, shared_data, HELD_OUT, i).values() for r in rows]
+        cases.append((lang, "keywords, held out", held))
+    for lang, kind, rows in cases:
+        vr, mr = recall_with_truth(index, rows, weights)
+        row = f"{lang}: {kind} (n={len(rows)})"
+        record.put(KINDS, row, f"{label} VR@1", vr)
+        for thr in (0.3, 0.5, 0.7):
+            record.put(KINDS, row, f"{label} MR@{thr}", "-" if mr is None else mr[thr])
+    record.note(KINDS, "before: no lexical channel, one chance similarity for all queries; after: the default "
+                       "(lexical channel weighted 0.3, each query's own chance). Chinese rows over English speech "
+                       "are cross-lingual; 'held out' keywords were written after the weight was chosen and run once; "
+                       "visual keywords have no truth span (MR '-')")
+
+
 @pytest.mark.parametrize("edges", ["grid", "lines"])
 def test_search_latency(material, edges, benchmark, record):
-    root, queries, _ = material
+    root, queries, *_ = material
     index = Index.open(root, moment_edges=edges)
     texts = [t for rows in queries.values() for t, _, _ in rows]
     for t in texts:

@@ -88,3 +88,37 @@ def build_spoken(folder: Path) -> dict[str, list]:
         have[name] = [[s.start, s.end, s.text] for s in out[str(path.resolve())]]
         saved.write_text(json.dumps(have, indent=1))
     return out
+
+# Keyword queries of 1-3 words (issue 21), English and Chinese, written for this material:
+# (English, Chinese, video, kind, truth) where truth is the sentence's index in SPOKEN (speech
+# keywords), a subtitle cue's index in SUBTITLED ("names"), or None (visual: the video alone).
+# TUNED: the set the lexical weight was chosen on; HELD_OUT was written after and run once.
+KEYWORDS_TUNED = [
+    ("bread", "面包", "kitchen.mp4", "speech", 0), ("flour", "面粉", "kitchen.mp4", "speech", 1),
+    ("dough", "面团", "kitchen.mp4", "speech", 2), ("oven", "烤箱", "kitchen.mp4", "speech", 3),
+    ("golden crust", "金黄外皮", "kitchen.mp4", "speech", 3), ("motorcycle", "摩托车", "garage.mp4", "speech", 0),
+    ("fuel tank", "油箱", "garage.mp4", "speech", 1), ("battery", "电池", "garage.mp4", "speech", 2),
+    ("engine", "发动机", "garage.mp4", "speech", 3), ("train", "火车", "travel.mp4", "speech", 0),
+    ("snowy mountains", "雪山", "travel.mp4", "speech", 1), ("harbour town", "港口小镇", "travel.mp4", "speech", 2),
+    ("fishing boats", "渔船", "travel.mp4", "speech", 3), ("stone pier", "石头码头", "travel.mp4", "speech", 3),
+    ("photosynthesis", "光合作用", "science.mp4", "speech", 0), ("carbon dioxide", "二氧化碳", "science.mp4", "speech", 1),
+    ("sunlight", "阳光", "science.mp4", "speech", 0), ("oxygen", "氧气", "science.mp4", "speech", 3),
+    ("roots", "根部", "science.mp4", "speech", 2), ("ten years", "十年", "garage.mp4", "speech", 0),
+    ("one hour", "一个小时", "kitchen.mp4", "speech", 2),
+    ("telescope", "望远镜", SUBTITLED, "names", 1), ("cleanroom", "洁净室", SUBTITLED, "names", 1),
+    ("NASA", "美国宇航局", SUBTITLED, "names", 2), ("Goddard", "戈达德", SUBTITLED, "names", 2),
+    ("Maryland", "马里兰", SUBTITLED, "names", 2), ("Webb", "韦伯", SUBTITLED, "names", 0),
+    ("hello world", "你好世界", "movie-hello.mp4", "names", None),
+    ("cockatoo", "鹦鹉", "cockatoo.mp4", "visual", None), ("parrot", "鹦鹉鸟", "cockatoo.mp4", "visual", None),
+    ("rabbit", "兔子", "bigbuckbunny.mp4", "visual", None), ("cyclists", "骑自行车", "bikes.mp4", "visual", None),
+    ("dog", "狗", "dog_walk.mp4", "visual", None), ("city at night", "夜晚的城市", "cityCC0.mpg", "visual", None),
+    ("terminal", "终端", "movie-hello.mp4", "visual", None), ("bow tie", "领结", "carphone_pristine.mp4", "visual", None),
+]
+HELD_OUT = [
+    ("salt", "盐", "kitchen.mp4", "speech", 1), ("warm water", "温水", "kitchen.mp4", "speech", 1),
+    ("kick", "踢", "garage.mp4", "speech", 3), ("seat", "座位", "garage.mp4", "speech", 2),
+    ("morning", "早晨", "travel.mp4", "speech", 0), ("lakes", "湖泊", "travel.mp4", "speech", 1),
+    ("evening", "傍晚", "travel.mp4", "speech", 2), ("stem", "茎", "science.mp4", "speech", 2),
+    ("leaves", "叶子", "science.mp4", "speech", 1), ("sugar", "糖", "science.mp4", "speech", 0),
+    ("Greenbelt", "格林贝尔特", SUBTITLED, "names", 2), ("observatory", "天文台", SUBTITLED, "names", 3),
+]

@@ -29,6 +29,7 @@ N_VIDEOS, CLIPS = 100_000, 10
 DIMS = {"visual": 1280, "concept": 384, "speech": 385, "subtitle": 385}
 PER_BATCH = 5_000  # videos per store commit
 CORPUS_VERSION = 3  # of the encoder corpora: noise scaled by each pool's spread, rows keep the pool's norms (_mix)
+LINES_VERSION = 1  # the encoder corpora's timed lines (_ensure_lines)
 # encoder corpora and the text model their text and concept rows are embedded with
 ENCODER_CORPORA = {"encoder": "text_minilm_l6", "encoder-e5": "text_me5_small"}
 
@@ -42,6 +43,8 @@ def open_index(kind: str, shared_data: Path | None = None) -> Path:
                    and store.settings().get("synthetic_version", 1) == (1 if kind == "gaussian" else CORPUS_VERSION))
         store.close()
         if current:
+            if kind in ENCODER_CORPORA:
+                _ensure_lines(root, shared_data)
             return root
     shutil.rmtree(root, ignore_errors=True)
     rng = np.random.default_rng(0)
@@ -56,7 +59,34 @@ def open_index(kind: str, shared_data: Path | None = None) -> Path:
     else:
         raise ValueError(f"unknown corpus {kind!r}")
     _build(root, rng, rows, text_model, 1 if kind == "gaussian" else CORPUS_VERSION)
+    if kind in ENCODER_CORPORA:
+        _ensure_lines(root, shared_data)
     return root
+
+
+def _ensure_lines(root: Path, shared_data: Path) -> None:
+    """A timed speech line for every clip whose speech row says it has speech (about 600k): a
+    real annotation sentence drawn at random, so the lexical channel (issue 21) searches a table
+    of a real index's size and vocabulary. Written once, in one transaction, then its words."""
+    with IndexStore(root) as store:
+        if store._meta("synthetic_lines") == str(LINES_VERSION):
+            return
+        sentences = corpus_sentences(shared_data)
+        rows = store.row_count()
+        speech = store.vectors("speech")
+        has = np.concatenate([np.asarray(speech[a:a + 100_000, -1]) > 0.5 for a in range(0, rows, 100_000)])
+        times = np.asarray(store.clip_times())
+        owner = np.repeat([v["id"] for v in store.videos(include_removed=True)],
+                          [v["n_clips"] for v in store.videos(include_removed=True)])
+        pick = np.random.default_rng(5).integers(0, len(sentences), rows)
+        store.db.execute("BEGIN IMMEDIATE")
+        store.db.execute("DELETE FROM texts")
+        store.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text) VALUES (?, 'speech', ?, ?, ?)",
+                             ((int(owner[r]), float(times[r, 0]), float(times[r, 1]), sentences[pick[r]])
+                              for r in np.flatnonzero(has)))
+        store.set_meta("synthetic_lines", str(LINES_VERSION))
+        store.db.execute("COMMIT")
+        store.build_lexical()
 
 
 def _build(root: Path, rng, rows, text_model: str, version: int) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 
 from ..corpus import merge_topk
 from ..errors import InvalidArgument, WrongType
+from .layout import LEXICAL
+from .protocol import lexical_rows
 
 DEFAULT_WINDOW_S = 0.003
 DEFAULT_MAX_BATCH = 32
@@ -174,7 +176,8 @@ class BatchingIndex:
         deny = sorted({int(d) for d in deny}) if deny is not None else []
         if allow is not None or len(deny) > MAX_JOINED_DENY:
             return self.inner.rank_videos(queries, k, weights=weights, allow=allow, deny=deny or None)
-        qs = {c: np.ascontiguousarray(v, np.float32).reshape(-1, np.shape(v)[-1]) for c, v in queries.items()}
+        qs = {c: lexical_rows(v) if c == LEXICAL else np.ascontiguousarray(v, np.float32).reshape(-1, np.shape(v)[-1])
+              for c, v in queries.items()}
         rows = {v.shape[0] for v in qs.values()}
         if len(rows) != 1:
             raise InvalidArgument(f"every channel of a query batch needs the same number of rows, got {sorted(rows)}")

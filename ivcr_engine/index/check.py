@@ -4,7 +4,8 @@ repaired without touching committed data.
 Checked: every channel's row count and dtype against SQLite (file size = committed rows x row
 bytes), the videos' row ranges, the clip times (file against the clips table, ends >= starts,
 inside the video), tombstones and aliases, finite values, the text lines' vectors (the text model's
-width, finite), and the derived first-stage caches.
+width, finite), the lexical table (one row per line, its segmentation current, FTS5's own
+integrity check; repair rebuilds it from the lines), and the derived first-stage caches.
 ``repair`` trims uncommitted tails (bytes a killed ingest left), deletes stale or broken derived
 caches and rebuilds the current ones, and drops broken line vectors (those lines' moments stay on
 the clip grid). A file shorter than its committed rows has lost committed
@@ -100,6 +101,7 @@ def _check(store: IndexStore, report: CheckReport, repair: bool) -> None:
     _check_clip_times(store, videos, min(rows, complete), report)
     _check_aliases(store, report)
     _check_line_vectors(store, report, repair)
+    _check_lexical(store, report, repair)
     _check_caches(store, rows, report, repair)
 
 
@@ -187,6 +189,17 @@ def _check_line_vectors(store: IndexStore, report: CheckReport, repair: bool) ->
         report.repaired.append(f"{what}; dropped (their moments stay on the clip grid)")
     else:
         report.problems.append(what)
+
+
+def _check_lexical(store: IndexStore, report: CheckReport, repair: bool) -> None:
+    problems = store.lexical_problems()
+    if not problems:
+        return
+    if repair:
+        n = store.build_lexical()
+        report.repaired.append(f"{'; '.join(problems)}; rebuilt from the {n} text lines")
+    else:
+        report.problems.extend(problems)
 
 
 def _check_caches(store: IndexStore, rows: int, report: CheckReport, repair: bool) -> None:

@@ -104,7 +104,7 @@ def split_index(src: str | Path, dst: str | Path, n: int, batch: int = 2000, pro
             if not outs[s].has_hash(v["content_hash"]):
                 a, b = v["first_row"], v["first_row"] + v["n_clips"]
                 rows = range(a, b)
-                lines, line_vecs = src_store.text_lines(v["id"])
+                lines, line_vecs, _ = src_store.text_lines(v["id"])
                 pending[s].append(VideoRecord(
                     v["path"], v["content_hash"], v["duration"], np.asarray(times[a:b]),
                     {c: np.asarray(vectors[c][a:b]) for c in chans}, texts=lines,

@@ -8,6 +8,10 @@ query (moment_edges.py), so a spoken sentence's moment starts and ends with the 
 moment's evidence (its lines, each with its match to the query, and its clips' concepts) comes
 from the same lines. The concepts of every moment found come from one store query.
 
+Lines that hold the query's words (the lexical channel, lexical.py) count as matching too: a
+line's score is the better of its dense match and TEXT_BASELINE + LINE_LEXICAL x its coverage of
+the query's words, so "日食" finds and cites the line about an eclipse that its vector misses.
+
 A video's lines are read whole, once, and kept for the snapshot's life in a small LRU
 (``LINES_KEPT`` videos): a turn asks about the same videos with two queries (the moment's and the
 candidates'), and the next turn mostly about the same videos again. A refresh maps a new snapshot
@@ -26,10 +30,11 @@ from ..errors import InvalidArgument
 from ..eval.metrics import temporal_iou
 from ..models.text import calibrated
 from ..span import SpanScorer
-from .layout import TEXT_BASELINE
+from .layout import LEXICAL, TEXT_BASELINE
+from .lexical import LexicalSearch
 from .mapped import Mapped
 from .moment_edges import best_line, line_scores, snap_to_lines
-from .protocol import Evidence, Moment, MomentMatch
+from .protocol import Evidence, Moment, MomentMatch, dense
 from .store import IndexStore
 
 # "lines": moments snap to the timed text lines matching the query, or take the one line that
@@ -37,6 +42,7 @@ from .store import IndexStore
 # they keep the span scorer's clip edges. The last two are the benchmark's baselines.
 MOMENT_EDGES = ("lines", "snap", "grid")
 LINES_KEPT = 256  # videos whose lines a service keeps (a turn touches ten)
+LINE_LEXICAL = 0.3  # a line holding all the query's words scores this far above the baseline
 
 
 def span_scorer(clip_seconds: float) -> SpanScorer:
@@ -56,18 +62,25 @@ class LineScale:
 
 class VideoLines:
     """A video's timed text lines overlapping [lo, hi] and their match to one query, for every use
-    a turn makes of them. ``read`` is the whole video's (lines, vectors or None)."""
+    a turn makes of them. ``read`` is the whole video's (lines, vectors or None, rowids);
+    ``coverage``: line rowid -> its lexical coverage of the query (absent: none)."""
 
-    def __init__(self, read: tuple[list, list | None], lo: float, hi: float, queries, weights, scale: LineScale):
-        every, vectors = read
+    def __init__(self, read: tuple[list, list | None, list], lo: float, hi: float, queries, weights, scale: LineScale,
+                 coverage: dict[int, float] | None = None):
+        every, vectors, rowids = read
         keep = [i for i, (_, a, b, _) in enumerate(every) if a < hi and b > lo]
         self.lines = [every[i] for i in keep]
-        self._text_query = bool(queries) and any(c in queries for c in ("speech", "subtitle", "ocr"))
-        self.scored = self._text_query and scale.usable
+        self._text_query = bool(queries) and any(c in queries for c in ("speech", "subtitle", "ocr", LEXICAL))
+        self.scored = self._text_query and scale.usable and bool(dense(queries))
         if self.scored and self.lines:
             self.scores = calibrated(line_scores(queries, weights, self.lines, [vectors[i] for i in keep]), scale.chance)
         else:
             self.scores = np.full(len(self.lines), np.nan, np.float32)
+        if coverage:
+            lex = np.array([coverage.get(rowids[i], 0.0) for i in keep], np.float32)
+            hit = lex > 0
+            self.scores[hit] = np.fmax(self.scores[hit], TEXT_BASELINE + LINE_LEXICAL * lex[hit])
+            self.scored = self.scored or bool(hit.any())
 
     def within(self, start: float, end: float) -> tuple[list, np.ndarray]:
         """The lines overlapping [start, end] (the store's own test) and their scores."""
@@ -83,10 +96,12 @@ class VideoLines:
 
 
 class MomentService:
-    def __init__(self, view: Mapped, store: IndexStore, clip_seconds: float, edges: str, scale: LineScale):
+    def __init__(self, view: Mapped, store: IndexStore, clip_seconds: float, edges: str, scale: LineScale,
+                 lexical: LexicalSearch | None = None):
         if edges not in MOMENT_EDGES:
             raise InvalidArgument(f"moment_edges must be one of {MOMENT_EDGES}, got {edges!r}")
         self.view, self.store, self.clip_seconds, self.edges, self.scale = view, store, clip_seconds, edges, scale
+        self.lexical = lexical
         self.span = span_scorer(clip_seconds)
         # plain views of the mapped rows: indexing np.memmap's subclass costs more than these few reads
         self._rows = {c: np.asarray(a) for c, a in view.channels.items()}
@@ -94,16 +109,16 @@ class MomentService:
         self._kept: OrderedDict = OrderedDict()  # video id -> (lines, vectors)
         self._lock = threading.Lock()
 
-    def lines_of(self, video: int) -> tuple[list, list | None]:
-        """Every timed line of a video (source, start, end, text) in time order, and their vectors
-        when they can be scored (None otherwise), read once per snapshot while kept."""
+    def lines_of(self, video: int) -> tuple[list, list, list]:
+        """Every timed line of a video (source, start, end, text) in time order, their vectors
+        when they can be scored (None otherwise) and rowids, read once per snapshot while kept."""
         video_id = self.view.videos[video]["id"]
         with self._lock:
             got = self._kept.get(video_id)
             if got is not None:
                 self._kept.move_to_end(video_id)
                 return got
-        got = self.store.text_lines(video_id) if self.scale.usable else (self.store.texts(video_id), None)
+        got = self.store.text_lines(video_id, vectors=self.scale.usable)
         with self._lock:
             self._kept[video_id] = got
             while len(self._kept) > LINES_KEPT:
@@ -115,7 +130,7 @@ class MomentService:
         few videos: plain NumPy is enough)."""
         total = np.zeros(len(rows), np.float32)
         parts = {}
-        for c, q in queries.items():
+        for c, q in dense(queries).items():
             s = self._rows[c][rows].astype(np.float32) @ np.asarray(q, np.float32).reshape(-1)
             parts[c] = s
             total += weights.get(c, 0.0) * s
@@ -135,6 +150,9 @@ class MomentService:
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in per_video])]).astype(np.int64)
         scores, parts = self.clip_scores(queries, weights, rows)
         starts, ends = self._start[rows], self._end[rows]
+        coverage = self.coverage(queries, weights, [v for v, r in zip(videos, per_video) if len(r)])
+        if coverage:
+            self._add_words(scores, parts, videos, offsets, starts, ends, coverage, float(weights[LEXICAL]))
         spans = self.span.score(scores, offsets, starts, ends)
         out: list[list[MomentMatch]] = []
         for r, v in enumerate(videos):
@@ -147,7 +165,8 @@ class MomentService:
             # every line the edges or the evidence may look at: the window's, and a clip around its spans
             first, last = min(lo, float(starts[mine].min())), max(hi, float(ends[mine].max()))
             lines = None if self.edges == "grid" and not evidence else VideoLines(
-                self.lines_of(v), first - self.clip_seconds, last + self.clip_seconds, queries, weights, self.scale)
+                self.lines_of(v), first - self.clip_seconds, last + self.clip_seconds, queries, weights, self.scale,
+                coverage)
             for m in range(spans.start.shape[1]):
                 if len(kept) == int(top):
                     break
@@ -177,11 +196,39 @@ class MomentService:
     def evidence(self, video: int, start: float, end: float, queries=None, weights=None) -> Evidence:
         """Every line overlapping [start, end] and the clips' top concepts; with a query, each
         line's match to it."""
-        lines = VideoLines(self.lines_of(video), start, end, queries, weights, self.scale)
+        lines = VideoLines(self.lines_of(video), start, end, queries, weights, self.scale,
+                           self.coverage(queries or {}, weights or {}, [video]))
         rows = self.view.clip_rows(video, start, end)
         ev = Evidence(lines=lines.lines, concepts=rows.tolist(), line_match=lines.line_match(lines.scores))
         self._name_concepts([ev])
         return ev
+
+    def _add_words(self, scores, parts, videos, offsets, starts, ends, coverage: dict[int, float], weight: float):
+        """The lexical channel in the clip scores, as in the video ranking: each clip gains
+        ``weight`` x the best coverage among the lines it overlaps, so a span forms around the
+        line that holds the query's words ("NASA" in one subtitle line of many)."""
+        words = np.zeros(len(scores), np.float32)
+        for r, v in enumerate(videos):
+            lines, _, rowids = self.lines_of(v)
+            mine = slice(offsets[r], offsets[r + 1])
+            for (_, a, b, _), rowid in zip(lines, rowids):
+                c = coverage.get(rowid)
+                if c:
+                    over = (ends[mine] > a) & (starts[mine] < b)
+                    words[mine][over] = np.maximum(words[mine][over], c)
+        scores += weight * words
+        parts[LEXICAL] = words
+
+    def coverage(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], videos: Sequence[int]
+                 ) -> dict[int, float] | None:
+        """The lexical coverage of the query's words by every line of these videos (rowid ->
+        coverage), from one pass over their lines; None without the query's text or the channel
+        (not built, or weighted 0)."""
+        text = queries.get(LEXICAL)
+        if text is None or not weights.get(LEXICAL) or self.lexical is None or not self.lexical.ready:
+            return None
+        rowids = [r for v in dict.fromkeys(videos) for r in self.lines_of(v)[2]]
+        return self.lexical.match_lines(str(np.asarray(text).reshape(-1)[0]), rowids).coverage
 
     def _name_concepts(self, found: list[Evidence]) -> None:
         """Replace each evidence's clip rows by their clips' concepts (the first three that have

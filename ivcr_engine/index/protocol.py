@@ -13,6 +13,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from ..errors import InvalidArgument, WrongType
+from .layout import LEXICAL
 
 VideoRef = int
 
@@ -146,11 +147,25 @@ def check_texts(texts: Sequence[str]) -> list[str]:
     return out
 
 
+def lexical_rows(texts) -> np.ndarray:
+    """The lexical channel's query rows: one text per row, (B, 1) str."""
+    rows = np.asarray(texts)
+    if rows.dtype.kind != "U":
+        raise WrongType(f"the {LEXICAL!r} channel's rows are the query texts (str), not {rows.dtype}")
+    return rows.reshape(-1, 1)
+
+
+def dense(queries: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The channels scored by vectors (every one but the lexical)."""
+    return {c: q for c, q in queries.items() if c != LEXICAL}
+
+
 def query_rows(queries: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-channel queries as (B, d) float32 with the same B in every channel."""
+    """Per-channel queries as (B, d) float32 with the same B in every channel (the lexical
+    channel's: the query texts, (B, 1) str)."""
     if not queries:
         raise InvalidArgument("no query channels given")
-    out = {c: np.atleast_2d(np.asarray(q, np.float32)) for c, q in queries.items()}
+    out = {c: lexical_rows(q) if c == LEXICAL else np.atleast_2d(np.asarray(q, np.float32)) for c, q in queries.items()}
     sizes = {q.shape[0] for q in out.values()}
     if len(sizes) != 1:
         raise InvalidArgument(f"query channels disagree on the batch size: {sorted(sizes)}")

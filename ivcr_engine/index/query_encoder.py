@@ -22,9 +22,9 @@ from typing import Sequence
 import numpy as np
 
 from ..models import TextEncoder
-from ..models.registry import index_text_model, model_dir, query_encoder_name
-from .layout import PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
-from .protocol import check_texts
+from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
+from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from .protocol import check_texts, lexical_rows
 
 QUERY_CACHE = 4096  # recent texts kept, over all models (a 384-d vector is 1.5 kB)
 
@@ -41,6 +41,7 @@ class QueryEncoder:
         self._size = int(cache_size)
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
+        self._means: dict[tuple, np.ndarray | None] = {}
         self.encoded = 0  # texts this object handed to an encoder (what the cache saved is the rest)
 
     def text_encoder(self, settings: dict):
@@ -53,6 +54,23 @@ class QueryEncoder:
             if name not in self._encoders:
                 self._encoders[name] = TextEncoder(name, root=self.models_root)
             return self._encoders[name]
+
+    def passage_mean(self, settings: dict) -> np.ndarray | None:
+        """The mean of the text model's passage vectors over a fixed vocabulary (the frame model's
+        ImageNet class names in that text space, prepared with the models), or None where that
+        file is missing (queries then get the model's one chance similarity)."""
+        key = (settings.get("frame_model"), index_text_model(settings))
+        with self._load_lock:
+            if key not in self._means:
+                self._means[key] = None
+                try:
+                    card = ModelCard.load(self.models_root / str(key[0]))
+                    name = card.raw.get("class_text", {}).get(key[1])
+                    if name:
+                        self._means[key] = np.load(card.path / name).astype(np.float32).mean(axis=0)
+                except (FileNotFoundError, OSError, ValueError):
+                    pass
+            return self._means[key]
 
     def bind(self, settings: dict, channels, clip=None) -> "IndexQueries":
         return IndexQueries(self, settings, tuple(channels), clip)
@@ -121,8 +139,24 @@ class IndexQueries:
         scaled by 1 / (1 - chance), and the presence channels get the constant
         -TEXT_BASELINE - chance / (1 - chance) in their last dimension, which only clips with
         text carry (in the concept channel every clip would get the same constant, which changes
-        no ranking, so it is left out there)."""
+        no ranking, so it is left out there).
+
+        ``chance`` is the query's own (``query_chance``): a keyword, or a Chinese query over
+        English lines, sits closer to every passage than a sentence does, so one chance for all
+        queries left its right line below the baseline and let the concepts decide."""
         return self._shape(self.unit(texts), texts)
+
+    def query_chance(self, unit: np.ndarray) -> np.ndarray:
+        """(B,) the similarity an unrelated line reaches for each query: the model's chance moved
+        by how far the query's cosine to the model's mean passage (``QueryEncoder.passage_mean``)
+        lies from a typical query's (the vocabulary's own, |mean|^2). The model's chance alone
+        where the mean is missing."""
+        c = np.full(len(unit), self.chance, np.float32)
+        mean = self.shared.passage_mean(self.settings)
+        if mean is None or mean.shape[0] != unit.shape[1]:
+            return c
+        shift = unit @ mean - np.float32(mean @ mean)
+        return np.clip(c + shift, -0.5, 0.95).astype(np.float32)
 
     def cached_rows(self, texts: Sequence[str]) -> dict[str, np.ndarray] | None:
         """``rows`` when every text's vectors are cached (nothing waits for an encoder), else None."""
@@ -139,11 +173,12 @@ class IndexQueries:
         return f"clip:{getattr(self.clip, 'folder', id(self.clip))}"
 
     def _shape(self, unit: np.ndarray, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        c = self.chance
-        q = unit / np.float32(1.0 - c)
-        offset = -TEXT_BASELINE - c / (1.0 - c)
-        with_presence = np.concatenate([q, np.full((len(q), 1), offset, np.float32)], axis=1)
+        c = self.query_chance(unit)[:, None]
+        q = unit / (1.0 - c)
+        with_presence = np.concatenate([q, -TEXT_BASELINE - c / (1.0 - c)], axis=1).astype(np.float32)
+        q = q.astype(np.float32)
         out = {ch: (with_presence if ch in PRESENCE_CHANNELS else q) for ch in TEXT_CHANNELS if ch in self.channels}
+        out[LEXICAL] = lexical_rows(list(texts))  # the words, for the lexical channel (lexical.py)
         if self.clip is not None:
             out["clip"] = self.shared.vectors(self._clip_key, list(texts), self.clip.encode_texts)
         return out

@@ -14,6 +14,12 @@ Small indexes get one exact fused scan (``Corpus.topk_videos``, agg max, float16
    their rows, for all rows in one native call (``Corpus.topk_videos_among``).
 
 The copies are built on the first search after the index changed and cached beside it.
+
+The lexical channel (lexical.py) joins both: the videos whose lines hold the query's words are
+added to each row's candidates (the exact scan's top k, or the shortlist), their exact dense
+scores come from the same ``topk_videos_among`` call, and each gets its weighted coverage added.
+No other video can enter the top k: without a lexical match its score is its dense score, which
+the dense top k already beat.
 """
 from __future__ import annotations
 
@@ -24,8 +30,10 @@ import numpy as np
 
 from ..corpus import Corpus
 from . import first_stage, inverted_lists
-from .layout import PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from .lexical import LexicalSearch
 from .mapped import Mapped, populate
+from .protocol import dense
 
 # From this many clips on, video search runs in two stages.
 TWO_STAGE_MIN_ROWS = 200_000
@@ -51,9 +59,10 @@ class Ranking:
     """The ranking of one mapped snapshot; ``folder`` holds the cached first-stage copies and
     ``line_chance`` is the text model's chance similarity (the folded text copy's check)."""
 
-    def __init__(self, view: Mapped, folder, line_chance: float):
-        self.view, self.folder, self.line_chance = view, folder, line_chance
+    def __init__(self, view: Mapped, folder, line_chance: float, lexical: LexicalSearch | None = None):
+        self.view, self.folder, self.line_chance, self.lexical = view, folder, line_chance, lexical
         self._stages: dict[tuple, FirstStage] = {}
+        self._ref_of: dict[int, int] | None = None
 
     def forget_stages(self) -> None:
         """Build the first stages again on next use (after their settings changed: benchmarks)."""
@@ -67,17 +76,56 @@ class Ranking:
         out_s = np.full((b, k), -np.inf, np.float32)
         if view.corpus.rows == 0 or not eligible.any():
             return out_i, out_s
+        bonus = self.lexical_bonus(queries.get(LEXICAL), float(weights.get(LEXICAL, 0.0)), eligible)
+        queries, weights = dense(queries), {c: w for c, w in weights.items() if c != LEXICAL}
+        if not queries:  # words alone: the lexical scores are the ranking
+            return _best(bonus, k, out_i, out_s)
         if view.corpus.rows < TWO_STAGE_MIN_ROWS:
+            if bonus is not None:
+                base = view.corpus.topk_videos(queries, k, weights=weights, allow=eligible).ids
+                return self._with_bonus(queries, weights, k, base, bonus, out_i, out_s)
             res = view.corpus.topk_videos(queries, k, weights=weights, allow=eligible)
             n = res.ids.shape[1]
             out_i[:, :n], out_s[:, :n] = res.ids, res.scores
             out_s[out_i < 0] = -np.inf
             return out_i, out_s
         shortlists = self.shortlists(queries, weights, k, eligible)
+        if bonus is not None:
+            return self._with_bonus(queries, weights, k, shortlists, bonus, out_i, out_s)
         res = view.corpus.topk_videos_among(queries, k, shortlists, weights=weights)
         n = res.ids.shape[1]
         out_i[:, :n], out_s[:, :n] = res.ids, res.scores
         return out_i, out_s
+
+    def lexical_bonus(self, texts, weight: float, eligible: np.ndarray) -> list[dict[int, float]] | None:
+        """Per query row, eligible ref -> weight x its best line's coverage of the row's words;
+        None when no row has a lexical match (or the channel is off, weighted 0 or not built)."""
+        if texts is None or weight == 0.0 or self.lexical is None or not self.lexical.ready:
+            return None
+        if self._ref_of is None:
+            self._ref_of = {int(v["id"]): r for r, v in enumerate(self.view.videos)}
+        out = []
+        for text in np.asarray(texts).reshape(-1):
+            found = self.lexical.videos(str(text))
+            refs = ((self._ref_of.get(v), c) for v, c in found.items())
+            out.append({r: weight * c for r, c in refs if r is not None and eligible[r]})
+        return out if any(out) else None
+
+    def _with_bonus(self, queries, weights, k: int, base: np.ndarray, bonus: list[dict[int, float]], out_i, out_s):
+        """Each row's ``base`` candidates and lexical ones, scored exactly in one native call,
+        plus their lexical bonus; the best k."""
+        b = base.shape[0]
+        extra = max(len(x) for x in bonus)
+        cand = np.full((b, base.shape[1] + extra), -1, np.int64)
+        for r in range(b):
+            have = [int(x) for x in base[r] if x >= 0]
+            seen = set(have)
+            more = [x for x in bonus[r] if x not in seen]
+            cand[r, :len(have) + len(more)] = have + more
+        res = self.view.corpus.topk_videos_among(queries, cand.shape[1], cand, weights=weights)
+        fused = [{int(i): float(s) + bonus[r].get(int(i), 0.0) for i, s in zip(res.ids[r], res.scores[r]) if i >= 0}
+                 for r in range(b)]
+        return _best(fused, k, out_i, out_s)
 
     def shortlists(self, queries, weights, k: int, eligible: np.ndarray) -> np.ndarray:
         """The first stage: (B, max(SHORTLIST, k)) candidate refs per row, padded -1."""
@@ -117,6 +165,7 @@ class Ranking:
         """Fold the text channels of a text query into one "text" channel when they share the
         embedding (concept, and speech/subtitle with the presence baseline appended). Returns the
         first stage's queries, weights, and the folded ((channel, weight), ...) or None."""
+        queries, weights = dense(queries), {c: w for c, w in weights.items() if c != LEXICAL}
         text = [c for c in TEXT_CHANNELS if c in queries and weights.get(c, 0.0) != 0.0]
         q = next((queries[c] for c in text if c in PRESENCE_CHANNELS), None)
         if len(text) < 2 or q is None:
@@ -203,6 +252,15 @@ class Ranking:
         own = np.searchsorted(local, at, side="right") - 1
         shortlist = max(10, round(SHORTLIST * len(picks) / n_videos))
         return first_stage.checked_encoding(rows, local, queries, own, shortlist)
+
+
+def _best(scores: list[dict[int, float]] | None, k: int, out_i: np.ndarray, out_s: np.ndarray):
+    """Each row's k best refs of ``scores`` (ref -> score) into the padded outputs, ties by the lower ref."""
+    for r, row in enumerate(scores or []):
+        top = sorted(row.items(), key=lambda x: (-x[1], x[0]))[:k]
+        out_i[r, :len(top)] = [i for i, _ in top]
+        out_s[r, :len(top)] = [s for _, s in top]
+    return out_i, out_s
 
 
 def copy_tag(channel: str, folded: tuple | None) -> str:

@@ -20,7 +20,8 @@ from ..checks import as_int
 from ..errors import InvalidArgument
 from ..models import ClipEncoder
 from ..models.registry import ModelCard, index_text_model
-from .layout import DEFAULT_WEIGHTS
+from .layout import DEFAULT_WEIGHTS, LEXICAL
+from .lexical import LexicalSearch
 from .mapped import Mapped, map_snapshot
 from .moments import LineScale, MomentService
 from .protocol import (
@@ -81,8 +82,9 @@ class Index(MomentShortcuts):
 
     def _make_view(self, snap) -> _View:
         mapped = map_snapshot(self.store, snap, self.prefault)
-        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._lines.chance),
-                     MomentService(mapped, self.store, self.clip_seconds, self.moment_edges, self._lines))
+        lexical = LexicalSearch(self.store)
+        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._lines.chance, lexical),
+                     MomentService(mapped, self.store, self.clip_seconds, self.moment_edges, self._lines, lexical))
 
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,
@@ -168,7 +170,7 @@ class Index(MomentShortcuts):
         return self.encode_queries([text])
 
     def _weights(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float] | None) -> dict[str, float]:
-        unknown = sorted(set(queries) - set(self.channels))
+        unknown = sorted(set(queries) - set(self.channels) - {LEXICAL})
         if unknown:
             raise InvalidArgument(f"no channel {unknown} in this index; it has {sorted(self.channels)}")
         w = dict(DEFAULT_WEIGHTS if weights is None else weights)

@@ -27,6 +27,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import IndexDamaged, MissingFile
+from .store_lexical import LexicalTable
 from .store_writer import LINE_VECTOR_DTYPE, StoreWriter
 
 SCHEMA_VERSION = 2  # 2: clip times in a memory-mapped row file
@@ -116,7 +117,7 @@ class ChannelSpec:
     model_sha256: str | None = None
 
 
-class IndexStore(StoreWriter):
+class IndexStore(StoreWriter, LexicalTable):
     """Open (or create) an index folder. One writer at a time; readers may open it concurrently."""
 
     def __init__(self, root: str | Path, create: bool = False):
@@ -136,6 +137,7 @@ class IndexStore(StoreWriter):
         elif int(version) != SCHEMA_VERSION:
             raise RuntimeError(f"index {self.root} has schema version {version}; this engine reads {SCHEMA_VERSION}")
         self._line_vectors = self._ensure_line_vector_column()
+        self._open_lexical()  # the lines' words for BM25 (store_lexical.py), built here for an older index
 
     def _ensure_line_vector_column(self) -> bool:
         """Indexes written before lines had vectors lack the texts.vec column: add it (an O(1)
@@ -289,15 +291,17 @@ class IndexStore(StoreWriter):
         """A video's timed text lines (source, start, end, text), or those overlapping [start, end]."""
         return self._lines("source, t_start, t_end, text", video_id, start, end)
 
-    def text_lines(self, video_id: int, start: float = -np.inf, end: float = np.inf
-                   ) -> tuple[list[tuple[str, float, float, str]], list[np.ndarray | None]]:
-        """``texts`` plus each line's vector (float32; None for lines stored before lines had vectors)."""
-        if not self._line_vectors:
-            lines = self.texts(video_id, start, end)
-            return lines, [None] * len(lines)
-        rows = self._lines("source, t_start, t_end, text, vec", video_id, start, end)
+    def text_lines(self, video_id: int, start: float = -np.inf, end: float = np.inf, vectors: bool = True
+                   ) -> tuple[list[tuple[str, float, float, str]], list[np.ndarray | None], list[int]]:
+        """``texts`` plus each line's vector (float32; None for lines stored before lines had
+        vectors, or all None without ``vectors``) and its rowid (the lexical table's key)."""
+        if not (vectors and self._line_vectors):
+            rows = self._lines("source, t_start, t_end, text, rowid", video_id, start, end)
+            return [r[:4] for r in rows], [None] * len(rows), [r[4] for r in rows]
+        rows = self._lines("source, t_start, t_end, text, vec, rowid", video_id, start, end)
         return ([r[:4] for r in rows],
-                [None if r[4] is None else np.frombuffer(r[4], LINE_VECTOR_DTYPE).astype(np.float32) for r in rows])
+                [None if r[4] is None else np.frombuffer(r[4], LINE_VECTOR_DTYPE).astype(np.float32) for r in rows],
+                [r[5] for r in rows])
 
     def concepts(self, rows: Sequence[int]) -> list[str | None]:
         rows = [int(r) for r in rows]

@@ -27,7 +27,7 @@ LINE_VECTOR_DTYPE = np.float16  # text line vectors, stored as BLOBs in the text
 
 class StoreWriter:
     """Needs ``root``, ``db``, ``channels()``, ``row_count()``, ``vector_path()``, ``_clips_path()``,
-    ``_video_rows()``, ``set_settings()`` and ``_line_vectors`` from the store."""
+    ``_video_rows()``, ``set_settings()``, ``_line_vectors`` and ``_index_lines()`` from the store."""
 
     def add_video(self, rec: VideoRecord) -> int:
         """Append one video's rows and record it; returns its id. All or nothing."""
@@ -100,8 +100,12 @@ class StoreWriter:
                      for i, (a, b) in enumerate(np.asarray(rec.clip_times, np.float64))])
                 vecs = [None] * len(rec.texts) if rec.text_vectors is None else \
                     [np.asarray(v, LINE_VECTOR_DTYPE).tobytes() for v in rec.text_vectors]
-                self.db.executemany("INSERT INTO texts(video_id, source, t_start, t_end, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
-                                    [(vid, src, float(a), float(b), t, v) for (src, a, b, t), v in zip(rec.texts, vecs)])
+                lines = []
+                for (src, a, b, t), v in zip(rec.texts, vecs):
+                    cur = self.db.execute("INSERT INTO texts(video_id, source, t_start, t_end, text, vec)"
+                                          " VALUES (?, ?, ?, ?, ?, ?)", (vid, src, float(a), float(b), t, v))
+                    lines.append((cur.lastrowid, t))
+                self._index_lines(lines)  # their words for BM25, in the same transaction (store_lexical.py)
                 ids.append(vid)
                 row += n
             self.db.execute("UPDATE channels SET rows = ?", (row,))

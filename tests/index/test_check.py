@@ -100,7 +100,7 @@ def test_broken_line_vectors_are_reported_and_dropped(tmp_path):
     fixed = check_index(root, repair=True)
     assert fixed.ok and "dropped" in fixed.repaired[0]
     with IndexStore(root) as s:
-        lines, vecs = s.text_lines(1)
+        lines, vecs, _ = s.text_lines(1)
     assert [l[3] for l in lines] == ["one", "two", "three"]  # the lines stay, as evidence
     assert vecs[0] is not None and vecs[1] is None and vecs[2] is None
     np.testing.assert_array_equal(vecs[0], [1, 0, 0, 0])

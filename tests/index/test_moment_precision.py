@@ -10,6 +10,7 @@ import pytest
 from ivcr_engine.eval import temporal_iou
 from ivcr_engine.eval.spoken import make_spoken_video, tools_missing
 from ivcr_engine.index import Index, Ingestor, IndexStore
+from ivcr_engine.index.layout import DEFAULT_WEIGHTS, LEXICAL
 from ivcr_engine.models import prepare_models
 
 SENTENCES = [(1.3, "Today we are going to bake a loaf of fresh bread."),
@@ -110,7 +111,8 @@ def test_a_window_bounds_the_snapped_moment(spoken):
 
 def test_lines_without_vectors_keep_the_grid(spoken, tmp_path):
     """An index written before lines had vectors (no texts.vec column): it opens, gains the
-    column, and its moments stay on the grid."""
+    column, and its moments stay on the grid, unless a line holds the query's words (the
+    lexical channel needs no vectors: the moment is then that line)."""
     import shutil
     import sqlite3
 
@@ -119,9 +121,12 @@ def test_lines_without_vectors_keep_the_grid(spoken, tmp_path):
     with sqlite3.connect(root / "meta.sqlite") as db:
         db.execute("ALTER TABLE texts DROP COLUMN vec")
     index = Index.open(root)
-    hit = index.search(QUERIES[0], k=1)[0]
+    no_words = {c: w for c, w in DEFAULT_WEIGHTS.items() if c != LEXICAL}
+    hit = index.search(QUERIES[0], k=1, weights=no_words)[0]
     assert on_grid(hit.start, index, 0) and on_grid(hit.end, index, 0)
     assert hit.evidence.lines  # the lines are still there, as evidence
+    hit = index.search(QUERIES[0], k=1)[0]
+    assert any((hit.start, hit.end) == (a, b) for _, a, b, _ in hit.evidence.lines)
 
 
 def test_line_vectors_of_another_text_model_keep_the_grid(spoken, tmp_path):

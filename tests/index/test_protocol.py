@@ -27,14 +27,18 @@ def test_index_implements_the_protocol(index):
 
 def test_batched_ranking_equals_one_query_at_a_time(index):
     q = index.encode_queries(QUERIES)
-    assert all(v.shape[0] == 3 and v.dtype == np.float32 for v in q.values())
+    assert all(v.shape[0] == 3 and v.dtype == np.float32 for c, v in q.items() if c != "lexical")
+    assert q["lexical"].tolist() == [[t] for t in QUERIES]  # the lexical channel's rows are the texts
     refs, scores = index.rank_videos(q, 20)
     assert refs.shape == scores.shape == (3, 20)
     assert (refs[:, 8:] == -1).all() and np.isneginf(scores[:, 8:]).all()  # 8 videos: padded
     for b, text in enumerate(QUERIES):
         one = index.encode_queries([text])
         for c in q:
-            np.testing.assert_allclose(one[c][0], q[c][b], atol=1e-5)
+            if c == "lexical":
+                assert one[c][0] == q[c][b]
+            else:
+                np.testing.assert_allclose(one[c][0], q[c][b], atol=1e-5)
         r1, s1 = index.rank_videos(one, 20)
         np.testing.assert_array_equal(r1[0], refs[b])
         np.testing.assert_allclose(s1[0], scores[b], atol=1e-5)

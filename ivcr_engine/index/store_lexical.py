@@ -1,0 +1,107 @@
+"""The lexical table of an index store (``IndexStore`` inherits it): every timed text line's words
+in an SQLite FTS5 table beside the lines, for BM25 search (lexical.py).
+
+    lines_fts(terms)   rowid = the line's rowid in ``texts``; terms = words.indexed_text(text)
+
+A video's lines and their words are written in the same transaction (store_writer.py), so the
+table is exactly as crash-safe as the lines: a kill -9 leaves both or neither. ``meta`` records
+the segmentation that built it (``lexical_version`` = words.VERSION); an index made before the
+table existed, or under another segmentation, gets it (re)built in one transaction when a
+writer opens it, on first open by a reader that can write, or by ``ivcr check --repair``
+(check.py verifies it: one row per line, same rowids, current version).
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable, Sequence
+
+from . import words
+
+TABLE = "lines_fts"
+_CREATE = f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(terms, tokenize='{words.TOKENIZE}')"
+VERSION_KEY = "lexical_version"
+_CHUNK = 500  # rowids per IN (...) query, within SQLite's parameter limit
+
+
+class LexicalTable:
+    """Needs ``db``, ``_meta()`` and ``set_meta()`` from the store."""
+
+    def _open_lexical(self) -> None:
+        """Create the table when missing and build it when it is not current (a read-only index
+        keeps what it has: ``lexical_ready`` says whether it can be used)."""
+        try:
+            self.db.execute(_CREATE)
+        except sqlite3.OperationalError:  # read-only file: search without the lexical channel
+            return
+        if not self.lexical_ready():
+            try:
+                self.build_lexical()
+            except sqlite3.OperationalError:  # read-only, or another writer holds the lock
+                pass
+
+    def lexical_ready(self) -> bool:
+        """Whether the table is current: built under this segmentation (counts are check.py's)."""
+        try:
+            return self._meta(VERSION_KEY) == words.VERSION and self._has_table()
+        except sqlite3.OperationalError:
+            return False
+
+    def _has_table(self) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone() is not None
+
+    def _index_lines(self, rows: Iterable[tuple[int, str]]) -> None:
+        """Add (rowid, text) lines' words; called inside the transaction that adds the lines."""
+        self.db.executemany(f"INSERT INTO {TABLE}(rowid, terms) VALUES (?, ?)",
+                            [(int(r), words.indexed_text(t)) for r, t in rows])
+
+    def build_lexical(self) -> int:
+        """(Re)build the whole table from the stored lines in one transaction; returns the lines."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(_CREATE)
+            self.db.execute(f"DELETE FROM {TABLE}")
+            lines = self.db.execute("SELECT rowid, text FROM texts ORDER BY rowid").fetchall()
+            self._index_lines(lines)
+            self.set_meta(VERSION_KEY, words.VERSION)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(lines)
+
+    def lexical_problems(self) -> list[str]:
+        """What is wrong with the table against the lines (empty when it is current and whole)."""
+        if not self._has_table():
+            return [f"the lexical table ({TABLE}) is missing"]
+        version = self._meta(VERSION_KEY)
+        if version != words.VERSION:
+            return [f"the lexical table was built by {version or 'nothing'}, not {words.VERSION}"]
+        lines = {r for (r,) in self.db.execute("SELECT rowid FROM texts")}
+        have = {r for (r,) in self.db.execute(f"SELECT rowid FROM {TABLE}")}
+        out = []
+        if lines - have:
+            out.append(f"the lexical table lacks {len(lines - have)} text line(s)")
+        if have - lines:
+            out.append(f"the lexical table holds {len(have - lines)} row(s) of no text line")
+        try:
+            self.db.execute(f"INSERT INTO {TABLE}({TABLE}, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            out.append(f"the lexical table fails FTS5's integrity check ({exc})")
+        return out
+
+    def lexical_lines(self, match: str, limit: int) -> list[tuple[int, int, float]]:
+        """The best ``limit`` lines for an FTS5 query: (line rowid, video id, BM25 score > 0)."""
+        return [(int(r), int(v), -float(s)) for r, v, s in self.db.execute(
+            f"SELECT f.rowid, t.video_id, bm25({TABLE}) AS s FROM {TABLE} f JOIN texts t ON t.rowid = f.rowid "
+            f"WHERE {TABLE} MATCH ? ORDER BY s LIMIT ?", (match, int(limit)))]
+
+    def lines_matching(self, match: str, rowids: Sequence[int]) -> set[int]:
+        """Which of these lines match an FTS5 query."""
+        out: set[int] = set()
+        rowids = [int(r) for r in rowids]
+        for a in range(0, len(rowids), _CHUNK):
+            part = rowids[a:a + _CHUNK]
+            out.update(r for (r,) in self.db.execute(
+                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? AND rowid IN ({','.join('?' * len(part))})",
+                [match] + part))
+        return out
