@@ -18,9 +18,10 @@ ALL_CHANNELS = ("visual",) + TEXT_CHANNELS
 LEXICAL = "lexical"
 
 # LEXICAL's weight: a line holding every word of the query adds 0.3 to its video's fused score,
-# about what a paraphrased sentence's speech match reaches; measured in bench_moments.py's quality
-# table (0.1: keywords 89 % English / 58 % Chinese; 0.2: 92 / 67; 0.3: 94 / 81, paraphrases
-# unchanged), where Chinese keywords need their dictionary translation to count in full.
+# about what a paraphrased sentence's speech match reaches. Chosen on bench_moments.py's tuned
+# keywords (VR@1 with one chance for all queries, 0 / 0.1 / 0.2 / 0.3: English 78 / 89 / 92 / 94 %,
+# Chinese 44 / 58 / 67 / 78 %; paraphrases unchanged) and checked on held-out ones once
+# (docs/BENCHMARKS.md, "Hybrid lexical + dense retrieval").
 DEFAULT_WEIGHTS = {"concept": 1.0, "speech": 1.0, "subtitle": 1.0, "ocr": 1.0, "clip": 1.0, LEXICAL: 0.3}
 # Similarity an unrelated sentence still reaches under MiniLM (on the calibrated scale, see
 # TextEncoder.calibrate, for other text models): subtracted from clips that have speech,

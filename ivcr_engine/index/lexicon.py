@@ -12,6 +12,7 @@ words is matched as a phrase and by its last word ("solar eclipse" and "eclipse"
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import threading
@@ -82,15 +83,16 @@ def available() -> bool:
         return False
 
 
-def translations(word: str) -> list[str]:
+@functools.lru_cache(maxsize=1 << 16)
+def translations(word: str) -> tuple[str, ...]:
     """The other language's forms of one query word (lowercase), each an FTS5 phrase's text. A
     Chinese word the dictionary lacks is read as its longest known pieces ("根部" -> "根" + "部"),
     each with its first senses."""
     if not available():
-        return []
+        return ()
     zh_en, en_zh = _load()
     if word.isascii():
-        return list(en_zh.get(word, []))
+        return tuple(en_zh.get(word, ()))
     if word in zh_en:
         glosses = _glosses(zh_en[word])[:MAX_GLOSSES]
     else:
@@ -101,7 +103,7 @@ def translations(word: str) -> list[str]:
         for form in (g, words[-1]) if len(words) == 2 else (g,):
             if form not in out and form not in _STOP:
                 out.append(form)
-    return out
+    return tuple(out)
 
 
 def _glosses(senses: str) -> list[str]:

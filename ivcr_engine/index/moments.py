@@ -228,7 +228,7 @@ class MomentService:
         if text is None or not weights.get(LEXICAL) or self.lexical is None or not self.lexical.ready:
             return None
         rowids = [r for v in dict.fromkeys(videos) for r in self.lines_of(v)[2]]
-        return self.lexical.match_lines(str(np.asarray(text).reshape(-1)[0]), rowids).coverage
+        return self.lexical.match_lines(str(np.asarray(text).reshape(-1)[0]), rowids)
 
     def _name_concepts(self, found: list[Evidence]) -> None:
         """Replace each evidence's clip rows by their clips' concepts (the first three that have

@@ -13,14 +13,13 @@ writer opens it, on first open by a reader that can write, or by ``ivcr check --
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from . import words
 
 TABLE = "lines_fts"
 _CREATE = f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(terms, tokenize='{words.TOKENIZE}')"
 VERSION_KEY = "lexical_version"
-_CHUNK = 500  # rowids per IN (...) query, within SQLite's parameter limit
 
 
 class LexicalTable:
@@ -89,19 +88,16 @@ class LexicalTable:
             out.append(f"the lexical table fails FTS5's integrity check ({exc})")
         return out
 
-    def lexical_lines(self, match: str, limit: int) -> list[tuple[int, int, float]]:
-        """The best ``limit`` lines for an FTS5 query: (line rowid, video id, BM25 score > 0)."""
-        return [(int(r), int(v), -float(s)) for r, v, s in self.db.execute(
-            f"SELECT f.rowid, t.video_id, bm25({TABLE}) AS s FROM {TABLE} f JOIN texts t ON t.rowid = f.rowid "
-            f"WHERE {TABLE} MATCH ? ORDER BY s LIMIT ?", (match, int(limit)))]
+    def line_total(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM texts").fetchone()[0])
 
-    def lines_matching(self, match: str, rowids: Sequence[int]) -> set[int]:
-        """Which of these lines match an FTS5 query."""
-        out: set[int] = set()
-        rowids = [int(r) for r in rowids]
-        for a in range(0, len(rowids), _CHUNK):
-            part = rowids[a:a + _CHUNK]
-            out.update(r for (r,) in self.db.execute(
-                f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ? AND rowid IN ({','.join('?' * len(part))})",
-                [match] + part))
-        return out
+    def count_matching(self, match: str, cap: int) -> int:
+        """How many lines match an FTS5 query, counted up to ``cap`` (reading at most that much
+        of its doclists: a common word stops early)."""
+        return int(self.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT ?)",
+                                   (match, int(cap))).fetchone()[0])
+
+    def lines_with(self, match: str, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` lines matching an FTS5 query, as (line rowid, video id), by rowid."""
+        return self.db.execute(f"SELECT f.rowid, t.video_id FROM {TABLE} f JOIN texts t ON t.rowid = f.rowid "
+                               f"WHERE {TABLE} MATCH ? LIMIT ?", (match, int(limit))).fetchall()

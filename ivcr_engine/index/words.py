@@ -10,12 +10,16 @@ it takes a run of CJK characters for one token, so Chinese is cut into words fir
   index can hold; stop words are dropped (they match most lines and decide nothing).
 
 Latin text never reaches jieba: the runs between CJK characters go to FTS5 as they are.
+``rarity`` says how much a query word tells, from its language's word frequencies (lexical.py
+weighs terms by it).
 ``VERSION`` names this segmentation; an index whose lexical table was built under another is
 rebuilt (store_lexical.py).
 """
 from __future__ import annotations
 
+import gzip
 import logging
+import math
 import re
 import threading
 
@@ -84,6 +88,33 @@ def query_words(text: str) -> list[str]:
         seen.add(w)
         out.append(w)
     return out
+
+
+_ranks: dict[str, int] | None = None
+RARITY_MAX = 14.0  # a word in no frequency list (a name, a code, a rare term): rarer than any listed
+
+
+def rarity(word: str) -> float:
+    """How much a query word tells, from its language's frequency, not from any index (so every
+    shard of an index weighs it alike): -ln of its estimated probability in text. Chinese: jieba's
+    dictionary counts; English: its rank in wordninja's frequency-sorted list, read by Zipf's law
+    (p ~ 1 / (rank x ln 126k)). "the" ~2.5, "guitar" ~9.4, "火车" ~10.6, unknown words RARITY_MAX."""
+    global _ranks
+    if has_cjk(word):
+        seg = _segmenter()
+        freq = seg.FREQ.get(word, 0)
+        return min(RARITY_MAX, math.log(seg.total / freq)) if freq else RARITY_MAX
+    with _jieba_lock:
+        if _ranks is None:
+            import importlib.util
+            from pathlib import Path
+
+            # wordninja is a module with its word list in a folder beside it (not a package)
+            here = Path(importlib.util.find_spec("wordninja").origin).parent
+            with gzip.open(here / "wordninja" / "wordninja_words.txt.gz", "rt", encoding="utf-8") as f:
+                _ranks = {w: i + 1 for i, w in enumerate(f.read().split())}
+    rank = _ranks.get(word)
+    return RARITY_MAX if rank is None else min(RARITY_MAX, math.log(rank * math.log(len(_ranks))))
 
 
 def phrase(text: str) -> str:
