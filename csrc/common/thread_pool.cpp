@@ -65,7 +65,12 @@ class Pool {
 
   void start_workers() {
     stopping_ = false;
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { loop(i); });
+    // A worker starts having seen the current generation: one that started at 0 took the last
+    // region (long finished) for a new one, ran past its tasks and decremented active_ once too
+    // often, so a later region could return while a worker still ran its fn (a use after free:
+    // "double free or corruption" or a hang after set_num_threads, tests/search/test_topk.py).
+    const uint64_t now = generation_;
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i, now] { loop(i, now); });
   }
 
   void stop_workers() {
@@ -92,8 +97,7 @@ class Pool {
     }
   }
 
-  void loop(int worker) {
-    uint64_t seen = 0;
+  void loop(int worker, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mu_);

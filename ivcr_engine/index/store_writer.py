@@ -105,7 +105,7 @@ class StoreWriter:
                     cur = self.db.execute("INSERT INTO texts(video_id, source, t_start, t_end, text, vec)"
                                           " VALUES (?, ?, ?, ?, ?, ?)", (vid, src, float(a), float(b), t, v))
                     lines.append((cur.lastrowid, t))
-                self._index_lines(lines)  # their words for BM25, in the same transaction (store_lexical.py)
+                self._index_lines(lines)  # their words (the lexical channel), same transaction (store_lexical.py)
                 ids.append(vid)
                 row += n
             self.db.execute("UPDATE channels SET rows = ?", (row,))

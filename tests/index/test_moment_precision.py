@@ -154,3 +154,20 @@ def test_line_vectors_of_another_text_model_keep_the_grid(spoken, tmp_path):
         store.set_settings(old)
         prepare_store(store, {**old, "line_text_model": "text_other_model"}, [])  # another model: not recorded
         assert store.settings() == old
+
+
+def test_a_keyword_finds_its_sentence_through_the_lexical_channel(spoken):
+    """Real speech (espeak-ng, transcribed by Whisper at ingest): a bare keyword, English or a
+    Chinese one over the English speech (through its dictionary translation), places the moment
+    on the sentence that says it; with the lexical channel off the Chinese one has no line to
+    snap to (its dense match to any line is below chance)."""
+    root, truth = spoken
+    index = Index.open(root)
+    for query, sentence in (("loaf", truth[0]), ("码头", truth[2])):
+        m = index.best_moments(index.encode_query(query), 0, top=1)[0]
+        assert iou((m.start, m.end), (sentence.start, sentence.end)) >= 0.7, (query, m, sentence)
+        ev = index.evidence(0, m.start, m.end, index.encode_query(query))
+        assert max(ev.line_match) > 0  # the cited line matches (lexically)
+    no_words = {c: w for c, w in DEFAULT_WEIGHTS.items() if c != LEXICAL}
+    ev = index.evidence(0, 0.0, 26.0, index.encode_query("码头"), weights=no_words)
+    assert all(x <= 0 for x in ev.line_match)
