@@ -68,7 +68,7 @@ class LexicalSearch:
     def __init__(self, store):
         self.store = store
         self.ready = store.lexical_ready()
-        self.cap = min(COMMON_MAX, max(COMMON_MIN, int(COMMON_SHARE * store.line_total()))) if self.ready else 0
+        self._cap: int | None = None  # counted on the first query, not at open or refresh
         self._common: dict[str, bool] = {}  # term match -> in more than ``cap`` lines
         self._kept: OrderedDict[str, Found] = OrderedDict()
         self._lock = threading.Lock()
@@ -94,6 +94,12 @@ class LexicalSearch:
             self._kept.clear()
             if counts:
                 self._common.clear()
+
+    @property
+    def cap(self) -> int:
+        if self._cap is None:
+            self._cap = min(COMMON_MAX, max(COMMON_MIN, int(COMMON_SHARE * self.store.line_total())))
+        return self._cap
 
     def _is_common(self, term: Term) -> bool:
         common = self._common.get(term.match)

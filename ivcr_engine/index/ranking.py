@@ -126,13 +126,12 @@ class Ranking:
         for r in range(b):
             lex[r, :len(bonus[r])] = np.fromiter(bonus[r], np.int64, len(bonus[r]))
         got = self.view.corpus.topk_videos_among(queries, lex.shape[1], lex, weights=weights)
+        fused = []
         for r in range(b):
-            fused = {int(i): float(s) for i, s in zip(top.ids[r], top.scores[r]) if i >= 0}
-            fused.update((int(i), float(s) + bonus[r][int(i)]) for i, s in zip(got.ids[r], got.scores[r]) if i >= 0)
-            best = sorted(fused.items(), key=lambda x: (-x[1], x[0]))[:k]
-            out_i[r, :len(best)] = [i for i, _ in best]
-            out_s[r, :len(best)] = [s for _, s in best]
-        return out_i, out_s
+            row = {int(i): float(s) for i, s in zip(top.ids[r], top.scores[r]) if i >= 0}
+            row.update((int(i), float(s) + bonus[r][int(i)]) for i, s in zip(got.ids[r], got.scores[r]) if i >= 0)
+            fused.append(row)
+        return _best(fused, k, out_i, out_s)
 
     def shortlists(self, queries, weights, k: int, eligible: np.ndarray) -> np.ndarray:
         """The first stage: (B, max(SHORTLIST, k)) candidate refs per row, padded -1."""

@@ -11,7 +11,7 @@ import pytest
 from ivcr_engine.cli import main
 from ivcr_engine.index import Index, IndexStore, VideoRecord
 from ivcr_engine.index import lexicon, words
-from ivcr_engine.index.lexical import LexicalSearch, query_terms
+from ivcr_engine.index.lexical import query_terms
 from ivcr_engine.index.store_lexical import TABLE
 
 from . import concurrency_worker as worker
@@ -149,4 +149,3 @@ def test_the_lexical_rows_are_texts():
 
     with pytest.raises(WrongType, match="query texts"):
         query_rows({"lexical": np.zeros((1, 4), np.float32)})
-    assert LexicalSearch.__doc__
