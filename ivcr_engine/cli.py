@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import IvcrError
+from .errors import InvalidArgument, IvcrError, MissingFile
 from .models.registry import TEXT_MODELS
 
 
@@ -137,8 +137,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .index.protocol import source_label
     from .index.sharded import open_index
 
+    from .index.image_query import picture_query
+
+    if not args.query.strip() and args.image is None:
+        raise InvalidArgument("give a query, a picture (--image FILE), or both")
+    picture = _read_picture(args.image) if args.image is not None else None
     index = open_index(args.index, ray_address=args.ray)
-    hits = index.search(args.query, k=args.k)
+    if picture is None:
+        hits = index.search(args.query, k=args.k)
+    else:  # the picture's visual row beside the words' rows, if any
+        rows, weights = picture_query(index, args.query, picture)
+        hits = index.search(rows, k=args.k, weights=weights)
     if args.json:
         print(hits_to_json(hits))
         return 0
@@ -154,6 +163,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
         if concepts:
             print(_safe(f"      looks like: {concepts}"))
     return 0
+
+
+def _read_picture(path: str) -> bytes:
+    from .index.image_query import MAX_BYTES
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingFile(f"no picture at {path}")
+    if p.stat().st_size > MAX_BYTES:
+        raise InvalidArgument(f"{path} has {p.stat().st_size} bytes; a query picture has at most {MAX_BYTES}")
+    return p.read_bytes()
 
 
 def _print_reply(reply, index) -> None:
@@ -339,8 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trim uncommitted tails, rebuild derived caches (never touches committed data)")
     p_check.set_defaults(func=_cmd_check)
 
-    p_search = sub.add_parser("search", help="one-shot text search: ranked videos with moments")
-    p_search.add_argument("query")
+    p_search = sub.add_parser("search", help="one-shot search by text and/or a picture: ranked videos with moments")
+    p_search.add_argument("query", nargs="?", default="", help="what the videos show or say (optional with --image)")
+    p_search.add_argument("--image", metavar="FILE", help="search by this picture (JPEG, PNG or WebP), with the "
+                                                          "query's words if given: 'like this, but at night'")
     p_search.add_argument("--index", required=True)
     p_search.add_argument("-k", type=int, default=10)
     p_search.add_argument("--json", action="store_true")

@@ -17,14 +17,17 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import EngineFault, WrongType
+import numpy as np
+
+from ..errors import EngineFault, InvalidArgument, WrongType
+from ..index.image_query import PICTURE_WEIGHTS
 from ..index.layout import DEFAULT_WEIGHTS
 from ..index.protocol import Moment, MomentMatch, VideoIndex
 from .evidence import confident_concepts, supporting_lines
 from .messages import language_of, say, source_name
 from .responders import Responder, TemplateResponder
-from .router import Intent, Routed, Router, clean_text
-from .state import Candidate, Outcome, Reply, SessionState
+from .router import Intent, Routed, Router, clean_text, picture_words
+from .state import Candidate, Outcome, Reply, SessionState, pack_row, unpack_row
 
 N_CANDIDATES = 10  # the IVCR protocol's candidate list
 
@@ -98,7 +101,9 @@ class Session:
         return cls(engine, SessionState.from_dict(json.loads(text)))
 
     # -- one turn -----------------------------------------------------------------------
-    def ask(self, text: str) -> Reply:
+    def ask(self, text: str = "", image=None) -> Reply:
+        """One turn. ``image``: a picture that comes with it (JPEG/PNG/WebP bytes or (H, W, 3)
+        uint8 RGB): the turn then searches by it, with the turn's own words ("this, but at night")."""
         if not isinstance(text, str):
             raise WrongType("a turn is a string")
         text = clean_text(text)  # no control or escape characters reach routing, state or replies
@@ -107,20 +112,23 @@ class Session:
         self._timings, self._found = {}, {}
         # a turn without words ("2", "?") keeps the conversation's language
         self._lang = language_of(text, default=st.turns[-1].get("lang", "en") if st.turns else "en")
-        routed = self.engine.router.route(text, has_candidates=bool(st.candidates), has_selection=st.selected is not None,
-                                          lang=self._lang)
-        handler = {
-            Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
-            Intent.SELECT: self._select, Intent.REFINE: self._refine, Intent.NEGATIVE: self._negative,
-            Intent.ANALOGOUS: self._analogous, Intent.WHOLE_VIDEO: self._whole_video,
-            Intent.CHAT: lambda r: Outcome("chat"), Intent.HELP: lambda r: Outcome("help"),
-        }[routed.intent]
+        if image is not None:
+            picture = self._encode_picture(image)  # before any state changes: a bad picture changes nothing
+            routed = Routed(Intent.VIDEO_RETRIEVAL, query=picture_words(text), matched="picture")
+            handler = lambda r: self._find_by_picture(r, picture)  # noqa: E731
+        else:
+            routed = self.engine.router.route(text, has_candidates=bool(st.candidates),
+                                              has_selection=st.selected is not None, lang=self._lang)
+            handler = self._handler(routed)
         outcome = handler(routed)
         if routed.assumed:
             outcome.why = (outcome.why + " " + self._say("assumed", what=routed.assumed)).strip()
         outcome.lang, outcome.user = self._lang, text  # a language-model responder answers chit-chat from it
         reply_text = self.engine.responder.respond(routed.intent.value, st, outcome)
-        st.turns.append({"user": text, "reply": reply_text, "intent": routed.intent.value, "lang": self._lang})
+        turn = {"user": text, "reply": reply_text, "intent": routed.intent.value, "lang": self._lang}
+        if image is not None:
+            turn["picture"] = True
+        st.turns.append(turn)
         found = self._candidate_moments() if self.engine.candidate_moments else []
         timings = dict(self._timings)
         timings["total"] = time.perf_counter() - t_start
@@ -130,9 +138,17 @@ class Session:
                      moment=outcome.moment, video=st.selected, evidence=outcome.evidence,
                      assumed=routed.assumed, timings=timings, candidate_moments=found)
 
+    def _handler(self, routed: Routed):
+        return {
+            Intent.VIDEO_RETRIEVAL: self._find_videos, Intent.MOMENT_RETRIEVAL: self._find_moment,
+            Intent.SELECT: self._select, Intent.REFINE: self._refine, Intent.NEGATIVE: self._negative,
+            Intent.ANALOGOUS: self._analogous, Intent.WHOLE_VIDEO: self._whole_video,
+            Intent.CHAT: lambda r: Outcome("chat"), Intent.HELP: lambda r: Outcome("help"),
+        }[routed.intent]
+
     def _candidate_moments(self) -> list[Moment | None]:
         st = self.state
-        if not st.candidates or not st.query:
+        if not st.candidates or not (st.query or st.image):
             return []
         found = self._matches(st.query, [c.video for c in st.candidates])
         return [m.moment if m else None for m in found]
@@ -144,9 +160,9 @@ class Session:
         todo = [v for v in dict.fromkeys(videos) if (query, window, v) not in self._found]
         if todo:
             t0 = time.perf_counter()
-            queries = self._encode(query)
+            queries, weights = self._rows(query)
             t1 = time.perf_counter()
-            got = self.engine.index.moments(queries, todo, DEFAULT_WEIGHTS, window=window, top=1)
+            got = self.engine.index.moments(queries, todo, weights, window=window, top=1)
             self._add_time("encode", t1 - t0)
             self._add_time("span", time.perf_counter() - t1)
             for v, ms in zip(todo, got):
@@ -160,9 +176,9 @@ class Session:
             allow = [v for v in self.state.pool if v >= 0 and v not in self.state.excluded]
         deny = self.state.excluded or None
         t0 = time.perf_counter()
-        queries = self._encode(query)
+        queries, weights = self._rows(query)
         t1 = time.perf_counter()
-        refs, scores = idx.rank_videos(queries, N_CANDIDATES, DEFAULT_WEIGHTS, allow=allow,
+        refs, scores = idx.rank_videos(queries, N_CANDIDATES, weights, allow=allow,
                                        deny=None if allow is not None else deny)
         self._add_time("encode", t1 - t0)
         self._add_time("search", time.perf_counter() - t1)
@@ -172,6 +188,28 @@ class Session:
     def _encode(self, query: str) -> dict:
         """One query's vectors (the query encoder keeps recent ones across turns and sessions)."""
         return self.engine.encode(query)
+
+    def _rows(self, query: str) -> tuple[dict, dict]:
+        """The query rows and weights a search for ``query`` runs with: its text's, plus the
+        picture's visual row when ``query`` is the search the picture was given with (the
+        composed ``state.query``: "this, but at night", then "not this one" or "earlier")."""
+        st = self.state
+        rows = dict(self._encode(query)) if query.strip() else {}
+        if st.image is None or query != st.query:
+            return rows, DEFAULT_WEIGHTS
+        rows["visual"] = unpack_row(st.image)
+        return rows, PICTURE_WEIGHTS
+
+    def _encode_picture(self, image) -> np.ndarray:
+        """The picture's visual query row (the index's frame model; a bad picture raises
+        InvalidArgument here, before the turn changes anything)."""
+        encode = getattr(self.engine.index, "encode_image", None)
+        if encode is None:
+            raise InvalidArgument("this index cannot search by picture")
+        t0 = time.perf_counter()
+        row = encode(image)["visual"]
+        self._add_time("encode", time.perf_counter() - t0)
+        return row
 
     def _show_top(self, candidates: list[Candidate], query: str, why: str = "") -> Outcome:
         st = self.state
@@ -190,13 +228,29 @@ class Session:
         q = r.query or ""
         if not q.strip():
             return Outcome("nothing", why=self._say("need_query"))
-        self.state.queries = [q]
+        self.state.queries, self.state.image = [q], None  # a new search, in words only
         return self._show_top(self._search_videos(q), q)
+
+    def _find_by_picture(self, r: Routed, picture: np.ndarray) -> Outcome:
+        """Videos like the picture (and the turn's words, if any), and the moment in the best one
+        that looks most like it."""
+        st = self.state
+        st.queries, st.image = ([r.query] if r.query else []), pack_row(picture)
+        q = st.query
+        found = self._show_top(self._search_videos(q), q)
+        if found.kind == "nothing":
+            return found
+        match = self._matches(q, [st.selected])[0]
+        if match is None:
+            return found
+        st.moment, st.moment_query = match.moment, q
+        return Outcome("video", video=st.selected, moment=match.moment,
+                       why=self._say("looks_like_picture", moment=match.moment), evidence=self._cite(match, query=q))
 
     def _find_moment(self, r: Routed, direction: str | None = None) -> Outcome:
         st = self.state
         q = r.query or st.moment_query or st.query
-        if not q.strip():
+        if not q.strip() and not (st.image and q == st.query):
             return Outcome("nothing", why=self._say("need_moment_query"))
         if st.selected is None:  # nothing chosen yet: find the video first, then the moment in it
             st.queries = [q]
@@ -244,7 +298,7 @@ class Session:
             if st.moment is None:
                 return Outcome("nothing", why=self._say("no_moment_yet"))
             return self._find_moment(Routed(Intent.MOMENT_RETRIEVAL, query=r.query or st.moment_query), r.direction)
-        if not st.queries:
+        if not st.queries and not st.image:
             return self._find_videos(Routed(Intent.VIDEO_RETRIEVAL, query=r.query))
         st.queries.append(r.query)  # a refinement adds to the query
         allow = [c.video for c in st.candidates] if st.candidates else None
@@ -257,7 +311,7 @@ class Session:
             st.excluded += [c.video for c in st.candidates if c.video not in st.excluded]
         elif st.selected is not None and st.selected not in st.excluded:
             st.excluded.append(st.selected)
-        if not st.query:
+        if not st.query and not st.image:
             return Outcome("nothing", why=self._say("noted"))
         return self._show_top(self._search_videos(st.query), st.query, why=self._say("excluded"))
 
@@ -305,7 +359,7 @@ class Session:
 
     # -- evidence -----------------------------------------------------------------------
     def _video_evidence(self, video: int, query: str) -> list[str]:
-        if not query:
+        if not query and not (self.state.image and query == self.state.query):
             return []
         match = self._matches(query, [video])[0]
         return self._cite(match, prefix=self._say("best_match", moment=match.moment), query=query) if match else []

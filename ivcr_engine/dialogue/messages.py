@@ -43,6 +43,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "excluded": {"en": "Excluded what you rejected and searched again.", "zh": "已排除你否定的视频并重新搜索。"},
     "need_scene": {"en": "Show me a scene first, then ask for similar ones.", "zh": "请先找到一个场景，再找相似的。"},
     "no_similar": {"en": "No other video looks like this scene.", "zh": "没有其他视频和这个场景相似。"},
+    "looks_like_picture": {"en": "It looks most like your picture at {moment}.",
+                           "zh": "它和你的图片最相似的位置在 {moment}。"},
     "looks_like_scene": {"en": "It looks most like your scene at {moment}.", "zh": "它和你的场景最相似的位置在 {moment}。"},
     "which_video": {"en": "Which video? Find one first.", "zh": "哪个视频？请先找一个。"},
     "assumed": {"en": "(I assumed: {what}.)", "zh": "（我的理解：{what}。）"},

@@ -129,10 +129,11 @@ def _pattern_route(text: str, lang: str) -> Routed | None:
     if re.search(r"\b(earlier|before that|the part before|previously)\b|之前|前面|更早", low):
         return Routed(Intent.REFINE, direction="before", query=_strip(low, r"\b(show me |the part |earlier( than that)?|before that|previously)\b"))
     # content refinement of the candidate list
-    m = re.match(r"^(?:only|just) (?:the ones? |those |videos? )?(.+)$", low)
+    m = re.match(r"^(?:(?:the )?same|this|that|like (?:this|that))(?: one)?[\s,]*but (.+)$", low) \
+        or re.match(r"^(?:only|just) (?:the ones? |those |videos? )?(.+)$", low)
     if m:
         return Routed(Intent.REFINE, query=m.group(1).strip(" ?.!"))
-    m = re.match(r"^只要(.+)$", t)
+    m = re.match(r"^(?:这个|一样|同样)[，,\s]*(?:但是|不过)(.+)$", t) or re.match(r"^只要(.+)$", t)
     if m:
         return Routed(Intent.REFINE, query=m.group(1))
     # moment retrieval
@@ -149,6 +150,40 @@ def _pattern_route(text: str, lang: str) -> Routed | None:
     if m:
         return Routed(Intent.VIDEO_RETRIEVAL, query=m.group(1))
     return None
+
+
+# What a turn that comes with a picture says about the picture itself ("like this picture",
+# "这张图"), and the words that only lead into the search ("find", "but", "videos of"): what is
+# left describes what the picture search should add ("this, but at night" -> "at night").
+_PICTURE_REFS_EN = re.compile(
+    r"\b(?:(?:something|anything|more|others?)\s+)?(?:(?:looks?|looking) like|like|similar to|resembling|same as|as in)\s+(?:this|that|it|the|my|these)"
+    r"(?:\s+(?:picture|image|photo|photograph|screenshot|pic|shot|frame|one|scene))?\b"
+    r"|\b(?:this|that|the|my|attached|these)\s+(?:picture|image|photo|photograph|screenshot|pic|shot|frame)s?\b", re.I)
+_LEAD_EN = re.compile(
+    r"^(?:(?:please|find|search(?: for)?|show(?: me)?|look for|get(?: me)?|give me|i want|any|are there|"
+    r"this|that|it|same|but|and|only|just|also|now|here|is|some|a|an|the)\b[\s,.;:!?-]*)+", re.I)
+_KIND_EN = re.compile(r"^(?:videos?|clips?|moments?|scenes?|footage|shots?|ones?|parts?)\b\s*"
+                      r"(?:(?:of|about|with|where|showing|that show|in which)\b\s*)?", re.I)
+_PICTURE_REFS_ZH = re.compile(r"(?:和|跟|与|像)?(?:这张|这幅|这个|该)?(?:图片|照片|图|画面|截图)(?:里|中)?"
+                              r"(?:类似|相似|一样|差不多)?的?|(?:和|跟|与)?(?:这个|这)(?:类似|相似|一样)的?")
+_LEAD_ZH = re.compile(r"^(?:这个|这样|这些|请|找|搜索|给我看|我想看|有没有|像|类似|相似|但是|不过|可是|而且|要|是|，|,|、|\s)+")
+_KIND_ZH = re.compile(r"(?:的)?(?:视频|片段|画面|场景|镜头)$")
+
+
+def picture_words(text: str) -> str:
+    """The content words of a turn that comes with a picture: its references to the picture and
+    its search scaffolding removed ("find moments like this picture" -> "", "this, but at night"
+    -> "at night", "像这张图，但是在晚上" -> "在晚上")."""
+    t = clean_text(text)
+    t = _PICTURE_REFS_ZH.sub(" ", _PICTURE_REFS_EN.sub(" ", t))
+    t = re.sub(r"\s+", " ", t).strip(" ,.;:!?，。？！；：、")
+    for _ in range(3):  # scaffolding can come in any order: "but also show me videos of ..."
+        before = t
+        t = _KIND_EN.sub("", _LEAD_EN.sub("", t)).strip(" ,.;:!?，。？！；：、")
+        t = _KIND_ZH.sub("", _LEAD_ZH.sub("", t)).strip(" ,.;:!?，。？！；：、")
+        if t == before:
+            break
+    return t
 
 
 # A question about content ("how do I make the sauce", "what happens when the door opens"), and

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import InvalidArgument, NotFound, WrongType
+from ..index.image_query import picture_query
 from .engine import Engine, Session
 from .state import Reply, SessionState
 
@@ -123,10 +124,11 @@ class SessionManager:
     def state(self, sid: str) -> SessionState:
         return self._load(sid)[0]
 
-    def ask(self, sid: str, text: str) -> Reply:
+    def ask(self, sid: str, text: str, image=None) -> Reply:
+        """One turn of session ``sid``; ``image``: a picture that comes with it (Session.ask)."""
         if not isinstance(text, str):
             raise WrongType("a turn is a string")
-        if not text.strip():
+        if not text.strip() and image is None:
             raise InvalidArgument("the turn is empty")
         if len(text) > MAX_TURN_CHARS:
             raise InvalidArgument(f"a turn has at most {MAX_TURN_CHARS} characters (got {len(text)})")
@@ -134,7 +136,7 @@ class SessionManager:
             state, _, _ = self._load(sid)
             # The turn runs on a copy: a turn that fails leaves the stored state as it was.
             session = Session(self.engine, SessionState.from_dict(state.to_dict()))
-            reply = session.ask(text)
+            reply = session.ask(text, image=image)
             self.store.put(sid, session.state, self._clock())
         if self.on_turn is not None:
             self.on_turn(reply)
@@ -170,8 +172,8 @@ class SessionManager:
     async def acreate(self) -> str:
         return await self.arun(self.create)
 
-    async def aask(self, sid: str, text: str) -> Reply:
-        return await self.arun(self.ask, sid, text)
+    async def aask(self, sid: str, text: str, image=None) -> Reply:
+        return await self.arun(self.ask, sid, text, image)
 
     async def aensure(self, sid: str) -> None:
         return await self.arun(self.ensure, sid)
@@ -182,8 +184,17 @@ class SessionManager:
     async def adelete(self, sid: str) -> None:
         return await self.arun(self.delete, sid)
 
-    async def asearch(self, query: str, k: int = 10, allow=None, deny=None):
-        return await self.arun(lambda: self.engine.index.search(query, k=k, allow=allow, deny=deny))
+    async def asearch(self, query: str, k: int = 10, allow=None, deny=None, image=None):
+        return await self.arun(self.search, query, k, allow, deny, image)
+
+    def search(self, query: str, k: int = 10, allow=None, deny=None, image=None):
+        """One-shot search of the engine's index (no session): by text, or by a picture and the
+        text beside it (index/image_query.py)."""
+        index = self.engine.index
+        if image is None:
+            return index.search(query, k=k, allow=allow, deny=deny)
+        rows, weights = picture_query(index, query, image)
+        return index.search(rows, k=k, weights=weights, allow=allow, deny=deny)
 
     # -- internals ------------------------------------------------------------------------
     def _load(self, sid: str) -> tuple[SessionState, float, float]:

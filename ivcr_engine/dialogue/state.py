@@ -2,7 +2,10 @@
 plain JSON (for servers and for replaying a session)."""
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from ..index.protocol import (
     Moment,  # one moment type from the index up (video = its ref)
@@ -28,6 +31,9 @@ class SessionState:
     # pre-ranked ten, in the dataset's order; -1 keeps the place of a candidate the index lacks)
     pool: list[int] | None = None
     turns: list[dict] = field(default_factory=list)   # {"user": ..., "reply": ...}
+    # the picture the current search was given (its visual query row, pack_row), searched with
+    # ``query``; a new text search drops it
+    image: str | None = None
 
     @property
     def query(self) -> str:
@@ -52,7 +58,17 @@ class SessionState:
         return cls(candidates=[Candidate(**c) for c in d.get("candidates", [])], selected=d.get("selected"),
                    moment=Moment(**d["moment"]) if d.get("moment") else None, moment_query=d.get("moment_query", ""),
                    excluded=list(d.get("excluded", [])), queries=list(d.get("queries", [])), pool=d.get("pool"),
-                   turns=list(d.get("turns", [])))
+                   turns=list(d.get("turns", [])), image=d.get("image"))
+
+
+def pack_row(row: np.ndarray) -> str:
+    """A (1, d) query row as JSON-safe text: float16, base64 (a 1280-d row is 3.4 kB; cosines
+    move by < 1e-3)."""
+    return base64.b64encode(np.asarray(row, np.float16).tobytes()).decode("ascii")
+
+
+def unpack_row(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), np.float16).astype(np.float32)[None, :]
 
 
 @dataclass

@@ -78,6 +78,10 @@ class VideoIndex(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """channel -> (B, d) float32 query rows, from one batched encoder call."""
 
+    def encode_image(self, picture) -> dict[str, np.ndarray]:
+        """A query picture (JPEG/PNG/WebP bytes, checked and decoded safely, or (H, W, 3) uint8
+        RGB) -> {"visual": (1, d)}: the frame model's features, as the clips' visual rows hold."""
+
     def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                     allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..models import TextEncoder
+from ..errors import InvalidArgument
+from ..models import FrameEncoder, TextEncoder
 from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
 from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from .image_query import image_rows, read_image
 from .protocol import check_texts, lexical_rows
 
 QUERY_CACHE = 4096  # recent texts kept, over all models (a 384-d vector is 1.5 kB)
@@ -37,6 +39,7 @@ class QueryEncoder:
         self.models_root = Path(models_root) if models_root is not None else model_dir()
         self._given = text_encoder
         self._encoders: dict[str, TextEncoder] = {}
+        self._frames: dict[tuple, FrameEncoder] = {}
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._size = int(cache_size)
         self._lock = threading.Lock()
@@ -54,6 +57,15 @@ class QueryEncoder:
             if name not in self._encoders:
                 self._encoders[name] = TextEncoder(name, root=self.models_root)
             return self._encoders[name]
+
+    def frame_encoder(self, settings: dict) -> FrameEncoder:
+        """The frame model an index with these settings was built with (loaded on first use; a
+        query picture goes through it as a clip's frame did at ingest)."""
+        key = (str(settings.get("frame_model") or "frame_effnet_lite0"), index_text_model(settings))
+        with self._load_lock:
+            if key not in self._frames:
+                self._frames[key] = FrameEncoder(key[0], root=self.models_root, text_model=key[1])
+            return self._frames[key]
 
     def passage_mean(self, settings: dict) -> np.ndarray | None:
         """The mean of the text model's passage vectors over a fixed vocabulary (the frame model's
@@ -145,6 +157,14 @@ class IndexQueries:
         English lines, sits closer to every passage than a sentence does, so one chance for all
         queries left its right line below the baseline and let the concepts decide."""
         return self._shape(self.unit(texts), texts)
+
+    def image(self, picture) -> dict[str, np.ndarray]:
+        """A picture's query rows ({"visual": (1, d)}, image_query.py): ``picture`` is its encoded
+        bytes (JPEG, PNG, WebP; checked and decoded safely) or (H, W, 3) uint8 RGB pixels."""
+        if "visual" not in self.channels:
+            raise InvalidArgument("this index has no visual channel to search by picture")
+        rgb = read_image(picture) if isinstance(picture, (bytes, bytearray, memoryview)) else picture
+        return image_rows(self.shared.frame_encoder(self.settings), rgb)
 
     def query_chance(self, unit: np.ndarray) -> np.ndarray:
         """(B,) the similarity an unrelated line reaches for each query: the model's chance moved

@@ -154,6 +154,9 @@ class ShardedIndex(MomentShortcuts):
     def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         return self.queries.rows(texts)
 
+    def encode_image(self, picture) -> dict[str, np.ndarray]:
+        return self.queries.image(picture)
+
     def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                     allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:

@@ -165,6 +165,9 @@ class Index(MomentShortcuts):
     def encode_queries(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         return self.queries.rows(texts)
 
+    def encode_image(self, picture) -> dict[str, np.ndarray]:
+        return self.queries.image(picture)
+
     def encode_query(self, text: str) -> dict[str, np.ndarray]:
         """One text's rows (1, d) per channel."""
         return self.encode_queries([text])

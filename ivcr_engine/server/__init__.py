@@ -20,14 +20,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, token: str | None = None,
-              ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0, responder=None):
-    """Open the index, the sessions' database (default: ``sessions.sqlite`` in the index folder)
-    and return the ASGI app. ``batching`` None: micro-batching wherever the index supports it.
-    ``responder``: how replies are worded (default the template; see dialogue.gguf_responder)."""
+def serving_stack(index_dir: str | Path, sessions_db: str | Path | None = None, ttl_s: float = 24 * 3600,
+                  batching: bool | None = None, poll_s: float = 1.0, responder=None):
+    """The engine as ``ivcr serve`` runs it, without HTTP: (SessionManager, LiveIndex). The index
+    prefaulted, replies carrying the candidates' moments, sessions persisted in ``sessions_db``
+    (default: ``sessions.sqlite`` in the index folder), the micro-batcher when ``batching`` is not
+    False. bench_serve.py runs its in-process baseline on exactly this."""
     from ..dialogue import Engine
     from ..dialogue.sessions import SessionManager
-    from .app import create_app
     from .live import LiveIndex
 
     index_dir = Path(index_dir)
@@ -37,6 +37,18 @@ def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, toke
     manager = SessionManager(engine, sessions_db or index_dir / "sessions.sqlite", ttl_s=ttl_s)
     if len(engine.index):  # warm-up: builds derived caches once, before concurrent traffic
         engine.index.search("warm up", k=1)
+    return manager, live
+
+
+def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, token: str | None = None,
+              ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0, responder=None):
+    """Open the index, the sessions' database (default: ``sessions.sqlite`` in the index folder)
+    and return the ASGI app. ``batching`` None: micro-batching wherever the index supports it.
+    ``responder``: how replies are worded (default the template; see dialogue.gguf_responder)."""
+    from .app import create_app
+
+    manager, live = serving_stack(index_dir, sessions_db, ttl_s=ttl_s, batching=batching, poll_s=poll_s,
+                                  responder=responder)
     return create_app(manager, live, token=token)
 
 

@@ -9,19 +9,21 @@ by their ref (the index's video number), never by path.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..dialogue.sessions import MAX_TURN_CHARS, SessionManager
+from ..dialogue.sessions import SessionManager
 from ..models.registry import index_text_model
-from . import errors, media
-from .errors import ApiError, error_response
+from . import errors, media, schema
+from .errors import ApiError
+from .gate import Gate
 from .live import LiveIndex
 from .metrics import ServerMetrics
 from .openai_compat import (
@@ -30,18 +32,34 @@ from .openai_compat import (
     chat_completion,
     chat_stream,
     check_request,
+    last_user_picture,
     last_user_turn,
     message_texts,
     model_card,
     session_key,
     usage,
 )
+from .pictures import picture_bytes
+from .schema import MAX_PICTURE_CHARS, errors as documented
 
 MAX_BODY = 64 * 1024
-MAX_K = 100
-MAX_FILTER = 10_000
+# the routes that take a picture (base64 in the JSON body) may be this large
+MAX_PICTURE_BODY = MAX_BODY + MAX_PICTURE_CHARS
+PICTURE_ROUTES = ("/v1/search", "/v1/chat/completions")
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("ivcr.serve")
+
+
+class Json(JSONResponse):
+    """JSON encoded by orjson (several times faster than json.dumps on a reply's nested lists)."""
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+def body_cap(path: str) -> int:
+    takes_picture = path in PICTURE_ROUTES or (path.startswith("/v1/sessions/") and path.endswith("/turns"))
+    return MAX_PICTURE_BODY if takes_picture else MAX_BODY
 
 
 def create_app(manager: SessionManager, live: LiveIndex, token: str | None = None,
@@ -70,37 +88,13 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         yield
         task.cancel()
 
-    app = FastAPI(title="ivcr_engine", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /docs (Swagger UI) and /redoc from files in an installed package: no CDN
+    app = FastAPIOffline(title="ivcr_engine", version="1", lifespan=lifespan, default_response_class=Json,
+                         description="Interactive video corpus retrieval: multi-turn sessions (text and pictures), "
+                                     "one-shot search, video media, and OpenAI-compatible chat.")
 
-    # -- guards: token, body size ---------------------------------------------------------
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        if token and (path.startswith("/v1/") or path == "/metrics"):
-            given = request.headers.get("authorization", "")
-            ok = given == f"Bearer {token}" or request.query_params.get("access_token") == token
-            if not ok:
-                return error_response(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                                      "unauthorized", request)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return error_response(413, f"request body over {MAX_BODY} bytes", "too_large", request)
-        return await call_next(request)
-
-    # after the guard: its request-id middleware runs first, so even a refused request has an id
-    errors.install(app)  # typed errors -> HTTP statuses, request ids (errors.py)
-
-    async def body(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"request body over {MAX_BODY} bytes", "too_large")
-        try:
-            data = json.loads(raw or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"malformed JSON: {exc}")
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return data
+    errors.install(app)  # typed errors -> HTTP statuses (errors.py)
+    app.add_middleware(Gate, token=token, body_cap=body_cap)  # request ids, token, body caps (gate.py)
 
     def index():
         return manager.engine.index
@@ -115,17 +109,14 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             raise ApiError(404, f"no video {ref}", "not_found")
         return ref
 
-    def refs(data: dict, key: str) -> list[int] | None:
-        v = data.get(key)
-        if v is None:
+    def refs(given: list[int] | None, key: str) -> list[int] | None:
+        if given is None:
             return None
-        if not isinstance(v, list) or len(v) > MAX_FILTER or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-            raise ApiError(400, f"'{key}' must be a list of at most {MAX_FILTER} video numbers")
         n = index().num_refs()
-        bad = [x for x in v if not 0 <= x < n]
+        bad = [x for x in given if not 0 <= x < n]
         if bad:
             raise ApiError(400, f"'{key}' names unknown videos: {bad[:5]}")
-        return v
+        return given
 
     def video_json(ref: int) -> dict:
         info = index().video(ref)
@@ -146,83 +137,85 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
                 "evidence": reply.evidence, "assumed": reply.assumed,
                 "timings_ms": {k: round(v * 1000, 3) for k, v in reply.timings.items()}}
 
-    def turn_text(data: dict) -> str:
-        text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError(400, "'text' must be a non-empty string")
-        if len(text) > MAX_TURN_CHARS:
-            raise ApiError(400, f"'text' has at most {MAX_TURN_CHARS} characters (got {len(text)})")
-        return text
+    def picture(given: str | None) -> bytes | None:
+        return None if given is None else picture_bytes(given)
 
     # -- sessions -------------------------------------------------------------------------
-    @app.post("/v1/sessions", status_code=201)
+    sid_link = {"parameters": {"sid": "$response.body#/session_id"}}
+    links = {"links": {"AskTurn": {"operationId": "ask_turn", **sid_link},
+                       "GetSession": {"operationId": "get_session", **sid_link},
+                       "DeleteSession": {"operationId": "delete_session", **sid_link}}}
+
+    @app.post("/v1/sessions", status_code=201, response_model=schema.SessionCreated, tags=["sessions"],
+              operation_id="create_session", responses={201: links, **documented(401, 500)})
     async def create_session():
         return {"session_id": await manager.acreate()}
 
-    @app.post("/v1/sessions/{sid}/turns")
-    async def turn(sid: str, request: Request):
-        text = turn_text(await body(request))
-        reply = await manager.aask(sid, text)
-        return JSONResponse(reply_json(sid, reply))
+    @app.post("/v1/sessions/{sid}/turns", response_model=schema.TurnReply, tags=["sessions"], operation_id="ask_turn",
+              responses=documented(400, 401, 404, 413, 500, 503))
+    async def turn(sid: str, req: schema.TurnRequest):
+        """One turn: text, a picture, or both ("find moments like this picture", "this, but at night")."""
+        image = picture(req.image)
+        if not req.text.strip() and image is None:
+            raise ApiError(400, "a turn needs 'text', an 'image', or both")
+        reply = await manager.aask(sid, req.text, image)
+        return Json(reply_json(sid, reply))
 
-    @app.get("/v1/sessions/{sid}")
+    @app.get("/v1/sessions/{sid}", response_model=schema.SessionView, tags=["sessions"], operation_id="get_session",
+             responses=documented(401, 404, 500))
     async def get_session(sid: str):
         st = await manager.astate(sid)
         m = st.moment
-        return {"session_id": sid, "query": st.query, "selected": st.selected,
-                "candidates": [c.video for c in st.candidates], "excluded": st.excluded,
-                "moment": None if m is None else {"video_id": m.video, "start": m.start, "end": m.end},
-                "history": st.turns}
+        return Json({"session_id": sid, "query": st.query, "selected": st.selected,
+                     "candidates": [c.video for c in st.candidates], "excluded": st.excluded,
+                     "moment": None if m is None else {"video_id": m.video, "start": m.start, "end": m.end},
+                     "picture": st.image is not None, "history": st.turns})
 
-    @app.delete("/v1/sessions/{sid}")
+    @app.delete("/v1/sessions/{sid}", response_model=schema.Deleted, tags=["sessions"], operation_id="delete_session",
+                responses=documented(401, 404, 500))
     async def delete_session(sid: str):
         await manager.adelete(sid)
         return {"deleted": sid}
 
     # -- one-shot search ------------------------------------------------------------------
-    @app.post("/v1/search")
-    async def search(request: Request):
-        data = await body(request)
-        q = data.get("query")
-        if not isinstance(q, str) or not q.strip():
-            raise ApiError(400, "'query' must be a non-empty string")
-        if len(q) > MAX_TURN_CHARS:
-            raise ApiError(400, f"'query' has at most {MAX_TURN_CHARS} characters")
-        k = data.get("k", 10)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise ApiError(400, f"'k' must be an integer in 1..{MAX_K}")
-        hits = await manager.asearch(q, k=k, allow=refs(data, "allow"), deny=refs(data, "deny"))
-        return {"query": q, "hits": [{"video_id": h.video_index, "name": Path(h.path).name,
-                                      "start": round(h.start, 2), "end": round(h.end, 2), "score": round(h.score, 4),
-                                      "rank": h.rank, "evidence": {"lines": [list(l) for l in h.evidence.lines],
-                                                                   "concepts": h.evidence.concepts}}
-                                     for h in hits]}
+    @app.post("/v1/search", response_model=schema.SearchReply, tags=["search"],
+              responses=documented(400, 401, 413, 500, 503))
+    async def search(req: schema.SearchRequest):
+        """The top k videos for a text query, a picture, or both, each with its best moment and evidence."""
+        image = picture(req.image)
+        if not req.query.strip() and image is None:
+            raise ApiError(400, "a search needs a 'query', an 'image', or both")
+        hits = await manager.asearch(req.query, k=req.k, allow=refs(req.allow, "allow"), deny=refs(req.deny, "deny"),
+                                     image=image)
+        return Json({"query": req.query,
+                     "hits": [{"video_id": h.video_index, "name": Path(h.path).name, "start": round(h.start, 2),
+                               "end": round(h.end, 2), "score": round(h.score, 4), "rank": h.rank,
+                               "evidence": {"lines": [list(l) for l in h.evidence.lines],
+                                            "concepts": h.evidence.concepts}}
+                              for h in hits]})
 
     # -- videos ---------------------------------------------------------------------------
-    @app.get("/v1/videos/{vid}")
+    @app.get("/v1/videos/{vid}", response_model=schema.VideoOut, tags=["videos"], responses=documented(401, 404))
     async def video(vid: str):
         return video_json(video_ref(vid))
 
-    @app.get("/v1/videos/{vid}/media")
-    async def video_media(vid: str, request: Request):
+    @app.get("/v1/videos/{vid}/media", tags=["videos"], response_class=FileResponse,
+             responses={200: {"content": {"video/*": {}}, "description": "the video file"},
+                        206: {"content": {"video/*": {}}, "description": "the requested byte range (Range: bytes=a-b)"},
+                        416: {"content": {"text/plain": {}}, "description": "a range outside the file"},
+                        **documented(401, 404)})
+    async def video_media(vid: str):
+        """The video's bytes, for a player: HTTP Range requests get 206 (Starlette's FileResponse)."""
         path = Path(index().video(video_ref(vid)).path)
         if not path.is_file():
             raise ApiError(404, f"the file of video {vid} is gone from disk", "not_found")
-        size = media.file_size(path)
-        try:
-            rng = media.parse_range(request.headers.get("range"), size)
-        except media.RangeError as exc:
-            return JSONResponse({"error": {"type": "bad_range", "message": str(exc)}}, status_code=416,
-                                headers={"Content-Range": f"bytes */{size}"})
-        first, last = rng if rng else (0, size - 1)
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(last - first + 1)}
-        if rng:
-            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-        return StreamingResponse(media.iter_file(path, first, last), status_code=206 if rng else 200,
-                                 media_type=media.media_type(path), headers=headers)
+        return FileResponse(path, media_type=media.media_type(path))
 
-    @app.get("/v1/videos/{vid}/thumbnail")
+    @app.get("/v1/videos/{vid}/thumbnail", tags=["videos"], response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG still"},
+                        **documented(400, 401, 404, 500)})
     async def thumbnail(vid: str, t: float = 0.0, size: int = 160):
+        """The frame at ``t`` seconds, its shorter side ``size`` pixels, as JPEG."""
         ref = video_ref(vid)
         if not 16 <= size <= media.MAX_THUMB:
             raise ApiError(400, f"'size' must be in 16..{media.MAX_THUMB}")
@@ -238,30 +231,35 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         idx = index()
         return model_card(int(live.root.stat().st_ctime), index_text_model(idx.settings), len(idx))
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", response_model=schema.ModelList, tags=["openai"], responses=documented(401, openai=True))
     async def models():
         return {"object": "list", "data": [model_info()]}
 
-    @app.get("/v1/models/{model}")
+    @app.get("/v1/models/{model}", response_model=schema.ModelCard, tags=["openai"],
+             responses=documented(401, 404, openai=True))
     async def one_model(model: str):
         if model != MODEL_ID:
             raise OpenAIError(404, f"The model `{model}` does not exist: this server has `{MODEL_ID}`", "model",
                               "model_not_found")
         return model_info()
 
-    @app.post("/v1/chat/completions")
-    async def completions(request: Request):
-        data = await body(request)
+    @app.post("/v1/chat/completions", response_model=schema.ChatCompletion, tags=["openai"],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "with stream: true, chat.completion.chunk events"},
+                         **documented(400, 401, 404, 413, 500, 503, openai=True)})
+    async def completions(req: schema.ChatRequest, request: Request):
+        """OpenAI's chat completions: the last user message is the turn (its image_url part, a data
+        URL, a picture to search by); the session is keyed by ``user`` or ``X-Session-Id``."""
+        data = req.model_dump(exclude_unset=True)
         check_request(data)
-        text = last_user_turn(data)
-        if len(text) > MAX_TURN_CHARS:
-            raise ApiError(400, f"the last user message has at most {MAX_TURN_CHARS} characters")
+        image = picture(last_user_picture(data))
+        text = last_user_turn(data, picture=image is not None)
         sid = session_key(data, request.headers.get("x-session-id"))
         if sid is None:
             sid = await manager.acreate()
         else:
             await manager.aensure(sid)
-        reply = await manager.aask(sid, text)
+        reply = await manager.aask(sid, text, image)
         counts = index().text_encoder.count_tokens(message_texts(data) + [reply.text])
         used = usage(sum(counts[:-1]), counts[-1])
         headers = {"X-Session-Id": sid}
@@ -269,30 +267,50 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             include = bool((data.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(chat_stream(reply, MODEL_ID, used if include else None),
                                      media_type="text/event-stream", headers=headers)
-        return JSONResponse(chat_completion(reply, MODEL_ID, used), headers=headers)
+        return Json(chat_completion(reply, MODEL_ID, used), headers=headers)
 
     # -- operations -----------------------------------------------------------------------
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=schema.Health, tags=["operations"])
     async def healthz():
         idx = index()
         return {"ok": True, "videos": len(idx), "refs": idx.num_refs(), "sessions": len(manager),
                 "batching": live.batching}
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+                        **documented(401)})
     async def prometheus():
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     # -- the page -------------------------------------------------------------------------
-    @app.get("/")
+    @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/static/{name}")
+    @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str):
         files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
         if name not in files:  # a fixed set of names: no path ever reaches the file system
             raise ApiError(404, f"no static file {name!r}", "not_found")
         return FileResponse(files[name])
 
+    app.openapi = lambda: published_schema(app)
     app.state.manager, app.state.live = manager, live
     return app
+
+
+def published_schema(app: FastAPI) -> dict:
+    """FastAPI's OpenAPI document without its 422 responses: a request that fails validation is
+    answered 400 with the API's error object (errors.py), which every route documents."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for item in doc.get("paths", {}).values():
+            for op in item.values():
+                if isinstance(op, dict):
+                    op.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema

@@ -1,7 +1,7 @@
 """Errors at the HTTP boundary, mapped once.
 
-Every request gets an id (the client's ``X-Request-Id`` when it sends a sane one), echoed in the
-``X-Request-Id`` response header. What an error becomes depends only on its kind:
+Every request has an id (gate.py: the client's ``X-Request-Id`` when it sends a sane one), echoed
+in the ``X-Request-Id`` response header. What an error becomes depends only on its kind:
 
 - the server's own refusals (``ApiError``: a malformed body, a cap exceeded) and the engine's
   ``InvalidArgument``/``WrongType``: 4xx with the message;
@@ -14,8 +14,6 @@ On the OpenAI-shaped routes the body is OpenAI's error object (openai_compat.err
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +24,6 @@ from ..errors import HTTP_STATUS, IvcrError
 from .openai_compat import OpenAIError, error_body, is_openai_route
 
 log = logging.getLogger("ivcr.serve")
-_GIVEN_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class ApiError(Exception):
@@ -55,14 +52,6 @@ def error_response(status: int, message: str, type_: str, request: Request | Non
 
 
 def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def tag(request: Request, call_next):
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if _GIVEN_ID.match(given) else uuid.uuid4().hex[:16]
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
-
     @app.exception_handler(ApiError)
     async def _api(request, exc: ApiError):
         return error_response(exc.status, exc.message, exc.type, request)
@@ -87,9 +76,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc):
+        """A body or parameter the route's schema refuses (schema.py): 400, naming where."""
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        return error_response(422, f"{where}: {first.get('msg', 'invalid')}", "invalid_request", request)
+        loc = [str(x) for x in first.get("loc", ())]
+        where = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 else loc)
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            message = f"malformed JSON: {(first.get('ctx') or {}).get('error', 'not JSON')}"
+        if is_openai_route(request.url.path):
+            param = loc[1] if loc[:1] == ["body"] and len(loc) > 1 else None
+            return JSONResponse(error_body(400, message, param), status_code=400,
+                                headers={"X-Request-Id": request_id(request)})
+        return error_response(400, message, "invalid_request", request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request, exc):

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 
+from ..dialogue.sessions import MAX_TURN_CHARS
 from ..errors import InvalidArgument
 
 MODEL_ID = "ivcr"  # the served index, as the one model this server lists
@@ -92,7 +93,21 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def last_user_turn(data: dict) -> str:
+def last_user_picture(data: dict) -> str | None:
+    """The picture of the last user message (its last ``image_url`` part's URL), or None."""
+    for m in reversed(data.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            parts = m.get("content") if isinstance(m.get("content"), list) else []
+            urls = [p.get("image_url") for p in parts if isinstance(p, dict) and p.get("type") == "image_url"]
+            urls = [u.get("url") if isinstance(u, dict) else u for u in urls]
+            if urls and not isinstance(urls[-1], str):
+                raise InvalidArgument("an image_url part carries {'url': 'data:image/...;base64,...'}")
+            return urls[-1] if urls else None
+    return None
+
+
+def last_user_turn(data: dict, picture: bool = False) -> str:
+    """The text of the last user message (empty allowed when it comes with a ``picture``)."""
     msgs = data.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise InvalidArgument("'messages' must be a non-empty list of {role, content}")
@@ -106,8 +121,12 @@ def last_user_turn(data: dict) -> str:
             content = m.get("content")
             if isinstance(content, list):  # content parts: keep the text ones
                 content = " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-            if not isinstance(content, str) or not content.strip():
+            if content is None and picture:
+                content = ""
+            if not isinstance(content, str) or (not content.strip() and not picture):
                 raise InvalidArgument("the last user message has no text")
+            if len(content) > MAX_TURN_CHARS:
+                raise InvalidArgument(f"the last user message has at most {MAX_TURN_CHARS} characters")
             return content
     raise InvalidArgument("'messages' has no user message")
 

@@ -42,7 +42,7 @@ def test_every_response_names_its_request_and_a_given_id_is_kept(client):
     assert r.headers["x-request-id"] == "trace-42"
     r = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})  # not echoed as given
     assert r.headers["x-request-id"] != "bad id\twith spaces"
-    r = client.post("/v1/search", content=b"x" * 70_000, headers={"X-Request-Id": "big-1"})  # refused by the guard
+    r = client.post("/v1/sessions", content=b"x" * 70_000, headers={"X-Request-Id": "big-1"})  # refused by the guard
     assert r.status_code == 413 and r.headers["x-request-id"] == "big-1"
 
 

@@ -32,7 +32,7 @@ async function ensureSession() {
   return null;
 }
 
-function addMessage(kind, text, intent) {
+function addMessage(kind, text, intent, picture) {
   const li = document.createElement("li");
   li.className = `msg ${kind}`;
   if (intent) {
@@ -41,23 +41,38 @@ function addMessage(kind, text, intent) {
     tag.textContent = intent;
     li.appendChild(tag);
   }
-  li.appendChild(document.createTextNode(text));
+  if (picture && picture.dataUrl) {  // a picture turn: the picture, small, above what was typed with it
+    const img = document.createElement("img");
+    img.className = "turn-picture";
+    img.alt = `picture: ${picture.name}`;
+    img.src = picture.dataUrl;
+    li.appendChild(img);
+  } else if (picture) {  // a picture turn from the session's history: the server keeps no picture
+    const note = document.createElement("span");
+    note.className = "picture-note";
+    note.textContent = "[a picture]";
+    li.appendChild(note);
+  }
+  if (text) li.appendChild(document.createTextNode(text));
   $("messages").appendChild(li);
   li.scrollIntoView({ block: "end" });
 }
 
-async function ask(text) {
-  if (!text.trim() || window.ivcr.busy) return;
+// A turn: text, a picture ({dataUrl, name}: search by picture), or both.
+async function ask(text, picture = null) {
+  if ((!text.trim() && !picture) || window.ivcr.busy) return;
   window.ivcr.busy = true;
-  addMessage("user", text);
+  addMessage("user", text, null, picture);
   try {
-    const reply = await api("POST", `/v1/sessions/${sessionId}/turns`, { text });
+    const body = picture ? { text, image: picture.dataUrl } : { text };
+    const reply = await api("POST", `/v1/sessions/${sessionId}/turns`, body);
     addMessage("bot", reply.text, reply.intent);
     render(reply, text);
     window.ivcr.lastReply = reply;
   } catch (e) {
     if (e.status === 404) { await ensureSession(); }
-    addMessage("bot error", e.message);
+    addMessage("bot error", picture && e.status === 413
+      ? `The server refused the picture as too large (${e.message}); try a smaller one.` : e.message);
   } finally {
     window.ivcr.busy = false;
   }
@@ -167,9 +182,116 @@ $("timeline").addEventListener("click", (ev) => {
 });
 $("ask").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const text = $("turn").value;
+  if (window.ivcr.busy) return;  // what is typed and attached stays for when the reply is in
+  const text = $("turn").value, picture = attached;
+  if (!text.trim() && !picture) return;
   $("turn").value = "";
-  ask(text);
+  detachPicture();
+  ask(text, picture);
+});
+
+// -- search by picture: a JPEG, PNG or WebP dropped on the chat, pasted, or picked goes with the
+// next turn as a data URL. Checked here first (type by its first bytes, size) so a wrong file
+// costs no upload; the server checks again.
+const PICTURE_TYPES = ["image/jpeg", "image/png", "image/webp"];
+const MAX_PICTURE_BYTES = 8 * 1024 * 1024;
+let attached = null;  // {dataUrl, name} of the picture in the composer
+
+function sizeText(n) {
+  // rounded up: a file just over the 8 MiB cap must not read "8.0 MiB"
+  return n >= 1024 * 1024 ? `${(Math.ceil(n / (1024 * 1024) * 10) / 10).toFixed(1)} MiB` : `${Math.max(1, Math.ceil(n / 1024))} KiB`;
+}
+
+function pictureType(bytes) {  // from the file's first bytes, not its name
+  const at = (i, ...b) => b.every((x, k) => bytes[i + k] === x);
+  if (at(0, 0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return "image/png";
+  if (at(0, 0xff, 0xd8, 0xff)) return "image/jpeg";
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return "image/webp";  // RIFF....WEBP
+  return null;
+}
+
+const readDataUrl = (blob) => new Promise((resolve, reject) => {
+  const r = new FileReader();
+  r.onload = () => resolve(r.result);
+  r.onerror = () => reject(r.error);
+  r.readAsDataURL(blob);
+});
+
+async function attachPicture(file) {
+  const name = file.name || "pasted picture";
+  const refuse = (why) => { addMessage("bot error", why); return false; };
+  if (file.type && !PICTURE_TYPES.includes(file.type)) {
+    return refuse(`“${name}” (${file.type}) is not a picture the search can use: attach a JPEG, PNG or WebP picture.`);
+  }
+  if (file.size > MAX_PICTURE_BYTES) {
+    return refuse(`“${name}” is too large (${sizeText(file.size)}): a picture can be at most 8 MiB.`);
+  }
+  let type, dataUrl;
+  try {
+    type = pictureType(new Uint8Array(await file.slice(0, 12).arrayBuffer()));
+    if (!type) return refuse(`“${name}” is not a JPEG, PNG or WebP picture: attach one of those.`);
+    dataUrl = await readDataUrl(new Blob([file], { type }));  // data:<its real type>;base64,...
+  } catch (e) {
+    return refuse(`Could not read “${name}”: ${e.message || e}`);
+  }
+  attached = { dataUrl, name };
+  $("attachment-img").src = dataUrl;
+  $("attachment-img").alt = `attached: ${name}`;
+  $("attachment-name").textContent = `${name} · ${sizeText(file.size)}`;
+  $("attachment").hidden = false;
+  return true;
+}
+
+function detachPicture() {
+  attached = null;
+  $("attachment").hidden = true;
+  $("attachment-img").removeAttribute("src");
+  $("attachment-name").textContent = "";
+}
+
+$("attach").addEventListener("click", () => $("picture").click());
+$("picture").addEventListener("change", async () => {
+  const file = $("picture").files[0];
+  $("picture").value = "";  // the same file can be picked again after a remove
+  if (file && await attachPicture(file)) $("turn").focus();
+});
+$("attachment-remove").addEventListener("click", () => { detachPicture(); $("turn").focus(); });
+
+// drag and drop: the whole chat panel takes a dropped file; a file dropped anywhere else on the
+// page is ignored rather than opened by the browser in place of the page
+const carriesFiles = (ev) => !!ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
+const chat = $("chat");
+for (const kind of ["dragenter", "dragover"]) {
+  chat.addEventListener(kind, (ev) => {
+    if (!carriesFiles(ev)) return;  // dragged text still drops into the text box as usual
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = "copy";
+    chat.classList.add("dropping");
+  });
+}
+chat.addEventListener("dragleave", (ev) => { if (!chat.contains(ev.relatedTarget)) chat.classList.remove("dropping"); });
+chat.addEventListener("drop", async (ev) => {
+  if (!carriesFiles(ev)) return;
+  ev.preventDefault();
+  chat.classList.remove("dropping");
+  const file = ev.dataTransfer.files[0];
+  if (file && await attachPicture(file)) $("turn").focus();
+});
+for (const kind of ["dragover", "drop"]) {
+  window.addEventListener(kind, (ev) => {
+    if (carriesFiles(ev) && !chat.contains(ev.target)) { ev.preventDefault(); ev.dataTransfer.dropEffect = "none"; }
+  });
+}
+
+// paste: a picture on the clipboard (a screenshot, "copy image") is attached; a clipboard with
+// text on it pastes its text, as before
+document.addEventListener("paste", async (ev) => {
+  const cd = ev.clipboardData;
+  if (!cd || [...cd.types].includes("text/plain")) return;
+  const file = [...cd.items].filter((i) => i.kind === "file").map((i) => i.getAsFile()).find(Boolean);
+  if (!file) return;
+  ev.preventDefault();
+  if (await attachPicture(file)) $("turn").focus();
 });
 document.querySelectorAll("#actions button").forEach((b) => b.addEventListener("click", () => ask(b.dataset.turn)));
 $("new-session").addEventListener("click", async () => {
@@ -183,5 +305,8 @@ $("new-session").addEventListener("click", async () => {
 
 ensureSession().then((state) => {
   if (!state) return;
-  for (const t of state.history) { addMessage("user", t.user); addMessage("bot", t.reply, t.intent); }
+  for (const t of state.history) {
+    addMessage("user", t.user, null, t.picture ? {} : null);
+    addMessage("bot", t.reply, t.intent);
+  }
 }).catch((e) => addMessage("bot error", `Cannot reach the server: ${e.message}`));
