@@ -64,4 +64,5 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, toke
     print(f"ivcr serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (index {index_dir})", flush=True)
     # keep-alive well above any client's idle gap: a server closing an idle connection just as the
     # client reuses it fails that request (seen under load with uvicorn's 5 s default)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, timeout_keep_alive=75)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                timeout_keep_alive=75)

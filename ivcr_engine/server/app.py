@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
 
     def video_json(ref: int) -> dict:
         info = index().video(ref)
-        return {"video_id": ref, "name": Path(info.path).name, "duration": info.duration}
+        return {"video_id": ref, "name": os.path.basename(info.path), "duration": info.duration}
 
     def reply_json(sid: str, reply) -> dict:
         """The typed reply as JSON: each candidate with its best moment for the turn's query (the
