@@ -147,12 +147,14 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
                        "GetSession": {"operationId": "get_session", **sid_link},
                        "DeleteSession": {"operationId": "delete_session", **sid_link}}}
 
-    @app.post("/v1/sessions", status_code=201, response_model=schema.SessionCreated, tags=["sessions"],
+    @app.post("/v1/sessions", summary="Create a session",
+              status_code=201, response_model=schema.SessionCreated, tags=["sessions"],
               operation_id="create_session", responses={201: links, **documented(401, 500)})
     async def create_session():
         return {"session_id": await manager.acreate()}
 
-    @app.post("/v1/sessions/{sid}/turns", response_model=schema.TurnReply, tags=["sessions"], operation_id="ask_turn",
+    @app.post("/v1/sessions/{sid}/turns", summary="Ask a turn: text, a picture, or both",
+              response_model=schema.TurnReply, tags=["sessions"], operation_id="ask_turn",
               responses=documented(400, 401, 404, 413, 500, 503))
     async def turn(sid: str, req: schema.TurnRequest):
         """One turn: text, a picture, or both ("find moments like this picture", "this, but at night")."""
@@ -162,7 +164,8 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         reply = await manager.aask(sid, req.text, image)
         return Json(reply_json(sid, reply))
 
-    @app.get("/v1/sessions/{sid}", response_model=schema.SessionView, tags=["sessions"], operation_id="get_session",
+    @app.get("/v1/sessions/{sid}", summary="A session's state and history",
+             response_model=schema.SessionView, tags=["sessions"], operation_id="get_session",
              responses=documented(401, 404, 500))
     async def get_session(sid: str):
         st = await manager.astate(sid)
@@ -172,14 +175,16 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
                      "moment": None if m is None else {"video_id": m.video, "start": m.start, "end": m.end},
                      "picture": st.image is not None, "history": st.turns})
 
-    @app.delete("/v1/sessions/{sid}", response_model=schema.Deleted, tags=["sessions"], operation_id="delete_session",
+    @app.delete("/v1/sessions/{sid}", summary="Delete a session",
+                response_model=schema.Deleted, tags=["sessions"], operation_id="delete_session",
                 responses=documented(401, 404, 500))
     async def delete_session(sid: str):
         await manager.adelete(sid)
         return {"deleted": sid}
 
     # -- one-shot search ------------------------------------------------------------------
-    @app.post("/v1/search", response_model=schema.SearchReply, tags=["search"],
+    @app.post("/v1/search", summary="Search by text, a picture, or both",
+              response_model=schema.SearchReply, tags=["search"],
               responses=documented(400, 401, 413, 500, 503))
     async def search(req: schema.SearchRequest):
         """The top k videos for a text query, a picture, or both, each with its best moment and evidence."""
@@ -196,11 +201,13 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
                               for h in hits]})
 
     # -- videos ---------------------------------------------------------------------------
-    @app.get("/v1/videos/{vid}", response_model=schema.VideoOut, tags=["videos"], responses=documented(401, 404))
+    @app.get("/v1/videos/{vid}", summary="A video's name and duration",
+             response_model=schema.VideoOut, tags=["videos"], responses=documented(401, 404))
     async def video(vid: str):
         return video_json(video_ref(vid))
 
-    @app.get("/v1/videos/{vid}/media", tags=["videos"], response_class=FileResponse,
+    @app.get("/v1/videos/{vid}/media", summary="The video file (HTTP Range: 206)",
+             tags=["videos"], response_class=FileResponse,
              responses={200: {"content": {"video/*": {}}, "description": "the video file"},
                         206: {"content": {"video/*": {}}, "description": "the requested byte range (Range: bytes=a-b)"},
                         416: {"content": {"text/plain": {}}, "description": "a range outside the file"},
@@ -212,7 +219,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
             raise ApiError(404, f"the file of video {vid} is gone from disk", "not_found")
         return FileResponse(path, media_type=media.media_type(path))
 
-    @app.get("/v1/videos/{vid}/thumbnail", tags=["videos"], response_class=Response,
+    @app.get("/v1/videos/{vid}/thumbnail", summary="A JPEG still of a video", tags=["videos"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG still"},
                         **documented(400, 401, 404, 500)})
     async def thumbnail(vid: str, t: float = 0.0, size: int = 160):
@@ -232,11 +239,12 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         idx = index()
         return model_card(int(live.root.stat().st_ctime), index_text_model(idx.settings), len(idx))
 
-    @app.get("/v1/models", response_model=schema.ModelList, tags=["openai"], responses=documented(401, openai=True))
+    @app.get("/v1/models", summary="The models (the index, as OpenAI lists models)",
+             response_model=schema.ModelList, tags=["openai"], responses=documented(401, openai=True))
     async def models():
         return {"object": "list", "data": [model_info()]}
 
-    @app.get("/v1/models/{model}", response_model=schema.ModelCard, tags=["openai"],
+    @app.get("/v1/models/{model}", summary="One model", response_model=schema.ModelCard, tags=["openai"],
              responses=documented(401, 404, openai=True))
     async def one_model(model: str):
         if model != MODEL_ID:
@@ -244,7 +252,8 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
                               "model_not_found")
         return model_info()
 
-    @app.post("/v1/chat/completions", response_model=schema.ChatCompletion, tags=["openai"],
+    @app.post("/v1/chat/completions", summary="Chat completion, as OpenAI's API answers it",
+              response_model=schema.ChatCompletion, tags=["openai"],
               responses={200: {"content": {"text/event-stream": {}},
                                "description": "with stream: true, chat.completion.chunk events"},
                          **documented(400, 401, 404, 413, 500, 503, openai=True)})
@@ -271,13 +280,13 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
         return Json(chat_completion(reply, MODEL_ID, used), headers=headers)
 
     # -- operations -----------------------------------------------------------------------
-    @app.get("/healthz", response_model=schema.Health, tags=["operations"])
+    @app.get("/healthz", summary="Liveness and counts", response_model=schema.Health, tags=["operations"])
     async def healthz():
         idx = index()
         return {"ok": True, "videos": len(idx), "refs": idx.num_refs(), "sessions": len(manager),
                 "batching": live.batching}
 
-    @app.get("/metrics", tags=["operations"], response_class=Response,
+    @app.get("/metrics", summary="Prometheus metrics", tags=["operations"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
                         **documented(401)})
     async def prometheus():

@@ -63,3 +63,26 @@ def test_the_client_raises_its_own_errors(client):
     with pytest.raises(openai.BadRequestError, match="Unrecognized request argument supplied: colour"):
         client.chat.completions.create(model="ivcr", messages=[{"role": "user", "content": "hi"}],
                                        extra_body={"colour": "blue"})
+
+
+def test_a_picture_through_the_official_client(client, shared_data):
+    """The client's own content parts: text and an image_url data URL search by the picture."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ivcr_engine.decode import Timestamps, decode_frames
+
+    rgb = decode_frames(shared_data / "videos" / "dog_walk.mp4", Timestamps([1.0]), size=256).frames[0]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    cut = "data:image/png;base64," + base64.b64encode(buf.getvalue()[: len(buf.getvalue()) // 2]).decode()
+    done = client.chat.completions.create(model="ivcr", user="carol", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "find moments like this picture"}, {"type": "image_url", "image_url": {"url": url}}]}])
+    text = done.choices[0].message.content
+    assert "picture" in text and "video 1" in text and done.usage.prompt_tokens > 0
+    with pytest.raises(openai.BadRequestError, match="truncated"):
+        client.chat.completions.create(model="ivcr", user="carol", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": cut}}]}])
