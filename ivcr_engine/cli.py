@@ -137,17 +137,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .index.protocol import source_label
     from .index.sharded import open_index
 
-    from .index.image_query import picture_query
+    from .index.image_query import search_by
 
-    if not args.query.strip() and args.image is None:
-        raise InvalidArgument("give a query, a picture (--image FILE), or both")
     picture = _read_picture(args.image) if args.image is not None else None
-    index = open_index(args.index, ray_address=args.ray)
-    if picture is None:
-        hits = index.search(args.query, k=args.k)
-    else:  # the picture's visual row beside the words' rows, if any
-        rows, weights = picture_query(index, args.query, picture)
-        hits = index.search(rows, k=args.k, weights=weights)
+    if not args.query.strip() and picture is None:  # before the index is opened
+        raise InvalidArgument("give a query, a picture (--image FILE), or both")
+    hits = search_by(open_index(args.index, ray_address=args.ray), args.query, picture, k=args.k)
     if args.json:
         print(hits_to_json(hits))
         return 0
@@ -171,7 +166,7 @@ def _read_picture(path: str) -> bytes:
     p = Path(path)
     if not p.is_file():
         raise MissingFile(f"no picture at {path}")
-    if p.stat().st_size > MAX_BYTES:
+    if p.stat().st_size > MAX_BYTES:  # refused before it is read into memory
         raise InvalidArgument(f"{path} has {p.stat().st_size} bytes; a query picture has at most {MAX_BYTES}")
     return p.read_bytes()
 

@@ -193,12 +193,15 @@ class Session:
         """The query rows and weights a search for ``query`` runs with: its text's, plus the
         picture's visual row when ``query`` is the search the picture was given with (the
         composed ``state.query``: "this, but at night", then "not this one" or "earlier")."""
-        st = self.state
         rows = dict(self._encode(query)) if query.strip() else {}
-        if st.image is None or query != st.query:
+        if not self._with_picture(query):
             return rows, DEFAULT_WEIGHTS
-        rows["visual"] = unpack_row(st.image)
+        rows["visual"] = unpack_row(self.state.image)
         return rows, PICTURE_WEIGHTS
+
+    def _with_picture(self, query: str) -> bool:
+        """Whether a search for ``query`` is the one the state's picture was given with."""
+        return self.state.image is not None and query == self.state.query
 
     def _encode_picture(self, image) -> np.ndarray:
         """The picture's visual query row (the index's frame model; a bad picture raises
@@ -250,7 +253,7 @@ class Session:
     def _find_moment(self, r: Routed, direction: str | None = None) -> Outcome:
         st = self.state
         q = r.query or st.moment_query or st.query
-        if not q.strip() and not (st.image and q == st.query):
+        if not q.strip() and not self._with_picture(q):
             return Outcome("nothing", why=self._say("need_moment_query"))
         if st.selected is None:  # nothing chosen yet: find the video first, then the moment in it
             st.queries = [q]
@@ -359,7 +362,7 @@ class Session:
 
     # -- evidence -----------------------------------------------------------------------
     def _video_evidence(self, video: int, query: str) -> list[str]:
-        if not query and not (self.state.image and query == self.state.query):
+        if not query and not self._with_picture(query):
             return []
         match = self._matches(query, [video])[0]
         return self._cite(match, prefix=self._say("best_match", moment=match.moment), query=query) if match else []

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import InvalidArgument, NotFound, WrongType
-from ..index.image_query import picture_query
+from ..index.image_query import search_by
 from .engine import Engine, Session
 from .state import Reply, SessionState
 
@@ -129,7 +129,7 @@ class SessionManager:
         if not isinstance(text, str):
             raise WrongType("a turn is a string")
         if not text.strip() and image is None:
-            raise InvalidArgument("the turn is empty")
+            raise InvalidArgument("a turn needs text, a picture, or both")
         if len(text) > MAX_TURN_CHARS:
             raise InvalidArgument(f"a turn has at most {MAX_TURN_CHARS} characters (got {len(text)})")
         with self._lock_for(sid):
@@ -188,13 +188,8 @@ class SessionManager:
         return await self.arun(self.search, query, k, allow, deny, image)
 
     def search(self, query: str, k: int = 10, allow=None, deny=None, image=None):
-        """One-shot search of the engine's index (no session): by text, or by a picture and the
-        text beside it (index/image_query.py)."""
-        index = self.engine.index
-        if image is None:
-            return index.search(query, k=k, allow=allow, deny=deny)
-        rows, weights = picture_query(index, query, image)
-        return index.search(rows, k=k, weights=weights, allow=allow, deny=deny)
+        """One-shot search of the engine's index (no session): by text, a picture, or both."""
+        return search_by(self.engine.index, query, image, k=k, allow=allow, deny=deny)
 
     # -- internals ------------------------------------------------------------------------
     def _load(self, sid: str) -> tuple[SessionState, float, float]:

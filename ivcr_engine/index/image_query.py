@@ -98,6 +98,17 @@ def image_rows(frame_encoder, rgb: np.ndarray) -> dict[str, np.ndarray]:
     return {"visual": np.ascontiguousarray(feats[:1], dtype=np.float32)}
 
 
+def search_by(index, text: str = "", picture=None, k: int = 10, allow=None, deny=None) -> list:
+    """``index.search`` by text, by a picture, or by both (any ``VideoIndex`` with ``search``:
+    the one-shot search of the server, the CLI and Python callers)."""
+    if picture is None:
+        if not text.strip():
+            raise InvalidArgument("a search needs a query, a picture, or both")
+        return index.search(text, k=k, allow=allow, deny=deny)
+    rows, weights = picture_query(index, text, picture)
+    return index.search(rows, k=k, weights=weights, allow=allow, deny=deny)
+
+
 def picture_query(index, text: str, picture) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The query rows and weights of a search by ``picture`` and, when not empty, ``text``: the
     picture's visual row beside the text's rows (any ``VideoIndex``)."""

@@ -158,10 +158,7 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
               responses=documented(400, 401, 404, 413, 500, 503))
     async def turn(sid: str, req: schema.TurnRequest):
         """One turn: text, a picture, or both ("find moments like this picture", "this, but at night")."""
-        image = picture(req.image)
-        if not req.text.strip() and image is None:
-            raise ApiError(400, "a turn needs 'text', an 'image', or both")
-        reply = await manager.aask(sid, req.text, image)
+        reply = await manager.aask(sid, req.text, picture(req.image))
         return Json(reply_json(sid, reply))
 
     @app.get("/v1/sessions/{sid}", summary="A session's state and history",
@@ -188,11 +185,8 @@ def create_app(manager: SessionManager, live: LiveIndex, token: str | None = Non
               responses=documented(400, 401, 413, 500, 503))
     async def search(req: schema.SearchRequest):
         """The top k videos for a text query, a picture, or both, each with its best moment and evidence."""
-        image = picture(req.image)
-        if not req.query.strip() and image is None:
-            raise ApiError(400, "a search needs a 'query', an 'image', or both")
         hits = await manager.asearch(req.query, k=req.k, allow=refs(req.allow, "allow"), deny=refs(req.deny, "deny"),
-                                     image=image)
+                                     image=picture(req.image))
         return Json({"query": req.query,
                      "hits": [{"video_id": h.video_index, "name": Path(h.path).name, "start": round(h.start, 2),
                                "end": round(h.end, 2), "score": round(h.score, 4), "rank": h.rank,

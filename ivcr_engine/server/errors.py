@@ -79,12 +79,12 @@ def install(app: FastAPI) -> None:
         """A body or parameter the route's schema refuses (schema.py): 400, naming where."""
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(x) for x in first.get("loc", ())]
-        where = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 else loc)
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid request")
+        field = loc[1:] if loc[:1] == ["body"] else loc  # a body's field by its own name
+        message = f"{'.'.join(field)}: {first.get('msg', 'invalid')}" if field else first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
             message = f"malformed JSON: {(first.get('ctx') or {}).get('error', 'not JSON')}"
         if is_openai_route(request.url.path):
-            param = loc[1] if loc[:1] == ["body"] and len(loc) > 1 else None
+            param = field[0] if loc[:1] == ["body"] and field else None
             return JSONResponse(error_body(400, message, param), status_code=400,
                                 headers={"X-Request-Id": request_id(request)})
         return error_response(400, message, "invalid_request", request)

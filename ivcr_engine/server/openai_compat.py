@@ -13,7 +13,6 @@ import json
 import time
 import uuid
 
-from ..dialogue.sessions import MAX_TURN_CHARS
 from ..errors import InvalidArgument
 
 MODEL_ID = "ivcr"  # the served index, as the one model this server lists
@@ -125,8 +124,6 @@ def last_user_turn(data: dict, picture: bool = False) -> str:
                 content = ""
             if not isinstance(content, str) or (not content.strip() and not picture):
                 raise InvalidArgument("the last user message has no text")
-            if len(content) > MAX_TURN_CHARS:
-                raise InvalidArgument(f"the last user message has at most {MAX_TURN_CHARS} characters")
             return content
     raise InvalidArgument("'messages' has no user message")
 

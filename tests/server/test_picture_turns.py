@@ -77,7 +77,7 @@ def test_bad_pictures_are_4xx_and_change_nothing(client, cockatoo):
         ({"image": "data:image/png;base64,@@@not base64@@@"}, 400, "base64"),
         ({"image": data_url(cockatoo, "image/gif")}, 400, "JPEG, PNG or WebP only"),
         ({"image": "https://example.com/cat.jpg"}, 400, "fetches no URL"),
-        ({"text": "   "}, 400, "'text', an 'image', or both"),
+        ({"text": "   "}, 400, "text, a picture, or both"),
         ({"image": 12}, 400, "image"),
     ]
     for body, status, says in cases:
