@@ -9,11 +9,11 @@ STAMP := .stamps
 # Debian packages, in two sets. The demo's: the build (FFmpeg 5.1 dev libraries, compilers) and
 # espeak-ng, which speaks the demo corpus's clips. The tests add tmux (driving the interactive CLI)
 # and chromium + its driver with a CJK font (the web page's browser tests, Chinese turns).
-APT_DEMO := build-essential cmake pkg-config python3-dev python3-venv \
+APT_DEMO := build-essential cmake pkg-config python3-dev python3-venv libsqlite3-dev \
   libavcodec-dev libavformat-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg espeak-ng
-APT_TEST := tmux chromium chromium-driver fonts-wqy-zenhei
+APT_TEST := tmux chromium chromium-driver fonts-wqy-zenhei cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-NATIVE_SOURCES := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null) CMakeLists.txt
+NATIVE_SOURCES := $(shell find csrc include -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.map' -o -name '*.pc' \) 2>/dev/null) CMakeLists.txt
 # apt-get install PACKAGES..., only those that are missing
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \

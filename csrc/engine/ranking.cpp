@@ -1,0 +1,148 @@
+#include "engine/ranking.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <unordered_map>
+
+namespace ivcr::engine {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Each row's best k of (ref -> score), ties to the lower ref, into the padded outputs.
+void best_of(const std::vector<std::unordered_map<int64_t, float>>& rows, int64_t k, int64_t* ids, float* scores) {
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::vector<std::pair<int64_t, float>> top(rows[r].begin(), rows[r].end());
+    std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    for (size_t i = 0; i < top.size() && int64_t(i) < k; ++i) {
+      ids[int64_t(r) * k + int64_t(i)] = top[i].first;
+      scores[int64_t(r) * k + int64_t(i)] = top[i].second;
+    }
+  }
+}
+
+}  // namespace
+
+Ranking::Ranking(std::shared_ptr<const SnapshotData> snap) : snap_(std::move(snap)) {
+  for (const Video& v : snap_->videos) offsets_.push_back(v.first_row);
+  offsets_.push_back(snap_->rows);
+  std::vector<search::Channel> channels;
+  for (const auto& [name, ch] : snap_->channels) {
+    search::Channel c;
+    c.dtype = ch.f16 ? search::DType::F16 : search::DType::F32;
+    c.data = ch.data();
+    c.rows = snap_->rows;
+    c.dim = ch.dim;
+    channels.push_back(c);
+    names_.push_back(name);
+  }
+  if (!channels.empty() && snap_->rows > 0)
+    corpus_ = std::make_unique<search::CpuCorpus>(channels, offsets_.data(), int64_t(snap_->videos.size()));
+}
+
+search::QueryBatch Ranking::batch(const Queries& q, const std::map<std::string, float>& weights,
+                                  std::vector<std::vector<float>>& zeros) const {
+  search::QueryBatch b;
+  b.batch = int64_t(q.batch);
+  for (const std::string& name : names_) {
+    auto it = q.rows.find(name);
+    if (it != q.rows.end()) {  // a channel the query does not use costs a zero weight, not a pass
+      b.per_channel.push_back(it->second.data());
+      auto w = weights.find(name);
+      b.weights.push_back(w == weights.end() ? 0.0f : w->second);
+    } else {
+      zeros.emplace_back(q.batch * size_t(snap_->channels.at(name).dim), 0.0f);
+      b.per_channel.push_back(zeros.back().data());
+      b.weights.push_back(0.0f);
+    }
+  }
+  return b;
+}
+
+void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
+                   const std::vector<uint8_t>& eligible, int64_t* ids, float* scores) const {
+  const size_t B = q.batch;
+  std::fill(ids, ids + B * size_t(k), int64_t(-1));
+  std::fill(scores, scores + B * size_t(k), kNegInf);
+  bool any = false, all = true;
+  for (uint8_t e : eligible) {
+    any = any || e;
+    all = all && e;
+  }
+  if (!corpus_ || !any) return;
+  // The lexical candidates of each row: eligible refs, best coverage first, at most kLexicalJoin.
+  std::vector<std::unordered_map<int64_t, float>> bonus(B);
+  bool has_bonus = false;
+  auto lw = weights.find(kLexical);
+  if (lw != weights.end() && lw->second != 0.0f) {
+    for (size_t r = 0; r < B; ++r) {
+      if (!q.lexical[r].set) continue;
+      std::vector<std::pair<int64_t, float>> refs;
+      for (const auto& [ref, c] : q.lexical[r].videos)
+        if (ref >= 0 && size_t(ref) < eligible.size() && eligible[size_t(ref)]) refs.emplace_back(ref, c);
+      std::sort(refs.begin(), refs.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+      });
+      for (size_t i = 0; i < refs.size() && i < kLexicalJoin; ++i) bonus[r][refs[i].first] = lw->second * refs[i].second;
+      has_bonus = has_bonus || !bonus[r].empty();
+    }
+  }
+  if (q.rows.empty()) {  // words alone: the lexical scores are the ranking
+    if (has_bonus) best_of(bonus, k, ids, scores);
+    return;
+  }
+  std::vector<std::vector<float>> zeros;
+  const search::QueryBatch qb = batch(q, weights, zeros);
+  std::vector<uint64_t> bits;
+  search::VideoFilter filter;
+  if (!all) {  // an allow mask that admits every video runs as an unfiltered scan
+    bits.assign((eligible.size() + 63) / 64, 0);
+    for (size_t v = 0; v < eligible.size(); ++v)
+      if (eligible[v]) bits[v >> 6] |= uint64_t(1) << (v & 63);
+    filter.bits = bits.data();
+    filter.n_words = int64_t(bits.size());
+    filter.allow = true;
+  }
+  const int64_t k_out = std::min<int64_t>(k, int64_t(snap_->videos.size()));
+  std::vector<float> s(B * size_t(k_out));
+  std::vector<int64_t> i(B * size_t(k_out));
+  corpus_->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, s.data(), i.data());
+  if (!has_bonus) {
+    for (size_t r = 0; r < B; ++r)
+      for (int64_t j = 0; j < k_out; ++j) {
+        const int64_t id = i[r * size_t(k_out) + size_t(j)];
+        ids[int64_t(r) * k + j] = id;
+        scores[int64_t(r) * k + j] = id < 0 ? kNegInf : s[r * size_t(k_out) + size_t(j)];
+      }
+    return;
+  }
+  // The dense top k and the lexical candidates scored exactly, each with its bonus; the best k of
+  // both. Any other video's score is its dense score, which the dense top k beat.
+  size_t width = 0;
+  for (const auto& b : bonus) width = std::max(width, b.size());
+  std::vector<int64_t> lex(B * width, -1);
+  for (size_t r = 0; r < B; ++r) {
+    size_t j = 0;
+    for (const auto& [ref, _] : bonus[r]) lex[r * width + j++] = ref;
+  }
+  std::vector<float> ls(B * width);
+  std::vector<int64_t> li(B * width);
+  corpus_->topk_videos_among(qb, int64_t(width), lex.data(), int64_t(width), ls.data(), li.data());
+  std::vector<std::unordered_map<int64_t, float>> fused(B);
+  for (size_t r = 0; r < B; ++r) {
+    for (int64_t j = 0; j < k_out; ++j) {
+      const int64_t id = i[r * size_t(k_out) + size_t(j)];
+      if (id >= 0) fused[r][id] = s[r * size_t(k_out) + size_t(j)];
+    }
+    for (size_t j = 0; j < width; ++j) {
+      const int64_t id = li[r * width + j];
+      if (id >= 0) fused[r][id] = ls[r * width + j] + bonus[r].at(id);
+    }
+  }
+  best_of(fused, k, ids, scores);
+}
+
+}  // namespace ivcr::engine

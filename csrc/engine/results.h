@@ -1,0 +1,40 @@
+// What a search hands back: hits (a video, its score, one moment) with their evidence. Strings
+// point into the snapshot's records or the evidence held here, so a result set keeps its
+// snapshot alive and stays valid until it is freed.
+#pragma once
+#include <cmath>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/store.h"
+
+namespace ivcr::engine {
+
+struct EvidenceLine {
+  std::string source, text;
+  double start = 0.0, end = 0.0;
+  float match = NAN;
+};
+
+struct Evidence {
+  std::vector<EvidenceLine> lines;
+  std::vector<std::string> concepts;            // up to three clips' top concepts
+  std::map<std::string, float> channel_scores;  // best clip score per channel under the moment
+};
+
+struct Hit {
+  int64_t ref = -1;
+  float score = NAN;         // the video's fused ranking score
+  double start = 0.0, end = 0.0;
+  float moment_score = NAN;  // the span scorer's score (NaN: no moment, the whole video)
+  Evidence evidence;
+};
+
+struct Results {
+  std::shared_ptr<const SnapshotData> snapshot;
+  std::vector<Hit> hits;
+};
+
+}  // namespace ivcr::engine

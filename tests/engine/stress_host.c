@@ -1,0 +1,101 @@
+/* 8 threads search one libivcr handle while a refresher thread maps what another process
+ * commits. Runs for the seconds given, then prints "searches N refreshes_changed M videos V"
+ * and exits 0, or prints the first failure and exits 2. Built (also with ASan and UBSan) and
+ * run by tests/engine/test_hosts.py. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "ivcr.h"
+
+static ivcr_index *index_;
+static atomic_int stop, failures;
+static atomic_long searches, changed_count;
+static int dim;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void *searcher(void *arg) {
+  long id = (long)arg;
+  float *row = calloc((size_t)dim, sizeof(float));
+  ivcr_search_options *opts = NULL;
+  ivcr_search_options_new(&opts);
+  ivcr_search_options_set_weight(opts, "visual", 1.0f);
+  while (!atomic_load(&stop)) {
+    size_t n = ivcr_index_video_count(index_);
+    ivcr_queries *q = NULL;
+    ivcr_results *res = NULL;
+    ivcr_status s = ivcr_moment_vector(index_, (int64_t)((id + atomic_load(&searches)) % (long)n), 0.0, 4.0, "visual",
+                                       row, (size_t)dim);
+    if (s == IVCR_OK) s = ivcr_queries_new(1, &q);
+    if (s == IVCR_OK) s = ivcr_queries_set_channel(q, "visual", row, (size_t)dim);
+    if (s == IVCR_OK) s = ivcr_search_vectors(index_, q, 5, opts, &res);
+    if (s == IVCR_OK && ivcr_results_count(res) == 0) s = IVCR_INTERNAL;
+    for (size_t i = 0; s == IVCR_OK && i < ivcr_results_count(res); ++i) {
+      ivcr_hit h;
+      s = ivcr_results_hit(res, i, &h);
+      if (s == IVCR_OK && !(h.end > h.start)) s = IVCR_INTERNAL;
+    }
+    if (s != IVCR_OK && s != IVCR_INVALID_ARGUMENT) {  /* a ref past a moment's end is the only allowed refusal */
+      fprintf(stderr, "thread %ld: %s: %s\n", id, ivcr_status_name(s), ivcr_last_error());
+      atomic_fetch_add(&failures, 1);
+    }
+    ivcr_results_free(res);
+    ivcr_queries_free(q);
+    atomic_fetch_add(&searches, 1);
+  }
+  ivcr_search_options_free(opts);
+  free(row);
+  return NULL;
+}
+
+static void *refresher(void *arg) {
+  (void)arg;
+  while (!atomic_load(&stop)) {
+    int changed = 0;
+    ivcr_status s = ivcr_index_refresh(index_, &changed);
+    if (s != IVCR_OK) {
+      fprintf(stderr, "refresh: %s: %s\n", ivcr_status_name(s), ivcr_last_error());
+      atomic_fetch_add(&failures, 1);
+    }
+    atomic_fetch_add(&changed_count, changed);
+    struct timespec t = {0, 20 * 1000 * 1000};
+    nanosleep(&t, NULL);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) return 1;
+  double seconds = atof(argv[2]);
+  ivcr_status s = ivcr_index_open(argv[1], NULL, &index_);
+  if (s != IVCR_OK) {
+    fprintf(stderr, "open: %s: %s\n", ivcr_status_name(s), ivcr_last_error());
+    return 2;
+  }
+  dim = ivcr_index_channel_dim(index_, "visual");
+  pthread_t t[9];
+  for (long i = 0; i < 8; ++i) pthread_create(&t[i], NULL, searcher, (void *)i);
+  pthread_create(&t[8], NULL, refresher, NULL);
+  printf("ready\n");
+  fflush(stdout);
+  double end = now() + seconds;
+  while (now() < end) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  atomic_store(&stop, 1);
+  for (int i = 0; i < 9; ++i) pthread_join(t[i], NULL);
+  int changed = 0;
+  ivcr_index_refresh(index_, &changed);
+  printf("searches %ld refreshes_changed %ld videos %zu\n", atomic_load(&searches), atomic_load(&changed_count),
+         ivcr_index_video_count(index_));
+  ivcr_index_close(index_);
+  return atomic_load(&failures) ? 2 : 0;
+}

@@ -1,0 +1,177 @@
+"""Hosts that embed the engine with no Python in them: the C example (built against the installed
+package through `ivcr config` and through pkg-config), the Rust example (a cargo crate with no
+dependencies), and both C programs again under AddressSanitizer and UndefinedBehaviorSanitizer,
+one of them searching from 8 threads while this process commits videos and it refreshes."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivcr_engine.index import IndexStore, VideoRecord
+from ivcr_engine.native import NativeIndex
+
+REPO = Path(__file__).resolve().parents[2]
+HIT = re.compile(r"^\d+\. video (\d+) ref (\d+) (.+) ([\d.]+)-([\d.]+)s score (-?[\d.]+)$")
+
+
+def ivcr_config(*flags: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "ivcr_engine", "config", *flags], check=True, capture_output=True,
+                         text=True).stdout
+    return out.split()
+
+
+def hits_of(stdout: str) -> list[tuple]:
+    return [(int(m[2]), round(float(m[4]), 2), round(float(m[5]), 2)) for m in map(HIT.match, stdout.splitlines()) if m]
+
+
+def native_hits(root, query: str, k: int) -> list[tuple]:
+    with NativeIndex(root) as nat:
+        return [(h.ref, round(h.start, 2), round(h.end, 2)) for h in nat.search(query, k)[0]]
+
+
+def host_env(**extra) -> dict:
+    """What a host process gets: no Python, no library paths; the model folder only where the
+    suite moved it (IVCR_MODEL_DIR), else found from the user's home as any host finds it."""
+    env = {"PATH": "/usr/bin:/bin", **extra}
+    if os.environ.get("IVCR_MODEL_DIR"):
+        env["IVCR_MODEL_DIR"] = os.environ["IVCR_MODEL_DIR"]
+    return env
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def c_example(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("c") / "ivcr_search"
+    cc = shutil.which("cc") or pytest.fail("no C compiler")
+    run([cc, "-O2", "-Wall", "-Wextra", "-Werror", REPO / "examples/c/ivcr_search.c", *ivcr_config("--cflags"),
+         *ivcr_config("--libs"), "-lm", "-o", out]).check_returncode()
+    return out
+
+
+def test_c_host_searches_as_the_engine_does(c_example, shared_index):
+    root, _ = shared_index
+    got = run([c_example, root, "a bird on a branch", 3], env=host_env())
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.startswith("index: 8 videos, text model text_me5_small")
+    assert hits_of(got.stdout) == native_hits(root, "a bird on a branch", 3)
+    like = run([c_example, root, "--like", 2, 0, 4, 3])
+    assert like.returncode == 0, like.stderr
+    assert hits_of(like.stdout)[0][0] == 2  # a moment's own video first
+
+
+def test_c_host_error_paths(c_example, shared_index, tmp_path):
+    root, _ = shared_index
+    missing = run([c_example, tmp_path / "none", "x"])
+    assert missing.returncode == 2 and "IVCR_NOT_FOUND" in missing.stderr and "meta.sqlite missing" in missing.stderr
+    bad = run([c_example, root, "--like", 999, 0, 4])
+    assert bad.returncode == 2 and "IVCR_INVALID_ARGUMENT" in bad.stderr and "out of range" in bad.stderr
+    empty = run([c_example, root, "  "])
+    assert empty.returncode == 2 and "empty" in empty.stderr
+    assert run([c_example]).returncode == 1
+
+
+def test_pkg_config_gives_the_same_build(shared_index, tmp_path):
+    root, _ = shared_index
+    pc = shutil.which("pkg-config") or pytest.fail("pkg-config is missing (make installs it)")
+    env = dict(os.environ, PKG_CONFIG_PATH=ivcr_config("--pkgconfigdir")[0])
+    flags = run([pc, "--cflags", "--libs", "ivcr"], env=env)
+    assert flags.returncode == 0, flags.stderr
+    out = tmp_path / "ivcr_search"
+    run(["cc", REPO / "examples/c/ivcr_search.c", *flags.stdout.split(), "-lm", "-o", out]).check_returncode()
+    got = run([out, root, "a bird on a branch", 2], env=host_env())
+    assert got.returncode == 0, got.stderr
+    assert hits_of(got.stdout) == native_hits(root, "a bird on a branch", 2)
+
+
+def test_rust_host(shared_index, tmp_path):
+    root, _ = shared_index
+    cargo = shutil.which("cargo", path="/usr/bin") or shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("cargo is missing (make test installs Debian's)")
+    env = dict(os.environ, IVCR_LIBDIR=ivcr_config("--libdir")[0], CARGO_TARGET_DIR=str(tmp_path / "target"))
+    built = run([cargo, "build", "--offline", "--release", "--quiet", "--manifest-path", REPO / "examples/rust/Cargo.toml"],
+                env=env)
+    assert built.returncode == 0, built.stderr
+    exe = tmp_path / "target" / "release" / "ivcr-search"
+    got = run([exe, root, "a bird on a branch", 3], env=host_env())
+    assert got.returncode == 0, got.stderr
+    assert hits_of(got.stdout) == native_hits(root, "a bird on a branch", 3)
+    missing = run([exe, tmp_path / "none", "x"], env=host_env())
+    assert missing.returncode == 2 and "IVCR_NOT_FOUND" in missing.stderr
+
+
+# ---- sanitizers ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sanitized() -> Path:
+    """libivcr built alone with -fsanitize=address,undefined (kept in build/sanitize between runs)."""
+    out = REPO / "build" / "sanitize"
+    run(["cmake", "-S", REPO, "-B", out, "-DIVCR_ENGINE_ONLY=ON", "-DIVCR_SANITIZE=ON",
+         "-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython_EXECUTABLE={sys.executable}"]).check_returncode()
+    built = run(["cmake", "--build", out, "--target", "ivcr", "-j", str(os.cpu_count() or 2)])
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return out
+
+
+def sanitized_program(lib: Path, source: Path, out: Path, *extra: str) -> Path:
+    run(["cc", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", f"-I{REPO / 'include'}",
+         source, f"-L{lib}", f"-Wl,-rpath,{lib}", "-livcr", "-lm", *extra, "-o", out]).check_returncode()
+    return out
+
+
+SAN_ENV = host_env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+
+
+def test_c_host_under_sanitizers(sanitized, shared_index, tmp_path):
+    root, _ = shared_index
+    exe = sanitized_program(sanitized, REPO / "examples/c/ivcr_search.c", tmp_path / "ivcr_search")
+    for args in (["a bird on a branch", 3], ["--like", 2, 0, 4, 3], ["--like", 999, 0, 4], ["   "]):
+        got = run([exe, root, *args], env=SAN_ENV)
+        assert "Sanitizer" not in got.stderr and "runtime error" not in got.stderr, got.stderr
+        assert got.returncode in (0, 2), got.stderr
+    assert hits_of(run([exe, root, "a bird on a branch", 3], env=SAN_ENV).stdout) == native_hits(root, "a bird on a branch", 3)
+    missing = run([exe, tmp_path / "none", "x"], env=SAN_ENV)
+    assert missing.returncode == 2 and "Sanitizer" not in missing.stderr
+
+
+def synthetic_video(store: IndexStore, n: int, seed: int) -> VideoRecord:
+    rng = np.random.default_rng(seed)
+    vectors = {}
+    for name, spec in store.channels().items():
+        v = rng.standard_normal((n, spec.dim)).astype(np.float32)
+        vectors[name] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    times = np.stack([np.arange(n) * 2.0, np.arange(n) * 2.0 + 2.0], axis=1)
+    return VideoRecord(path=f"/synthetic/{seed}.mp4", content_hash=f"synthetic-{seed}", duration=2.0 * n,
+                       clip_times=times, vectors=vectors)
+
+
+def test_eight_threads_search_while_another_process_commits(sanitized, shared_index, tmp_path):
+    root, _ = shared_index
+    copy = tmp_path / "index"
+    shutil.copytree(root, copy)
+    exe = sanitized_program(sanitized, REPO / "tests/engine/stress_host.c", tmp_path / "stress", "-lpthread")
+    proc = subprocess.Popen([str(exe), str(copy), "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=SAN_ENV)
+    assert proc.stdout.readline().strip() == "ready"
+    store = IndexStore(copy)
+    before = len(store.videos(include_removed=True))
+    for i in range(4):  # commits while 8 threads search and the handle refreshes
+        store.add_video(synthetic_video(store, 3 + i, seed=i))
+        time.sleep(1.0)
+    store.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-4000:]
+    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+    searches, changed, videos = map(int, re.findall(r"\d+", out.splitlines()[-1]))
+    assert searches > 50 and changed >= 1 and videos == before + 4, out
