@@ -81,6 +81,11 @@ IVCR_API ivcr_status ivcr_open_options_set_moment_edges(ivcr_open_options *opts,
 /* 1: load the native text encoder at open (else on the first ivcr_search). Default 0. */
 IVCR_API ivcr_status ivcr_open_options_set_load_encoder(ivcr_open_options *opts, int load);
 
+/* 1: fault every row into memory at open and at each refresh that maps new rows (a long-running
+ * server: the exact stage reads rows at random, and a row first touched costs a page fault).
+ * Default 0. */
+IVCR_API ivcr_status ivcr_open_options_set_prefault(ivcr_open_options *opts, int prefault);
+
 /* Open the index folder at `path` (the folder holding meta.sqlite). opts may be NULL. */
 IVCR_API ivcr_status ivcr_index_open(const char *path, const ivcr_open_options *opts, ivcr_index **out);
 /* Waits for nothing: searches still running on this handle must have returned first. */
@@ -96,7 +101,7 @@ IVCR_API size_t ivcr_index_live_count(const ivcr_index *index);
 /* The dimension of a channel's rows ("visual", "concept", "speech", "subtitle", "ocr", "clip"),
  * or 0 when the index lacks it. */
 IVCR_API int ivcr_index_channel_dim(const ivcr_index *index, const char *channel);
-/* The text model the index's text channels were built with, e.g. "text_me5_small". */
+/* The text model the index's text channels were built with when it was opened, e.g. "text_me5_small". */
 IVCR_API const char *ivcr_index_text_model(const ivcr_index *index);
 
 /* ---- queries as vectors ------------------------------------------------------------------ */
@@ -126,12 +131,21 @@ IVCR_API ivcr_status ivcr_queries_channel(const ivcr_queries *queries, const cha
 
 IVCR_API ivcr_status ivcr_search_options_new(ivcr_search_options **out);
 IVCR_API void ivcr_search_options_free(ivcr_search_options *opts);
-/* A channel's weight in the fused score (defaults: every channel 1, "lexical" 0.3). */
+/* A channel's weight in the fused score. Defaults (the Python path's): "concept", "speech",
+ * "subtitle", "ocr" and "clip" 1, "lexical" 0.3, "visual" 0 (set it for a picture or a moment's
+ * visual vector). */
 IVCR_API ivcr_status ivcr_search_options_set_weight(ivcr_search_options *opts, const char *channel, float weight);
 /* Only these video refs are eligible (replaces an earlier allow list). */
 IVCR_API ivcr_status ivcr_search_options_set_allow(ivcr_search_options *opts, const int64_t *refs, size_t n);
 /* These video refs are never returned (replaces an earlier deny list). */
 IVCR_API ivcr_status ivcr_search_options_set_deny(ivcr_search_options *opts, const int64_t *refs, size_t n);
+/* A host's first stage (FAISS IndexRefine-style): for each of `rows` query rows, `width` candidate
+ * refs (-1 padded); the exact stage then ranks each row among its own candidates only. */
+IVCR_API ivcr_status ivcr_search_options_set_candidates(ivcr_search_options *opts, const int64_t *refs, size_t rows,
+                                                        size_t width);
+/* Only refs with a nonzero mask[ref] are eligible (refs >= n are not): a host that holds its own
+ * view of the index passes it, so no video it has not seen comes back. */
+IVCR_API ivcr_status ivcr_search_options_set_eligible(ivcr_search_options *opts, const uint8_t *mask, size_t n);
 /* Moments per hit (default 1); 0: rank videos only, each hit spanning its whole video. */
 IVCR_API ivcr_status ivcr_search_options_set_moments(ivcr_search_options *opts, int per_video);
 /* 0: no evidence lines (default 1). */
@@ -140,8 +154,9 @@ IVCR_API ivcr_status ivcr_search_options_set_evidence(ivcr_search_options *opts,
 IVCR_API ivcr_status ivcr_search_options_set_window(ivcr_search_options *opts, double start, double end);
 
 /* Top k videos for a text query, each with its best moment(s) and their evidence. Needs the
- * native encoder of the index's text model (IVCR_UNSUPPORTED otherwise: use
- * ivcr_search_vectors with your own encoder's rows). */
+ * native encoder of the index's text model (IVCR_UNSUPPORTED otherwise, and on a CPU without
+ * AVX2: use ivcr_search_vectors with your own encoder's rows). The dense channels only: the
+ * lexical channel's words are found by a host (ivcr_queries_set_lexical), not natively yet. */
 IVCR_API ivcr_status ivcr_search(ivcr_index *index, const char *query, int k, const ivcr_search_options *opts,
                                  ivcr_results **out);
 /* The same for n texts; out receives n results (free each). */
@@ -157,6 +172,10 @@ IVCR_API ivcr_status ivcr_search_vectors_batch(ivcr_index *index, const ivcr_que
  * (ivcr_search_options_set_moments) inside the window; hits in video order, then best first. */
 IVCR_API ivcr_status ivcr_moments(ivcr_index *index, const ivcr_queries *queries, const int64_t *videos, size_t n,
                                   const ivcr_search_options *opts, ivcr_results **out);
+/* The evidence of [start, end] in a video, as one hit: every line overlapping it (with its match
+ * to the query row when queries, batch 1, are given; NULL: none) and its clips' concepts. */
+IVCR_API ivcr_status ivcr_evidence(ivcr_index *index, const ivcr_queries *queries, int64_t video, double start,
+                                   double end, const ivcr_search_options *opts, ivcr_results **out);
 /* The unit mean of a channel's rows over [start, end] of a video: "something like this scene".
  * out holds dim floats (ivcr_index_channel_dim). */
 IVCR_API ivcr_status ivcr_moment_vector(ivcr_index *index, int64_t video, double start, double end,
@@ -183,6 +202,9 @@ typedef struct ivcr_line {
 
 IVCR_API size_t ivcr_results_count(const ivcr_results *results);
 IVCR_API ivcr_status ivcr_results_hit(const ivcr_results *results, size_t i, ivcr_hit *out);
+/* Every hit's ref and score at once (a ranking's answer without a call per hit): fills the first
+ * min(count, capacity) entries of refs and scores; returns how many it filled. */
+IVCR_API size_t ivcr_results_ranking(const ivcr_results *results, int64_t *refs, float *scores, size_t capacity);
 /* Evidence: the timed lines under hit i's moment, in time order. */
 IVCR_API size_t ivcr_results_line_count(const ivcr_results *results, size_t i);
 IVCR_API ivcr_status ivcr_results_line(const ivcr_results *results, size_t i, size_t j, ivcr_line *out);

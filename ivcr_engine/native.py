@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes as C
 import importlib.util
 import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ def package_dir() -> Path:
 
 
 def library_path() -> Path:
-    return package_dir() / "lib" / "libivcr.so"
+    """The installed libivcr, or the one ``$IVCR_LIBIVCR`` names (a sanitizer or debug build)."""
+    return Path(os.environ.get("IVCR_LIBIVCR") or package_dir() / "lib" / "libivcr.so")
 
 
 def include_dir() -> Path:
@@ -65,6 +67,7 @@ _SIGNATURES = {
     "ivcr_open_options_free": (None, [_P]),
     "ivcr_open_options_set_model_dir": (C.c_int, [_P, C.c_char_p]),
     "ivcr_open_options_set_moment_edges": (C.c_int, [_P, C.c_char_p]),
+    "ivcr_open_options_set_prefault": (C.c_int, [_P, C.c_int]),
     "ivcr_index_open": (C.c_int, [C.c_char_p, _P, C.POINTER(_P)]),
     "ivcr_index_close": (None, [_P]),
     "ivcr_index_refresh": (C.c_int, [_P, C.POINTER(C.c_int)]),
@@ -84,6 +87,9 @@ _SIGNATURES = {
     "ivcr_search_options_set_allow": (C.c_int, [_P, _P, C.c_size_t]),
     "ivcr_search_options_set_deny": (C.c_int, [_P, _P, C.c_size_t]),
     "ivcr_search_options_set_moments": (C.c_int, [_P, C.c_int]),
+    "ivcr_search_options_set_candidates": (C.c_int, [_P, _P, C.c_size_t, C.c_size_t]),
+    "ivcr_search_options_set_eligible": (C.c_int, [_P, _P, C.c_size_t]),
+    "ivcr_evidence": (C.c_int, [_P, _P, C.c_int64, C.c_double, C.c_double, _P, C.POINTER(_P)]),
     "ivcr_search_options_set_evidence": (C.c_int, [_P, C.c_int]),
     "ivcr_search_options_set_window": (C.c_int, [_P, C.c_double, C.c_double]),
     "ivcr_search_batch": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.c_int, _P, C.POINTER(_P)]),
@@ -91,6 +97,7 @@ _SIGNATURES = {
     "ivcr_moments": (C.c_int, [_P, _P, _P, C.c_size_t, _P, C.POINTER(_P)]),
     "ivcr_moment_vector": (C.c_int, [_P, C.c_int64, C.c_double, C.c_double, C.c_char_p, _P, C.c_size_t]),
     "ivcr_results_count": (C.c_size_t, [_P]),
+    "ivcr_results_ranking": (C.c_size_t, [_P, _P, _P, C.c_size_t]),
     "ivcr_results_hit": (C.c_int, [_P, C.c_size_t, C.POINTER(_Hit)]),
     "ivcr_results_line_count": (C.c_size_t, [_P, C.c_size_t]),
     "ivcr_results_line": (C.c_int, [_P, C.c_size_t, C.c_size_t, C.POINTER(_Line)]),
@@ -176,9 +183,11 @@ def _read_results(res: C.c_void_p, channels: Sequence[str]) -> list[NativeHit]:
 
 
 class NativeIndex:
-    """An index folder opened by the native engine. ``moment_edges``: "lines", "snap" or "grid"."""
+    """An index folder opened by the native engine. ``moment_edges``: "lines", "snap" or "grid";
+    ``prefault``: fault every row in at open (a long-running server)."""
 
-    def __init__(self, root: str | Path, model_dir: str | Path | None = None, moment_edges: str = "lines"):
+    def __init__(self, root: str | Path, model_dir: str | Path | None = None, moment_edges: str = "lines",
+                 prefault: bool = False):
         L = lib()
         opts = _P()
         _check(L.ivcr_open_options_new(C.byref(opts)))
@@ -186,6 +195,7 @@ class NativeIndex:
             if model_dir is not None:
                 _check(L.ivcr_open_options_set_model_dir(opts, str(model_dir).encode()))
             _check(L.ivcr_open_options_set_moment_edges(opts, moment_edges.encode()))
+            _check(L.ivcr_open_options_set_prefault(opts, int(bool(prefault))))
             self._h = _P()
             _check(L.ivcr_index_open(str(root).encode(), opts, C.byref(self._h)))
         finally:
@@ -254,7 +264,8 @@ class NativeIndex:
             raise
         return q
 
-    def _options(self, weights, allow, deny, moments: int, evidence: bool, window) -> C.c_void_p:
+    def _options(self, weights, allow, deny, moments: int, evidence: bool, window, candidates=None,
+                 eligible=None) -> C.c_void_p:
         L = lib()
         o = _P()
         _check(L.ivcr_search_options_new(C.byref(o)))
@@ -269,6 +280,12 @@ class NativeIndex:
             _check(L.ivcr_search_options_set_evidence(o, int(bool(evidence))))
             if window is not None:
                 _check(L.ivcr_search_options_set_window(o, float(window[0]), float(window[1])))
+            if candidates is not None:
+                cand = np.ascontiguousarray(np.asarray(candidates, np.int64))
+                _check(L.ivcr_search_options_set_candidates(o, _ptr(cand), cand.shape[0], cand.shape[1]))
+            if eligible is not None:
+                mask = np.ascontiguousarray(np.asarray(eligible, np.uint8))
+                _check(L.ivcr_search_options_set_eligible(o, _ptr(mask), len(mask)))
         except BaseException:
             L.ivcr_search_options_free(o)
             raise
@@ -293,16 +310,40 @@ class NativeIndex:
     # -- search -------------------------------------------------------------------------------
     def search_vectors(self, queries: Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
                        allow=None, deny=None, moments: int = 1, evidence: bool = True,
-                       lexical: Sequence[tuple] | None = None) -> list[list[NativeHit]]:
-        """One list of hits per query row (all rows ranked in one native call)."""
+                       lexical: Sequence[tuple] | None = None, candidates: np.ndarray | None = None,
+                       eligible: np.ndarray | None = None) -> list[list[NativeHit]]:
+        """One list of hits per query row (all rows ranked in one native call). ``candidates``:
+        (B, n) refs per row from a first stage (-1 padded); ``eligible``: a mask over refs."""
         L = lib()
         q = self._queries(queries, lexical)
-        o = self._options(weights, allow, deny, moments, evidence, None)
+        o = self._options(weights, allow, deny, moments, evidence, None, candidates, eligible)
         try:
             batch = next(iter(queries.values())).shape[0] if queries else len(lexical)
             out = (_P * batch)()
             _check(L.ivcr_search_vectors_batch(self._h, q, int(k), o, out))
             return [_read_results(out[b], list(queries) + ["lexical"]) for b in range(batch)]
+        finally:
+            L.ivcr_search_options_free(o)
+            L.ivcr_queries_free(q)
+
+    def rank_vectors(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
+                     lexical: Sequence[tuple] | None = None, candidates: np.ndarray | None = None,
+                     eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Videos only: each row's top k as ``(refs (B, k) padded -1, scores (B, k) padded -inf)``,
+        read back in one call a row (``ivcr_results_ranking``)."""
+        L = lib()
+        q = self._queries(queries, lexical)
+        o = self._options(weights, None, None, 0, False, None, candidates, eligible)
+        try:
+            batch = next(iter(queries.values())).shape[0] if queries else len(lexical)
+            out = (_P * batch)()
+            _check(L.ivcr_search_vectors_batch(self._h, q, int(k), o, out))
+            refs = np.full((batch, k), -1, np.int64)
+            scores = np.full((batch, k), -np.inf, np.float32)
+            for b in range(batch):
+                L.ivcr_results_ranking(out[b], _ptr(refs[b]), _ptr(scores[b]), k)
+                L.ivcr_results_free(out[b])
+            return refs, scores
         finally:
             L.ivcr_search_options_free(o)
             L.ivcr_queries_free(q)
@@ -334,6 +375,22 @@ class NativeIndex:
         finally:
             L.ivcr_search_options_free(o)
             L.ivcr_queries_free(q)
+
+    def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
+                 weights=None, lexical: tuple | None = None) -> NativeHit:
+        """Every line overlapping [start, end] (matched against the query when given) and the
+        concepts of its clips, as one hit."""
+        L = lib()
+        q = self._queries(queries, None if lexical is None else [lexical]) if queries is not None else _P()
+        o = self._options(weights, None, None, 1, True, None)
+        try:
+            res = _P()
+            _check(L.ivcr_evidence(self._h, q, int(video), float(start), float(end), o, C.byref(res)))
+            return _read_results(res, [])[0]
+        finally:
+            L.ivcr_search_options_free(o)
+            if queries is not None:
+                L.ivcr_queries_free(q)
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         dim = self.channel_dim(channel)

@@ -2,6 +2,7 @@
 // exception crosses into C; a failure sets the calling thread's last error and returns its code.
 #include "ivcr.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -14,7 +15,7 @@ using namespace ivcr::engine;
 
 struct ivcr_index {
   std::unique_ptr<Index> index;
-  std::string text_model;  // what ivcr_index_text_model hands out (refreshed with it)
+  std::string text_model;  // what ivcr_index_text_model hands out (as opened)
 };
 struct ivcr_open_options {
   OpenOptions opts;
@@ -154,6 +155,13 @@ ivcr_status ivcr_open_options_set_load_encoder(ivcr_open_options* opts, int load
   });
 }
 
+ivcr_status ivcr_open_options_set_prefault(ivcr_open_options* opts, int prefault) {
+  return guard([&] {
+    need(opts, "opts");
+    opts->opts.prefault = prefault != 0;
+  });
+}
+
 ivcr_status ivcr_index_open(const char* path, const ivcr_open_options* opts, ivcr_index** out) {
   return guard([&] {
     need(out, "out");
@@ -181,7 +189,7 @@ ivcr_status ivcr_index_refresh(ivcr_index* index, int* changed) {
 size_t ivcr_index_video_count(const ivcr_index* index) {
   return index ? index->index->view()->snap->videos.size() : 0;
 }
-size_t ivcr_index_live_count(const ivcr_index* index) { return index ? index->index->view()->live : 0; }
+size_t ivcr_index_live_count(const ivcr_index* index) { return index ? index->index->view()->live_count : 0; }
 int ivcr_index_channel_dim(const ivcr_index* index, const char* channel) {
   if (!index || !channel) return 0;
   auto v = index->index->view();
@@ -294,6 +302,25 @@ ivcr_status ivcr_search_options_set_deny(ivcr_search_options* opts, const int64_
     opts->opts.deny.assign(refs, refs + n);
   });
 }
+ivcr_status ivcr_search_options_set_candidates(ivcr_search_options* opts, const int64_t* refs, size_t rows,
+                                              size_t width) {
+  return guard([&] {
+    need(opts, "opts");
+    if (rows * width) need(refs, "refs");
+    opts->opts.candidates.assign(refs, refs + rows * width);
+    opts->opts.candidate_rows = rows;
+    opts->opts.candidate_width = width;
+    if (rows * width == 0) opts->opts.candidates.clear();
+  });
+}
+ivcr_status ivcr_search_options_set_eligible(ivcr_search_options* opts, const uint8_t* mask, size_t n) {
+  return guard([&] {
+    need(opts, "opts");
+    if (n) need(mask, "mask");
+    opts->opts.eligible.assign(mask, mask + n);
+    if (n == 0) opts->opts.eligible.assign(1, 0);  // nothing eligible
+  });
+}
 ivcr_status ivcr_search_options_set_moments(ivcr_search_options* opts, int per_video) {
   return guard([&] {
     need(opts, "opts");
@@ -366,6 +393,16 @@ ivcr_status ivcr_moments(ivcr_index* index, const ivcr_queries* queries, const i
   });
 }
 
+ivcr_status ivcr_evidence(ivcr_index* index, const ivcr_queries* queries, int64_t video, double start, double end,
+                          const ivcr_search_options* opts, ivcr_results** out) {
+  return guard([&] {
+    need(index, "index");
+    need(out, "out");
+    Results r = index->index->evidence(queries ? &queries->q : nullptr, video, start, end, options_of(opts));
+    *out = new ivcr_results{std::move(r)};
+  });
+}
+
 ivcr_status ivcr_moment_vector(ivcr_index* index, int64_t video, double start, double end, const char* channel,
                                float* out, size_t dim) {
   return guard([&] {
@@ -395,6 +432,16 @@ ivcr_status ivcr_results_hit(const ivcr_results* results, size_t i, ivcr_hit* ou
     out->moment_score = h.moment_score;
     out->duration = v.duration;
   });
+}
+
+size_t ivcr_results_ranking(const ivcr_results* results, int64_t* refs, float* scores, size_t capacity) {
+  if (!results || !refs || !scores) return 0;
+  const size_t n = std::min(capacity, results->r.hits.size());
+  for (size_t i = 0; i < n; ++i) {
+    refs[i] = results->r.hits[i].ref;
+    scores[i] = results->r.hits[i].score;
+  }
+  return n;
 }
 
 size_t ivcr_results_line_count(const ivcr_results* results, size_t i) {

@@ -27,7 +27,7 @@ float card_chance(const std::string& model_dir, const std::string& model) {
 Index::Index(const std::string& path, OpenOptions opts) : opts_(std::move(opts)) {
   if (opts_.model_dir.empty()) opts_.model_dir = default_model_dir();
   store_ = std::make_unique<Store>(path);
-  view_ = make_view(store_->snapshot());
+  view_ = make_view(store_->snapshot(opts_.prefault));
   if (opts_.load_encoder) encode({"warm-up"});
 }
 
@@ -42,8 +42,8 @@ std::shared_ptr<const View> Index::make_view(std::shared_ptr<const SnapshotData>
   v->ranking = std::make_unique<Ranking>(snap);
   v->moments = std::make_unique<Moments>(snap, store_.get(), clip_seconds, opts_.edges, scale);
   for (const Video& video : snap->videos) {
-    v->removed.push_back(video.removed);
-    v->live += !video.removed;
+    v->live.push_back(!video.removed);
+    v->live_count += !video.removed;
   }
   return v;
 }
@@ -57,7 +57,7 @@ bool Index::refresh() {
   std::lock_guard<std::mutex> one(refresh_mu_);
   auto old = view();
   if (store_->data_version() == old->snap->data_version) return false;
-  auto snap = store_->snapshot();
+  auto snap = store_->snapshot(opts_.prefault);
   if (snap->key == old->snap->key) return false;
   auto fresh = make_view(snap);
   std::lock_guard<std::mutex> lock(view_mu_);
@@ -104,10 +104,9 @@ std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOpti
   check(*v, q);
   std::vector<Results> out(q.batch);
   for (auto& r : out) r.snapshot = v->snap;
-  if (v->live == 0) return out;
+  if (v->live_count == 0) return out;
   k = std::min<int64_t>(k, int64_t(v->snap->videos.size()));  // k beyond the index is the whole index
-  std::vector<uint8_t> eligible(v->snap->videos.size());
-  for (size_t i = 0; i < eligible.size(); ++i) eligible[i] = !v->removed[i];
+  std::vector<uint8_t> eligible = v->live;  // a copy of the live mask (100k videos: ~10 us)
   if (opts.has_allow) {
     std::vector<uint8_t> allow(eligible.size(), 0);
     for (int64_t r : opts.allow) {
@@ -121,10 +120,24 @@ std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOpti
       check_ref(*v, r);
       eligible[size_t(r)] = 0;
     }
+  if (!opts.eligible.empty()) {  // branch-free, so it vectorises (a per-byte test cost 0.2 ms at 100k videos)
+    const size_t m = std::min(eligible.size(), opts.eligible.size());
+    for (size_t i = 0; i < m; ++i) eligible[i] &= uint8_t(opts.eligible[i] != 0);
+    std::fill(eligible.begin() + long(m), eligible.end(), uint8_t(0));
+  }
+  const int64_t* candidates = nullptr;
+  if (!opts.candidates.empty()) {
+    if (opts.candidate_rows != q.batch)
+      fail(Status::InvalidArgument, "candidates have " + std::to_string(opts.candidate_rows) + " rows for " +
+                                        std::to_string(q.batch) + " queries");
+    for (int64_t r : opts.candidates)
+      if (r != -1) check_ref(*v, r);
+    candidates = opts.candidates.data();
+  }
   const auto w = weights(q, opts);
   std::vector<int64_t> ids(q.batch * size_t(k));
   std::vector<float> scores(q.batch * size_t(k));
-  v->ranking->rank(q, w, k, eligible, ids.data(), scores.data());
+  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, ids.data(), scores.data());
   for (size_t b = 0; b < q.batch; ++b) {
     std::vector<int64_t> refs;
     std::vector<float> s;
@@ -167,6 +180,20 @@ Results Index::moments(const Queries& q, const std::vector<int64_t>& videos, con
                                 opts.evidence);
   for (auto& hits : found)
     for (Hit& h : hits) out.hits.push_back(std::move(h));
+  return out;
+}
+
+Results Index::evidence(const Queries* q, int64_t video, double start, double end, const SearchOptions& opts) {
+  auto v = view();
+  if (q) {
+    check(*v, *q);
+    if (q->batch != 1) fail(Status::InvalidArgument, "evidence takes one query row (batch 1)");
+  }
+  check_ref(*v, video);
+  if (!(start <= end)) fail(Status::InvalidArgument, "evidence needs start <= end");
+  Results out;
+  out.snapshot = v->snap;
+  out.hits.push_back(v->moments->evidence(q, q ? weights(*q, opts) : std::map<std::string, float>{}, video, start, end));
   return out;
 }
 

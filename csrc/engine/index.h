@@ -22,6 +22,7 @@ struct OpenOptions {
   std::string model_dir;  // empty: default_model_dir()
   EdgeMode edges = EdgeMode::Lines;
   bool load_encoder = false;
+  bool prefault = false;  // fault every row in at open and refresh (a long-running server)
 };
 
 struct View {
@@ -29,8 +30,8 @@ struct View {
   std::unique_ptr<Ranking> ranking;
   std::unique_ptr<Moments> moments;
   std::string text_model;
-  std::vector<uint8_t> removed;
-  size_t live = 0;
+  std::vector<uint8_t> live;  // ref -> 1 unless removed
+  size_t live_count = 0;
 };
 
 class Index {
@@ -46,6 +47,9 @@ class Index {
   Queries encode(const std::vector<std::string>& texts);
   // The best moments inside each of `videos` for row 0 of q; hits in video order.
   Results moments(const Queries& q, const std::vector<int64_t>& videos, const SearchOptions& opts);
+  // Every line overlapping [start, end] of a video (matched against q's row when given) and the
+  // concepts of its clips, as one hit.
+  Results evidence(const Queries* q, int64_t video, double start, double end, const SearchOptions& opts);
   std::vector<float> moment_vector(int64_t video, double start, double end, const std::string& channel);
 
  private:

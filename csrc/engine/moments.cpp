@@ -36,6 +36,42 @@ struct VideoLines {
   }
 };
 
+// A video's lines overlapping [lo, hi] scored against one query (null: none): the line's channel
+// row, calibrated; with the lexical matches, TEXT_BASELINE + kLineLexical x coverage where better.
+VideoLines score_lines(const std::vector<Line>& every, double lo, double hi, const Queries* q,
+                       const std::map<std::string, float>& weights, const LexicalMatches* lex, const LineScale& scale) {
+  VideoLines vl;
+  for (const Line& line : every)
+    if (line.start < hi && line.end > lo) vl.lines.push_back(&line);
+  vl.scores.assign(vl.lines.size(), NAN);
+  if (!q) return vl;
+  bool text_query = q->lexical.at(0).set;
+  for (const auto& [c, _] : q->rows) text_query = text_query || is_presence_channel(c);
+  vl.text_query = text_query;
+  vl.scored = text_query && scale.usable && !q->rows.empty();
+  if (vl.scored) {
+    for (size_t i = 0; i < vl.lines.size(); ++i) {
+      const Line& line = *vl.lines[i];
+      auto qc = q->rows.find(line.source);
+      auto w = weights.find(line.source);
+      if (qc == q->rows.end() || w == weights.end() || w->second <= 0.0f) continue;
+      const float cos = line_cosine(qc->second.data(), q->dims.at(line.source), line.vec);
+      if (std::isfinite(cos)) vl.scores[i] = calibrated(cos, scale.chance);
+    }
+  }
+  if (lex) {
+    bool hit = false;
+    for (size_t i = 0; i < vl.lines.size(); ++i) {
+      auto c = lex->lines.find(vl.lines[i]->rowid);
+      if (c == lex->lines.end() || !(c->second > 0.0f)) continue;
+      vl.scores[i] = std::fmax(vl.scores[i], kTextBaseline + kLineLexical * c->second);
+      hit = true;
+    }
+    vl.scored = vl.scored || hit;
+  }
+  return vl;
+}
+
 }  // namespace
 
 Moments::Moments(std::shared_ptr<const SnapshotData> snap, Store* store, double clip_seconds, EdgeMode edges,
@@ -149,9 +185,6 @@ std::vector<std::vector<Hit>> Moments::find(const Queries& q, const std::map<std
   span::SpanBatch batch{scores.data(), offsets.data(), int64_t(nv), starts.data(), ends.data()};
   span::score_spans(batch, p, s_start.data(), s_end.data(), s_score.data(), s_first.data(), s_last.data());
 
-  bool text_query = lex.set;
-  for (const auto& [c, _] : q.rows) text_query = text_query || is_presence_channel(c);
-  const bool dense = !q.rows.empty();
   std::vector<Evidence*> named;
   std::vector<std::vector<int64_t>> named_rows;
   for (size_t r = 0; r < nv; ++r) {
@@ -167,34 +200,9 @@ std::vector<std::vector<Hit>> Moments::find(const Queries& q, const std::map<std
     }
     VideoLines vl;
     const bool want_lines = !(edges_ == EdgeMode::Grid && !evidence);
-    if (want_lines) {
-      const double a = first - clip_seconds_, b = last + clip_seconds_;
-      for (const Line& line : lines_for(r))
-        if (line.start < b && line.end > a) vl.lines.push_back(&line);
-      vl.text_query = text_query;
-      vl.scored = text_query && scale_.usable && dense;
-      vl.scores.assign(vl.lines.size(), NAN);
-      if (vl.scored) {
-        for (size_t i = 0; i < vl.lines.size(); ++i) {
-          const Line& line = *vl.lines[i];
-          auto qc = q.rows.find(line.source);
-          auto w = weights.find(line.source);
-          if (qc == q.rows.end() || w == weights.end() || w->second <= 0.0f) continue;
-          const float cos = line_cosine(qc->second.data(), q.dims.at(line.source), line.vec);
-          if (std::isfinite(cos)) vl.scores[i] = calibrated(cos, scale_.chance);
-        }
-      }
-      if (words) {
-        bool hit = false;
-        for (size_t i = 0; i < vl.lines.size(); ++i) {
-          auto c = lex.lines.find(vl.lines[i]->rowid);
-          if (c == lex.lines.end() || !(c->second > 0.0f)) continue;
-          vl.scores[i] = std::fmax(vl.scores[i], kTextBaseline + kLineLexical * c->second);
-          hit = true;
-        }
-        vl.scored = vl.scored || hit;
-      }
-    }
+    if (want_lines)
+      vl = score_lines(lines_for(r), first - clip_seconds_, last + clip_seconds_, &q, weights, words ? &lex : nullptr,
+                       scale_);
     auto edges = [&](double start, double end) -> std::pair<double, double> {
       if (edges_ == EdgeMode::Grid || !scale_.usable || !want_lines || !vl.scored) return {start, end};
       std::vector<const Line*> near;
@@ -270,6 +278,30 @@ std::vector<std::vector<Hit>> Moments::find(const Queries& q, const std::map<std
       }
   }
   return out;
+}
+
+Hit Moments::evidence(const Queries* q, const std::map<std::string, float>& weights, int64_t video, double start,
+                      double end) {
+  const LexicalMatches* lex = nullptr;
+  if (q) {
+    auto lw = weights.find(kLexical);
+    const LexicalMatches& l = q->lexical.at(0);
+    if (l.set && lw != weights.end() && lw->second != 0.0f && !l.lines.empty()) lex = &l;
+  }
+  auto read = lines_of(video);
+  VideoLines vl = score_lines(*read, start, end, q, weights, lex, scale_);
+  Hit hit;
+  hit.ref = video;
+  hit.start = start;
+  hit.end = end;
+  for (size_t i = 0; i < vl.lines.size(); ++i) {
+    const Line& line = *vl.lines[i];
+    hit.evidence.lines.push_back(
+        {line.source, line.text, line.start, line.end, vl.text_query ? vl.scores[i] - kTextBaseline : NAN});
+  }
+  for (const std::string& c : store_->concepts(clip_rows(video, start, end, true)))
+    if (!c.empty() && hit.evidence.concepts.size() < 3) hit.evidence.concepts.push_back(c);
+  return hit;
 }
 
 }  // namespace ivcr::engine

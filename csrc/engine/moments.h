@@ -34,6 +34,9 @@ class Moments {
   std::vector<std::vector<Hit>> find(const Queries& q, const std::map<std::string, float>& weights,
                                      const std::vector<int64_t>& videos, double win_lo, double win_hi, int top,
                                      bool evidence);
+  // The evidence of [start, end] in a video: every line overlapping it (matched against row 0 of
+  // q when given) and its clips' concepts.
+  Hit evidence(const Queries* q, const std::map<std::string, float>& weights, int64_t video, double start, double end);
   // Clip rows of one video overlapping [start, end] (overlap) or lying inside it.
   std::vector<int64_t> clip_rows(int64_t video, double start, double end, bool overlap) const;
 

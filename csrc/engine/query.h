@@ -49,6 +49,12 @@ struct SearchOptions {
   std::map<std::string, float> weights = default_weights();
   bool has_allow = false, has_deny = false;
   std::vector<int64_t> allow, deny;
+  // A host's first stage: per query row, `width` candidate refs (-1 padded) the exact stage ranks
+  // among (FAISS IndexRefine-style); empty: the exact stage scans every eligible video.
+  std::vector<int64_t> candidates;
+  size_t candidate_rows = 0, candidate_width = 0;
+  // Refs eligible by a host's own view (refs past its end are not): empty for every ref.
+  std::vector<uint8_t> eligible;
   int per_video = 1;
   bool evidence = true;
   double window_lo = -std::numeric_limits<double>::infinity();

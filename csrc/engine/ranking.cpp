@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <unordered_map>
 
@@ -63,15 +64,14 @@ search::QueryBatch Ranking::batch(const Queries& q, const std::map<std::string, 
 }
 
 void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
-                   const std::vector<uint8_t>& eligible, int64_t* ids, float* scores) const {
+                   const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, int64_t* ids,
+                   float* scores) const {
   const size_t B = q.batch;
   std::fill(ids, ids + B * size_t(k), int64_t(-1));
   std::fill(scores, scores + B * size_t(k), kNegInf);
-  bool any = false, all = true;
-  for (uint8_t e : eligible) {
-    any = any || e;
-    all = all && e;
-  }
+  // flags are 0 or 1: memchr finds either in a few microseconds where a byte loop took 0.2 ms
+  const bool any = std::memchr(eligible.data(), 1, eligible.size()) != nullptr;
+  const bool all = std::memchr(eligible.data(), 0, eligible.size()) == nullptr;
   if (!corpus_ || !any) return;
   // The lexical candidates of each row: eligible refs, best coverage first, at most kLexicalJoin.
   std::vector<std::unordered_map<int64_t, float>> bonus(B);
@@ -109,7 +109,14 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
   const int64_t k_out = std::min<int64_t>(k, int64_t(snap_->videos.size()));
   std::vector<float> s(B * size_t(k_out));
   std::vector<int64_t> i(B * size_t(k_out));
-  corpus_->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, s.data(), i.data());
+  if (candidates) {  // the exact stage of a staged ranking: each row among its own shortlist
+    std::vector<int64_t> keep(candidates, candidates + B * width);
+    for (int64_t& c : keep)
+      if (c >= 0 && (size_t(c) >= eligible.size() || !eligible[size_t(c)])) c = -1;
+    corpus_->topk_videos_among(qb, k_out, keep.data(), int64_t(width), s.data(), i.data());
+  } else {
+    corpus_->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, s.data(), i.data());
+  }
   if (!has_bonus) {
     for (size_t r = 0; r < B; ++r)
       for (int64_t j = 0; j < k_out; ++j) {
@@ -121,25 +128,25 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
   }
   // The dense top k and the lexical candidates scored exactly, each with its bonus; the best k of
   // both. Any other video's score is its dense score, which the dense top k beat.
-  size_t width = 0;
-  for (const auto& b : bonus) width = std::max(width, b.size());
-  std::vector<int64_t> lex(B * width, -1);
+  size_t lex_width = 0;
+  for (const auto& b : bonus) lex_width = std::max(lex_width, b.size());
+  std::vector<int64_t> lex(B * lex_width, -1);
   for (size_t r = 0; r < B; ++r) {
     size_t j = 0;
-    for (const auto& [ref, _] : bonus[r]) lex[r * width + j++] = ref;
+    for (const auto& [ref, _] : bonus[r]) lex[r * lex_width + j++] = ref;
   }
-  std::vector<float> ls(B * width);
-  std::vector<int64_t> li(B * width);
-  corpus_->topk_videos_among(qb, int64_t(width), lex.data(), int64_t(width), ls.data(), li.data());
+  std::vector<float> ls(B * lex_width);
+  std::vector<int64_t> li(B * lex_width);
+  corpus_->topk_videos_among(qb, int64_t(lex_width), lex.data(), int64_t(lex_width), ls.data(), li.data());
   std::vector<std::unordered_map<int64_t, float>> fused(B);
   for (size_t r = 0; r < B; ++r) {
     for (int64_t j = 0; j < k_out; ++j) {
       const int64_t id = i[r * size_t(k_out) + size_t(j)];
       if (id >= 0) fused[r][id] = s[r * size_t(k_out) + size_t(j)];
     }
-    for (size_t j = 0; j < width; ++j) {
-      const int64_t id = li[r * width + j];
-      if (id >= 0) fused[r][id] = ls[r * width + j] + bonus[r].at(id);
+    for (size_t j = 0; j < lex_width; ++j) {
+      const int64_t id = li[r * lex_width + j];
+      if (id >= 0) fused[r][id] = ls[r * lex_width + j] + bonus[r].at(id);
     }
   }
   best_of(fused, k, ids, scores);

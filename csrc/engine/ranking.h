@@ -24,8 +24,10 @@ class Ranking {
  public:
   explicit Ranking(std::shared_ptr<const SnapshotData> snap);
   // ids (B x k, padded -1) and scores (B x k, padded -inf); `eligible` has one flag per ref.
+  // `candidates` (B x width, -1 padded; null: none): each row's exact stage ranks only these.
   void rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
-            const std::vector<uint8_t>& eligible, int64_t* ids, float* scores) const;
+            const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, int64_t* ids,
+            float* scores) const;
 
  private:
   search::QueryBatch batch(const Queries& q, const std::map<std::string, float>& weights,

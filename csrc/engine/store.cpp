@@ -105,6 +105,14 @@ Mapping::Mapping(const std::string& path, size_t bytes) : bytes_(bytes) {
   }
 }
 
+void Mapping::populate() const {
+  if (!data_) return;
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  if (::madvise(data_, bytes_, MADV_POPULATE_READ) != 0) ::madvise(data_, bytes_, MADV_WILLNEED);
+}
+
 Mapping::~Mapping() {
   if (data_) ::munmap(data_, bytes_);
 }
@@ -166,7 +174,7 @@ int64_t Store::data_version() {
   return s.step() ? s.i64(0) : 0;
 }
 
-std::shared_ptr<SnapshotData> Store::snapshot() {
+std::shared_ptr<SnapshotData> Store::snapshot(bool prefault) {
   auto snap = std::make_shared<SnapshotData>();
   struct Spec {
     std::string name, dtype, model, sha;
@@ -244,6 +252,11 @@ std::shared_ptr<SnapshotData> Store::snapshot() {
     snap->channels.emplace(s.name, std::move(ch));
   }
   snap->times_map = map_rows(root_ + "/vectors/clip_times.f8", 16);
+  if (prefault) {
+    for (auto& [_, ch] : snap->channels)
+      if (ch.map) ch.map->populate();
+    if (snap->times_map) snap->times_map->populate();
+  }
   for (const Video& v : snap->videos)
     snap->key += "|" + v.id_text + ":" + v.path + ":" + (v.removed ? "1" : "0");
   return snap;

@@ -21,6 +21,9 @@ namespace ivcr::engine {
 class Mapping {
  public:
   Mapping(const std::string& path, size_t bytes);
+  // Fault every page in now (MADV_POPULATE_READ; a read-ahead hint where the kernel lacks it), so
+  // later random reads cost no page faults: for a long-running server.
+  void populate() const;
   ~Mapping();
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
@@ -78,7 +81,7 @@ class Store {
 
   const std::string& root() const { return root_; }
   int64_t data_version();
-  std::shared_ptr<SnapshotData> snapshot();
+  std::shared_ptr<SnapshotData> snapshot(bool prefault = false);
   // A video's timed lines in time order (with vectors when `vectors`, float16 in the store).
   std::vector<Line> lines(int64_t video_id, bool vectors);
   // The top_concepts text of each clip row ("" where none).

@@ -1,25 +1,18 @@
-"""Video ranking over one mapped snapshot: B queries -> each row's top k eligible videos by their
-best clip's fused score, ``(refs (B, k) padded -1, scores (B, k) padded -inf)``.
+"""The first stage of a large index's video ranking: B queries -> each row's shortlist of
+candidate videos, which the engine (libivcr, through single.py) re-ranks exactly in one call, with
+the lexical channel's candidates, as FAISS's ``IndexRefine`` does. Indexes below
+``TWO_STAGE_MIN_ROWS`` clips have no first stage: the engine scans every row exactly.
 
-Small indexes get one exact fused scan (``Corpus.topk_videos``, agg max, float16 rows). From
-``TWO_STAGE_MIN_ROWS`` clips on the ranking is staged, as FAISS's ``IndexRefine`` is:
+The first stage runs the same max-over-clips scan on compact copies of the channels
+(first_stage.py: int8, projected on the rows' principal directions when that cuts the bytes), with
+the text channels folded into one (they share the query embedding, so sum_c w_c <q_c, e_c> =
+<q, sum_c w_c e_c>). A one-copy stage reads only its query's inverted lists where the index has
+them (inverted_lists.py), else a wide copy ranks what its coarse copy keeps, else the copy is
+scanned whole; the best ``SHORTLIST`` videos of each row go to the exact stage.
 
-1. a first stage runs the same max-over-clips scan on compact copies of the channels
-   (first_stage.py: int8, projected on the rows' principal directions when that cuts the bytes),
-   with the text channels folded into one (they share the query embedding, so
-   sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). A one-copy stage reads only its query's inverted
-   lists where the index has them (inverted_lists.py), else a wide copy ranks what its coarse copy
-   keeps, else the copy is scanned whole;
-2. the best ``SHORTLIST`` videos of each row are re-ranked exactly by the float16 scan over
-   their rows, for all rows in one native call (``Corpus.topk_videos_among``).
-
-The copies are built on the first search after the index changed and cached beside it.
-
-The lexical channel (lexical.py) joins both: up to ``LEXICAL_JOIN`` videos whose lines hold the
-query's words are scored exactly by a second, small ``topk_videos_among`` call, each with its
-weighted coverage added, and compete with the dense top k (of the exact scan, or of the
-shortlist's exact stage). No other video can enter the top k: without a lexical match its score
-is its dense score, which the dense top k already beat.
+The copies are built on the first search after the index changed and cached beside it. Not in the
+engine yet: this stage, building and scanning the copies, is still Python (over the native scan
+kernels); the engine's own ranking without it is exact at any size.
 """
 from __future__ import annotations
 
@@ -31,7 +24,6 @@ import numpy as np
 from ..corpus import Corpus
 from . import first_stage, inverted_lists
 from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
-from .lexical import LexicalSearch
 from .mapped import Mapped, populate
 from .protocol import dense
 
@@ -41,9 +33,6 @@ SHORTLIST = 400  # videos the exact second stage re-ranks (recall and cost in do
 # Inverted lists serve a first stage while at least this share of the videos is eligible: their
 # shortlist over-fetches clips and drops ineligible videos after the scan (inverted_lists.py).
 LISTS_MIN_ELIGIBLE = 0.95
-# Lexical candidates a row's exact stage takes, best coverage first: a word in many lines adds at
-# most this many videos to the 400 of the shortlist (16 and 64 timed the same at 1M clips).
-LEXICAL_JOIN = 16
 
 
 @dataclass
@@ -59,79 +48,16 @@ class FirstStage:
 
 
 class Ranking:
-    """The ranking of one mapped snapshot; ``folder`` holds the cached first-stage copies and
-    ``line_chance`` is the text model's chance similarity (the folded text copy's check)."""
+    """The first stage of one mapped snapshot's ranking; ``folder`` holds the cached first-stage
+    copies and ``line_chance`` is the text model's chance similarity (the folded text copy's check)."""
 
-    def __init__(self, view: Mapped, folder, line_chance: float, lexical: LexicalSearch | None = None):
-        self.view, self.folder, self.line_chance, self.lexical = view, folder, line_chance, lexical
+    def __init__(self, view: Mapped, folder, line_chance: float):
+        self.view, self.folder, self.line_chance = view, folder, line_chance
         self._stages: dict[tuple, FirstStage] = {}
-        self._ref_of: dict[int, int] | None = None
 
     def forget_stages(self) -> None:
         """Build the first stages again on next use (after their settings changed: benchmarks)."""
         self._stages.clear()
-
-    def rank(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float], k: int,
-             eligible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        view = self.view
-        b = next(iter(queries.values())).shape[0]
-        out_i = np.full((b, k), -1, np.int64)
-        out_s = np.full((b, k), -np.inf, np.float32)
-        if view.corpus.rows == 0 or not eligible.any():
-            return out_i, out_s
-        bonus = self.lexical_bonus(queries.get(LEXICAL), float(weights.get(LEXICAL, 0.0)), eligible)
-        queries, weights = dense(queries), {c: w for c, w in weights.items() if c != LEXICAL}
-        if not queries:  # words alone: the lexical scores are the ranking
-            return _best(bonus, k, out_i, out_s)
-        if view.corpus.rows < TWO_STAGE_MIN_ROWS:
-            if bonus is not None:
-                base = view.corpus.topk_videos(queries, k, weights=weights, allow=eligible).ids
-                return self._with_bonus(queries, weights, k, base, bonus, out_i, out_s)
-            res = view.corpus.topk_videos(queries, k, weights=weights, allow=eligible)
-            n = res.ids.shape[1]
-            out_i[:, :n], out_s[:, :n] = res.ids, res.scores
-            out_s[out_i < 0] = -np.inf
-            return out_i, out_s
-        shortlists = self.shortlists(queries, weights, k, eligible)
-        if bonus is not None:
-            return self._with_bonus(queries, weights, k, shortlists, bonus, out_i, out_s)
-        res = view.corpus.topk_videos_among(queries, k, shortlists, weights=weights)
-        n = res.ids.shape[1]
-        out_i[:, :n], out_s[:, :n] = res.ids, res.scores
-        return out_i, out_s
-
-    def lexical_bonus(self, texts, weight: float, eligible: np.ndarray) -> list[dict[int, float]] | None:
-        """Per query row, eligible ref -> weight x its best line's coverage of the row's words;
-        None when no row has a lexical match (or the channel is off, weighted 0 or not built)."""
-        if texts is None or weight == 0.0 or self.lexical is None or not self.lexical.ready:
-            return None
-        if self._ref_of is None:
-            self._ref_of = {int(v["id"]): r for r, v in enumerate(self.view.videos)}
-        out = []
-        for text in np.asarray(texts).reshape(-1):
-            found = self.lexical.videos(str(text))
-            refs = [(self._ref_of.get(v), c) for v, c in found.items()]
-            refs = sorted(((r, c) for r, c in refs if r is not None and eligible[r]), key=lambda x: (-x[1], x[0]))
-            out.append({r: weight * c for r, c in refs[:LEXICAL_JOIN]})
-        return out if any(out) else None
-
-    def _with_bonus(self, queries, weights, k: int, base: np.ndarray, bonus: list[dict[int, float]], out_i, out_s):
-        """The dense top k of each row's ``base`` candidates, and the lexical candidates scored
-        exactly in a second (small) native call, each with its bonus; the best k of both (ties
-        by the lower ref). The top k of dense + bonus lies in that union: any other video's
-        score is its dense score, which the dense top k beat."""
-        b = base.shape[0]
-        top = self.view.corpus.topk_videos_among(queries, k, base, weights=weights)
-        lex = np.full((b, max(len(x) for x in bonus)), -1, np.int64)
-        for r in range(b):
-            lex[r, :len(bonus[r])] = np.fromiter(bonus[r], np.int64, len(bonus[r]))
-        got = self.view.corpus.topk_videos_among(queries, lex.shape[1], lex, weights=weights)
-        fused = []
-        for r in range(b):
-            row = {int(i): float(s) for i, s in zip(top.ids[r], top.scores[r]) if i >= 0}
-            row.update((int(i), float(s) + bonus[r][int(i)]) for i, s in zip(got.ids[r], got.scores[r]) if i >= 0)
-            fused.append(row)
-        return _best(fused, k, out_i, out_s)
 
     def shortlists(self, queries, weights, k: int, eligible: np.ndarray) -> np.ndarray:
         """The first stage: (B, max(SHORTLIST, k)) candidate refs per row, padded -1."""
@@ -258,15 +184,6 @@ class Ranking:
         own = np.searchsorted(local, at, side="right") - 1
         shortlist = max(10, round(SHORTLIST * len(picks) / n_videos))
         return first_stage.checked_encoding(rows, local, queries, own, shortlist)
-
-
-def _best(scores: list[dict[int, float]] | None, k: int, out_i: np.ndarray, out_s: np.ndarray):
-    """Each row's k best refs of ``scores`` (ref -> score) into the padded outputs, ties by the lower ref."""
-    for r, row in enumerate(scores or []):
-        top = sorted(row.items(), key=lambda x: (-x[1], x[0]))[:k]
-        out_i[r, :len(top)] = [i for i, _ in top]
-        out_s[r, :len(top)] = [s for _, s in top]
-    return out_i, out_s
 
 
 def copy_tag(channel: str, folded: tuple | None) -> str:

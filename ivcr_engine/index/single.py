@@ -1,10 +1,15 @@
 """``Index``: the index protocol over one index folder, and its one-shot ``search``.
 
-It composes the concepts of the index package: the committed snapshot mapped for reading
-(mapped.py), the staged video ranking over it (ranking.py), the moment service with evidence
-(moments.py), and the query encoder shared with every other index of the process
-(query_encoder.py). A refresh maps the new snapshot and swaps one reference, so a search that
-started before it finishes on the view it started with.
+It composes the committed snapshot mapped for reading (mapped.py), the native engine over the same
+folder (libivcr through native.py: the exact ranking, the lexical channel's candidates, moments
+with their edges snapped to matching lines, and evidence: one implementation for every host), the
+first stage of a large index's ranking (ranking.py, which still builds and scans the compact copies
+in Python and hands the engine its shortlists), the lexical channel's query side (lexical.py: the
+query's words and the lines that hold them, found in Python and handed over as matches), and the
+query encoder shared with every other index of the process (query_encoder.py). A refresh maps the
+new snapshot and opens the engine on it, swapping one reference, so a search that started before it
+finishes on the view it started with; the engine only ever sees refs of the view a call started
+on (``eligible``), so a commit between the two readings shows no video the view lacks.
 """
 from __future__ import annotations
 
@@ -20,31 +25,40 @@ from ..checks import as_int
 from ..errors import InvalidArgument
 from ..models import ClipEncoder
 from ..models.registry import ModelCard, index_text_model
-from .layout import DEFAULT_WEIGHTS, LEXICAL
+from ..native import NativeHit, NativeIndex
+from .layout import DEFAULT_WEIGHTS, LEXICAL, PRESENCE_CHANNELS
 from .lexical import LexicalSearch
 from .mapped import Mapped, map_snapshot
-from .moments import LineScale, MomentService
 from .protocol import (
     Evidence,
+    Moment,
     MomentMatch,
     MomentShortcuts,
     VideoInfo,
     check_ref,
+    dense,
     query_rows,
 )
 from .query_encoder import IndexQueries, QueryEncoder
+from . import ranking as first_stages
 from .ranking import Ranking
 from .results import Hit
 from .store import IndexStore
 
 
+MOMENT_EDGES = ("lines", "snap", "grid")  # see the engine's open options (include/ivcr.h)
+
+
 @dataclass(frozen=True)
 class _View:
-    """What one snapshot serves: its rows, its ranking, its moments (swapped as one)."""
+    """What one snapshot serves: its rows, the first stage of its ranking, its lexical lines, and
+    the engine opened on it (swapped as one)."""
     mapped: Mapped
     ranking: Ranking
-    moments: MomentService
-
+    lexical: LexicalSearch
+    native: NativeIndex
+    ref_of: dict  # video id -> ref
+    native_refs: int  # videos in the engine's snapshot (opened after this view's: as many, or more)
 
 class Index(MomentShortcuts):
     """A searchable view of an index folder (memory-mapped; opening costs no vector I/O).
@@ -57,6 +71,8 @@ class Index(MomentShortcuts):
 
     def __init__(self, root: str | Path, text_encoder=None, models_root: Path | None = None,
                  moment_edges: str = "lines", prefault: bool = False, query_encoder: QueryEncoder | None = None):
+        if moment_edges not in MOMENT_EDGES:
+            raise InvalidArgument(f"moment_edges must be one of {MOMENT_EDGES}, got {moment_edges!r}")
         self.moment_edges = moment_edges
         self.prefault = bool(prefault)
         blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
@@ -72,19 +88,19 @@ class Index(MomentShortcuts):
     def _settings(self, settings: dict) -> None:
         self.settings = settings
         model = index_text_model(settings)
-        # lines are scored on the calibrated scale of the model that embedded them (E5's unrelated
-        # sentences reach cosine ~0.79, MiniLM's ~0); its card says where chance lies
+        # the folded text copy's check scores sentences on the calibrated scale of the text model
+        # (E5's unrelated sentences reach cosine ~0.79, MiniLM's ~0); its card says where chance lies
         try:
-            chance = float(ModelCard.load(self.query_encoder.models_root / model).raw.get("chance_similarity", 0.0))
+            self._chance = float(ModelCard.load(self.query_encoder.models_root / model).raw.get("chance_similarity", 0.0))
         except FileNotFoundError:
-            chance = 0.0
-        self._lines = LineScale(usable=settings.get("line_text_model") == model, chance=chance)
+            self._chance = 0.0
 
     def _make_view(self, snap) -> _View:
         mapped = map_snapshot(self.store, snap, self.prefault)
-        lexical = LexicalSearch(self.store)
-        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._lines.chance, lexical),
-                     MomentService(mapped, self.store, self.clip_seconds, self.moment_edges, self._lines, lexical))
+        native = NativeIndex(self.store.root, model_dir=self.query_encoder.models_root, moment_edges=self.moment_edges,
+                             prefault=mapped.prefaulted)
+        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._chance), LexicalSearch(self.store),
+                     native, {int(v["id"]): r for r, v in enumerate(mapped.videos)}, native.num_refs())
 
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,
@@ -114,6 +130,15 @@ class Index(MomentShortcuts):
     @property
     def ranking(self) -> Ranking:
         return self._view.ranking
+
+    @property
+    def lexical(self) -> LexicalSearch:
+        return self._view.lexical
+
+    @property
+    def native(self) -> NativeIndex:
+        """The engine opened on this view's snapshot (libivcr)."""
+        return self._view.native
 
     @property
     def videos(self) -> list:
@@ -192,11 +217,51 @@ class Index(MomentShortcuts):
     def rank_videos(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                     allow: Sequence[int] | None = None, deny: Sequence[int] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Each query row's top k eligible videos, ``(refs (B, k) padded -1, scores (B, k) padded
+        -inf)``, all rows in one engine call (after the first stage's shortlists, on a large index)."""
         if as_int(k, "k") < 1:
             raise InvalidArgument("k must be >= 1")
-        view = self._view
+        view, k = self._view, int(k)
         queries = query_rows(queries)
-        return view.ranking.rank(queries, self._weights(queries, weights), int(k), self._eligible(view, allow, deny))
+        weights = self._weights(queries, weights)
+        eligible = self._eligible(view, allow, deny)
+        b = next(iter(queries.values())).shape[0]
+        out_i, out_s = np.full((b, k), -1, np.int64), np.full((b, k), -np.inf, np.float32)
+        if view.mapped.corpus.rows == 0 or not eligible.any():
+            return out_i, out_s
+        rows = dense(queries)
+        candidates = None
+        if rows and view.mapped.corpus.rows >= first_stages.TWO_STAGE_MIN_ROWS:
+            candidates = view.ranking.shortlists(rows, {c: weights[c] for c in rows}, k, eligible)
+        return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(view, queries),
+                                        candidates=candidates, eligible=self._engine_mask(view, eligible))
+
+    @staticmethod
+    def _engine_mask(view: _View, eligible: np.ndarray) -> np.ndarray | None:
+        """The eligibility mask the engine needs, or None when its own (every live video) is the
+        same: the engine's snapshot holds exactly this view's videos and all of them are eligible
+        (handing over a 100k-video mask costs ~0.07 ms a call)."""
+        return None if len(eligible) == view.native_refs and eligible.all() else eligible
+
+    def _lexical(self, view: _View, queries: Mapping[str, np.ndarray]) -> list[tuple] | None:
+        """The lexical channel's matches of each query row, as the engine takes them: (video ref ->
+        its best line's coverage, line rowid -> coverage); None when the query has no words."""
+        texts = queries.get(LEXICAL)
+        if texts is None:
+            return None
+        out = []
+        for text in np.asarray(texts).reshape(-1):
+            if not view.lexical.ready:
+                out.append(({}, {}))
+                continue
+            found = view.lexical.find(str(text))
+            videos: dict[int, float] = {}
+            for rowid, c in found.coverage.items():
+                ref = view.ref_of.get(found.video_of[rowid])
+                if ref is not None:
+                    videos[ref] = max(videos.get(ref, 0.0), c)
+            out.append((videos, found.coverage))
+        return out
 
     def moments(self, queries: Mapping[str, np.ndarray], videos: Sequence[int], weights: Mapping[str, float] | None = None,
                 window: tuple[float, float] | None = None, top: int = 1, evidence: bool = True
@@ -205,25 +270,42 @@ class Index(MomentShortcuts):
         queries = query_rows(queries)
         if any(q.shape[0] != 1 for q in queries.values()):
             raise InvalidArgument("moments take one query (one row per channel)")
-        return self._view.moments.find(queries, self._weights(queries, weights), vids, window, top, evidence)
+        view = self._view
+        lexical = self._lexical(view, queries)
+        found = view.native.moments(dense(queries), list(dict.fromkeys(vids)), self._weights(queries, weights), window,
+                                    top, evidence, lexical=None if lexical is None else lexical[0])
+        by_ref: dict[int, list[NativeHit]] = {}
+        for h in found:
+            by_ref.setdefault(h.ref, []).append(h)
+        text = _text_query(queries)
+        out = []
+        for v in vids:
+            matches = []
+            for h in by_ref.get(v, []):
+                m = MomentMatch(Moment(int(v), h.start, h.end, h.moment_score))
+                if evidence:
+                    m.evidence = _evidence(h, text, h.channel_scores)
+                matches.append(m)
+            out.append(matches)
+        return out
 
     def evidence(self, video: int, start: float, end: float, queries: Mapping[str, np.ndarray] | None = None,
                  weights: Mapping[str, float] | None = None) -> Evidence:
         video = check_ref(self, video)
+        view, lexical, w = self._view, None, None
         if queries is not None:
             queries = query_rows(queries)
-            weights = self._weights(queries, weights)
-        return self._view.moments.evidence(video, start, end, queries, weights)
+            w = self._weights(queries, weights)
+            lexical = self._lexical(view, queries)
+        hit = view.native.evidence(video, start, end, None if queries is None else dense(queries), w,
+                                   None if lexical is None else lexical[0])
+        return _evidence(hit, queries is not None and _text_query(queries), {})
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         video = check_ref(self, video)
         if channel not in self.channels:
             raise InvalidArgument(f"no channel {channel!r} in this index; it has {sorted(self.channels)}")
-        rows = self._view.mapped.clip_rows(video, start, end)
-        if len(rows) == 0:
-            raise InvalidArgument(f"video {video} has no clip between {start}s and {end}s")
-        q = np.asarray(self.channels[channel][rows], np.float32).mean(axis=0, keepdims=True)
-        return q / max(float(np.linalg.norm(q)), 1e-12)
+        return self._view.native.moment_vector(video, start, end, channel)
 
     # -- one-shot search ------------------------------------------------------------------
     def search(self, query: str | Mapping[str, np.ndarray], k: int = 10, weights: Mapping[str, float] | None = None,
@@ -263,4 +345,15 @@ class Index(MomentShortcuts):
         return hits
 
     def close(self) -> None:
+        self._view.native.close()
         self.store.close()
+
+
+def _text_query(queries: Mapping[str, np.ndarray]) -> bool:
+    """Whether a query searches text (its lines get a match: a scene's vector has none)."""
+    return any(c in queries for c in (*PRESENCE_CHANNELS, LEXICAL))
+
+
+def _evidence(hit: NativeHit, text_query: bool, channel_scores: dict) -> Evidence:
+    return Evidence(lines=list(hit.lines), concepts=list(hit.concepts), channel_scores=dict(channel_scores),
+                    line_match=list(hit.line_match) if text_query else [])

@@ -28,7 +28,7 @@ def python_rows(index: Index, batch: list[str]) -> tuple[dict[str, np.ndarray], 
     ABI's form: (video ref -> best coverage, line rowid -> coverage)."""
     rows = index.encode_queries(batch)
     dense = {c: v for c, v in rows.items() if c != LEXICAL}
-    lex = index.ranking.lexical
+    lex = index.lexical
     ref_of = {int(v["id"]): r for r, v in enumerate(index.videos)}
     matches = []
     for t in batch:

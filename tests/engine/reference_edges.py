@@ -1,4 +1,5 @@
-"""Moment edges at sub-clip precision: snap a span found on the clip grid to the timed text lines
+"""The reference for the engine's moment edges (csrc/engine/moment_edges.cpp), kept from the
+Python path it replaced. Moment edges at sub-clip precision: snap a span found on the clip grid to the timed text lines
 (speech sentences, subtitle cues) that match the query.
 
 The span scorer works on 2 s clips, so its moments start and end on the grid (12.0-18.0 s for a
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from ivcr_engine.errors import InvalidArgument
 
 # A line matches the query when its calibrated similarity (TextEncoder.calibrate's scale) is this
 # far above layout.TEXT_BASELINE, what an unrelated sentence still reaches under MiniLM. Quotes

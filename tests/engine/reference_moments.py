@@ -1,4 +1,5 @@
-"""Moments inside videos, with the evidence behind them: one service for a turn's moment, a
+"""The reference for the engine's moments (csrc/engine/moments.cpp), kept from the Python path it
+replaced, as tests/search/reference.py keeps NumPy for the kernels. Moments inside videos, with the evidence behind them: one service for a turn's moment, a
 served turn's candidates and a one-shot search's hits.
 
 ``find(queries, weights, videos, window, top)`` scores the clips of all the videos for one query
@@ -26,16 +27,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InvalidArgument
-from ..eval.metrics import temporal_iou
-from ..models.text import calibrated
-from ..span import SpanScorer
-from .layout import LEXICAL, TEXT_BASELINE
-from .lexical import LexicalSearch
-from .mapped import Mapped
-from .moment_edges import best_line, line_scores, snap_to_lines
-from .protocol import Evidence, Moment, MomentMatch, dense
-from .store import IndexStore
+from ivcr_engine.errors import InvalidArgument
+from ivcr_engine.eval.metrics import temporal_iou
+from ivcr_engine.models.text import calibrated
+from ivcr_engine.span import SpanScorer
+from ivcr_engine.index.layout import LEXICAL, TEXT_BASELINE
+from ivcr_engine.index.lexical import LexicalSearch
+from ivcr_engine.index.mapped import Mapped
+from .reference_edges import best_line, line_scores, snap_to_lines
+from ivcr_engine.index.protocol import Evidence, Moment, MomentMatch, dense
+from ivcr_engine.index.store import IndexStore
 
 # "lines": moments snap to the timed text lines matching the query, or take the one line that
 # stands out (moment_edges.py); "snap": only the snapping (the engine before best_line); "grid":
