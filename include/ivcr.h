@@ -101,6 +101,9 @@ IVCR_API size_t ivcr_index_live_count(const ivcr_index *index);
 /* The dimension of a channel's rows ("visual", "concept", "speech", "subtitle", "ocr", "clip"),
  * or 0 when the index lacks it. */
 IVCR_API int ivcr_index_channel_dim(const ivcr_index *index, const char *channel);
+/* How many videos' timed lines the current snapshot has read from the index (its kept lines'
+ * misses): a turn reads each video's lines once, and the next turn's moments mostly none. */
+IVCR_API size_t ivcr_index_line_reads(const ivcr_index *index);
 /* The text model the index's text channels were built with when it was opened, e.g. "text_me5_small". */
 IVCR_API const char *ivcr_index_text_model(const ivcr_index *index);
 
@@ -143,6 +146,15 @@ IVCR_API ivcr_status ivcr_search_options_set_deny(ivcr_search_options *opts, con
  * refs (-1 padded); the exact stage then ranks each row among its own candidates only. */
 IVCR_API ivcr_status ivcr_search_options_set_candidates(ivcr_search_options *opts, const int64_t *refs, size_t rows,
                                                         size_t width);
+/* The staged ranking's sizes: from `min_rows` clips on (default 200000) each row's exact stage
+ * re-ranks the `shortlist` (400) best videos of a first stage over the compact copies the Python
+ * package builds beside the vectors on its first search (vectors/first.*.npy; `coarse_shortlist`,
+ * 8000, videos pass a coarse copy first; inverted lists serve while at least `lists_min_eligible`,
+ * 0.95, of the videos are eligible, each reading `clips_per_video` (8) clips a wanted video).
+ * Without copies, every row is scanned exactly. */
+IVCR_API ivcr_status ivcr_search_options_set_first_stage(ivcr_search_options *opts, int64_t min_rows, int64_t shortlist,
+                                                         int64_t coarse_shortlist, double lists_min_eligible,
+                                                         int64_t clips_per_video);
 /* Only refs with a nonzero mask[ref] are eligible (refs >= n are not): a host that holds its own
  * view of the index passes it, so no video it has not seen comes back. */
 IVCR_API ivcr_status ivcr_search_options_set_eligible(ivcr_search_options *opts, const uint8_t *mask, size_t n);
@@ -213,6 +225,10 @@ IVCR_API size_t ivcr_results_concept_count(const ivcr_results *results, size_t i
 IVCR_API const char *ivcr_results_concept(const ivcr_results *results, size_t i, size_t j);
 /* Evidence: the best clip score of each channel under hit i's moment; NAN when absent. */
 IVCR_API float ivcr_results_channel_score(const ivcr_results *results, size_t i, const char *channel);
+/* How the ranking found these videos: "exact" (every eligible row scanned), "candidates" (the
+ * host's shortlists), "lists", "coarse" or "copies" (the first stage's inverted lists, coarse copy
+ * or whole copies, then the exact stage). Static storage. */
+IVCR_API const char *ivcr_results_stage(const ivcr_results *results);
 IVCR_API void ivcr_results_free(ivcr_results *results);
 
 #ifdef __cplusplus

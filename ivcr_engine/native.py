@@ -75,6 +75,7 @@ _SIGNATURES = {
     "ivcr_index_live_count": (C.c_size_t, [_P]),
     "ivcr_index_channel_dim": (C.c_int, [_P, C.c_char_p]),
     "ivcr_index_text_model": (C.c_char_p, [_P]),
+    "ivcr_index_line_reads": (C.c_size_t, [_P]),
     "ivcr_queries_new": (C.c_int, [C.c_size_t, C.POINTER(_P)]),
     "ivcr_queries_free": (None, [_P]),
     "ivcr_queries_set_channel": (C.c_int, [_P, C.c_char_p, _P, C.c_size_t]),
@@ -89,6 +90,8 @@ _SIGNATURES = {
     "ivcr_search_options_set_moments": (C.c_int, [_P, C.c_int]),
     "ivcr_search_options_set_candidates": (C.c_int, [_P, _P, C.c_size_t, C.c_size_t]),
     "ivcr_search_options_set_eligible": (C.c_int, [_P, _P, C.c_size_t]),
+    "ivcr_search_options_set_first_stage": (C.c_int, [_P, C.c_int64, C.c_int64, C.c_int64, C.c_double, C.c_int64]),
+    "ivcr_results_stage": (C.c_char_p, [_P]),
     "ivcr_evidence": (C.c_int, [_P, _P, C.c_int64, C.c_double, C.c_double, _P, C.POINTER(_P)]),
     "ivcr_search_options_set_evidence": (C.c_int, [_P, C.c_int]),
     "ivcr_search_options_set_window": (C.c_int, [_P, C.c_double, C.c_double]),
@@ -229,6 +232,10 @@ class NativeIndex:
     def __len__(self) -> int:
         return int(lib().ivcr_index_live_count(self._h))
 
+    def line_reads(self) -> int:
+        """Videos whose timed lines this snapshot has read from the index (the kept lines' misses)."""
+        return int(lib().ivcr_index_line_reads(self._h))
+
     def channel_dim(self, channel: str) -> int:
         return int(lib().ivcr_index_channel_dim(self._h, channel.encode()))
 
@@ -265,7 +272,7 @@ class NativeIndex:
         return q
 
     def _options(self, weights, allow, deny, moments: int, evidence: bool, window, candidates=None,
-                 eligible=None) -> C.c_void_p:
+                 eligible=None, stage: Sequence | None = None) -> C.c_void_p:
         L = lib()
         o = _P()
         _check(L.ivcr_search_options_new(C.byref(o)))
@@ -286,6 +293,8 @@ class NativeIndex:
             if eligible is not None:
                 mask = np.ascontiguousarray(np.asarray(eligible, np.uint8))
                 _check(L.ivcr_search_options_set_eligible(o, _ptr(mask), len(mask)))
+            if stage is not None:
+                _check(L.ivcr_search_options_set_first_stage(o, *stage))
         except BaseException:
             L.ivcr_search_options_free(o)
             raise
@@ -328,12 +337,15 @@ class NativeIndex:
 
     def rank_vectors(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                      lexical: Sequence[tuple] | None = None, candidates: np.ndarray | None = None,
-                     eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     eligible: np.ndarray | None = None, stage: Sequence | None = None,
+                     paths: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Videos only: each row's top k as ``(refs (B, k) padded -1, scores (B, k) padded -inf)``,
-        read back in one call a row (``ivcr_results_ranking``)."""
+        read back in one call a row (``ivcr_results_ranking``). ``stage``: the staged ranking's
+        sizes (min rows, shortlist, coarse shortlist, lists' minimum eligible share, clips per
+        video); ``paths``, when given, receives each row's path ("exact", "lists", ...)."""
         L = lib()
         q = self._queries(queries, lexical)
-        o = self._options(weights, None, None, 0, False, None, candidates, eligible)
+        o = self._options(weights, None, None, 0, False, None, candidates, eligible, stage)
         try:
             batch = next(iter(queries.values())).shape[0] if queries else len(lexical)
             out = (_P * batch)()
@@ -342,6 +354,8 @@ class NativeIndex:
             scores = np.full((batch, k), -np.inf, np.float32)
             for b in range(batch):
                 L.ivcr_results_ranking(out[b], _ptr(refs[b]), _ptr(scores[b]), k)
+                if paths is not None:
+                    paths.append(L.ivcr_results_stage(out[b]).decode())
                 L.ivcr_results_free(out[b])
             return refs, scores
         finally:

@@ -196,6 +196,9 @@ int ivcr_index_channel_dim(const ivcr_index* index, const char* channel) {
   auto it = v->snap->channels.find(channel);
   return it == v->snap->channels.end() ? 0 : it->second.dim;
 }
+size_t ivcr_index_line_reads(const ivcr_index* index) {
+  return index ? index->index->view()->moments->line_reads() : 0;
+}
 const char* ivcr_index_text_model(const ivcr_index* index) { return index ? index->text_model.c_str() : ""; }
 
 ivcr_status ivcr_queries_new(size_t batch, ivcr_queries** out) {
@@ -311,6 +314,20 @@ ivcr_status ivcr_search_options_set_candidates(ivcr_search_options* opts, const 
     opts->opts.candidate_rows = rows;
     opts->opts.candidate_width = width;
     if (rows * width == 0) opts->opts.candidates.clear();
+  });
+}
+ivcr_status ivcr_search_options_set_first_stage(ivcr_search_options* opts, int64_t min_rows, int64_t shortlist,
+                                               int64_t coarse_shortlist, double lists_min_eligible,
+                                               int64_t clips_per_video) {
+  return guard([&] {
+    need(opts, "opts");
+    if (min_rows < 1 || shortlist < 1 || coarse_shortlist < 1 || clips_per_video < 1 || !(lists_min_eligible >= 0.0))
+      fail(Status::InvalidArgument, "the first stage's sizes must be positive");
+    opts->opts.stage_clips_per_video = clips_per_video;
+    opts->opts.stage_min_rows = min_rows;
+    opts->opts.stage_shortlist = shortlist;
+    opts->opts.stage_coarse_shortlist = coarse_shortlist;
+    opts->opts.stage_lists_min_eligible = lists_min_eligible;
   });
 }
 ivcr_status ivcr_search_options_set_eligible(ivcr_search_options* opts, const uint8_t* mask, size_t n) {
@@ -475,6 +492,8 @@ float ivcr_results_channel_score(const ivcr_results* results, size_t i, const ch
   auto it = s.find(channel);
   return it == s.end() ? NAN : it->second;
 }
+
+const char* ivcr_results_stage(const ivcr_results* results) { return results ? results->r.stage : ""; }
 
 void ivcr_results_free(ivcr_results* results) { delete results; }
 

@@ -39,7 +39,7 @@ std::shared_ptr<const View> Index::make_view(std::shared_ptr<const SnapshotData>
   scale.usable = snap->settings.str("line_text_model") == v->text_model;
   scale.chance = card_chance(opts_.model_dir, v->text_model);
   const double clip_seconds = snap->settings.num("clip_seconds", 2.0);
-  v->ranking = std::make_unique<Ranking>(snap);
+  v->ranking = std::make_unique<Ranking>(snap, store_->root() + "/vectors", opts_.prefault);
   v->moments = std::make_unique<Moments>(snap, store_.get(), clip_seconds, opts_.edges, scale);
   for (const Video& video : snap->videos) {
     v->live.push_back(!video.removed);
@@ -137,7 +137,15 @@ std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOpti
   const auto w = weights(q, opts);
   std::vector<int64_t> ids(q.batch * size_t(k));
   std::vector<float> scores(q.batch * size_t(k));
-  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, ids.data(), scores.data());
+  StageParams p;
+  p.min_rows = opts.stage_min_rows;
+  p.shortlist = opts.stage_shortlist;
+  p.coarse_shortlist = opts.stage_coarse_shortlist;
+  p.lists_min_eligible = opts.stage_lists_min_eligible;
+  p.clips_per_video = opts.stage_clips_per_video;
+  std::vector<const char*> how;
+  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, p, ids.data(), scores.data(), how);
+  for (size_t b = 0; b < q.batch; ++b) out[b].stage = how[b];
   for (size_t b = 0; b < q.batch; ++b) {
     std::vector<int64_t> refs;
     std::vector<float> s;

@@ -89,6 +89,7 @@ std::shared_ptr<const std::vector<Line>> Moments::lines_of(int64_t video) {
     }
   }
   auto got = std::make_shared<const std::vector<Line>>(store_->lines(id, scale_.usable));
+  ++line_reads_;
   std::lock_guard<std::mutex> lock(mu_);
   if (kept_.find(id) == kept_.end()) {
     order_.push_front(id);

@@ -4,6 +4,7 @@
 // A video's lines are read from SQLite once and kept for the snapshot's life (an LRU of
 // kLinesKept videos): a turn asks about the same videos twice, the next turn mostly again.
 #pragma once
+#include <atomic>
 #include <list>
 #include <map>
 #include <memory>
@@ -37,6 +38,8 @@ class Moments {
   // The evidence of [start, end] in a video: every line overlapping it (matched against row 0 of
   // q when given) and its clips' concepts.
   Hit evidence(const Queries* q, const std::map<std::string, float>& weights, int64_t video, double start, double end);
+  // Videos whose lines were read from the store (misses of the kept lines) since this snapshot opened.
+  size_t line_reads() const { return line_reads_.load(); }
   // Clip rows of one video overlapping [start, end] (overlap) or lying inside it.
   std::vector<int64_t> clip_rows(int64_t video, double start, double end, bool overlap) const;
 
@@ -49,6 +52,7 @@ class Moments {
   EdgeMode edges_;
   LineScale scale_;
   std::mutex mu_;
+  std::atomic<size_t> line_reads_{0};
   std::list<int64_t> order_;  // video ids, most recent first
   std::unordered_map<int64_t, std::pair<std::shared_ptr<const std::vector<Line>>, std::list<int64_t>::iterator>> kept_;
 };

@@ -56,6 +56,9 @@ struct SearchOptions {
   // Refs eligible by a host's own view (refs past its end are not): empty for every ref.
   std::vector<uint8_t> eligible;
   int per_video = 1;
+  // the staged ranking's sizes (index/ranking.py's constants; first_stage.h StageParams)
+  int64_t stage_min_rows = 200000, stage_shortlist = 400, stage_coarse_shortlist = 8000, stage_clips_per_video = 8;
+  double stage_lists_min_eligible = 0.95;
   bool evidence = true;
   double window_lo = -std::numeric_limits<double>::infinity();
   double window_hi = std::numeric_limits<double>::infinity();

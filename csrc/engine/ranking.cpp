@@ -27,7 +27,8 @@ void best_of(const std::vector<std::unordered_map<int64_t, float>>& rows, int64_
 
 }  // namespace
 
-Ranking::Ranking(std::shared_ptr<const SnapshotData> snap) : snap_(std::move(snap)) {
+Ranking::Ranking(std::shared_ptr<const SnapshotData> snap, const std::string& folder, bool prefault)
+    : snap_(std::move(snap)) {
   for (const Video& v : snap_->videos) offsets_.push_back(v.first_row);
   offsets_.push_back(snap_->rows);
   std::vector<search::Channel> channels;
@@ -42,6 +43,7 @@ Ranking::Ranking(std::shared_ptr<const SnapshotData> snap) : snap_(std::move(sna
   }
   if (!channels.empty() && snap_->rows > 0)
     corpus_ = std::make_unique<search::CpuCorpus>(channels, offsets_.data(), int64_t(snap_->videos.size()));
+  first_ = std::make_unique<FirstStage>(snap_, folder, offsets_.data(), prefault);
 }
 
 search::QueryBatch Ranking::batch(const Queries& q, const std::map<std::string, float>& weights,
@@ -64,9 +66,10 @@ search::QueryBatch Ranking::batch(const Queries& q, const std::map<std::string, 
 }
 
 void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
-                   const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, int64_t* ids,
-                   float* scores) const {
+                   const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width,
+                   const StageParams& p, int64_t* ids, float* scores, std::vector<const char*>& how) const {
   const size_t B = q.batch;
+  how.assign(B, candidates ? "candidates" : "exact");
   std::fill(ids, ids + B * size_t(k), int64_t(-1));
   std::fill(scores, scores + B * size_t(k), kNegInf);
   // flags are 0 or 1: memchr finds either in a few microseconds where a byte loop took 0.2 ms
@@ -93,6 +96,13 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
   if (q.rows.empty()) {  // words alone: the lexical scores are the ranking
     if (has_bonus) best_of(bonus, k, ids, scores);
     return;
+  }
+  std::vector<int64_t> staged;  // the first stage's shortlists, on a large index
+  if (!candidates && snap_->rows >= p.min_rows) {
+    std::map<std::string, float> dense;
+    for (const auto& [c, w] : weights)
+      if (c != kLexical) dense[c] = w;
+    if (first_->shortlists(q, dense, k, eligible, p, staged, width, how)) candidates = staged.data();
   }
   std::vector<std::vector<float>> zeros;
   const search::QueryBatch qb = batch(q, weights, zeros);

@@ -2,9 +2,9 @@
 // clip's fused score (index/ranking.py's exact path, the one implementation now), with the
 // lexical channel's candidates scored exactly and their coverage added.
 //
-// Not here yet: the staged ranking Python runs from 200k clips on (first-stage copies, coarse
-// copies, inverted lists). This engine scans every row exactly at any size, so its answers are
-// the exact ones the staged ranking approximates.
+// From StageParams::min_rows clips on the ranking is staged, as FAISS's IndexRefine is: the first
+// stage (first_stage.h) gives each row a shortlist over compact copies, which the exact stage
+// re-ranks (a host may hand its own shortlists instead); without copies, every row is scanned.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/first_stage.h"
 #include "engine/query.h"
 #include "engine/store.h"
 #include "search/cpu/corpus.h"
@@ -22,12 +23,15 @@ constexpr size_t kLexicalJoin = 16;  // ranking.LEXICAL_JOIN: lexical candidates
 
 class Ranking {
  public:
-  explicit Ranking(std::shared_ptr<const SnapshotData> snap);
+  // `folder`: the index's vectors folder (where the first-stage copies live).
+  Ranking(std::shared_ptr<const SnapshotData> snap, const std::string& folder, bool prefault);
   // ids (B x k, padded -1) and scores (B x k, padded -inf); `eligible` has one flag per ref.
   // `candidates` (B x width, -1 padded; null: none): each row's exact stage ranks only these.
+  // `how` receives each row's path: "exact" (every eligible row scanned), "candidates" (the
+  // host's), or the first stage's ("lists", "coarse", "copies").
   void rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
-            const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, int64_t* ids,
-            float* scores) const;
+            const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, const StageParams& p,
+            int64_t* ids, float* scores, std::vector<const char*>& how) const;
 
  private:
   search::QueryBatch batch(const Queries& q, const std::map<std::string, float>& weights,
@@ -37,6 +41,7 @@ class Ranking {
   std::vector<int64_t> offsets_;
   std::vector<std::string> names_;  // the corpus's channels, in order
   std::unique_ptr<search::CpuCorpus> corpus_;
+  std::unique_ptr<FirstStage> first_;
 };
 
 }  // namespace ivcr::engine

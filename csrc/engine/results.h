@@ -35,6 +35,7 @@ struct Hit {
 struct Results {
   std::shared_ptr<const SnapshotData> snapshot;
   std::vector<Hit> hits;
+  const char* stage = "exact";  // how the ranking found these videos (Ranking::rank's `how`)
 };
 
 }  // namespace ivcr::engine

@@ -1,18 +1,16 @@
-"""The first stage of a large index's video ranking: B queries -> each row's shortlist of
-candidate videos, which the engine (libivcr, through single.py) re-ranks exactly in one call, with
-the lexical channel's candidates, as FAISS's ``IndexRefine`` does. Indexes below
-``TWO_STAGE_MIN_ROWS`` clips have no first stage: the engine scans every row exactly.
+"""The first stage of a large index's video ranking, as the engine (libivcr) reads it: the compact
+copies of the channels, built here on the first search after the index changed and cached beside
+it, which the engine scans for each row's shortlist before it re-ranks that shortlist exactly, as
+FAISS's ``IndexRefine`` does (csrc/engine/first_stage.cpp; ``stage_sizes`` hands it this
+module's sizes). Indexes below ``TWO_STAGE_MIN_ROWS`` clips have no first stage: the engine scans
+every row exactly.
 
-The first stage runs the same max-over-clips scan on compact copies of the channels
-(first_stage.py: int8, projected on the rows' principal directions when that cuts the bytes), with
-the text channels folded into one (they share the query embedding, so sum_c w_c <q_c, e_c> =
-<q, sum_c w_c e_c>). A one-copy stage reads only its query's inverted lists where the index has
-them (inverted_lists.py), else a wide copy ranks what its coarse copy keeps, else the copy is
-scanned whole; the best ``SHORTLIST`` videos of each row go to the exact stage.
-
-The copies are built on the first search after the index changed and cached beside it. Not in the
-engine yet: this stage, building and scanning the copies, is still Python (over the native scan
-kernels); the engine's own ranking without it is exact at any size.
+The copies (first_stage.py): int8, projected on the rows' principal directions when that cuts
+the bytes, or whitened int4, with the text channels folded into one (they share the query
+embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). A one-copy stage gets inverted lists
+over its copy (inverted_lists.py) where they keep its ranking, and a coarse copy in front of it
+when it is wide; the engine reads a row's lists, else ranks what the coarse copy keeps, else
+scans the copy whole, and re-ranks the best ``SHORTLIST`` videos.
 """
 from __future__ import annotations
 
@@ -35,6 +33,13 @@ SHORTLIST = 400  # videos the exact second stage re-ranks (recall and cost in do
 LISTS_MIN_ELIGIBLE = 0.95
 
 
+def stage_sizes() -> tuple:
+    """The staged ranking's sizes as the engine takes them (ivcr_search_options_set_first_stage),
+    read when asked, so a caller (a benchmark, a test) may change them."""
+    return (TWO_STAGE_MIN_ROWS, SHORTLIST, first_stage.COARSE_SHORTLIST, LISTS_MIN_ELIGIBLE,
+            inverted_lists.CLIPS_PER_SHORTLISTED_VIDEO)
+
+
 @dataclass
 class FirstStage:
     """A two-stage ranking's first stage: a corpus over compact copies of the query's channels,
@@ -48,8 +53,8 @@ class FirstStage:
 
 
 class Ranking:
-    """The first stage of one mapped snapshot's ranking; ``folder`` holds the cached first-stage
-    copies and ``line_chance`` is the text model's chance similarity (the folded text copy's check)."""
+    """The first-stage copies of one mapped snapshot; ``folder`` holds them and ``line_chance`` is
+    the text model's chance similarity (the folded text copy's check)."""
 
     def __init__(self, view: Mapped, folder, line_chance: float):
         self.view, self.folder, self.line_chance = view, folder, line_chance
@@ -59,39 +64,11 @@ class Ranking:
         """Build the first stages again on next use (after their settings changed: benchmarks)."""
         self._stages.clear()
 
-    def shortlists(self, queries, weights, k: int, eligible: np.ndarray) -> np.ndarray:
-        """The first stage: (B, max(SHORTLIST, k)) candidate refs per row, padded -1."""
-        view = self.view
-        b = next(iter(queries.values())).shape[0]
-        first_q, first_w, folded = self.first_stage_queries(queries, weights)
-        stage = self.first_stage(tuple(sorted(first_q)), folded)
-        first_q = {c: stage.copies[c].project(q) for c, q in first_q.items()}
-        n_short = max(SHORTLIST, k)
-        out = np.full((b, n_short), -1, np.int64)
-        todo = list(range(b))
-        if stage.lists is not None and n_short == SHORTLIST and eligible.mean() >= LISTS_MIN_ELIGIBLE:
-            # inverted lists read a few percent of the copy (inverted_lists.py); a row whose probed
-            # lists hold fewer than k eligible videos falls back to the scans below
-            (c, q), = first_q.items()
-            todo = []
-            for r in range(b):
-                short = stage.lists.shortlist(q[r:r + 1], first_w[c], n_short, view.offsets, eligible)
-                if len(short) >= k:
-                    out[r, :len(short)] = short
-                else:
-                    todo.append(r)
-        rest = {c: q[todo] for c, q in first_q.items()}
-        if todo and stage.coarse is not None and int(eligible.sum()) > 4 * first_stage.COARSE_SHORTLIST:
-            # a wide copy ranks only what its coarse copy keeps (per row: each has its own shortlist)
-            (c, cp), = stage.coarse[1].items()
-            wide = stage.coarse[0].topk_videos({c: cp.project(rest[c])}, max(first_stage.COARSE_SHORTLIST, n_short),
-                                               weights=first_w, allow=eligible).ids
-            ids = stage.corpus.topk_videos_among({c: rest[c]}, n_short, wide, weights=first_w).ids
-            out[todo, :ids.shape[1]] = ids
-        elif todo:
-            ids = stage.corpus.topk_videos(rest, n_short, weights=first_w, allow=eligible).ids
-            out[todo, :ids.shape[1]] = ids
-        return out
+    def prepare(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> FirstStage:
+        """The first stage the engine scans for these query channels and weights: its copies (and
+        coarse copy and lists) built on first use after the index changed, and kept."""
+        first_q, _, folded = self.first_stage_queries(queries, weights)
+        return self.first_stage(tuple(sorted(first_q)), folded)
 
     def first_stage_queries(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]):
         """Fold the text channels of a text query into one "text" channel when they share the

@@ -74,6 +74,7 @@ class Index(MomentShortcuts):
         if moment_edges not in MOMENT_EDGES:
             raise InvalidArgument(f"moment_edges must be one of {MOMENT_EDGES}, got {moment_edges!r}")
         self.moment_edges = moment_edges
+        self.ranking_paths: list | None = None  # a list: each ranked row's path is appended (tests, benchmarks)
         self.prefault = bool(prefault)
         blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
         self.store = IndexStore(root)
@@ -230,11 +231,11 @@ class Index(MomentShortcuts):
         if view.mapped.corpus.rows == 0 or not eligible.any():
             return out_i, out_s
         rows = dense(queries)
-        candidates = None
         if rows and view.mapped.corpus.rows >= first_stages.TWO_STAGE_MIN_ROWS:
-            candidates = view.ranking.shortlists(rows, {c: weights[c] for c in rows}, k, eligible)
+            view.ranking.prepare(rows, weights)  # the compact copies the engine's first stage scans
         return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(view, queries),
-                                        candidates=candidates, eligible=self._engine_mask(view, eligible))
+                                        eligible=self._engine_mask(view, eligible), stage=first_stages.stage_sizes(),
+                                        paths=self.ranking_paths)
 
     @staticmethod
     def _engine_mask(view: _View, eligible: np.ndarray) -> np.ndarray | None:

@@ -8,6 +8,8 @@ from typing import Mapping
 
 import numpy as np
 
+from ivcr_engine.index import first_stage
+from ivcr_engine.index import ranking as ranking_module
 from ivcr_engine.index.layout import LEXICAL
 from ivcr_engine.index.protocol import dense
 
@@ -78,3 +80,40 @@ def _best(scores, k, out_i, out_s):
         out_i[r, :len(top)] = [i for i, _ in top]
         out_s[r, :len(top)] = [s for _, s in top]
     return out_i, out_s
+
+
+def reference_shortlists(ranking, queries, weights, k: int, eligible: np.ndarray) -> np.ndarray:
+    """The first stage as the Python path ran it (index/ranking.py before the engine took it over):
+    (B, max(SHORTLIST, k)) candidate refs per row, padded -1."""
+    view = ranking.view
+    b = next(iter(queries.values())).shape[0]
+    first_q, first_w, folded = ranking.first_stage_queries(queries, weights)
+    stage = ranking.first_stage(tuple(sorted(first_q)), folded)
+    first_q = {c: stage.copies[c].project(q) for c, q in first_q.items()}
+    n_short = max(ranking_module.SHORTLIST, k)
+    out = np.full((b, n_short), -1, np.int64)
+    todo = list(range(b))
+    lists_serve = eligible.mean() >= ranking_module.LISTS_MIN_ELIGIBLE
+    if stage.lists is not None and n_short == ranking_module.SHORTLIST and lists_serve:
+        # inverted lists read a few percent of the copy (inverted_lists.py); a row whose probed
+        # lists hold fewer than k eligible videos falls back to the scans below
+        (c, q), = first_q.items()
+        todo = []
+        for r in range(b):
+            short = stage.lists.shortlist(q[r:r + 1], first_w[c], n_short, view.offsets, eligible)
+            if len(short) >= k:
+                out[r, :len(short)] = short
+            else:
+                todo.append(r)
+    rest = {c: q[todo] for c, q in first_q.items()}
+    if todo and stage.coarse is not None and int(eligible.sum()) > 4 * first_stage.COARSE_SHORTLIST:
+        # a wide copy ranks only what its coarse copy keeps (per row: each has its own shortlist)
+        (c, cp), = stage.coarse[1].items()
+        wide = stage.coarse[0].topk_videos({c: cp.project(rest[c])}, max(first_stage.COARSE_SHORTLIST, n_short),
+                                           weights=first_w, allow=eligible).ids
+        ids = stage.corpus.topk_videos_among({c: rest[c]}, n_short, wide, weights=first_w).ids
+        out[todo, :ids.shape[1]] = ids
+    elif todo:
+        ids = stage.corpus.topk_videos(rest, n_short, weights=first_w, allow=eligible).ids
+        out[todo, :ids.shape[1]] = ids
+    return out

@@ -148,3 +148,4 @@ def test_a_damaged_index_is_refused_and_nothing_is_written(shared_index, tmp_pat
     with pytest.raises(IndexDamaged, match="visual.bin holds"):
         NativeIndex(copy)
     assert (copy / "meta.sqlite").read_bytes() == before
+

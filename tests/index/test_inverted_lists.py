@@ -1,7 +1,9 @@
-"""Inverted lists over a first-stage copy (index/inverted_lists.py): on rows made of real frame
-features the lists' ranking gives the exact top 10 while a query scans a few percent of the
-copy; rows that do not cluster get no lists (a verdict kept on disk); a killed build is redone;
-deny lists hold, and too few eligible videos or too few found fall back to the whole copy."""
+"""Inverted lists over a first-stage copy (index/inverted_lists.py builds them, the engine's first
+stage reads them): on rows made of real frame features the lists' ranking gives the exact top 10
+while a query scans a few percent of the copy; rows that do not cluster get no lists (a verdict
+kept on disk); a killed build is redone; deny lists hold, and too few eligible videos or too few
+found fall back to the whole copy. Which path each ranking took is what the engine reports
+(``Index.ranking_paths``); the engine's first stage equals the Python one it replaced."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,14 +20,20 @@ def unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def build(root, rows: np.ndarray) -> Index:
+def build(root, rows: np.ndarray, paths: list | None = None) -> Index:
     times = np.stack([np.arange(CLIPS) * 2.0, np.arange(CLIPS) * 2.0 + 2.0], 1)
     with IndexStore(root, create=True) as store:
         store.set_settings({"clip_seconds": 2.0})
         store.ensure_channel(ChannelSpec("visual", rows.shape[1]))
         store.add_videos([VideoRecord(f"/v/{i}.mp4", f"h{i}", 12.0, times, {"visual": rows[i * CLIPS:(i + 1) * CLIPS]})
                           for i in range(len(rows) // CLIPS)])
-    return Index(root, text_encoder=object())
+    return opened(root, paths)
+
+
+def opened(root, paths: list | None) -> Index:
+    index = Index(root, text_encoder=object())
+    index.ranking_paths = paths  # each ranked row's path, as the engine reports it
+    return index
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +64,12 @@ def frame_rows(shared_data):
 
 @pytest.fixture
 def small_lists(monkeypatch):
-    """The two-stage ranking and its lists at test scale: 100 rows a list, a shortlist of 50."""
+    """The two-stage ranking and its lists at test scale: 100 rows a list, a shortlist of 50; the
+    list the rankings' paths go to (hand it to ``build``)."""
     monkeypatch.setattr(searcher, "TWO_STAGE_MIN_ROWS", 1)
     monkeypatch.setattr(searcher, "SHORTLIST", 50)
     monkeypatch.setattr(inverted_lists, "ROWS_PER_LIST", 100)
-    calls = []
-    original = inverted_lists.InvertedLists.shortlist
-
-    def spy(self, *a, **kw):
-        calls.append(self.probe)
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(inverted_lists.InvertedLists, "shortlist", spy)
-    return calls
+    return []
 
 
 def exact_top(index, q, k=10, deny=None):
@@ -80,16 +81,16 @@ def exact_top(index, q, k=10, deny=None):
 
 
 def ranked_by_the_whole_copy(index, q, own):
-    stage = index.ranking.first_stage(("visual",), None)
-    lists, stage.lists = stage.lists, None
+    saved = searcher.LISTS_MIN_ELIGIBLE
+    searcher.LISTS_MIN_ELIGIBLE = 2.0  # the lists never serve
     try:
         return index.rank_videos(q, 10, {"visual": 1.0}, deny=[own])[0][0]
     finally:
-        stage.lists = lists
+        searcher.LISTS_MIN_ELIGIBLE = saved
 
 
 def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_rows, small_lists):
-    index = build(tmp_path, frame_rows)
+    index = build(tmp_path, frame_rows, small_lists)
     lists = index.ranking.first_stage(("visual",), None).lists  # built here, its self-check included
     small_lists.clear()
     rng = np.random.default_rng(4)
@@ -104,7 +105,7 @@ def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_row
         whole.append(set(refs[0]) == set(ranked_by_the_whole_copy(index, q, own)))
     assert lists is not None and lists.lists == 180
     assert 0 < lists.probe <= inverted_lists.MAX_PROBE_SHARE * lists.lists  # a query read <= 15 % of the copy
-    assert small_lists == [lists.probe] * 40                                 # every ranking went through them
+    assert small_lists == ["lists", "copies"] * 40  # every ranking went through them (and the copy's alone did not)
     assert np.mean(recalls) >= 0.99, np.mean(recalls)
     assert np.mean(whole) >= 0.95  # the lists lose (almost) nothing of the whole copy's ranking
     # a batch (as the micro-batcher sends) ranks each row as alone
@@ -126,10 +127,10 @@ def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_row
 
 def test_rows_that_do_not_cluster_get_no_lists_and_the_verdict_is_kept(tmp_path, small_lists, monkeypatch):
     rows = unit(np.random.default_rng(6).standard_normal((2400, 48)))
-    index = build(tmp_path, rows)
+    index = build(tmp_path, rows, small_lists)
     q = {"visual": rows[[5, 900]]}
     refs, scores = index.rank_videos(q, 10, {"visual": 1.0})
-    assert index.ranking.first_stage(("visual",), None).lists is None and small_lists == []
+    assert index.ranking.first_stage(("visual",), None).lists is None and small_lists == ["copies"] * 2
     np.testing.assert_array_equal(refs, exact_top(index, q).ids)
     meta = inverted_lists.paths(tmp_path / "vectors", "visual", len(rows))["meta"]
     assert meta.exists() and not list((tmp_path / "vectors").glob("first.visual.lists.*.npy"))
@@ -151,34 +152,87 @@ def test_a_killed_build_is_redone(tmp_path, frame_rows, small_lists):
 
 def test_deny_lists_hold_and_rankings_fall_back_when_the_lists_cannot_serve(tmp_path, frame_rows, small_lists,
                                                                             monkeypatch):
-    index = build(tmp_path, frame_rows)
+    index = build(tmp_path, frame_rows, small_lists)
     index.ranking.first_stage(("visual",), None)
     small_lists.clear()
     q = {"visual": frame_rows[[77]]}
     best = exact_top(index, q).ids[0]
     deny = best[:3].tolist()
     refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, deny=deny)
-    assert small_lists and not set(deny) & set(refs[0])
+    assert small_lists == ["lists"] and not set(deny) & set(refs[0])
     assert len(set(refs[0]) & set(exact_top(index, q, deny=deny).ids[0])) >= 9
     # most videos ineligible: the lists' over-fetch could not fill a shortlist; the whole copy ranks
     small_lists.clear()
     allow = np.arange(0, 3000, 3)
     refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, allow=allow.tolist())
-    assert small_lists == []
+    assert small_lists == ["copies"]
     deny_rest = np.setdiff1d(np.arange(3000), allow)
     np.testing.assert_array_equal(refs, exact_top(index, q, deny=deny_rest).ids)
     # the probed lists hold fewer than k videos: that row is ranked from the whole copy
     stage = index.ranking.first_stage(("visual",), None)
-    stage.lists.probe = 1
+    meta = inverted_lists.paths(tmp_path / "vectors", "visual", len(frame_rows))["meta"]
+    meta.write_text(meta.read_text().replace(f'"probe": {stage.lists.probe}', '"probe": 1'))  # one list a query
     monkeypatch.setattr(inverted_lists, "CLIPS_PER_SHORTLISTED_VIDEO", 1)  # 50 clips for a shortlist of 50
+    stage.lists.probe = 1
     found = stage.lists.shortlist(stage.copies["visual"].project(q["visual"]), 1.0, 50, index.offsets,
                                   np.ones(3000, bool))
     assert len(found) < 50  # the clips of a video share lists: fewer than 50 videos
+    index = opened(tmp_path, small_lists)
     small_lists.clear()
     refs, _ = index.rank_videos(q, 50, {"visual": 1.0})
-    assert small_lists == [1]
-    stage.lists = None
-    np.testing.assert_array_equal(refs, index.rank_videos(q, 50, {"visual": 1.0})[0])  # as the whole copy ranks
+    assert small_lists == ["copies"]  # the lists were read and could not serve
+    np.testing.assert_array_equal(refs, ranked_by_the_whole_copy_k(index, q, 50))
+
+
+def ranked_by_the_whole_copy_k(index, q, k):
+    saved = searcher.LISTS_MIN_ELIGIBLE
+    searcher.LISTS_MIN_ELIGIBLE = 2.0
+    try:
+        return index.rank_videos(q, k, {"visual": 1.0})[0]
+    finally:
+        searcher.LISTS_MIN_ELIGIBLE = saved
+
+
+def test_the_engines_first_stage_matches_the_python_one(tmp_path, frame_rows, small_lists, monkeypatch):
+    """The engine's first stage (csrc/engine/first_stage.cpp) over the copies Python builds gives
+    the final ranking of the Python first stage it replaced (tests/engine/reference_ranking.py)
+    followed by the exact stage, on every path: inverted lists, a whole scan of the copy (lists
+    that cannot serve; k past the shortlist), and a coarse copy in front; a batch as its rows."""
+    from ivcr_engine.index import first_stage
+
+    from ..engine.reference_ranking import reference_rank, reference_shortlists
+
+    index = build(tmp_path, frame_rows, small_lists)
+    w = {"visual": 1.0}
+    qs = frame_rows[np.random.default_rng(8).choice(len(frame_rows), 12, replace=False)]
+
+    def check(index, k, deny=None):
+        eligible = index._eligible(index._view, None, deny)
+        short = reference_shortlists(index.ranking, {"visual": qs}, w, k, eligible)
+        want = reference_rank(index.mapped, None, {"visual": qs}, w, k, eligible, short)
+        got = index.rank_videos({"visual": qs}, k, w, deny=deny)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+        alone = index.rank_videos({"visual": qs[3:4]}, k, w, deny=deny)[0]
+        np.testing.assert_array_equal(alone, got[0][3:4])
+
+    check(index, 10)
+    assert set(small_lists) == {"lists"}
+    small_lists.clear()
+    check(index, 10, deny=list(range(0, 3000, 2)))  # half the videos ineligible: no lists
+    check(index, 60)                                 # k past the shortlist: the whole copy
+    assert set(small_lists) == {"copies"}
+    for f in (tmp_path / "vectors").glob("first.*"):
+        f.unlink()
+    monkeypatch.setattr(first_stage, "DEFAULT_ENERGY", 0.95)  # a projected copy (64+ dims), wide enough for a coarse one
+    monkeypatch.setattr(first_stage, "COARSE_MIN_WIDTH", 32)
+    monkeypatch.setattr(first_stage, "COARSE_DIMS", 16)
+    monkeypatch.setattr(first_stage, "COARSE_SHORTLIST", 100)
+    monkeypatch.setattr(searcher, "LISTS_MIN_ELIGIBLE", 2.0)
+    index = opened(tmp_path, small_lists)
+    small_lists.clear()
+    check(index, 10)
+    assert index.ranking.first_stage(("visual",), None).coarse is not None and set(small_lists) == {"coarse"}
 
 
 def test_lists_over_a_whitened_int4_copy(tmp_path, frame_rows, small_lists):

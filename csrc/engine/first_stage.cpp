@@ -1,0 +1,327 @@
+#include "engine/first_stage.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/json.h"
+
+namespace ivcr::engine {
+namespace {
+
+constexpr const char* kTextOrder[] = {"concept", "speech", "subtitle", "ocr"};
+
+std::string fmt_g(float w) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", double(w));
+  return buf;
+}
+
+// A first-stage copy's files, or false when its values (written last) are missing.
+bool load_copy(const std::string& base, Copy& c) {
+  if (!file_exists(base + ".values.npy") || !file_exists(base + ".scales.npy")) return false;
+  c.values = map_npy(base + ".values.npy");
+  c.scales = map_npy(base + ".scales.npy", "<f4");
+  if (c.values.descr != "|i1" && c.values.descr != "|u1")
+    fail(Status::IndexDamaged, base + ".values.npy holds " + c.values.descr + ", expected int8 or packed int4");
+  c.int4 = c.values.descr == "|u1";
+  c.width = int(c.values.cols()) * (c.int4 ? 2 : 1);
+  if (file_exists(base + ".basis.npy")) {
+    c.basis = map_npy(base + ".basis.npy", "<f4");
+    if (c.basis.cols() != size_t(c.width))
+      fail(Status::IndexDamaged, base + ".basis.npy does not match its copy's width");
+  }
+  return true;
+}
+
+std::vector<uint64_t> bitset(const std::vector<uint8_t>& mask) {
+  std::vector<uint64_t> bits((mask.size() + 63) / 64, 0);
+  for (size_t v = 0; v < mask.size(); ++v)
+    if (mask[v]) bits[v >> 6] |= uint64_t(1) << (v & 63);
+  return bits;
+}
+
+}  // namespace
+
+search::Channel Copy::channel(int64_t rows) const {
+  search::Channel ch;
+  ch.dtype = int4 ? search::DType::I4 : search::DType::I8;
+  ch.data = values.data;
+  ch.scales = scales.as<float>();
+  ch.rows = rows;
+  ch.dim = width;
+  return ch;
+}
+
+std::vector<float> Copy::project(const float* q, size_t batch, size_t dim) const {
+  if (!basis.data) return std::vector<float>(q, q + batch * dim);
+  if (basis.rows() != dim) fail(Status::IndexDamaged, "a first-stage basis does not match the query's dimension");
+  const float* B = basis.as<float>();
+  const size_t r = size_t(width);
+  std::vector<float> out(batch * r, 0.0f);
+  for (size_t b = 0; b < batch; ++b)
+    for (size_t i = 0; i < dim; ++i) {
+      const float x = q[b * dim + i];
+      const float* row = B + i * r;
+      float* o = out.data() + b * r;
+      for (size_t j = 0; j < r; ++j) o[j] += x * row[j];
+    }
+  return out;
+}
+
+FirstStage::FirstStage(std::shared_ptr<const SnapshotData> snap, std::string folder, const int64_t* offsets,
+                       bool prefault)
+    : snap_(std::move(snap)), folder_(std::move(folder)), offsets_(offsets), prefault_(prefault) {}
+
+std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channels, const std::string& fold_tag) {
+  std::string key;
+  for (const auto& c : channels) key += c + "|";
+  key += fold_tag;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = stages_.find(key);
+  if (it != stages_.end() && it->second) return it->second;
+  auto st = std::make_shared<Stage>();
+  st->channels = channels;
+  const std::string rows = std::to_string(snap_->rows);
+  std::vector<search::Channel> chans;
+  for (const auto& c : channels) {
+    const std::string tag = c == "text" && !fold_tag.empty() ? fold_tag : c;
+    Copy copy;
+    if (!load_copy(folder_ + "/first." + tag + "." + rows, copy)) {
+      stages_[key] = nullptr;  // absent: looked for again next time (Python builds copies on first use)
+      return nullptr;
+    }
+    chans.push_back(copy.channel(snap_->rows));
+    st->copies.emplace(c, std::move(copy));
+  }
+  st->corpus = std::make_unique<search::CpuCorpus>(chans, offsets_, int64_t(snap_->videos.size()));
+  if (channels.size() == 1) {
+    const std::string tag = channels[0] == "text" && !fold_tag.empty() ? fold_tag : channels[0];
+    // a coarse copy in front of a wide one: first.<tag>.coarse<N>.<rows>.*
+    if (DIR* d = ::opendir(folder_.c_str())) {
+      const std::string prefix = "first." + tag + ".coarse", suffix = "." + rows + ".values.npy";
+      while (dirent* e = ::readdir(d)) {
+        const std::string name = e->d_name;
+        if (name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+          auto coarse = std::make_unique<Copy>();
+          if (load_copy(folder_ + "/" + name.substr(0, name.size() - std::string(".values.npy").size()), *coarse)) {
+            st->coarse_corpus = std::make_unique<search::CpuCorpus>(
+                std::vector<search::Channel>{coarse->channel(snap_->rows)}, offsets_, int64_t(snap_->videos.size()));
+            st->coarse = std::move(coarse);
+          }
+          break;
+        }
+      }
+      ::closedir(d);
+    }
+    // inverted lists over the copy: first.<tag>.lists.<rows>.*, where the build kept them
+    const std::string base = folder_ + "/first." + tag + ".lists." + rows;
+    if (file_exists(base + ".json") && file_exists(base + ".values.npy")) {
+      std::ifstream f(base + ".json");
+      std::stringstream ss;
+      ss << f.rdbuf();
+      const int probe = int(Json::parse(ss.str()).num("probe", 0));
+      if (probe > 0) {
+        auto lists = std::make_unique<Lists>();
+        lists->probe = probe;
+        lists->centroids = map_npy(base + ".centroids.npy", "<f4");
+        lists->bounds = map_npy(base + ".bounds.npy", "<i8");
+        lists->order = map_npy(base + ".order.npy", "<i8");
+        lists->scales = map_npy(base + ".scales.npy", "<f4");
+        lists->values = map_npy(base + ".values.npy");
+        const Copy& copy = st->copies.begin()->second;
+        search::Channel ch = copy.channel(snap_->rows);
+        ch.data = lists->values.data;
+        ch.scales = lists->scales.as<float>();
+        lists->corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, lists->bounds.as<int64_t>(),
+                                                            int64_t(lists->bounds.rows()) - 1);
+        st->lists = std::move(lists);
+      }
+    }
+  }
+  if (prefault_) {  // behind a coarse copy or lists, copies are read at random too
+    for (auto& [_, c] : st->copies) c.values.map->populate();
+    if (st->lists) st->lists->values.map->populate();
+  }
+  stages_[key] = st;
+  return st;
+}
+
+bool FirstStage::shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,
+                            const std::vector<uint8_t>& eligible, const StageParams& p, std::vector<int64_t>& out,
+                            size_t& width, std::vector<const char*>& how) {
+  auto weight = [&](const std::string& c) {
+    auto it = dense_weights.find(c);
+    return it == dense_weights.end() ? 0.0f : it->second;
+  };
+  // Fold the text channels into one when they share the query's embedding (ranking.first_stage_queries).
+  std::vector<std::string> text;
+  for (const char* c : kTextOrder)
+    if (q.rows.count(c) && weight(c) != 0.0f) text.push_back(c);
+  std::string presence;
+  for (const auto& c : text)
+    if (is_presence_channel(c)) {
+      presence = c;
+      break;
+    }
+  bool fold = text.size() >= 2 && !presence.empty();
+  if (fold) {
+    const size_t d1 = q.dims.at(presence), d = d1 - 1;
+    const std::vector<float>& ref = q.rows.at(presence);
+    for (const auto& c : text) {
+      const std::vector<float>& r = q.rows.at(c);
+      if (is_presence_channel(c)) {
+        fold = fold && q.dims.at(c) == d1 && r == ref;
+      } else {
+        fold = fold && q.dims.at(c) == d;
+        for (size_t b = 0; fold && b < q.batch; ++b)
+          fold = std::equal(r.begin() + long(b * d), r.begin() + long((b + 1) * d), ref.begin() + long(b * d1));
+      }
+    }
+  }
+  std::map<std::string, std::pair<const float*, size_t>> first_q;  // channel -> rows, dim
+  std::map<std::string, float> first_w;
+  std::string fold_tag;
+  if (fold) {
+    for (const auto& [c, r] : q.rows)
+      if (!is_text_channel(c)) {
+        first_q[c] = {r.data(), q.dims.at(c)};
+        first_w[c] = weight(c);
+      }
+    first_q["text"] = {q.rows.at(presence).data(), q.dims.at(presence)};
+    first_w["text"] = 1.0f;
+    fold_tag = "text";
+    for (const auto& c : text) fold_tag += "-" + c + fmt_g(weight(c));
+  } else {
+    for (const auto& [c, r] : q.rows) {
+      first_q[c] = {r.data(), q.dims.at(c)};
+      first_w[c] = weight(c);
+    }
+  }
+  std::vector<std::string> channels;
+  for (const auto& [c, _] : first_q) channels.push_back(c);  // sorted, as Python's tuple(sorted(...))
+  auto st = stage(channels, fold_tag);
+  if (!st) return false;
+
+  const size_t B = q.batch;
+  const int64_t n_videos = int64_t(snap_->videos.size());
+  const int64_t n_short = std::max(p.shortlist, k);
+  width = size_t(n_short);
+  out.assign(B * width, -1);
+  how.assign(B, "copies");
+  std::map<std::string, std::vector<float>> projected;
+  for (const auto& [c, qd] : first_q) projected[c] = st->copies.at(c).project(qd.first, B, qd.second);
+  size_t n_eligible = 0;
+  for (uint8_t e : eligible) n_eligible += e;
+  std::vector<size_t> todo;
+  if (st->lists && n_short == p.shortlist && double(n_eligible) >= p.lists_min_eligible * double(eligible.size())) {
+    // inverted lists: each row reads its `probe` nearest lists only (inverted_lists.InvertedLists.shortlist)
+    const Lists& L = *st->lists;
+    const auto& [c, rows] = *projected.begin();
+    const size_t r = size_t(st->copies.at(c).width), n_lists = L.centroids.rows();
+    const int64_t clips = std::min<int64_t>(n_short * p.clips_per_video, snap_->rows);
+    std::vector<float> cs(n_lists), sc(static_cast<size_t>(clips));
+    std::vector<int64_t> ids(static_cast<size_t>(clips));
+    for (size_t b = 0; b < B; ++b) {
+      const float* qr = rows.data() + b * r;
+      for (size_t l = 0; l < n_lists; ++l) {
+        const float* cen = L.centroids.as<float>() + l * r;
+        float s = 0.0f;
+        for (size_t j = 0; j < r; ++j) s += cen[j] * qr[j];
+        cs[l] = s;
+      }
+      std::vector<size_t> near(n_lists);
+      std::iota(near.begin(), near.end(), size_t(0));
+      const size_t probe = std::min(size_t(L.probe), n_lists);
+      std::nth_element(near.begin(), near.begin() + long(probe) - 1, near.end(),
+                       [&](size_t a, size_t z) { return cs[a] != cs[z] ? cs[a] > cs[z] : a < z; });
+      std::vector<uint64_t> bits((n_lists + 63) / 64, 0);
+      for (size_t i = 0; i < probe; ++i) bits[near[i] >> 6] |= uint64_t(1) << (near[i] & 63);
+      search::VideoFilter filter;
+      filter.bits = bits.data();
+      filter.n_words = int64_t(bits.size());
+      filter.allow = true;
+      search::QueryBatch qb;
+      qb.per_channel = {qr};
+      qb.weights = {first_w.at(c)};
+      qb.batch = 1;
+      L.corpus->topk_clips(qb, clips, filter, sc.data(), ids.data());
+      std::vector<int64_t> shortlist;
+      std::vector<uint8_t> seen;
+      for (int64_t id : ids) {
+        if (id < 0) continue;
+        const int64_t row = L.order.as<int64_t>()[id];
+        const int64_t v = int64_t(std::upper_bound(offsets_, offsets_ + n_videos + 1, row) - offsets_) - 1;
+        if (v < 0 || v >= n_videos || !eligible[size_t(v)]) continue;
+        if (seen.empty()) seen.assign(size_t(n_videos), 0);
+        if (seen[size_t(v)]) continue;
+        seen[size_t(v)] = 1;
+        shortlist.push_back(v);
+        if (int64_t(shortlist.size()) == n_short) break;
+      }
+      if (int64_t(shortlist.size()) >= k) {
+        std::copy(shortlist.begin(), shortlist.end(), out.begin() + long(b * width));
+        how[b] = "lists";
+      } else {
+        todo.push_back(b);  // the probed lists hold fewer than k eligible videos: the scans below
+      }
+    }
+  } else {
+    for (size_t b = 0; b < B; ++b) todo.push_back(b);
+  }
+  if (todo.empty()) return true;
+  // the rows left: a whole scan of the copies, or of a coarse copy first where the copy is wide
+  search::QueryBatch qb;
+  std::map<std::string, std::vector<float>> rest;
+  for (const auto& c : channels) {
+    const size_t r = size_t(st->copies.at(c).width);
+    std::vector<float>& v = rest[c];
+    for (size_t b : todo) v.insert(v.end(), projected[c].begin() + long(b * r), projected[c].begin() + long((b + 1) * r));
+    qb.per_channel.push_back(v.data());
+    qb.weights.push_back(first_w.at(c));
+  }
+  qb.batch = int64_t(todo.size());
+  const bool all = n_eligible == eligible.size();
+  std::vector<uint64_t> bits;
+  search::VideoFilter filter;
+  if (!all) {
+    bits = bitset(eligible);
+    filter.bits = bits.data();
+    filter.n_words = int64_t(bits.size());
+    filter.allow = true;
+  }
+  const int64_t k_out = std::min(n_short, n_videos);
+  std::vector<float> sc(todo.size() * size_t(k_out));
+  std::vector<int64_t> ids(todo.size() * size_t(k_out));
+  if (st->coarse && int64_t(n_eligible) > 4 * p.coarse_shortlist) {
+    const std::string& c = channels[0];
+    const size_t r = size_t(st->copies.at(c).width);
+    std::vector<float> cq = st->coarse->project(rest[c].data(), todo.size(), r);
+    search::QueryBatch cb;
+    cb.per_channel = {cq.data()};
+    cb.weights = {first_w.at(c)};
+    cb.batch = qb.batch;
+    const int64_t wide = std::min(std::max(p.coarse_shortlist, n_short), n_videos);
+    std::vector<float> ws(todo.size() * size_t(wide));
+    std::vector<int64_t> wi(todo.size() * size_t(wide));
+    st->coarse_corpus->topk_videos(cb, wide, search::Agg::Max, 0.1f, filter, ws.data(), wi.data());
+    st->corpus->topk_videos_among(qb, k_out, wi.data(), wide, sc.data(), ids.data());
+    for (size_t b : todo) how[b] = "coarse";
+  } else {
+    st->corpus->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, sc.data(), ids.data());
+  }
+  for (size_t t = 0; t < todo.size(); ++t)
+    std::copy(ids.begin() + long(t * size_t(k_out)), ids.begin() + long((t + 1) * size_t(k_out)),
+              out.begin() + long(todo[t] * width));
+  return true;
+}
+
+}  // namespace ivcr::engine

@@ -1,0 +1,80 @@
+// The first stage of a large index's ranking, over the compact copies Python builds beside the
+// vectors (index/first_stage.py, inverted_lists.py: the writer of these derived files, as ingest is
+// of the index): each query row's shortlist of candidate videos, which the exact stage re-ranks.
+//
+// A query's text channels fold into one "text" channel when they share its embedding; a stage
+// is one copy per remaining channel (first.<tag>.<rows>.{values,scales,basis}.npy), and when it
+// is one copy, the inverted lists over it (first.<tag>.lists.<rows>.*) where the build kept them
+// and a coarse copy in front of it (first.<tag>.coarse<N>.<rows>.*) where it is wide. A stage
+// whose copies are missing is absent: the exact stage then scans every row (still exact).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/npy.h"
+#include "engine/query.h"
+#include "engine/store.h"
+#include "search/cpu/corpus.h"
+
+namespace ivcr::engine {
+
+// index/ranking.py's constants, which a host may set per search (tests shrink them).
+struct StageParams {
+  int64_t min_rows = 200000;         // TWO_STAGE_MIN_ROWS: from this many clips on, rank in two stages
+  int64_t shortlist = 400;           // SHORTLIST: videos each row's exact stage re-ranks
+  int64_t coarse_shortlist = 8000;   // first_stage.COARSE_SHORTLIST
+  double lists_min_eligible = 0.95;  // LISTS_MIN_ELIGIBLE
+  int64_t clips_per_video = 8;       // inverted_lists.CLIPS_PER_SHORTLISTED_VIDEO
+};
+
+struct Copy {
+  Npy values, scales, basis;  // basis.data null: no projection (a plain int8 copy)
+  bool int4 = false;
+  int width = 0;              // the copy's dims
+  search::Channel channel(int64_t rows) const;
+  // B query rows of the channel's dim -> B rows of the copy's width.
+  std::vector<float> project(const float* q, size_t batch, size_t dim) const;
+};
+
+struct Lists {
+  Npy centroids, bounds, order, scales, values;
+  int probe = 0;
+  std::unique_ptr<search::CpuCorpus> corpus;  // the permuted copy, its "videos" the lists
+};
+
+struct Stage {
+  std::vector<std::string> channels;  // first-stage channels ("text" for the folded ones)
+  std::map<std::string, Copy> copies;
+  std::unique_ptr<search::CpuCorpus> corpus;
+  std::unique_ptr<Copy> coarse;
+  std::unique_ptr<search::CpuCorpus> coarse_corpus;
+  std::unique_ptr<Lists> lists;
+};
+
+class FirstStage {
+ public:
+  // `prefault`: fault a stage's copies in when it is first used (a long-running server).
+  FirstStage(std::shared_ptr<const SnapshotData> snap, std::string folder, const int64_t* offsets, bool prefault);
+  // Each row's shortlist (B x width, -1 padded) into `out`, or false when the query's stage has no
+  // copies (then nothing is written). `dense_weights` covers the query's dense channels.
+  // `how` (one per row) says which path gave each row's shortlist: "lists" (its inverted lists),
+  // "coarse" (a coarse copy, then the copy), "copies" (a whole scan of the copies).
+  bool shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,
+                  const std::vector<uint8_t>& eligible, const StageParams& p, std::vector<int64_t>& out,
+                  size_t& width, std::vector<const char*>& how);
+
+ private:
+  std::shared_ptr<Stage> stage(const std::vector<std::string>& channels, const std::string& fold_tag);
+  std::shared_ptr<const SnapshotData> snap_;
+  std::string folder_;
+  const int64_t* offsets_;
+  bool prefault_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Stage>> stages_;  // by channels + fold; null: absent (checked again)
+};
+
+}  // namespace ivcr::engine
