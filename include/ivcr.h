@@ -126,6 +126,23 @@ IVCR_API ivcr_status ivcr_queries_set_lexical(ivcr_queries *queries, size_t row,
  * IVCR_UNSUPPORTED where the index's text model has no native encoder). */
 IVCR_API ivcr_status ivcr_encode_queries(ivcr_index *index, const char *const *texts, size_t n,
                                          ivcr_queries **out);
+/* A text model's query shaping (for a host with its own encoder of that model): its unit query
+ * vectors become the rows of each text channel, calibrated on the query's own chance similarity
+ * (the model's card, moved by the query's cosine to the model's mean passage) with the presence
+ * baseline in the speech/subtitle/ocr rows. The rows ivcr_search uses come from the same code.
+ * model_dir NULL: the default (see ivcr_open_options_set_model_dir); frame_model: the index's
+ * (its settings' "frame_model", e.g. "frame_effnet_lite0"), whose class texts give the mean
+ * passage; NULL or "": none (the model's chance for every query). Usable from any thread. */
+typedef struct ivcr_query_shape ivcr_query_shape;
+IVCR_API ivcr_status ivcr_query_shape_open(const char *model_dir, const char *text_model, const char *frame_model,
+                                           ivcr_query_shape **out);
+IVCR_API void ivcr_query_shape_free(ivcr_query_shape *shape);
+/* The model's chance similarity (its card's; 0 where the card has none). */
+IVCR_API float ivcr_query_shape_chance(const ivcr_query_shape *shape);
+/* n unit vectors of dim floats -> a batch-n queries object with the rows of every text channel
+ * among `channels` ("concept", "speech", "subtitle", "ocr"; others are skipped). */
+IVCR_API ivcr_status ivcr_query_shape_rows(const ivcr_query_shape *shape, const float *unit, size_t n, size_t dim,
+                                           const char *const *channels, size_t n_channels, ivcr_queries **out);
 /* The rows of one channel: *rows points into the queries object, batch x *dim floats. */
 IVCR_API ivcr_status ivcr_queries_channel(const ivcr_queries *queries, const char *channel, const float **rows,
                                           size_t *dim);

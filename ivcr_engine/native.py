@@ -82,6 +82,11 @@ _SIGNATURES = {
     "ivcr_queries_set_lexical": (C.c_int, [_P, C.c_size_t, _P, _P, C.c_size_t, _P, _P, C.c_size_t]),
     "ivcr_queries_channel": (C.c_int, [_P, C.c_char_p, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.c_size_t)]),
     "ivcr_encode_queries": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.POINTER(_P)]),
+    "ivcr_query_shape_open": (C.c_int, [C.c_char_p, C.c_char_p, C.c_char_p, C.POINTER(_P)]),
+    "ivcr_query_shape_free": (None, [_P]),
+    "ivcr_query_shape_chance": (C.c_float, [_P]),
+    "ivcr_query_shape_rows": (C.c_int, [_P, _P, C.c_size_t, C.c_size_t, C.POINTER(C.c_char_p), C.c_size_t,
+                                        C.POINTER(_P)]),
     "ivcr_search_options_new": (C.c_int, [C.POINTER(_P)]),
     "ivcr_search_options_free": (None, [_P]),
     "ivcr_search_options_set_weight": (C.c_int, [_P, C.c_char_p, C.c_float]),
@@ -183,6 +188,54 @@ def _read_results(res: C.c_void_p, channels: Sequence[str]) -> list[NativeHit]:
         return hits
     finally:
         L.ivcr_results_free(res)
+
+
+TEXT_ROWS = ("concept", "speech", "subtitle", "ocr")
+
+
+def _channel_rows(q: C.c_void_p, batch: int, channels: Sequence[str]) -> dict[str, np.ndarray]:
+    """Copies of a queries object's rows of ``channels`` (those it has)."""
+    L = lib()
+    out = {}
+    for c in channels:
+        rows, dim = C.POINTER(C.c_float)(), C.c_size_t()
+        if L.ivcr_queries_channel(q, c.encode(), C.byref(rows), C.byref(dim)) == 0:
+            out[c] = np.ctypeslib.as_array(rows, (batch, dim.value)).copy()
+    return out
+
+
+class QueryShape:
+    """A text model's query shaping in the engine (``ivcr_query_shape_*``): unit query vectors ->
+    each text channel's rows, calibrated on the query's own chance, with the presence baseline."""
+
+    def __init__(self, model_dir: str | Path, text_model: str, frame_model: str | None = None):
+        L = lib()
+        self._h = _P()
+        _check(L.ivcr_query_shape_open(str(model_dir).encode(), text_model.encode(),
+                                       None if frame_model is None else frame_model.encode(), C.byref(self._h)))
+
+    @property
+    def chance(self) -> float:
+        return float(lib().ivcr_query_shape_chance(self._h))
+
+    def rows(self, unit: np.ndarray, channels: Sequence[str]) -> dict[str, np.ndarray]:
+        L = lib()
+        u = np.ascontiguousarray(np.atleast_2d(np.asarray(unit, np.float32)))
+        names = [c for c in channels if c in TEXT_ROWS]
+        arr = (C.c_char_p * len(names))(*[c.encode() for c in names])
+        q = _P()
+        _check(L.ivcr_query_shape_rows(self._h, _ptr(u), u.shape[0], u.shape[1], arr, len(names), C.byref(q)))
+        try:
+            return _channel_rows(q, u.shape[0], names)
+        finally:
+            L.ivcr_queries_free(q)
+
+    def __del__(self):
+        try:
+            if self._h:
+                lib().ivcr_query_shape_free(self._h)
+        except Exception:  # interpreter shutdown
+            pass
 
 
 class NativeIndex:
@@ -307,12 +360,7 @@ class NativeIndex:
         q = _P()
         _check(L.ivcr_encode_queries(self._h, arr, len(texts), C.byref(q)))
         try:
-            out = {}
-            for c in ("concept", "speech", "subtitle", "ocr"):
-                rows, dim = C.POINTER(C.c_float)(), C.c_size_t()
-                if L.ivcr_queries_channel(q, c.encode(), C.byref(rows), C.byref(dim)) == 0:
-                    out[c] = np.ctypeslib.as_array(rows, (len(texts), dim.value)).copy()
-            return out
+            return _channel_rows(q, len(texts), TEXT_ROWS)
         finally:
             L.ivcr_queries_free(q)
 

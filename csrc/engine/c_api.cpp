@@ -10,6 +10,8 @@
 
 #include "engine/error.h"
 #include "engine/index.h"
+#include "engine/query_shape.h"
+#include "engine/text_encoder.h"
 
 using namespace ivcr::engine;
 
@@ -29,6 +31,9 @@ struct ivcr_queries {
 };
 struct ivcr_results {
   Results r;
+};
+struct ivcr_query_shape {
+  QueryShape shape;
 };
 
 namespace {
@@ -258,6 +263,31 @@ ivcr_status ivcr_encode_queries(ivcr_index* index, const char* const* queries, s
     need(index, "index");
     need(out, "out");
     *out = new ivcr_queries{index->index->encode(texts(queries, n))};
+  });
+}
+
+ivcr_status ivcr_query_shape_open(const char* model_dir, const char* text_model, const char* frame_model,
+                                  ivcr_query_shape** out) {
+  return guard([&] {
+    need(out, "out");
+    const std::string dir = model_dir ? model_dir : default_model_dir();
+    *out = new ivcr_query_shape{QueryShape(dir, text(text_model, "text_model"), frame_model ? frame_model : "")};
+  });
+}
+void ivcr_query_shape_free(ivcr_query_shape* shape) { delete shape; }
+float ivcr_query_shape_chance(const ivcr_query_shape* shape) { return shape ? shape->shape.chance() : NAN; }
+
+ivcr_status ivcr_query_shape_rows(const ivcr_query_shape* shape, const float* unit, size_t n, size_t dim,
+                                  const char* const* channels, size_t n_channels, ivcr_queries** out) {
+  return guard([&] {
+    need(shape, "shape");
+    need(out, "out");
+    if (n == 0 || dim == 0) fail(Status::InvalidArgument, "no query vectors given");
+    need(unit, "unit");
+    if (n_channels) need(channels, "channels");
+    std::vector<std::string> names;
+    for (size_t i = 0; i < n_channels; ++i) names.push_back(text(channels[i], "a channel"));
+    *out = new ivcr_queries{shape->shape.rows(unit, n, dim, names)};
   });
 }
 

