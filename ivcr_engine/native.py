@@ -200,7 +200,11 @@ def _channel_rows(q: C.c_void_p, batch: int, channels: Sequence[str]) -> dict[st
     for c in channels:
         rows, dim = C.POINTER(C.c_float)(), C.c_size_t()
         if L.ivcr_queries_channel(q, c.encode(), C.byref(rows), C.byref(dim)) == 0:
-            out[c] = np.ctypeslib.as_array(rows, (batch, dim.value)).copy()
+            # copied into a plain float32 array: numpy's ctypes view carries an explicit-byte-order
+            # dtype that the native core's strict dtype check refuses as "not float32"
+            a = np.empty((batch, dim.value), np.float32)
+            C.memmove(a.ctypes.data, rows, a.nbytes)
+            out[c] = a
     return out
 
 

@@ -41,6 +41,9 @@ def test_the_python_path_shapes_its_rows_in_the_engine(both):
     np.testing.assert_allclose(rows["concept"], unit / (1 - c[:, None]), rtol=1e-5)
     np.testing.assert_allclose(rows["speech"][:, -1], -0.15 - c / (1 - c), rtol=1e-5)
     np.testing.assert_array_equal(rows["speech"], rows["subtitle"])
+    # plain float32 rows, which the native core's Corpus takes as they are
+    assert all(r.dtype is np.dtype(np.float32) for c, r in rows.items() if c != "lexical")
+    py.corpus.topk_videos({c: r for c, r in rows.items() if c != "lexical"}, 3)
 
 
 @pytest.fixture(scope="module")
