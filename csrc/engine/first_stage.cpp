@@ -6,9 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "engine/error.h"
 #include "engine/json.h"
@@ -125,10 +123,8 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
     // inverted lists over the copy: first.<tag>.lists.<rows>.*, where the build kept them
     const std::string base = folder_ + "/first." + tag + ".lists." + rows;
     if (file_exists(base + ".json") && file_exists(base + ".values.npy")) {
-      std::ifstream f(base + ".json");
-      std::stringstream ss;
-      ss << f.rdbuf();
-      const int probe = int(Json::parse(ss.str()).num("probe", 0));
+      Json meta;
+      const int probe = Json::load(base + ".json", meta) ? int(meta.num("probe", 0)) : 0;
       if (probe > 0) {
         auto lists = std::make_unique<Lists>();
         lists->probe = probe;

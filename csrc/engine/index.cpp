@@ -1,28 +1,11 @@
 #include "engine/index.h"
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "engine/error.h"
+#include "engine/query_shape.h"
 
 namespace ivcr::engine {
-namespace {
-
-// The chance similarity on the text model's card (0 where the card is missing: MiniLM's scale).
-float card_chance(const std::string& model_dir, const std::string& model) {
-  std::ifstream f(model_dir + "/" + model + "/card.json");
-  if (!f) return 0.0f;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return float(Json::parse(ss.str()).num("chance_similarity", 0.0));
-  } catch (const std::exception&) {
-    return 0.0f;
-  }
-}
-
-}  // namespace
 
 Index::Index(const std::string& path, OpenOptions opts) : opts_(std::move(opts)) {
   if (opts_.model_dir.empty()) opts_.model_dir = default_model_dir();
@@ -37,7 +20,7 @@ std::shared_ptr<const View> Index::make_view(std::shared_ptr<const SnapshotData>
   v->text_model = snap->settings.str("text_model", "text_minilm_l6");
   LineScale scale;
   scale.usable = snap->settings.str("line_text_model") == v->text_model;
-  scale.chance = card_chance(opts_.model_dir, v->text_model);
+  scale.chance = QueryShape(opts_.model_dir, v->text_model, "").chance();  // the card's, as queries use it
   const double clip_seconds = snap->settings.num("clip_seconds", 2.0);
   v->ranking = std::make_unique<Ranking>(snap, store_->root() + "/vectors", opts_.prefault);
   v->moments = std::make_unique<Moments>(snap, store_.get(), clip_seconds, opts_.edges, scale);

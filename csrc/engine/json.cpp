@@ -1,6 +1,8 @@
 #include "engine/json.h"
 
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace ivcr::engine {
@@ -150,6 +152,19 @@ Json Json::parse(const std::string& text) {
   p.ws();
   if (p.i != text.size()) p.fail("trailing characters");
   return v;
+}
+
+bool Json::load(const std::string& path, Json& out) {
+  std::ifstream f(path);
+  if (!f) return false;
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    out = parse(ss.str());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  return true;
 }
 
 const Json* Json::find(const std::string& key) const {

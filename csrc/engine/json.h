@@ -18,6 +18,9 @@ struct Json {
   std::map<std::string, Json> object;
 
   static Json parse(const std::string& text);
+  // The document in a file: false when there is no such file; a malformed one throws
+  // std::runtime_error naming the file.
+  static bool load(const std::string& path, Json& out);
   // Lookups that fall back to a default when the key is missing or of another kind.
   const Json* find(const std::string& key) const;
   std::string str(const std::string& key, const std::string& fallback = "") const;

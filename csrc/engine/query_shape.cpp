@@ -1,10 +1,7 @@
 #include "engine/query_shape.h"
 
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "engine/error.h"
 #include "engine/json.h"
@@ -14,16 +11,11 @@ namespace ivcr::engine {
 namespace {
 
 bool read_json(const std::string& path, Json& out) {
-  std::ifstream f(path);
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
   try {
-    out = Json::parse(ss.str());
+    return Json::load(path, out);
   } catch (const std::exception& e) {
-    fail(Status::NotFound, path + ": " + e.what() + "; run `ivcr models prepare` again");
+    fail(Status::NotFound, std::string(e.what()) + "; run `ivcr models prepare` again");
   }
-  return true;
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "engine/text_encoder.h"
 
 #include <pwd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,15 +23,13 @@ namespace {
 constexpr const char* kNativeModel = "text_me5_small";
 
 Json read_card(const std::string& folder) {
-  std::ifstream f(folder + "/card.json");
-  if (!f) fail(Status::NotFound, "no model card at " + folder + "/card.json; run `ivcr models prepare`");
-  std::stringstream ss;
-  ss << f.rdbuf();
+  Json card;
   try {
-    return Json::parse(ss.str());
+    if (Json::load(folder + "/card.json", card)) return card;
   } catch (const std::exception& e) {
-    fail(Status::NotFound, folder + "/card.json: " + e.what() + "; run `ivcr models prepare` again");
+    fail(Status::NotFound, std::string(e.what()) + "; run `ivcr models prepare` again");
   }
+  fail(Status::NotFound, "no model card at " + folder + "/card.json; run `ivcr models prepare`");
 }
 
 }  // namespace
