@@ -88,7 +88,6 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
   auto st = std::make_shared<Stage>();
   st->channels = channels;
   const std::string rows = std::to_string(snap_->rows);
-  std::vector<search::Channel> chans;
   for (const auto& c : channels) {
     const std::string tag = c == "text" && !fold_tag.empty() ? fold_tag : c;
     Copy copy;
@@ -96,10 +95,8 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
       stages_[key] = nullptr;  // absent: looked for again next time (Python builds copies on first use)
       return nullptr;
     }
-    chans.push_back(copy.channel(snap_->rows));
     st->copies.emplace(c, std::move(copy));
   }
-  st->corpus = std::make_unique<search::CpuCorpus>(chans, offsets_, int64_t(snap_->videos.size()));
   if (channels.size() == 1) {
     const std::string tag = channels[0] == "text" && !fold_tag.empty() ? fold_tag : channels[0];
     // a coarse copy in front of a wide one: first.<tag>.coarse<N>.<rows>.*
@@ -110,11 +107,8 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
         if (name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
           auto coarse = std::make_unique<Copy>();
-          if (load_copy(folder_ + "/" + name.substr(0, name.size() - std::string(".values.npy").size()), *coarse)) {
-            st->coarse_corpus = std::make_unique<search::CpuCorpus>(
-                std::vector<search::Channel>{coarse->channel(snap_->rows)}, offsets_, int64_t(snap_->videos.size()));
+          if (load_copy(folder_ + "/" + name.substr(0, name.size() - std::string(".values.npy").size()), *coarse))
             st->coarse = std::move(coarse);
-          }
           break;
         }
       }
@@ -133,19 +127,35 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
         lists->order = map_npy(base + ".order.npy", "<i8");
         lists->scales = map_npy(base + ".scales.npy", "<f4");
         lists->values = map_npy(base + ".values.npy");
-        const Copy& copy = st->copies.begin()->second;
-        search::Channel ch = copy.channel(snap_->rows);
-        ch.data = lists->values.data;
-        ch.scales = lists->scales.as<float>();
-        lists->corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, lists->bounds.as<int64_t>(),
-                                                            int64_t(lists->bounds.rows()) - 1);
         st->lists = std::move(lists);
       }
     }
   }
-  if (prefault_) {  // behind a coarse copy or lists, copies are read at random too
-    for (auto& [_, c] : st->copies) c.values.map->populate();
-    if (st->lists) st->lists->values.map->populate();
+  if (prefault_) {
+    // What a query scans whole (the copies without lists, a coarse copy) is moved into memory
+    // of its own on huge pages; what it reads in runs (lists, and the copies behind lists or a
+    // coarse pass) is faulted in where it lies, as the channel rows are.
+    if (st->lists) {
+      for (auto& [_, c] : st->copies) c.values.map->populate();
+      st->lists->values.map->populate();
+    } else {
+      for (auto& [_, c] : st->copies) make_resident(c.values);
+    }
+    if (st->coarse) make_resident(st->coarse->values);
+  }
+  std::vector<search::Channel> chans;
+  for (const auto& c : channels) chans.push_back(st->copies.at(c).channel(snap_->rows));
+  st->corpus = std::make_unique<search::CpuCorpus>(chans, offsets_, int64_t(snap_->videos.size()));
+  if (st->coarse)
+    st->coarse_corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{st->coarse->channel(snap_->rows)},
+                                                            offsets_, int64_t(snap_->videos.size()));
+  if (st->lists) {
+    Lists& lists = *st->lists;
+    search::Channel ch = st->copies.begin()->second.channel(snap_->rows);
+    ch.data = lists.values.data;
+    ch.scales = lists.scales.as<float>();
+    lists.corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, lists.bounds.as<int64_t>(),
+                                                       int64_t(lists.bounds.rows()) - 1);
   }
   stages_[key] = st;
   return st;

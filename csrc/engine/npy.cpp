@@ -58,4 +58,13 @@ Npy map_npy(const std::string& path, const std::string& descr) {
   return out;
 }
 
+void make_resident(Npy& n) {
+  size_t count = 1;
+  for (size_t d : n.shape) count *= d;
+  const size_t item = n.descr.size() >= 3 ? size_t(std::stoul(n.descr.substr(2))) : 0;
+  if (!n.data || item == 0 || count == 0) return;
+  n.map = Mapping::resident(n.data, count * item);
+  n.data = n.map->data();
+}
+
 }  // namespace ivcr::engine

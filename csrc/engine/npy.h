@@ -24,5 +24,7 @@ struct Npy {
 // Maps `path`; throws IndexDamaged when it is not a C-ordered .npy of `descr` (any descr when empty).
 Npy map_npy(const std::string& path, const std::string& descr = "");
 bool file_exists(const std::string& path);
+// Moves `n`'s data into resident memory (Mapping::resident): for the copies a search scans whole.
+void make_resident(Npy& n);
 
 }  // namespace ivcr::engine

@@ -113,6 +113,28 @@ void Mapping::populate() const {
   if (::madvise(data_, bytes_, MADV_POPULATE_READ) != 0) ::madvise(data_, bytes_, MADV_WILLNEED);
 }
 
+std::shared_ptr<Mapping> Mapping::resident(const void* src, size_t bytes) {
+  std::shared_ptr<Mapping> m(new Mapping());
+  if (bytes == 0) return m;
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t want = (bytes + kHuge - 1) / kHuge * kHuge;
+  // over-allocated by one huge page, then trimmed to a 2 MB-aligned run (the kernel backs only
+  // aligned runs with huge pages)
+  void* raw = ::mmap(nullptr, want + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) fail(Status::OutOfMemory, std::string("cannot allocate a resident copy: ") + std::strerror(errno));
+  const uintptr_t base = reinterpret_cast<uintptr_t>(raw), aligned = (base + kHuge - 1) / kHuge * kHuge;
+  if (aligned > base) ::munmap(raw, aligned - base);
+  if (base + kHuge > aligned) ::munmap(reinterpret_cast<void*>(aligned + want), base + kHuge - aligned);
+  m->data_ = reinterpret_cast<void*>(aligned);
+  m->bytes_ = want;
+#ifdef MADV_HUGEPAGE
+  ::madvise(m->data_, want, MADV_HUGEPAGE);  // a hint: without huge pages the copy still works
+#endif
+  std::memcpy(m->data_, src, bytes);
+  ::mprotect(m->data_, want, PROT_READ);
+  return m;
+}
+
 Mapping::~Mapping() {
   if (data_) ::munmap(data_, bytes_);
 }

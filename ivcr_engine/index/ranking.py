@@ -22,7 +22,7 @@ import numpy as np
 from ..corpus import Corpus
 from . import first_stage, inverted_lists
 from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
-from .mapped import Mapped, populate
+from .mapped import Mapped
 from .protocol import dense
 
 # From this many clips on, video search runs in two stages.
@@ -105,11 +105,6 @@ class Ranking:
                     coarse = (Corpus({c: (cp.values, cp.scales)}, view.offsets), {c: cp})
                 if inverted_lists.wanted(len(copy.values), TWO_STAGE_MIN_ROWS):
                     lists = inverted_lists.load_or_build(self.folder, tag, copy, view.offsets, SHORTLIST)
-            if view.prefaulted:  # behind a coarse copy or lists, copies are read at random too
-                for cp in copies.values():
-                    populate(cp.values)
-                if lists is not None:
-                    populate(lists.values)
             self._stages[key] = FirstStage(corpus, copies, coarse, lists)
         return self._stages[key]
 

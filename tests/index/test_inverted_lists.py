@@ -30,8 +30,8 @@ def build(root, rows: np.ndarray, paths: list | None = None) -> Index:
     return opened(root, paths)
 
 
-def opened(root, paths: list | None) -> Index:
-    index = Index(root, text_encoder=object())
+def opened(root, paths: list | None, prefault: bool = False) -> Index:
+    index = Index(root, text_encoder=object(), prefault=prefault)
     index.ranking_paths = paths  # each ranked row's path, as the engine reports it
     return index
 
@@ -233,6 +233,13 @@ def test_the_engines_first_stage_matches_the_python_one(tmp_path, frame_rows, sm
     small_lists.clear()
     check(index, 10)
     assert index.ranking.first_stage(("visual",), None).coarse is not None and set(small_lists) == {"coarse"}
+    # prefaulted, as `ivcr serve` opens it: without lists, the coarse copy and the copy behind it
+    # are read from the engine's resident copies of them (Mapping::resident)
+    index = opened(tmp_path, small_lists, prefault=True)
+    small_lists.clear()
+    check(index, 10)
+    check(index, 60)
+    assert set(small_lists) == {"coarse"}
 
 
 def test_lists_over_a_whitened_int4_copy(tmp_path, frame_rows, small_lists):

@@ -18,6 +18,18 @@ def unpack_int4(packed: np.ndarray) -> np.ndarray:
     return out
 
 
+def int4_query(q: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """Query rows as an int4 channel's kernel takes them, dequantised (float64, weight folded in):
+    each row times the weight, in float32, rounded to -127..127 steps of max|row| / 127 (the
+    kernel multiplies bytes). The float32 steps follow the core's, so the integers are the same."""
+    wq = np.float32(weight) * np.asarray(q, np.float32)
+    m = np.abs(wq).max(axis=1, keepdims=True).astype(np.float64)
+    scale = (m / 127.0).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1))
+    ints = np.where(scale > 0, np.rint(wq / safe), 0)
+    return ints.astype(np.float64) * scale.astype(np.float64)
+
+
 def dequantize(channel) -> np.ndarray:
     if isinstance(channel, tuple):
         values, scales = channel

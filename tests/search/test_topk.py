@@ -210,16 +210,16 @@ def test_int4_matches_reference(simd_level, d, b):
     ch = (packed, rng.uniform(0.01, 0.2, n).astype(np.float32))
     q = unit_rows(rng, b, d)
     corpus = Corpus({"v": ch}, off)
-    s = ref.clip_scores([ch], [q], [1.0])
+    # the query rounded to int8 as the kernel takes it: integer sums, then two float products
+    s = ref.clip_scores([ch], [ref.int4_query(q)], [1.0])
     vs = ref.video_scores(s, off, "max")
-    # the int16 rounding of the query: up to ~1.5e-5 * max|q| * sum|row| (sum|row| ~40 here)
-    check(corpus.topk_videos(q, 25), *ref.topk(vs, 25), tol=3e-4, candidates=vs)
+    check(corpus.topk_videos(q, 25), *ref.topk(vs, 25), tol=1e-5, candidates=vs)
     shortlist = rng.choice(700, size=60, replace=False)
     mask = np.zeros(700, bool)
     mask[shortlist] = True
-    check(corpus.topk_videos(q, 25, allow=shortlist), *ref.topk(vs, 25, mask), tol=3e-4,
+    check(corpus.topk_videos(q, 25, allow=shortlist), *ref.topk(vs, 25, mask), tol=1e-5,
           candidates=np.where(mask, vs, np.nan))
-    check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=3e-4, candidates=s)
+    check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=1e-5, candidates=s)
 
 
 def test_int4_fuses_with_other_formats_and_refines(simd_level):
@@ -230,7 +230,7 @@ def test_int4_fuses_with_other_formats_and_refines(simd_level):
     chans = {"text": quantize_int4(text), "visual": quantize_int8(vis)}
     q = {"text": unit_rows(rng, 3, 64), "visual": unit_rows(rng, 3, 40)}
     w = {"text": 1.5, "visual": -0.5}
-    s = ref.clip_scores(list(chans.values()), list(q.values()), [w[c] for c in chans])
+    s = ref.clip_scores(list(chans.values()), [ref.int4_query(q["text"], w["text"]), q["visual"]], [1.0, w["visual"]])
     check(Corpus(chans, off).topk_videos(q, 20, weights=w), *ref.topk(ref.video_scores(s, off, "max"), 20), tol=1e-4)
     # refined: the int4 scan's candidates re-ranked on the exact rows give the exact ranking
     exact = Corpus({"text": text}, off).topk_videos(q["text"], 5)

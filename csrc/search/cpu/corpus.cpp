@@ -15,7 +15,9 @@ constexpr float kNegInf = -__builtin_inff();
 constexpr std::size_t kMaxPrefetchBytes = 16384;  // per channel and run: a few videos' rows
 
 // Queries in the form each channel's kernel wants: float32 with the channel weight folded in, or
-// int16 with a per-query scale for int8 and int4 channels (int16 keeps query rounding error ~1e-5).
+// integers with a per-query scale: int16 for int8 channels (query rounding error ~1e-5), and
+// int8's range for int4 ones, whose kernel multiplies bytes (its rows' own rounding, a sixteenth
+// of their range, is far the larger error; a first stage's shortlist is re-ranked exactly).
 struct PreparedQueries {
   std::vector<bool> active;  // channels with a zero weight are not read at all
   std::vector<std::vector<float>> f;
@@ -42,7 +44,9 @@ PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& 
       continue;
     }
     // |sum| <= 127 * qmax * D must fit in int32.
-    const double qmax = std::min(32767.0, std::floor(2147483647.0 / (127.0 * std::max(D, 1))));
+    const double qmax = channels[c].dtype == DType::I4
+                            ? 127.0
+                            : std::min(32767.0, std::floor(2147483647.0 / (127.0 * std::max(D, 1))));
     p.q16[c].resize(n);
     p.qscale[c].resize(q.batch);
     for (int64_t b = 0; b < q.batch; ++b) {
@@ -123,8 +127,8 @@ CpuCorpus::CpuCorpus(std::vector<Channel> channels, const int64_t* offsets, int6
   rows_ = channels_[0].rows;
   for (const Channel& c : channels_) {
     if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
-    if (c.dtype == DType::I4 && c.dim % 32 != 0)
-      throw std::invalid_argument("int4 channels need a dimension that is a multiple of 32");
+    if (c.dtype == DType::I4 && (c.dim % 32 != 0 || c.dim > 4096))
+      throw std::invalid_argument("int4 channels need a dimension that is a multiple of 32, at most 4096");
   }
   if (offsets_[0] != 0 || offsets_[n_videos_] != rows_)
     throw std::invalid_argument("offsets must start at 0 and end at the number of rows");

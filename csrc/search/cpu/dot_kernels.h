@@ -19,7 +19,8 @@ struct DotKernels {
              int nrows, float* out, int ldo, bool accumulate);
   // int4 corpus with per-row scales, D a multiple of 32 and rows of D / 2 bytes: each group of 32
   // dims is 16 bytes, byte j holding dim j in its low nibble and dim j + 16 in its high nibble,
-  // each stored as value + 8 (values -8..7). Queries and scaling as for int8.
+  // each stored as value + 8 (values -8..7); D <= 4096. Queries as for int8 but within int8's
+  // range (-127..127): the kernel multiplies bytes.
   void (*i4)(const int16_t* Q, const float* qscale, int nq, int D, const uint8_t* E, const float* rowscale,
              int nrows, float* out, int ldo, bool accumulate);
   const char* name;

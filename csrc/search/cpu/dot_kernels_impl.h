@@ -5,10 +5,14 @@
 //   load_i8(const int8_t*) -> vq (widened to int16), load_i16(const int16_t*) -> vq,
 //   dot_i16(vi acc, vq a, vq b) (adjacent int16 products summed into int32 lanes), ihsum(vi),
 //   ihsum8(const vi* acc, int32_t* out) (eight accumulators reduced at once: out[i] = ihsum(acc[i])).
-// The int4 kernels take a traits type N with the integer members above for 16 int16 lanes
-// (WI == 16), plus load_i4(const uint8_t* p, vq& lo, vq& hi): 16 bytes unpacked into their low
-// nibbles (dims 0-15 of a group) and high nibbles (dims 16-31), as stored (0..15, the value + 8).
-// N is S where S::WI == 16.
+// The int4 kernels take a traits type N with izero(), ihsum(vi), ihsum8() as above and, over 32
+// byte lanes (vb): load_b(const int8_t*) (32 query bytes); load_i4x64(const uint8_t* p, vb& lo,
+// vb& hi): 32 bytes (two groups) into their low nibbles and their high nibbles, as stored (0..15,
+// the value + 8); load_i4x32: the same for 16 bytes (one group), the upper lanes zero; vs (int16
+// partial sums), szero(); dot_u8i8(vs acc, vb lo, vb qlo, vb hi, vb qhi): acc plus the products
+// lo*qlo + hi*qhi (unsigned nibbles times signed query bytes) summed into its int16 lanes (at most
+// 7,680 a call); widen_add(vi acc, vs part): part's lanes summed into acc's int32 lanes. Integer sums are exact, so every
+// table gives the same scores whatever the order.
 // Every corpus row goes through the same accumulation order whatever its position in a tile,
 // so equal rows give bit-identical scores and ties are broken only by id.
 #pragma once
@@ -106,32 +110,65 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
   finish_int<S, R, NQ>(&acc[0][0], Dv, D, E, Q, nullptr, rowscale, qscale, out, ldo, acc_out);
 }
 
-// int4 rows (layout in dot_kernels.h): per group of 32 dims, one 16-byte load gives both nibble
-// halves, each multiplied with its 16 query values. Twice the dims per byte of int8, so a
-// memory-bound B=1 scan of the same width reads half the bytes. Nibbles are stored biased (value
-// + 8), so unpacking is a mask and a shift (sign-extending took four shifts a load, and cost a
-// fifth of the scan); ``bias[j]`` = 8 * sum of query j's values is taken off each sum.
+// int4 rows (layout in dot_kernels.h), int8 queries: a step of 64 dims is one 32-byte load of two
+// groups, whose low nibbles (dims 0-15 of each group) and high nibbles (dims 16-31) are multiplied
+// as unsigned bytes with the query's signed bytes (u8 x s8 pair sums into int16, then int32):
+// 9 instructions for 64 dims where int16 queries took 14 and kept the B=1 scan of the 128 MB
+// text copy at half the memory's speed. Nibbles are stored biased (value + 8), so unpacking is a
+// mask and a shift; ``bias[j]`` = 8 * sum of query j's values is taken off each sum. A last group
+// of 32 dims (D % 64 == 32) is a 16-byte load with the query's upper half zero.
+// 4 x 7,680 = 30,720 fits int16.
+constexpr int kI4StepsPerWiden = 4;
+
+// Q8: per query, per step, 32 bytes of the query for the low nibbles then 32 for the high ones
+// (arrange_i4_query).
 template <class N, int R, int NQ>
-inline void tile_i4(const int16_t* Q, const float* qscale, const int32_t* bias, int D, const uint8_t* E,
+inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, int D, const uint8_t* E,
                     const float* rowscale, float* out, int ldo, bool acc_out) {
-  static_assert(N::WI == 16, "int4 groups are 32 dims: 16 int16 lanes per nibble half");
   typename N::vi acc[R][NQ];
   for (int i = 0; i < R; ++i)
     for (int j = 0; j < NQ; ++j) acc[i][j] = N::izero();
-  const int row_bytes = D / 2;
-  for (int d = 0; d < D; d += 32) {
-    typename N::vq qlo[NQ], qhi[NQ];
-    for (int j = 0; j < NQ; ++j) {
-      qlo[j] = N::load_i16(Q + j * D + d);
-      qhi[j] = N::load_i16(Q + j * D + d + 16);
+  const int row_bytes = D / 2, steps = (D + 63) / 64, q_bytes = steps * 64;
+  // Sums stay in int16 lanes for up to kI4StepsPerWiden steps (each adds at most 7,680), then
+  // widen into the int32 accumulators: one widening a row for the 256 dims of a text copy.
+  for (int s0 = 0; s0 < steps; s0 += kI4StepsPerWiden) {
+    typename N::vs part[R][NQ];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) part[i][j] = N::szero();
+    const int s1 = s0 + kI4StepsPerWiden < steps ? s0 + kI4StepsPerWiden : steps;
+    for (int s = s0; s < s1; ++s) {
+      const bool whole = 64 * s + 64 <= D;
+      typename N::vb qlo[NQ], qhi[NQ];
+      for (int j = 0; j < NQ; ++j) {
+        qlo[j] = N::load_b(Q8 + j * q_bytes + 64 * s);
+        qhi[j] = N::load_b(Q8 + j * q_bytes + 64 * s + 32);
+      }
+      for (int i = 0; i < R; ++i) {
+        typename N::vb lo, hi;
+        if (whole)
+          N::load_i4x64(E + i * row_bytes + 32 * s, lo, hi);
+        else
+          N::load_i4x32(E + i * row_bytes + 32 * s, lo, hi);
+        for (int j = 0; j < NQ; ++j) part[i][j] = N::dot_u8i8(part[i][j], lo, qlo[j], hi, qhi[j]);
+      }
     }
-    for (int i = 0; i < R; ++i) {
-      typename N::vq lo, hi;
-      N::load_i4(E + i * row_bytes + d / 2, lo, hi);
-      for (int j = 0; j < NQ; ++j) acc[i][j] = N::dot_i16(N::dot_i16(acc[i][j], lo, qlo[j]), hi, qhi[j]);
-    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) acc[i][j] = N::widen_add(acc[i][j], part[i][j]);
   }
   finish_int<N, R, NQ>(&acc[0][0], D, D, nullptr, nullptr, bias, rowscale, qscale, out, ldo, acc_out);
+}
+
+// One query's int16 values (within int8's range: corpus.cpp quantises int4 channels' queries so)
+// in tile_i4's step order: for each 64 dims, [0-15, 32-47] then [16-31, 48-63], zero past D.
+inline void arrange_i4_query(const int16_t* q, int D, int8_t* out) {
+  const int steps = (D + 63) / 64;
+  for (int s = 0; s < steps; ++s)
+    for (int half = 0; half < 2; ++half)      // low nibbles, high nibbles
+      for (int g = 0; g < 2; ++g)             // the step's first and second group
+        for (int j = 0; j < 16; ++j) {
+          const int d = 64 * s + 32 * g + 16 * half + j;
+          out[64 * s + 32 * half + 16 * g + j] = d < D ? int8_t(q[d]) : int8_t(0);
+        }
 }
 
 // Row-tile height per query-group width: keeps R*NQ <= 12 accumulators (16 vector registers).
@@ -190,15 +227,18 @@ void rows_i4(const int16_t* Q, const float* qs, int D, const uint8_t* E, const f
              int ldo, bool acc) {
   constexpr int R = I8RowTile<NQ>::value;
   const std::size_t row_bytes = std::size_t(D) / 2;
+  const int q_bytes = (D + 63) / 64 * 64;
+  alignas(64) int8_t q8[NQ * 4096];  // D <= 4096 (checked by the corpus)
   int32_t bias[NQ];
   for (int j = 0; j < NQ; ++j) {
     int32_t sum = 0;
     for (int d = 0; d < D; ++d) sum += Q[j * D + d];
     bias[j] = 8 * sum;
+    arrange_i4_query(Q + j * D, D, q8 + j * q_bytes);
   }
   int r = 0;
-  for (; r + R <= nrows; r += R) tile_i4<N, R, NQ>(Q, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
-  for (; r < nrows; ++r) tile_i4<N, 1, NQ>(Q, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
+  for (; r + R <= nrows; r += R) tile_i4<N, R, NQ>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
+  for (; r < nrows; ++r) tile_i4<N, 1, NQ>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
 }
 
 template <class S>
