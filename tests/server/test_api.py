@@ -3,7 +3,6 @@ the real engine on an index of the shared videos."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

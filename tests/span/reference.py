@@ -1,7 +1,6 @@
 """Plain Python references for span scoring: loops over every (i, j), written for clarity."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
