@@ -133,6 +133,68 @@ def test_turn_latency(engine, sentences, record):
                        + ", ".join(f"{n} {t:.1f} ms ({base / t:.2f}x)" for n, t in times.items()))
 
 
+BEFORE_AFTER_TABLE = "whole turns: the Python path the engine replaced against the engine (1M clips, encoder-e5), ms"
+
+
+def test_turns_python_path_against_the_engine(engine, sentences, record):
+    """Issue 24's before/after in one run: the same sessions asked twice, turn by turn in
+    alternation, once on the engine (``Index`` on libivcr) and once with the index's ranking,
+    moments and evidence answered by the Python path the engine replaced (kept as the suite's
+    reference, tests/engine/reference_*.py: its first stage over the same copies, then its exact
+    stage and its moments in NumPy). Encoding, routing and replies are the same code both times."""
+    corpus, engine = engine
+    if corpus != "encoder-e5":
+        pytest.skip("measured on the default model's corpus")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ivcr_engine.index.protocol import query_rows
+    from tests.engine.reference_ranking import reference_rank, reference_shortlists
+    from tests.engine.reference_search import Reference
+
+    idx = engine.index
+    ref = Reference(idx)
+
+    def staged_rank(queries, k, weights=None, allow=None, deny=None):
+        rows = query_rows(queries)
+        w = idx._weights(rows, weights)
+        eligible = idx._eligible(idx._view, allow, deny)
+        short = reference_shortlists(idx.ranking, dense(rows), {c: w[c] for c in dense(rows)}, k, eligible)
+        return reference_rank(idx.mapped, idx.lexical, rows, w, int(k), eligible, short, idx._view.ref_of)
+
+    python_path = {"rank_videos": staged_rank, "moments": ref.moments,
+                   "evidence": lambda video, start, end, queries=None, weights=None: ref.evidence(
+                       video, start, end, queries, weights)}
+    times: dict[str, dict[str, list]] = {"Python path": {}, "engine": {}}
+    for k in range(0, len(sentences) - 1, 2):
+        turns = [f"find videos where {sentences[k].lower()}", "the second one",
+                 f"when does {sentences[k + 1].lower()}", "earlier", "find something like this scene",
+                 "show me the whole video"]
+        for mode in (("engine", "Python path") if k % 4 == 0 else ("Python path", "engine")):
+            for name, fn in python_path.items():
+                if mode == "Python path":
+                    setattr(idx, name, fn)
+                else:
+                    idx.__dict__.pop(name, None)
+            s = engine.session()
+            for t in turns:
+                r = s.ask(t)
+                times[mode].setdefault(r.intent, []).append(r.timings)
+    for name in python_path:
+        idx.__dict__.pop(name, None)
+    for intent in sorted(times["engine"]):
+        row = f"{intent} (n={len(times['engine'][intent])})"
+        p50 = {}
+        for mode in ("Python path", "engine"):
+            for part in ("search", "span", "total"):
+                vals = np.array([r.get(part, 0.0) for r in times[mode][intent]]) * 1000
+                p50[(mode, part)] = float(np.percentile(vals, 50))
+                record.put(BEFORE_AFTER_TABLE, row, f"{mode}: {part} p50", p50[(mode, part)])
+        record.put(BEFORE_AFTER_TABLE, row, "total speed-up", p50[("Python path", "total")] / p50[("engine", "total")])
+    record.note(BEFORE_AFTER_TABLE, "the two alternate session by session; encoding is the same ONNX E5 path in both")
+
+
 def _rank_ms(idx, queries) -> float:
     """p50 ms of ``rank_videos`` for visual queries, after one untimed call (builds any copy)."""
     w = {"visual": 1.0}
@@ -158,9 +220,9 @@ def test_lexical_cost(engine, sentences, record):
     corpus, engine = engine
     if corpus != "encoder-e5":
         pytest.skip("measured on the default model's corpus")
-    view = engine.index._view
-    lexical = view.ranking.lexical
-    assert lexical is not None and lexical.ready and engine.index.store.db.execute(
+    index = engine.index
+    lexical = index._view.lexical
+    assert lexical is not None and lexical.ready and index.store.db.execute(
         "SELECT count(*) FROM texts").fetchone()[0] > 100_000
     turns = [(f"find videos where {sentences[k].lower()}", f"when does {sentences[k + 1].lower()}")
              for k in range(0, len(sentences) - 1, 2)]
@@ -168,13 +230,17 @@ def test_lexical_cost(engine, sentences, record):
         times: dict[str, dict[str, list]] = {"on": {}, "off": {}}
         for i, (find, when) in enumerate(turns * 2):
             for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
-                view.ranking.lexical = view.moments.lexical = lexical if mode == "on" else None
+                # off: the index finds no query lines, and hands the engine none
+                if mode == "off":
+                    index._lexical = lambda view, queries: None
+                else:
+                    index.__dict__.pop("_lexical", None)
                 lexical.forget(counts=state == "cold")
                 s = engine.session()
                 for t in (find, when):
                     r = s.ask(t)
                     times[mode].setdefault(r.intent, []).append(r.timings)
-        view.ranking.lexical = view.moments.lexical = lexical
+        index.__dict__.pop("_lexical", None)
         for intent in sorted(times["on"]):
             p50 = {}
             row = f"{state}: {intent} (n={len(times['on'][intent])})"

@@ -1,7 +1,8 @@
 """Hosts that embed the engine with no Python in them: the C example (built against the installed
 package through `ivcr config` and through pkg-config), the Rust example (a cargo crate with no
-dependencies), and both C programs again under AddressSanitizer and UndefinedBehaviorSanitizer,
-one of them searching from 8 threads while this process commits videos and it refreshes."""
+dependencies), both C programs again under AddressSanitizer and UndefinedBehaviorSanitizer, one
+of them searching from 8 threads while this process commits videos and it refreshes, and the
+benchmark programs (benchmarks/*.cpp)."""
 from __future__ import annotations
 
 import os
@@ -175,3 +176,28 @@ def test_eight_threads_search_while_another_process_commits(sanitized, shared_in
     assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
     searches, changed, videos = map(int, re.findall(r"\d+", out.splitlines()[-1]))
     assert searches > 50 and changed >= 1 and videos == before + 4, out
+
+
+# ---- the benchmark hosts ---------------------------------------------------------------------
+
+def test_the_benchmark_hosts_build_and_run(shared_index):
+    """benchmarks/abi_overhead.cpp (the C ABI against the C++ call it wraps, one process) and
+    benchmarks/memory_floor.cpp (a whole scan's floor) build engine-only, as bench_engine.py builds
+    them, and answer on a real index; what they measure is benchmarks/' business, not this test's."""
+    import json
+
+    root, _ = shared_index
+    out = REPO / "build" / "abi-bench"
+    run(["cmake", "-S", REPO, "-B", out, "-DIVCR_ENGINE_ONLY=ON", f"-DPython_EXECUTABLE={sys.executable}"]).check_returncode()
+    built = run(["cmake", "--build", out, "--target", "ivcr_abi_bench", "ivcr_memory_floor", "-j", str(os.cpu_count() or 2)])
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    got = run([out / "ivcr_abi_bench", root, "200"], env=host_env())
+    assert got.returncode == 0, got.stderr
+    rows = {r["case"]: r for r in map(json.loads, got.stdout.splitlines())}
+    assert set(rows) == {"cross", "rank", "rank_built"}
+    assert all(r["c_abi_ns"] > 0 and r["cpp_ns"] > 0 for r in rows.values())
+    bad = run([out / "ivcr_abi_bench", root / "missing"], env=host_env())
+    assert bad.returncode == 1 and bad.stderr.startswith("ivcr_index_open: "), bad.stderr
+    rows_file = next((root / "vectors").glob("*.bin"))
+    floor = json.loads(run([out / "ivcr_memory_floor", rows_file, "3"], env=host_env()).stdout)
+    assert floor["bytes"] == rows_file.stat().st_size // 32 * 32 and floor["gb_per_s"] > 0

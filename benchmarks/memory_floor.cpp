@@ -1,0 +1,76 @@
+// The physical floor of a whole scan: how fast this machine reads a file's bytes that are already
+// in memory, with as many threads as the engine's pool (IVCR_NUM_THREADS, else one per core), each
+// summing its contiguous share 32 bytes at a time. A first-stage scan of the same bytes can go no
+// faster; benchmarks/bench_engine.py sets the text copy's scan against it.
+//
+//   ivcr_memory_floor FILE [REPS]  ->  {"bytes": N, "threads": T, "p50_ms": .., "gb_per_s": ..}
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s FILE [REPS]\n", argv[0]);
+    return 2;
+  }
+  const int reps = argc > 2 ? std::atoi(argv[2]) : 30;
+  const int fd = ::open(argv[1], O_RDONLY);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size < 64) {
+    std::fprintf(stderr, "cannot read %s\n", argv[1]);
+    return 1;
+  }
+  // the engine's resident copy: anonymous memory on huge pages where the kernel gives them
+  const size_t bytes = size_t(st.st_size) / 32 * 32;
+  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return 1;
+#ifdef MADV_HUGEPAGE
+  ::madvise(mem, bytes, MADV_HUGEPAGE);
+#endif
+  const void* file = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  if (file == MAP_FAILED) return 1;
+  std::memcpy(mem, file, bytes);
+  const auto* words = static_cast<const uint64_t*>(mem);
+  const size_t n = bytes / 8;
+
+  int threads = int(std::thread::hardware_concurrency());
+  if (const char* e = std::getenv("IVCR_NUM_THREADS")) threads = std::atoi(e);
+  threads = std::max(threads, 1);
+  std::vector<uint64_t> sums(size_t(threads) * 8);
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const size_t a = n * size_t(t) / size_t(threads) / 4 * 4, b = n * size_t(t + 1) / size_t(threads) / 4 * 4;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four chains: the loads, not the adds, set the pace
+        for (size_t i = a; i < b; i += 4) {
+          s0 += words[i];
+          s1 += words[i + 1];
+          s2 += words[i + 2];
+          s3 += words[i + 3];
+        }
+        sums[size_t(t) * 8] = s0 + s1 + s2 + s3;
+      });
+    for (auto& th : pool) th.join();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + long(ms.size() / 2), ms.end());
+  const double p50 = ms[ms.size() / 2];
+  uint64_t check = 0;
+  for (uint64_t s : sums) check ^= s;
+  std::printf("{\"bytes\": %zu, \"threads\": %d, \"p50_ms\": %.3f, \"gb_per_s\": %.2f, \"check\": %llu}\n", bytes, threads,
+              p50, double(bytes) / p50 / 1e6, static_cast<unsigned long long>(check));
+  return 0;
+}
