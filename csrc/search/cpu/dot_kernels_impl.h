@@ -122,12 +122,15 @@ constexpr int kI4StepsPerWiden = 4;
 
 // Q8: per query, per step, 32 bytes of the query for the low nibbles then 32 for the high ones
 // (arrange_i4_query).
-template <class N, int R, int NQ>
+// kOneChunk: D <= 64 * kI4StepsPerWiden, so the int32 accumulators are only written at the end
+// and hold no registers during the loop (at 4 queries x 2 rows they spilled the partial sums).
+template <class N, int R, int NQ, bool kOneChunk>
 inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, int D, const uint8_t* E,
                     const float* rowscale, float* out, int ldo, bool acc_out) {
   typename N::vi acc[R][NQ];
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < NQ; ++j) acc[i][j] = N::izero();
+  if constexpr (!kOneChunk)
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < NQ; ++j) acc[i][j] = N::izero();
   const int row_bytes = D / 2, steps = (D + 63) / 64, q_bytes = steps * 64;
   // Sums stay in int16 lanes for up to kI4StepsPerWiden steps (each adds at most 7,680), then
   // widen into the int32 accumulators: one widening a row for the 256 dims of a text copy.
@@ -153,7 +156,7 @@ inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, 
       }
     }
     for (int i = 0; i < R; ++i)
-      for (int j = 0; j < NQ; ++j) acc[i][j] = N::widen_add(acc[i][j], part[i][j]);
+      for (int j = 0; j < NQ; ++j) acc[i][j] = N::widen_add(kOneChunk ? N::izero() : acc[i][j], part[i][j]);
   }
   finish_int<N, R, NQ>(&acc[0][0], D, D, nullptr, nullptr, bias, rowscale, qscale, out, ldo, acc_out);
 }
@@ -236,9 +239,17 @@ void rows_i4(const int16_t* Q, const float* qs, int D, const uint8_t* E, const f
     bias[j] = 8 * sum;
     arrange_i4_query(Q + j * D, D, q8 + j * q_bytes);
   }
-  int r = 0;
-  for (; r + R <= nrows; r += R) tile_i4<N, R, NQ>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
-  for (; r < nrows; ++r) tile_i4<N, 1, NQ>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
+  const auto rows = [&](auto one_chunk) {
+    constexpr bool kOne = decltype(one_chunk)::value;
+    int r = 0;
+    for (; r + R <= nrows; r += R)
+      tile_i4<N, R, NQ, kOne>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
+    for (; r < nrows; ++r) tile_i4<N, 1, NQ, kOne>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
+  };
+  if (D <= 64 * kI4StepsPerWiden)
+    rows(std::true_type{});
+  else
+    rows(std::false_type{});
 }
 
 template <class S>
