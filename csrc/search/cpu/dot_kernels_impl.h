@@ -11,8 +11,8 @@
 // the value + 8); load_i4x32: the same for 16 bytes (one group), the upper lanes zero; vs (int16
 // partial sums), szero(); dot_u8i8(vs acc, vb lo, vb qlo, vb hi, vb qhi): acc plus the products
 // lo*qlo + hi*qhi (unsigned nibbles times signed query bytes) summed into its int16 lanes (at most
-// 7,680 a call); widen_add(vi acc, vs part): part's lanes summed into acc's int32 lanes. Integer sums are exact, so every
-// table gives the same scores whatever the order.
+// 7,680 a call); widen_add(vi acc, vs part): part's lanes summed into acc's int32 lanes. Integer
+// sums are exact, so every table gives the same scores whatever the order.
 // Every corpus row goes through the same accumulation order whatever its position in a tile,
 // so equal rows give bit-identical scores and ties are broken only by id.
 #pragma once
@@ -117,13 +117,11 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
 // text copy at half the memory's speed. Nibbles are stored biased (value + 8), so unpacking is a
 // mask and a shift; ``bias[j]`` = 8 * sum of query j's values is taken off each sum. A last group
 // of 32 dims (D % 64 == 32) is a 16-byte load with the query's upper half zero.
-// 4 x 7,680 = 30,720 fits int16.
-constexpr int kI4StepsPerWiden = 4;
-
 // Q8: per query, per step, 32 bytes of the query for the low nibbles then 32 for the high ones
-// (arrange_i4_query).
-// kOneChunk: D <= 64 * kI4StepsPerWiden, so the int32 accumulators are only written at the end
-// and hold no registers during the loop (at 4 queries x 2 rows they spilled the partial sums).
+// (arrange_i4_query). kOneChunk: D <= 64 * kI4StepsPerWiden, so the int32 accumulators are only
+// written at the end and hold no registers during the loop (at 4 queries x 2 rows they spilled
+// the partial sums).
+constexpr int kI4StepsPerWiden = 4;  // steps whose int16 partial sums fit: 4 x 7,680 = 30,720
 template <class N, int R, int NQ, bool kOneChunk>
 inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, int D, const uint8_t* E,
                     const float* rowscale, float* out, int ldo, bool acc_out) {
