@@ -353,11 +353,7 @@ ivcr_status ivcr_search_options_set_first_stage(ivcr_search_options* opts, int64
     need(opts, "opts");
     if (min_rows < 1 || shortlist < 1 || coarse_shortlist < 1 || clips_per_video < 1 || !(lists_min_eligible >= 0.0))
       fail(Status::InvalidArgument, "the first stage's sizes must be positive");
-    opts->opts.stage_clips_per_video = clips_per_video;
-    opts->opts.stage_min_rows = min_rows;
-    opts->opts.stage_shortlist = shortlist;
-    opts->opts.stage_coarse_shortlist = coarse_shortlist;
-    opts->opts.stage_lists_min_eligible = lists_min_eligible;
+    opts->opts.stage = StageParams{min_rows, shortlist, coarse_shortlist, lists_min_eligible, clips_per_video};
   });
 }
 ivcr_status ivcr_search_options_set_eligible(ivcr_search_options* opts, const uint8_t* mask, size_t n) {

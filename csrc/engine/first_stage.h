@@ -22,15 +22,6 @@
 
 namespace ivcr::engine {
 
-// index/ranking.py's constants, which a host may set per search (tests shrink them).
-struct StageParams {
-  int64_t min_rows = 200000;         // TWO_STAGE_MIN_ROWS: from this many clips on, rank in two stages
-  int64_t shortlist = 400;           // SHORTLIST: videos each row's exact stage re-ranks
-  int64_t coarse_shortlist = 8000;   // first_stage.COARSE_SHORTLIST
-  double lists_min_eligible = 0.95;  // LISTS_MIN_ELIGIBLE
-  int64_t clips_per_video = 8;       // inverted_lists.CLIPS_PER_SHORTLISTED_VIDEO
-};
-
 struct Copy {
   Npy values, scales, basis;  // basis.data null: no projection (a plain int8 copy)
   bool int4 = false;

@@ -120,14 +120,8 @@ std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOpti
   const auto w = weights(q, opts);
   std::vector<int64_t> ids(q.batch * size_t(k));
   std::vector<float> scores(q.batch * size_t(k));
-  StageParams p;
-  p.min_rows = opts.stage_min_rows;
-  p.shortlist = opts.stage_shortlist;
-  p.coarse_shortlist = opts.stage_coarse_shortlist;
-  p.lists_min_eligible = opts.stage_lists_min_eligible;
-  p.clips_per_video = opts.stage_clips_per_video;
   std::vector<const char*> how;
-  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, p, ids.data(), scores.data(), how);
+  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, opts.stage, ids.data(), scores.data(), how);
   for (size_t b = 0; b < q.batch; ++b) out[b].stage = how[b];
   for (size_t b = 0; b < q.batch; ++b) {
     std::vector<int64_t> refs;

@@ -45,6 +45,15 @@ struct Queries {
   Queries pick(size_t b) const;
 };
 
+// index/ranking.py's constants, which a host may set per search (tests shrink them).
+struct StageParams {
+  int64_t min_rows = 200000;         // TWO_STAGE_MIN_ROWS: from this many clips on, rank in two stages
+  int64_t shortlist = 400;           // SHORTLIST: videos each row's exact stage re-ranks
+  int64_t coarse_shortlist = 8000;   // first_stage.COARSE_SHORTLIST
+  double lists_min_eligible = 0.95;  // LISTS_MIN_ELIGIBLE
+  int64_t clips_per_video = 8;       // inverted_lists.CLIPS_PER_SHORTLISTED_VIDEO
+};
+
 struct SearchOptions {
   std::map<std::string, float> weights = default_weights();
   bool has_allow = false, has_deny = false;
@@ -56,9 +65,7 @@ struct SearchOptions {
   // Refs eligible by a host's own view (refs past its end are not): empty for every ref.
   std::vector<uint8_t> eligible;
   int per_video = 1;
-  // the staged ranking's sizes (index/ranking.py's constants; first_stage.h StageParams)
-  int64_t stage_min_rows = 200000, stage_shortlist = 400, stage_coarse_shortlist = 8000, stage_clips_per_video = 8;
-  double stage_lists_min_eligible = 0.95;
+  StageParams stage;  // the staged ranking's sizes
   bool evidence = true;
   double window_lo = -std::numeric_limits<double>::infinity();
   double window_hi = std::numeric_limits<double>::infinity();

@@ -183,6 +183,7 @@ class IndexQueries:
             out["clip"] = self.shared.vectors(self._clip_key, list(texts), self.clip.encode_texts)
         return out
 
+
 def _fits(text_encoder, model: str, models_root: Path) -> bool:
     """Whether a caller's ``text_encoder`` encodes queries for an index of text model ``model``."""
     if text_encoder is None:

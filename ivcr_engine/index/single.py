@@ -3,8 +3,8 @@
 It composes the committed snapshot mapped for reading (mapped.py), the native engine over the same
 folder (libivcr through native.py: the exact ranking, the lexical channel's candidates, moments
 with their edges snapped to matching lines, and evidence: one implementation for every host), the
-first stage of a large index's ranking (ranking.py, which still builds and scans the compact copies
-in Python and hands the engine its shortlists), the lexical channel's query side (lexical.py: the
+compact copies a large index's first stage scans (ranking.py builds them beside the vectors; the
+engine scans them and re-ranks each row's shortlist exactly), the lexical channel's query side (lexical.py: the
 query's words and the lines that hold them, found in Python and handed over as matches), and the
 query encoder shared with every other index of the process (query_encoder.py). A refresh maps the
 new snapshot and opens the engine on it, swapping one reference, so a search that started before it
@@ -59,6 +59,7 @@ class _View:
     native: NativeIndex
     ref_of: dict  # video id -> ref
     native_refs: int  # videos in the engine's snapshot (opened after this view's: as many, or more)
+
 
 class Index(MomentShortcuts):
     """A searchable view of an index folder (memory-mapped; opening costs no vector I/O).
@@ -285,7 +286,7 @@ class Index(MomentShortcuts):
             for h in by_ref.get(v, []):
                 m = MomentMatch(Moment(int(v), h.start, h.end, h.moment_score))
                 if evidence:
-                    m.evidence = _evidence(h, text, h.channel_scores)
+                    m.evidence = _evidence(h, text)
                 matches.append(m)
             out.append(matches)
         return out
@@ -300,7 +301,7 @@ class Index(MomentShortcuts):
             lexical = self._lexical(view, queries)
         hit = view.native.evidence(video, start, end, None if queries is None else dense(queries), w,
                                    None if lexical is None else lexical[0])
-        return _evidence(hit, queries is not None and _text_query(queries), {})
+        return _evidence(hit, queries is not None and _text_query(queries))
 
     def moment_vector(self, video: int, start: float, end: float, channel: str = "visual") -> np.ndarray:
         video = check_ref(self, video)
@@ -355,6 +356,6 @@ def _text_query(queries: Mapping[str, np.ndarray]) -> bool:
     return any(c in queries for c in (*PRESENCE_CHANNELS, LEXICAL))
 
 
-def _evidence(hit: NativeHit, text_query: bool, channel_scores: dict) -> Evidence:
-    return Evidence(lines=list(hit.lines), concepts=list(hit.concepts), channel_scores=dict(channel_scores),
+def _evidence(hit: NativeHit, text_query: bool) -> Evidence:
+    return Evidence(lines=list(hit.lines), concepts=list(hit.concepts), channel_scores=dict(hit.channel_scores),
                     line_match=list(hit.line_match) if text_query else [])
