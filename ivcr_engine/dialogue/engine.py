@@ -37,7 +37,7 @@ class RouterSentences:
     text channels share the text model's space, and its cache keeps the prototypes' vectors)."""
 
     def __init__(self, engine: "Engine"):
-        self.engine = engine  # not the index: a live server swaps the engine's index
+        self.engine = engine  # not the index: the engine's index may be replaced (Engine.index)
 
     def _queries(self):
         queries = getattr(self.engine.index, "queries", None)
@@ -62,7 +62,7 @@ class Engine:
         self.responder = responder or TemplateResponder()
         self.candidate_moments = candidate_moments
         self.router = Router(RouterSentences(self) if use_prototypes else None)
-        self.index = index  # swapped by a live server on commits; query vectors stay cached by model
+        self.index = index  # a live server refreshes it in place on commits; query vectors stay cached by model
 
     def encode(self, query: str) -> dict:
         """One query's vectors (channel -> (1, d)): from the query encoder's cache when it has them

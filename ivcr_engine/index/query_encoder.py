@@ -1,10 +1,10 @@
 """Query text -> the rows an index scores with; the engine's one cache of query vectors.
 
 A ``QueryEncoder`` is made once per process face (a server, a CLI run) and handed to every index
-opened on it: the single index, the one a live server opens again after a commit, a sharded one.
+opened on it: the single index, the same folder opened again, a sharded one.
 It loads each text model's query encoder once and keeps recent texts' unit vectors keyed by
 (query encoder, text), so a text a turn encoded is not encoded again by the batcher, by the
-server's candidate moments, after an index swap, or by a sharded index of the same model; a text
+server's candidate moments, by the folder opened again, or by a sharded index of the same model; a text
 rebuild that changes the model simply misses the cache.
 
 An index asks through ``IndexQueries``, the encoder bound to its text model and channel layout:

@@ -8,11 +8,13 @@ engine scans them and re-ranks each row's shortlist exactly), the lexical channe
 query's words and the lines that hold them, found in Python and handed over as matches), and the
 query encoder shared with every other index of the process (query_encoder.py). A refresh maps the
 new snapshot and opens the engine on it, swapping one reference, so a search that started before it
-finishes on the view it started with; the engine only ever sees refs of the view a call started
-on (``eligible``), so a commit between the two readings shows no video the view lacks.
+finishes on the view it started with (a server refreshes the index it searches from another
+thread); the engine only ever sees refs of the view a call started on (``eligible``), so a commit
+between the two readings shows no video the view lacks.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,7 @@ class Index(MomentShortcuts):
         self.prefault = bool(prefault)
         blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
         self.store = IndexStore(root)
+        self._refreshing = threading.Lock()
         self.query_encoder = query_encoder or QueryEncoder(models_root, text_encoder=text_encoder)
         self._settings(self.store.settings())
         self.clip_seconds = float(self.settings.get("clip_seconds", 2.0))
@@ -106,19 +109,24 @@ class Index(MomentShortcuts):
 
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,
-        removals); True when the view changed. Cheap when nothing was committed."""
-        old = self._view.mapped.snapshot
-        if self.store.data_version() == old.data_version:
-            return False
-        snap = self.store.snapshot()
-        if snap.key == old.key:
-            return False
-        settings = self.store.settings()
-        if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
-            self._settings(settings)
-            self.queries = self.query_encoder.bind(self.settings, snap.channels, self.clip)
-        self._view = self._make_view(snap)
-        return True
+        removals); True when the view changed. Cheap when nothing was committed. Safe beside
+        searches on other threads (a server's): the new view is built whole and swapped in as
+        one reference, so a search finishes on the view it started with; refreshes run one at a
+        time. After ``ivcr index --rebuild-text`` the text model changes with the view: a query
+        encoded just before may meet the new view's vectors once."""
+        with self._refreshing:
+            old = self._view.mapped.snapshot
+            if self.store.data_version() == old.data_version:
+                return False
+            snap = self.store.snapshot()
+            if snap.key == old.key:
+                return False
+            settings = self.store.settings()
+            if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
+                self._settings(settings)
+                self.queries = self.query_encoder.bind(self.settings, snap.channels, self.clip)
+            self._view = self._make_view(snap)
+            return True
 
     @classmethod
     def open(cls, root: str | Path, **kw) -> "Index":

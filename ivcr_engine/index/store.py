@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import IndexDamaged, MissingFile
+from .shared_connection import serialised
 from .store_lexical import LexicalTable
 from .store_writer import LINE_VECTOR_DTYPE, StoreWriter
 
@@ -126,7 +128,8 @@ class IndexStore(StoreWriter, LexicalTable):
             if not create:
                 raise MissingFile(f"no index at {self.root} (meta.sqlite missing); build one with `ivcr index`")
             (self.root / "vectors").mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: a server reads one index from many threads (SQLite serialises them)
+        # check_same_thread=False: a server reads one index from many threads, one at a time (_lock)
+        self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.root / "meta.sqlite"), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -155,6 +158,7 @@ class IndexStore(StoreWriter, LexicalTable):
         return has()
 
     # -- metadata ---------------------------------------------------------------------------
+    @serialised
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -169,6 +173,7 @@ class IndexStore(StoreWriter, LexicalTable):
     def set_settings(self, settings: dict) -> None:
         self.set_meta("settings", json.dumps(settings, sort_keys=True))
 
+    @serialised
     def channels(self) -> dict[str, ChannelSpec]:
         rows = self.db.execute("SELECT name, dim, dtype, model, model_sha256 FROM channels ORDER BY name").fetchall()
         return {r[0]: ChannelSpec(*r) for r in rows}
@@ -184,6 +189,7 @@ class IndexStore(StoreWriter, LexicalTable):
             raise ValueError(f"channel {spec.name!r} is {have.dim}-d {have.dtype} in this index, not "
                              f"{spec.dim}-d {spec.dtype}")
 
+    @serialised
     def row_count(self) -> int:
         row = self.db.execute("SELECT MAX(rows) FROM channels").fetchone()
         return int(row[0] or 0)
@@ -202,6 +208,7 @@ class IndexStore(StoreWriter, LexicalTable):
         return self.root / "vectors" / "clip_times.f8"
 
     # -- aliases: other paths with the same content as a stored video -------------------------
+    @serialised
     def aliases(self, video_id: int | None = None) -> dict[int, list[str]]:
         """video id -> its alias paths (every live video's, or one video's)."""
         q = "SELECT a.video_id, a.path FROM aliases a JOIN videos v ON v.id = a.video_id WHERE v.removed = 0"
@@ -217,10 +224,12 @@ class IndexStore(StoreWriter, LexicalTable):
         return self.db.execute("SELECT rowid, text FROM texts ORDER BY rowid").fetchall()
 
     # -- reading ----------------------------------------------------------------------------
+    @serialised
     def data_version(self) -> int:
         """Changes whenever another connection commits (cheap: no table is read)."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
+    @serialised
     def snapshot(self, allow_rebuild: bool = False) -> Snapshot:
         """The committed videos, channels and row count, all from one read transaction."""
         self.db.execute("BEGIN")
@@ -258,6 +267,7 @@ class IndexStore(StoreWriter, LexicalTable):
     _VIDEO_KEYS = ("id", "path", "content_hash", "duration", "fps", "width", "height", "first_row", "n_clips",
                    "removed", "info")
 
+    @serialised
     def _video_rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         q = f"SELECT {', '.join(self._VIDEO_KEYS)} FROM videos {where} ORDER BY first_row"
         return [dict(zip(self._VIDEO_KEYS, r)) for r in self.db.execute(q, params).fetchall()]
@@ -283,6 +293,7 @@ class IndexStore(StoreWriter, LexicalTable):
         opening a million-clip index reads nothing up front)."""
         return self._map(self._clips_path(), np.float64, self.row_count() if rows is None else rows, 2)
 
+    @serialised
     def _lines(self, columns: str, video_id: int, start: float, end: float) -> list[tuple]:
         return self.db.execute(f"SELECT {columns} FROM texts WHERE video_id = ? AND t_start < ? AND t_end > ?"
                                " ORDER BY t_start, rowid", (video_id, _bound(end), _bound(start))).fetchall()
@@ -303,6 +314,7 @@ class IndexStore(StoreWriter, LexicalTable):
                 [None if r[4] is None else np.frombuffer(r[4], LINE_VECTOR_DTYPE).astype(np.float32) for r in rows],
                 [r[5] for r in rows])
 
+    @serialised
     def concepts(self, rows: Sequence[int]) -> list[str | None]:
         rows = [int(r) for r in rows]
         found = {}

@@ -16,6 +16,7 @@ import sqlite3
 from typing import Iterable
 
 from . import words
+from .shared_connection import serialised
 
 TABLE = "lines_fts"
 _CREATE = f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(terms, tokenize='{words.TOKENIZE}')"
@@ -23,7 +24,7 @@ VERSION_KEY = "lexical_version"
 
 
 class LexicalTable:
-    """Needs ``db``, ``_meta()`` and ``set_meta()`` from the store."""
+    """Needs ``db``, ``_lock``, ``_meta()`` and ``set_meta()`` from the store."""
 
     def _open_lexical(self) -> None:
         """Create the table when missing and build it when it is not current (a read-only index
@@ -38,6 +39,7 @@ class LexicalTable:
             except sqlite3.OperationalError:  # read-only, or another writer holds the lock
                 pass
 
+    @serialised
     def lexical_ready(self) -> bool:
         """Whether the table is current: built under this segmentation (counts are check.py's)."""
         try:
@@ -88,15 +90,18 @@ class LexicalTable:
             out.append(f"the lexical table fails FTS5's integrity check ({exc})")
         return out
 
+    @serialised
     def line_total(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM texts").fetchone()[0])
 
+    @serialised
     def count_matching(self, match: str, cap: int) -> int:
         """How many lines match an FTS5 query, counted up to ``cap`` (reading at most that much
         of its doclists: a common word stops early)."""
         return int(self.db.execute(f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE {TABLE} MATCH ? LIMIT ?)",
                                    (match, int(cap))).fetchone()[0])
 
+    @serialised
     def lines_with(self, match: str, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` lines matching an FTS5 query, as (line rowid, video id), by rowid."""
         return self.db.execute(f"SELECT f.rowid, t.video_id FROM {TABLE} f JOIN texts t ON t.rowid = f.rowid "

@@ -1,6 +1,7 @@
 """The index a server answers from, kept live: ``check()`` (called every ``poll_s`` by the server)
-notices rows committed by ``ivcr index`` since the last look and maps them, so new videos are
-searchable without a restart. Batching (``BatchingIndex``) is applied here, under the engine."""
+notices rows committed by ``ivcr index`` since the last look and refreshes the index in place, so
+new videos are searchable without a restart. Batching (``BatchingIndex``) is applied here, under
+the engine."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ from pathlib import Path
 
 from ..index.batching import BatchingIndex
 from ..index.manifest import MANIFEST, is_sharded, read_manifest
-from ..index.sharded import open_index
 
 
 def commit_signature(root: Path) -> tuple:
@@ -99,16 +99,10 @@ class LiveIndex:
                 return False
             current = self.engine.index
             inner = current.inner if isinstance(current, BatchingIndex) else current
-            if getattr(inner, "actors", None):  # shards on Ray actors: each actor refreshes between its calls
-                inner.refresh()
-            else:  # in this process turns run on many threads over one SQLite connection per index:
-                # open the index again (sharing the query encoder and its cache) and swap
-                fresh = open_index(self.root, query_encoder=inner.query_encoder, prefault=getattr(inner, "prefault", False))
-                self.engine.index = self._wrap(fresh)
-                if isinstance(current, BatchingIndex):  # turns in flight may still hold it: close later
-                    closer = threading.Timer(60.0, current.close)
-                    closer.daemon = True  # never holds the process open at exit
-                    closer.start()
+            # the one index, refreshed in place beside the turns running on other threads: a turn
+            # finishes on the view it started with (Index.refresh; a sharded index refreshes each
+            # shard, here or on its Ray actor)
+            inner.refresh()
             self._signature = sig
         if self.on_refresh is not None:
             self.on_refresh()

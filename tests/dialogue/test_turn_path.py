@@ -15,7 +15,7 @@ from ivcr_engine.index.sharded import ShardedIndex, open_index
 TURN = "find videos of a parrot on a perch"
 
 
-def test_a_text_a_turn_encoded_is_not_encoded_again_by_serving_a_swap_or_a_sharded_index(shared_index, tmp_path):
+def test_a_text_a_turn_encoded_is_not_encoded_again_by_serving_a_reopened_or_a_sharded_index(shared_index, tmp_path):
     root = shared_index[0]
     shared = QueryEncoder()
     engine = Engine(Index(root, query_encoder=shared), candidate_moments=True)
@@ -26,7 +26,7 @@ def test_a_text_a_turn_encoded_is_not_encoded_again_by_serving_a_swap_or_a_shard
     engine.index = BatchingIndex(engine.index)
     assert engine.session().ask(TURN).candidates == first.candidates
     engine.index.close()
-    # a swap: the folder opened again, as a live server does after a commit
+    # the folder opened again on the process's query encoder
     engine.index = open_index(root, query_encoder=shared)
     assert engine.session().ask(TURN).candidates == first.candidates
     # a sharded index of the same text model

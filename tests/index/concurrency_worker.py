@@ -2,12 +2,18 @@
 time, and readers that search in a bounded loop and check every answer against what was written.
 
     python concurrency_worker.py writer ROOT N_VIDEOS N_READERS
-    python concurrency_worker.py reader ROOT MODE OUT_JSON      (MODE: refresh | open)
+    python concurrency_worker.py reader ROOT MODE OUT_JSON      (MODE: refresh | open | threads)
+
+"threads": one Index searched from SEARCH_THREADS threads while another thread refreshes it in a
+loop (what `ivcr serve` does); its searches also read the lexical channel, whose lines come from
+the index's SQLite connection while a refresh reads a snapshot on it.
 """
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -18,6 +24,8 @@ from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord
 
 DIM = 16
 MAX_LOOPS = 3000  # bound on a reader's searches
+SEARCH_THREADS = 8
+WORDS = ("zebra", "glacier", "violin")  # each video's subtitle line holds one of them
 
 
 def video_vectors(i: int) -> np.ndarray:
@@ -32,12 +40,14 @@ def query() -> dict:
     return {"visual": q / np.linalg.norm(q)}
 
 
-def record(i: int) -> VideoRecord:
+def record(i: int, line: bool = False) -> VideoRecord:
+    """Video i; with ``line``, a subtitle line that holds one of WORDS."""
     v = video_vectors(i)
     n = len(v)
     times = np.stack([np.arange(n) * 2.0, np.arange(n) * 2.0 + 2.0], 1)
+    texts = [("subtitle", 0.0, 2.0, f"a line about a {WORDS[i % 3]}")] if line else []
     return VideoRecord(path=f"/videos/v{i}.mp4", content_hash=f"hash-{i}", duration=2.0 * n, clip_times=times,
-                       vectors={"visual": v})
+                       vectors={"visual": v}, texts=texts)
 
 
 def create(root: Path) -> None:
@@ -52,14 +62,53 @@ def writer(root: Path, n: int, readers: int) -> None:
         time.sleep(0.01)
     with IndexStore(root) as s:
         for i in range(1, n):
-            vid = s.add_video(record(i))
+            vid = s.add_video(record(i, line=True))
             if i % 5 == 0:  # tombstones too: a reader must never return a removed video after refresh
                 s.remove_videos([vid])
+            time.sleep(0.01)  # commits spread over the readers' searches, not all before their first
     (root / "writer-done").touch()
 
 
+class Checker:
+    """Checks a search's hits against what the writer committed (read after the search: committed
+    videos only grow) and, for a dense-only search, each hit's score against its video's rows."""
+
+    def __init__(self):
+        self.truth: dict[int, float] = {}
+        self.q = query()
+
+    def problems(self, root: Path, index, hits, scored: bool) -> list[str]:
+        db = sqlite3.connect(f"file:{root / 'meta.sqlite'}?mode=ro", uri=True)  # (an IndexStore's open writes)
+        try:
+            committed = {r[0]: {"path": r[1], "duration": r[2]}
+                         for r in db.execute("SELECT id, path, duration FROM videos")}
+        finally:
+            db.close()
+        out = []
+        for h in hits:
+            rec = index.videos[h.video_index]
+            i = int(Path(h.path).stem[1:])
+            if i not in self.truth:
+                rows = video_vectors(i).astype(np.float16).astype(np.float32)
+                self.truth[i] = float((rows @ self.q["visual"][0]).max())
+            problems = []
+            if h.video_id not in committed or committed[h.video_id]["path"] != h.path:
+                problems.append("not a committed video")
+            if rec["id"] != h.video_id or rec["removed"]:
+                problems.append("removed or mismatched in the reader's own view")
+            if scored and abs(h.score - self.truth[i]) > 2e-3:
+                problems.append(f"score {h.score} but the video's best clip scores {self.truth[i]}")
+            if not (0 <= h.start < h.end <= committed.get(h.video_id, {"duration": -1})["duration"] + 1e-6):
+                problems.append(f"moment {h.start}-{h.end} outside the video")
+            if problems:
+                out.append(f"{h.path}: {'; '.join(problems)}")
+        return out
+
+
 def reader(root: Path, mode: str, out: Path) -> None:
-    q, truth = query(), {}
+    if mode == "threads":
+        return threaded_reader(root, out)
+    check = Checker()
     stats = {"searches": 0, "failures": [], "inconsistent": [], "refreshed": 0, "hits": 0, "final_live": None}
     index = Index.open(root)
     (root / f"ready-{out.stem}").touch()
@@ -72,33 +121,70 @@ def reader(root: Path, mode: str, out: Path) -> None:
             else:
                 index.close()
                 index = Index.open(root)  # what each `ivcr search` run does
-            hits = index.search(q, k=5, weights={"visual": 1.0})
+            hits = index.search(check.q, k=5, weights={"visual": 1.0})
             stats["searches"] += 1
-            with IndexStore(root) as check:  # read after the search: committed videos only grow
-                committed = {v["id"]: v for v in check.videos(include_removed=True)}
-            for h in hits:
-                stats["hits"] += 1
-                rec = index.videos[h.video_index]
-                i = int(Path(h.path).stem[1:])
-                if i not in truth:
-                    truth[i] = float((video_vectors(i).astype(np.float16).astype(np.float32) @ q["visual"][0]).max())
-                problems = []
-                if h.video_id not in committed or committed[h.video_id]["path"] != h.path:
-                    problems.append("not a committed video")
-                if rec["id"] != h.video_id or rec["removed"]:
-                    problems.append("removed or mismatched in the reader's own view")
-                if abs(h.score - truth[i]) > 2e-3:
-                    problems.append(f"score {h.score} but the video's best clip scores {truth[i]}")
-                if not (0 <= h.start < h.end <= committed.get(h.video_id, {"duration": -1})["duration"] + 1e-6):
-                    problems.append(f"moment {h.start}-{h.end} outside the video")
-                if problems:
-                    stats["inconsistent"].append(f"{h.path}: {'; '.join(problems)}")
+            stats["hits"] += len(hits)
+            stats["inconsistent"] += check.problems(root, index, hits, scored=True)
         except Exception:
             stats["failures"].append(traceback.format_exc(limit=3))
         if done_seen:
             break
         done_seen = done  # one more round after the writer finished: it must see everything
     index.refresh()
+    stats["final_live"] = len(index)
+    out.write_text(json.dumps(stats))
+
+
+def threaded_reader(root: Path, out: Path) -> None:
+    stats = {"searches": 0, "failures": [], "inconsistent": [], "refreshed": 0, "hits": 0, "final_live": None,
+             "lexical_hits": 0}
+    index = Index.open(root)
+    index.search({**query(), "lexical": np.array([" ".join(WORDS)])})  # loads the dictionaries (~1 s) before the race
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def note(key: str, value) -> None:
+        with lock:
+            stats[key] += value
+
+    def searcher(t: int) -> None:
+        check = Checker()
+        for n in range(MAX_LOOPS):
+            last = stop.is_set()  # one more search after the writer finished
+            try:
+                if n % 2:  # dense and lexical: a subtitle word joins the visual query
+                    word = WORDS[(t + n) % 3]
+                    q = {**check.q, "lexical": np.array([word])}
+                    hits = index.search(q, k=5, weights={"visual": 1.0, "lexical": 0.5})
+                    note("lexical_hits", sum(1 for h in hits if any(word in ln[3] for ln in h.evidence.lines)))
+                else:
+                    hits = index.search(check.q, k=5, weights={"visual": 1.0})
+                note("searches", 1)
+                note("hits", len(hits))
+                note("inconsistent", check.problems(root, index, hits, scored=n % 2 == 0))
+            except Exception:
+                note("failures", [traceback.format_exc(limit=4)])
+            if last:
+                return
+
+    def refresher() -> None:
+        while not stop.is_set():
+            try:
+                note("refreshed", int(index.refresh()))
+            except Exception:
+                note("failures", [traceback.format_exc(limit=4)])
+
+    threads = [threading.Thread(target=searcher, args=(t,)) for t in range(SEARCH_THREADS)]
+    threads.append(threading.Thread(target=refresher))
+    for th in threads:
+        th.start()
+    (root / f"ready-{out.stem}").touch()
+    while not (root / "writer-done").exists():
+        time.sleep(0.01)
+    index.refresh()  # the writer is done: every search from here on sees all of it
+    stop.set()
+    for th in threads:
+        th.join()
     stats["final_live"] = len(index)
     out.write_text(json.dumps(stats))
 

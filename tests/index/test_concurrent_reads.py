@@ -18,26 +18,42 @@ N_VIDEOS = 60
 MODES = ("refresh", "refresh", "open")
 
 
-def test_searches_during_an_ingest_are_all_consistent(tmp_path):
+def _run(tmp_path: Path, modes: tuple[str, ...]) -> list[dict]:
     root = tmp_path / "idx"
     worker.create(root)
     script = str(Path(worker.__file__))
-    outs = [tmp_path / f"reader{i}.json" for i in range(len(MODES))]
+    outs = [tmp_path / f"reader{i}.json" for i in range(len(modes))]
     readers = [subprocess.Popen([sys.executable, script, "reader", str(root), mode, str(out)])
-               for mode, out in zip(MODES, outs)]
-    writer = subprocess.Popen([sys.executable, script, "writer", str(root), str(N_VIDEOS), str(len(MODES))])
+               for mode, out in zip(modes, outs)]
+    writer = subprocess.Popen([sys.executable, script, "writer", str(root), str(N_VIDEOS), str(len(modes))])
     assert writer.wait(timeout=300) == 0
     for r in readers:
         assert r.wait(timeout=300) == 0
     live = N_VIDEOS - len(range(5, N_VIDEOS, 5))
-    for mode, out in zip(MODES, outs):
+    got = []
+    for mode, out in zip(modes, outs):
         stats = json.loads(out.read_text())
         assert stats["failures"] == [], stats["failures"][:2]
         assert stats["inconsistent"] == [], stats["inconsistent"][:5]
         assert stats["searches"] >= 2 and stats["hits"] > 0
         assert stats["final_live"] == live
-        if mode == "refresh":
+        if mode != "open":
             assert stats["refreshed"] >= 1
+        got.append(stats)
+    return got
+
+
+def test_searches_during_an_ingest_are_all_consistent(tmp_path):
+    _run(tmp_path, MODES)
+
+
+def test_one_index_refreshed_beside_eight_searching_threads(tmp_path):
+    """What `ivcr serve` does with the index it answers from: one Index, searched from 8 threads
+    (dense, and dense with the lexical channel, whose lines it reads on the index's connection)
+    while a ninth refreshes it in a loop and another process commits videos and tombstones."""
+    stats, = _run(tmp_path, ("threads",))
+    assert stats["searches"] >= 2 * worker.SEARCH_THREADS
+    assert stats["lexical_hits"] > 0  # the lexical channel's lines were found and shown
 
 
 def test_refresh_maps_new_videos_and_removals_only_when_committed(tmp_path):

@@ -305,7 +305,7 @@ def test_serve_over_a_sharded_index_sees_new_videos(shared_data, tmp_path):
         assert c.get("/healthz").json()["videos"] == before + 1
         names = [h["name"] for h in c.post("/v1/search", json={"query": "a cockatoo", "k": 20}).json()["hits"]]
         assert "cockatoo.mp4" in names
-        # the session goes on over the swapped index
+        # the session goes on over the refreshed index
         again = c.post(f"/v1/sessions/{sid}/turns", json={"text": "the second one"}).json()
         assert again["intent"] == "selection"
     ing.close()
