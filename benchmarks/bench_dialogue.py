@@ -161,7 +161,7 @@ def test_turns_python_path_against_the_engine(engine, sentences, record):
         w = idx._weights(rows, weights)
         eligible = idx._eligible(idx._view, allow, deny)
         short = reference_shortlists(idx.ranking, dense(rows), {c: w[c] for c in dense(rows)}, k, eligible)
-        return reference_rank(idx.mapped, idx.lexical, rows, w, int(k), eligible, short, idx._view.ref_of)
+        return reference_rank(idx.mapped, ref.lexical, rows, w, int(k), eligible, short, idx._view.ref_of)
 
     python_path = {"rank_videos": staged_rank, "moments": ref.moments,
                    "evidence": lambda video, start, end, queries=None, weights=None: ref.evidence(
@@ -214,28 +214,30 @@ def test_lexical_cost(engine, sentences, record):
     """What the lexical channel (issue 21) adds to a turn, same run, same queries: each video- and
     moment-retrieval turn asked with the channel on and off, alternating, on the default model's
     corpus (its ~600k lines are real annotation sentences: synthetic_index._ensure_lines).
-    Before each turn the search forgets every text's lines (no text is answered from a kept
-    answer); "cold" also forgets which words are common in the index (a serving process keeps
-    that for its snapshot's life, "warm": words recur across queries)."""
+    Every text is new to the engine (no text is answered from the lines it keeps per text);
+    "cold" also starts each turn on a fresh engine view, which has not counted which words are
+    common in the index (a serving process keeps that for its snapshot's life, "warm": words
+    recur across queries)."""
     corpus, engine = engine
     if corpus != "encoder-e5":
         pytest.skip("measured on the default model's corpus")
     index = engine.index
-    lexical = index._view.lexical
-    assert lexical is not None and lexical.ready and index.store.db.execute(
+    assert index.store.lexical_ready() and index.store.db.execute(
         "SELECT count(*) FROM texts").fetchone()[0] > 100_000
     turns = [(f"find videos where {sentences[k].lower()}", f"when does {sentences[k + 1].lower()}")
              for k in range(0, len(sentences) - 1, 2)]
     for state in ("warm", "cold"):
         times: dict[str, dict[str, list]] = {"on": {}, "off": {}}
-        for i, (find, when) in enumerate(turns * 2):
+        index._view = index._make_view(index._view.mapped.snapshot)  # nothing kept from before
+        for i, (find, when) in enumerate(turns):
             for mode in (("on", "off") if i % 2 == 0 else ("off", "on")):
-                # off: the index finds no query lines, and hands the engine none
+                # off: the index hands the engine no query text for the lexical channel
                 if mode == "off":
-                    index._lexical = lambda view, queries: None
+                    index._lexical = lambda queries: None
                 else:
                     index.__dict__.pop("_lexical", None)
-                lexical.forget(counts=state == "cold")
+                    if state == "cold":
+                        index._view = index._make_view(index._view.mapped.snapshot)
                 s = engine.session()
                 for t in (find, when):
                     r = s.ask(t)

@@ -77,7 +77,7 @@ def test_ranking_and_search(corpus, sentences, host_programs, record):
         weights = index._weights(rows, w)
         eligible = ~index.removed
         short = reference_shortlists(index.ranking, dense(rows), {c: weights[c] for c in dense(rows)}, k, eligible)
-        return reference_rank(index.mapped, index.lexical, rows, weights, k, eligible, short, index._view.ref_of)
+        return reference_rank(index.mapped, ref.lexical, rows, weights, k, eligible, short, index._view.ref_of)
 
     # the same answers first (the suite's parity test holds them at small scale; here at 1M)
     for q in texts[:10]:

@@ -122,8 +122,15 @@ IVCR_API ivcr_status ivcr_queries_set_lexical(ivcr_queries *queries, size_t row,
                                               const float *video_coverage, size_t n_videos,
                                               const int64_t *line_rowids, const float *line_coverage,
                                               size_t n_lines);
+/* The lexical channel from the text of query row `row` (UTF-8): the engine finds the index's
+ * lines that hold its words (or their dictionary translations) when it searches, as ivcr_search
+ * does, and weighs them by the "lexical" weight. Needs the language tables `ivcr models prepare`
+ * writes (IVCR_UNSUPPORTED at search time without them); an index whose lexical table predates
+ * this engine's segmentation finds nothing. Replaces ivcr_queries_set_lexical's matches. */
+IVCR_API ivcr_status ivcr_queries_set_lexical_text(ivcr_queries *queries, size_t row, const char *text);
 /* The text query rows the native encoder gives for `n` texts (the same rows ivcr_search uses;
- * IVCR_UNSUPPORTED where the index's text model has no native encoder). */
+ * IVCR_UNSUPPORTED where the index's text model has no native encoder), each row with its text
+ * for the lexical channel (ivcr_queries_set_lexical_text). */
 IVCR_API ivcr_status ivcr_encode_queries(ivcr_index *index, const char *const *texts, size_t n,
                                          ivcr_queries **out);
 /* A text model's query shaping (for a host with its own encoder of that model): its unit query
@@ -182,10 +189,10 @@ IVCR_API ivcr_status ivcr_search_options_set_evidence(ivcr_search_options *opts,
 /* Moments only inside [start, end] seconds (ivcr_moments; default: the whole video). */
 IVCR_API ivcr_status ivcr_search_options_set_window(ivcr_search_options *opts, double start, double end);
 
-/* Top k videos for a text query, each with its best moment(s) and their evidence. Needs the
- * native encoder of the index's text model (IVCR_UNSUPPORTED otherwise, and on a CPU without
- * AVX2: use ivcr_search_vectors with your own encoder's rows). The dense channels only: the
- * lexical channel's words are found by a host (ivcr_queries_set_lexical), not natively yet. */
+/* Top k videos for a text query, each with its best moment(s) and their evidence: the dense
+ * channels from the native encoder of the index's text model (IVCR_UNSUPPORTED otherwise, and on
+ * a CPU without AVX2: use ivcr_search_vectors with your own encoder's rows) and the lexical
+ * channel from the query's words (ivcr_queries_set_lexical_text), as the Python path searches. */
 IVCR_API ivcr_status ivcr_search(ivcr_index *index, const char *query, int k, const ivcr_search_options *opts,
                                  ivcr_results **out);
 /* The same for n texts; out receives n results (free each). */

@@ -80,6 +80,7 @@ _SIGNATURES = {
     "ivcr_queries_free": (None, [_P]),
     "ivcr_queries_set_channel": (C.c_int, [_P, C.c_char_p, _P, C.c_size_t]),
     "ivcr_queries_set_lexical": (C.c_int, [_P, C.c_size_t, _P, _P, C.c_size_t, _P, _P, C.c_size_t]),
+    "ivcr_queries_set_lexical_text": (C.c_int, [_P, C.c_size_t, C.c_char_p]),
     "ivcr_queries_channel": (C.c_int, [_P, C.c_char_p, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.c_size_t)]),
     "ivcr_encode_queries": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.POINTER(_P)]),
     "ivcr_query_shape_open": (C.c_int, [C.c_char_p, C.c_char_p, C.c_char_p, C.POINTER(_P)]),
@@ -302,8 +303,9 @@ class NativeIndex:
 
     # -- queries ------------------------------------------------------------------------------
     def _queries(self, queries: Mapping[str, np.ndarray], lexical: Sequence[tuple] | None = None) -> C.c_void_p:
-        """A queries object from per-channel (B, d) rows; ``lexical``: per row None or
-        (video refs -> coverage, line rowids -> coverage)."""
+        """A queries object from per-channel (B, d) rows; ``lexical``: per row None, the row's
+        text (the engine finds its lines) or matches a caller found (video refs -> coverage, line
+        rowids -> coverage)."""
         L = lib()
         rows = {c: np.ascontiguousarray(np.atleast_2d(np.asarray(q, np.float32))) for c, q in queries.items()}
         batch = next(iter(rows.values())).shape[0] if rows else len(lexical or ())
@@ -316,6 +318,9 @@ class NativeIndex:
                 _check(L.ivcr_queries_set_channel(q, c.encode(), _ptr(r), r.shape[1]))
             for b, lex in enumerate(lexical or ()):
                 if lex is None:
+                    continue
+                if isinstance(lex, str):
+                    _check(L.ivcr_queries_set_lexical_text(q, b, lex.encode()))
                     continue
                 videos, lines = lex
                 vr = np.fromiter(videos.keys(), np.int64, len(videos))

@@ -31,7 +31,7 @@ LAYERS = [
                 "ivcr_engine.index.store_writer", "ivcr_engine.index.manifest"]),
     ("compute", ["ivcr_engine.index.first_stage", "ivcr_engine.index.inverted_lists",
                  "ivcr_engine.index.mapped", "ivcr_engine.index.query_encoder", "ivcr_engine.index.ranking",
-                 "ivcr_engine.index.lexicon", "ivcr_engine.index.lexical",
+                 "ivcr_engine.index.lexicon",
                  "ivcr_engine.index.results", "ivcr_engine.index.image_query"]),
     ("views", ["ivcr_engine.index.single", "ivcr_engine.index.sharded", "ivcr_engine.index.batching",
                "ivcr_engine.index.ray_cluster"]),

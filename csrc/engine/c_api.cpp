@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/index.h"
+#include "engine/lexicon.h"
 #include "engine/query_shape.h"
 #include "engine/text_encoder.h"
 
@@ -254,6 +255,19 @@ ivcr_status ivcr_queries_set_lexical(ivcr_queries* queries, size_t row, const in
         fail(Status::InvalidArgument, "a coverage lies in [0, 1]");
       m.lines[line_rowids[i]] = line_coverage[i];
     }
+    queries->q.lexical[row] = std::move(m);
+  });
+}
+
+ivcr_status ivcr_queries_set_lexical_text(ivcr_queries* queries, size_t row, const char* text) {
+  return guard([&] {
+    need(queries, "queries");
+    need(text, "text");
+    if (row >= queries->q.batch) fail(Status::InvalidArgument, "row " + std::to_string(row) + " is out of range");
+    utf8_decode(text);  // malformed UTF-8 is refused here, not at search time
+    LexicalMatches m;
+    m.from_text = true;
+    m.text = text;
     queries->q.lexical[row] = std::move(m);
   });
 }

@@ -73,6 +73,35 @@ void Index::check(const View& v, const Queries& q) const {
   }
 }
 
+const Queries& Index::with_lexical(const View& v, const Queries& q, Queries& storage) {
+  bool any = false;
+  for (const auto& l : q.lexical) any = any || l.from_text;
+  if (!any) return q;
+  std::shared_ptr<LexicalSearch> search;
+  {
+    std::lock_guard<std::mutex> lock(v.lexical_mu);
+    if (!v.lexical_made) {
+      auto lexicon = Lexicon::load(opts_.model_dir);  // Unsupported where `ivcr models prepare` has not made them
+      if (store_->lexical_ready(lexicon->version())) {
+        std::unordered_map<int64_t, int64_t> ref_of;
+        for (size_t r = 0; r < v.snap->videos.size(); ++r) ref_of[v.snap->videos[r].id] = int64_t(r);
+        v.lexical = std::make_shared<LexicalSearch>(store_.get(), lexicon, std::move(ref_of));
+      }
+      v.lexical_made = true;
+    }
+    search = v.lexical;
+  }
+  storage = q;
+  for (auto& l : storage.lexical) {
+    if (!l.from_text) continue;
+    // a table that is not current (an index made before it, read-only) finds nothing, as in Python
+    LexicalMatches found = search ? search->matches(l.text) : LexicalMatches{};
+    found.set = true;
+    l = std::move(found);
+  }
+  return storage;
+}
+
 std::map<std::string, float> Index::weights(const Queries& q, const SearchOptions& opts) const {
   std::map<std::string, float> w;
   for (const auto& [c, _] : q.rows) w[c] = opts.weight(c);
@@ -80,11 +109,13 @@ std::map<std::string, float> Index::weights(const Queries& q, const SearchOption
   return w;
 }
 
-std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOptions& opts) {
+std::vector<Results> Index::search(const Queries& query, int64_t k, const SearchOptions& opts) {
   if (k < 1) fail(Status::InvalidArgument, "k must be >= 1, got " + std::to_string(k));
   if (opts.per_video < 0) fail(Status::InvalidArgument, "moments per video must be >= 0");
   auto v = view();
-  check(*v, q);
+  check(*v, query);
+  Queries storage;
+  const Queries& q = with_lexical(*v, query, storage);
   std::vector<Results> out(q.batch);
   for (auto& r : out) r.snapshot = v->snap;
   if (v->live_count == 0) return out;
@@ -152,9 +183,11 @@ std::vector<Results> Index::search(const Queries& q, int64_t k, const SearchOpti
   return out;
 }
 
-Results Index::moments(const Queries& q, const std::vector<int64_t>& videos, const SearchOptions& opts) {
+Results Index::moments(const Queries& query, const std::vector<int64_t>& videos, const SearchOptions& opts) {
   auto v = view();
-  check(*v, q);
+  check(*v, query);
+  Queries storage;
+  const Queries& q = with_lexical(*v, query, storage);
   if (q.batch != 1) fail(Status::InvalidArgument, "moments take one query row (batch 1)");
   if (opts.per_video < 1) fail(Status::InvalidArgument, "moments per video must be >= 1");
   if (!(opts.window_lo <= opts.window_hi)) fail(Status::InvalidArgument, "the window's start is after its end");
@@ -168,11 +201,14 @@ Results Index::moments(const Queries& q, const std::vector<int64_t>& videos, con
   return out;
 }
 
-Results Index::evidence(const Queries* q, int64_t video, double start, double end, const SearchOptions& opts) {
+Results Index::evidence(const Queries* query, int64_t video, double start, double end, const SearchOptions& opts) {
   auto v = view();
-  if (q) {
-    check(*v, *q);
-    if (q->batch != 1) fail(Status::InvalidArgument, "evidence takes one query row (batch 1)");
+  Queries storage;
+  const Queries* q = query;
+  if (query) {
+    check(*v, *query);
+    if (query->batch != 1) fail(Status::InvalidArgument, "evidence takes one query row (batch 1)");
+    q = &with_lexical(*v, *query, storage);
   }
   check_ref(*v, video);
   if (!(start <= end)) fail(Status::InvalidArgument, "evidence needs start <= end");
@@ -224,7 +260,12 @@ Queries Index::encode(const std::vector<std::string>& texts) {
   }
   std::vector<std::string> channels;
   for (const auto& [c, _] : v->snap->channels) channels.push_back(c);
-  return enc->rows(texts, channels);
+  Queries q = enc->rows(texts, channels);
+  for (size_t b = 0; b < texts.size(); ++b) {  // the lexical channel: found from the text at search time
+    q.lexical[b].from_text = true;
+    q.lexical[b].text = texts[b];
+  }
+  return q;
 }
 
 Queries Queries::pick(size_t b) const {

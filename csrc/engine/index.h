@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/lexical.h"
 #include "engine/moments.h"
 #include "engine/query.h"
 #include "engine/ranking.h"
@@ -32,6 +33,11 @@ struct View {
   std::string text_model;
   std::vector<uint8_t> live;  // ref -> 1 unless removed
   size_t live_count = 0;
+  // The lexical channel's search over this snapshot, made when a row first asks for it (the
+  // language tables take a second to load): null while the index's lexical table is not current.
+  mutable std::mutex lexical_mu;
+  mutable bool lexical_made = false;
+  mutable std::shared_ptr<LexicalSearch> lexical;
 };
 
 class Index {
@@ -57,6 +63,9 @@ class Index {
   void check(const View& v, const Queries& q) const;
   std::map<std::string, float> weights(const Queries& q, const SearchOptions& opts) const;
   void check_ref(const View& v, int64_t ref) const;
+  // `q` with every row that gives its text for the lexical channel given its matches (in
+  // `storage`), or `q` itself when none does.
+  const Queries& with_lexical(const View& v, const Queries& q, Queries& storage);
 
   OpenOptions opts_;
   std::unique_ptr<Store> store_;

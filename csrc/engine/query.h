@@ -22,10 +22,14 @@ inline std::map<std::string, float> default_weights() {
   return {{"concept", 1.0f}, {"speech", 1.0f}, {"subtitle", 1.0f}, {"ocr", 1.0f}, {"clip", 1.0f}, {kLexical, 0.3f}};
 }
 
+// A row's lexical channel: the matches a host found, or the row's text, whose matches the engine
+// finds (lexical.h) before it ranks.
 struct LexicalMatches {
   bool set = false;                                 // the row is a text query with a lexical search
   std::vector<std::pair<int64_t, float>> videos;    // ref -> best line's coverage (0..1]
   std::unordered_map<int64_t, float> lines;         // line rowid -> coverage
+  bool from_text = false;                           // the engine finds the matches of `text`
+  std::string text;
 };
 
 struct Queries {
@@ -38,7 +42,7 @@ struct Queries {
   const float* row(const std::string& channel, size_t b) const { return rows.at(channel).data() + b * dims.at(channel); }
   bool has_lexical() const {
     for (const auto& l : lexical)
-      if (l.set) return true;
+      if (l.set || l.from_text) return true;
     return false;
   }
   // One row of every channel, as a batch-1 Queries.

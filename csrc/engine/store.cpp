@@ -325,4 +325,35 @@ std::vector<std::string> Store::concepts(const std::vector<int64_t>& rows) {
   return out;
 }
 
+bool Store::lexical_ready(const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt t(db_, "SELECT 1 FROM sqlite_master WHERE name = 'lines_fts'");
+  return t.step() && meta("lexical_version") == version;
+}
+
+int64_t Store::line_total() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, "SELECT count(*) FROM texts");
+  return s.step() ? s.i64(0) : 0;
+}
+
+int64_t Store::count_matching(const std::string& match, int64_t cap) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, "SELECT count(*) FROM (SELECT 1 FROM lines_fts WHERE lines_fts MATCH ? LIMIT ?)");
+  s.bind(1, match);
+  s.bind(2, cap);
+  return s.step() ? s.i64(0) : 0;
+}
+
+std::vector<std::pair<int64_t, int64_t>> Store::lines_with(const std::string& match, int64_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stmt s(db_, "SELECT f.rowid, t.video_id FROM lines_fts f JOIN texts t ON t.rowid = f.rowid "
+              "WHERE lines_fts MATCH ? LIMIT ?");
+  s.bind(1, match);
+  s.bind(2, limit);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  while (s.step()) out.emplace_back(s.i64(0), s.i64(1));
+  return out;
+}
+
 }  // namespace ivcr::engine

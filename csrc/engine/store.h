@@ -92,6 +92,15 @@ class Store {
   // The top_concepts text of each clip row ("" where none).
   std::vector<std::string> concepts(const std::vector<int64_t>& rows);
 
+  // The lexical table (index/store_lexical.py), read as lexical.py reads it: whether it exists
+  // and was built under the segmentation `version`; how many lines the index holds; how many
+  // lines match an FTS5 query, counted up to `cap`; up to `limit` of them as (line rowid, video
+  // id), by rowid. Like Python's, these read the latest commit, not a snapshot.
+  bool lexical_ready(const std::string& version);
+  int64_t line_total();
+  int64_t count_matching(const std::string& match, int64_t cap);
+  std::vector<std::pair<int64_t, int64_t>> lines_with(const std::string& match, int64_t limit);
+
  private:
   std::string meta(const std::string& key);
   void exec(const char* sql);

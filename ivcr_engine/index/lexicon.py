@@ -18,6 +18,8 @@ import re
 import threading
 from importlib import resources
 
+from .words import has_cjk
+
 MAX_GLOSSES = 6        # English phrases kept per Chinese word (the dictionary's first senses)
 MAX_HEADWORDS = 4      # Chinese words kept per English word (those that give it as a first sense)
 PIECE_GLOSSES = 2      # senses kept per piece of a word the dictionary lacks
@@ -90,7 +92,7 @@ def translations(word: str) -> tuple[str, ...]:
     """The other language's forms of one query word (lowercase), each an FTS5 phrase's text. A
     Chinese word the dictionary lacks is read as its longest known pieces ("根部" -> "根" + "部"),
     each with its first senses."""
-    if not available():
+    if not available() or not (word.isascii() or has_cjk(word)):  # (a Latin word with accents has none)
         return ()
     zh_en, en_zh = _load()
     if word.isascii():

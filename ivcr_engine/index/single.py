@@ -1,12 +1,12 @@
 """``Index``: the index protocol over one index folder, and its one-shot ``search``.
 
 It composes the committed snapshot mapped for reading (mapped.py), the native engine over the same
-folder (libivcr through native.py: the exact ranking, the lexical channel's candidates, moments
-with their edges snapped to matching lines, and evidence: one implementation for every host), the
-compact copies a large index's first stage scans (ranking.py builds them beside the vectors; the
-engine scans them and re-ranks each row's shortlist exactly), the lexical channel's query side (lexical.py: the
-query's words and the lines that hold them, found in Python and handed over as matches), and the
-query encoder shared with every other index of the process (query_encoder.py). A refresh maps the
+folder (libivcr through native.py: the exact ranking, the lexical channel (a query text's words,
+their translations and the lines that hold them), moments with their edges snapped to matching
+lines, and evidence: one implementation for every host), the compact copies a large index's first
+stage scans (ranking.py builds them beside the vectors; the engine scans them and re-ranks each
+row's shortlist exactly), and the query encoder shared with every other index of the process
+(query_encoder.py). A refresh maps the
 new snapshot and opens the engine on it, swapping one reference, so a search that started before it
 finishes on the view it started with (a server refreshes the index it searches from another
 thread); the engine only ever sees refs of the view a call started on (``eligible``), so a commit
@@ -29,7 +29,6 @@ from ..models import ClipEncoder
 from ..models.registry import ModelCard, index_text_model
 from ..native import NativeHit, NativeIndex
 from .layout import DEFAULT_WEIGHTS, LEXICAL, PRESENCE_CHANNELS
-from .lexical import LexicalSearch
 from .mapped import Mapped, map_snapshot
 from .protocol import (
     Evidence,
@@ -53,11 +52,10 @@ MOMENT_EDGES = ("lines", "snap", "grid")  # see the engine's open options (inclu
 
 @dataclass(frozen=True)
 class _View:
-    """What one snapshot serves: its rows, the first stage of its ranking, its lexical lines, and
-    the engine opened on it (swapped as one)."""
+    """What one snapshot serves: its rows, the first stage of its ranking, and the engine opened
+    on it (swapped as one)."""
     mapped: Mapped
     ranking: Ranking
-    lexical: LexicalSearch
     native: NativeIndex
     ref_of: dict  # video id -> ref
     native_refs: int  # videos in the engine's snapshot (opened after this view's: as many, or more)
@@ -104,8 +102,8 @@ class Index(MomentShortcuts):
         mapped = map_snapshot(self.store, snap, self.prefault)
         native = NativeIndex(self.store.root, model_dir=self.query_encoder.models_root, moment_edges=self.moment_edges,
                              prefault=mapped.prefaulted)
-        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._chance), LexicalSearch(self.store),
-                     native, {int(v["id"]): r for r, v in enumerate(mapped.videos)}, native.num_refs())
+        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._chance), native,
+                     {int(v["id"]): r for r, v in enumerate(mapped.videos)}, native.num_refs())
 
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,
@@ -140,10 +138,6 @@ class Index(MomentShortcuts):
     @property
     def ranking(self) -> Ranking:
         return self._view.ranking
-
-    @property
-    def lexical(self) -> LexicalSearch:
-        return self._view.lexical
 
     @property
     def native(self) -> NativeIndex:
@@ -242,7 +236,7 @@ class Index(MomentShortcuts):
         rows = dense(queries)
         if rows and view.mapped.corpus.rows >= first_stages.TWO_STAGE_MIN_ROWS:
             view.ranking.prepare(rows, weights)  # the compact copies the engine's first stage scans
-        return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(view, queries),
+        return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(queries),
                                         eligible=self._engine_mask(view, eligible), stage=first_stages.stage_sizes(),
                                         paths=self.ranking_paths)
 
@@ -253,25 +247,12 @@ class Index(MomentShortcuts):
         (handing over a 100k-video mask costs ~0.07 ms a call)."""
         return None if len(eligible) == view.native_refs and eligible.all() else eligible
 
-    def _lexical(self, view: _View, queries: Mapping[str, np.ndarray]) -> list[tuple] | None:
-        """The lexical channel's matches of each query row, as the engine takes them: (video ref ->
-        its best line's coverage, line rowid -> coverage); None when the query has no words."""
+    @staticmethod
+    def _lexical(queries: Mapping[str, np.ndarray]) -> list[str] | None:
+        """Each query row's text for the lexical channel, whose lines the engine finds (lexical.h:
+        the words, their translations, the lines that hold them); None when the query has none."""
         texts = queries.get(LEXICAL)
-        if texts is None:
-            return None
-        out = []
-        for text in np.asarray(texts).reshape(-1):
-            if not view.lexical.ready:
-                out.append(({}, {}))
-                continue
-            found = view.lexical.find(str(text))
-            videos: dict[int, float] = {}
-            for rowid, c in found.coverage.items():
-                ref = view.ref_of.get(found.video_of[rowid])
-                if ref is not None:
-                    videos[ref] = max(videos.get(ref, 0.0), c)
-            out.append((videos, found.coverage))
-        return out
+        return None if texts is None else [str(t) for t in np.asarray(texts).reshape(-1)]
 
     def moments(self, queries: Mapping[str, np.ndarray], videos: Sequence[int], weights: Mapping[str, float] | None = None,
                 window: tuple[float, float] | None = None, top: int = 1, evidence: bool = True
@@ -281,7 +262,7 @@ class Index(MomentShortcuts):
         if any(q.shape[0] != 1 for q in queries.values()):
             raise InvalidArgument("moments take one query (one row per channel)")
         view = self._view
-        lexical = self._lexical(view, queries)
+        lexical = self._lexical(queries)
         found = view.native.moments(dense(queries), list(dict.fromkeys(vids)), self._weights(queries, weights), window,
                                     top, evidence, lexical=None if lexical is None else lexical[0])
         by_ref: dict[int, list[NativeHit]] = {}
@@ -306,7 +287,7 @@ class Index(MomentShortcuts):
         if queries is not None:
             queries = query_rows(queries)
             w = self._weights(queries, weights)
-            lexical = self._lexical(view, queries)
+            lexical = self._lexical(queries)
         hit = view.native.evidence(video, start, end, None if queries is None else dense(queries), w,
                                    None if lexical is None else lexical[0])
         return _evidence(hit, queries is not None and _text_query(queries))

@@ -9,15 +9,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# Default models, in the order `ivcr models prepare` builds them, with their export scripts.
+# Default models, in the order `ivcr models prepare` builds them, with their export scripts
+# ("lexicon": the lexical channel's language tables, which the engine reads).
 # The frame model embeds its class names with every text model, and the int8 query encoder is
 # derived from MiniLM's graph, so the text models come first.
 MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "text_me5_small", "frame_effnet_lite0",
-               "speech_whisper_tiny_en", "ocr_ppocr_v4")
+               "speech_whisper_tiny_en", "ocr_ppocr_v4", "lexicon")
 _EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "text_minilm_l6_int8": "quantize_text_encoder.py",
               "text_me5_small": "export_multilingual_text_encoder.py",
               "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py",
-              "ocr_ppocr_v4": "prepare_ocr_model.py"}
+              "ocr_ppocr_v4": "prepare_ocr_model.py", "lexicon": "prepare_lexicon.py"}
 # Text models an index can be built with (the text channels live in one of their spaces). New
 # indexes use the multilingual one: Chinese and English queries meet the same content. An index
 # records its text model, so one built with MiniLM keeps working (or `ivcr index --rebuild-text`).
@@ -91,13 +92,20 @@ def _exporter_script(name: str) -> Path:
     return script
 
 
+# Package modules an export writes through (their definitions are what it exports).
+_EXPORT_DEPENDS = {"lexicon": ("index/words.py", "index/lexicon.py")}
+
+
 def _exporter_hash(name: str) -> str:
-    """What an export depends on in the source tree: its script and the scripts' shared module."""
+    """What an export depends on in the source tree: its script, the scripts' shared module and
+    the package modules it exports through."""
     script = _exporter_script(name)
     h = hashlib.sha256(script.read_bytes())
     common = script.parent / "common.py"
     if common.is_file():
         h.update(common.read_bytes())
+    for module in _EXPORT_DEPENDS.get(name, ()):
+        h.update((Path(__file__).resolve().parents[1] / module).read_bytes())
     return h.hexdigest()
 
 

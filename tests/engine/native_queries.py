@@ -7,6 +7,8 @@ import numpy as np
 from ivcr_engine.index import Index
 from ivcr_engine.index.layout import LEXICAL
 
+from .reference_lexical import LexicalSearch
+
 from ..models.test_multilingual_encoder import TRANSLATED, annotation_queries
 
 
@@ -28,7 +30,7 @@ def python_rows(index: Index, batch: list[str]) -> tuple[dict[str, np.ndarray], 
     ABI's form: (video ref -> best coverage, line rowid -> coverage)."""
     rows = index.encode_queries(batch)
     dense = {c: v for c, v in rows.items() if c != LEXICAL}
-    lex = index.lexical
+    lex = LexicalSearch(index.store)  # the Python path's, the engine's reference
     ref_of = {int(v["id"]): r for r, v in enumerate(index.videos)}
     matches = []
     for t in batch:

@@ -32,7 +32,7 @@ from ivcr_engine.eval.metrics import temporal_iou
 from ivcr_engine.models.text import calibrated
 from ivcr_engine.span import SpanScorer
 from ivcr_engine.index.layout import LEXICAL, TEXT_BASELINE
-from ivcr_engine.index.lexical import LexicalSearch
+from .reference_lexical import LexicalSearch
 from ivcr_engine.index.mapped import Mapped
 from .reference_edges import best_line, line_scores, snap_to_lines
 from ivcr_engine.index.protocol import Evidence, Moment, MomentMatch, dense

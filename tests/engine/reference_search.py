@@ -8,6 +8,7 @@ from ivcr_engine.index import Hit, Index
 from ivcr_engine.index.protocol import query_rows
 from ivcr_engine.models.registry import index_text_model
 
+from .reference_lexical import LexicalSearch
 from .reference_moments import LineScale, MomentService
 from .reference_ranking import reference_rank
 
@@ -15,15 +16,16 @@ from .reference_ranking import reference_rank
 class Reference:
     def __init__(self, index: Index):
         self.index = index
+        self.lexical = LexicalSearch(index.store)
         settings = index.settings
         scale = LineScale(usable=settings.get("line_text_model") == index_text_model(settings), chance=index._chance)
         self.service = MomentService(index.mapped, index.store, index.clip_seconds, index.moment_edges, scale,
-                                     index.lexical)
+                                     self.lexical)
 
     def rank(self, queries, k: int, weights=None, allow=None, deny=None):
         ix = self.index
         q = query_rows(queries)
-        return reference_rank(ix.mapped, ix.lexical, q, ix._weights(q, weights), int(k), ix._eligible(ix._view, allow, deny),
+        return reference_rank(ix.mapped, self.lexical, q, ix._weights(q, weights), int(k), ix._eligible(ix._view, allow, deny),
                               None, ix._view.ref_of)
 
     def moments(self, queries, videos, weights=None, window=None, top: int = 1, evidence: bool = True):

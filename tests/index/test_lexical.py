@@ -11,7 +11,7 @@ import pytest
 from ivcr_engine.cli import main
 from ivcr_engine.index import Index, IndexStore, VideoRecord
 from ivcr_engine.index import lexicon, words
-from ivcr_engine.index.lexical import query_terms
+from ..engine.reference_lexical import query_terms
 from ivcr_engine.index.store_lexical import TABLE
 
 from . import concurrency_worker as worker

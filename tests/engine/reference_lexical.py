@@ -1,4 +1,6 @@
-"""The lexical channel: how well a video's timed text lines contain the query's words.
+"""The reference for the engine's lexical channel (csrc/engine/lexicon.cpp, lexical.cpp), kept from
+the Python path it replaced (ivcr_engine/index/lexical.py): how well a video's timed text lines
+contain the query's words.
 
 A query's words (words.query_words) are *terms*; a term matches a line when the word, or one of
 its dictionary translations (lexicon.py: "日食" -> "solar eclipse" | "eclipse"), occurs in it
@@ -29,7 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import combinations
 
-from . import lexicon, words
+from ivcr_engine.index import lexicon, words
 
 LINES_READ = 64      # lines a query's lexical candidates come from (reading one costs ~5 us at 600k lines)
 MAX_TERMS = 4        # rarest terms that find lines (a sentence's other words are the dense channels')

@@ -1,0 +1,58 @@
+// A query's words for the lexical channel, as ivcr_engine/index/words.py and lexicon.py define
+// them, from the tables `ivcr models prepare` exports through those modules
+// (models/prepare_lexicon.py: jieba's dictionary, wordninja's ranks, the dictionary translations,
+// Python's \w and lowercase): Latin runs split into \w+ words and lowercased, CJK runs cut by
+// jieba's precise cut without its HMM (the DAG of dictionary words, the most probable route),
+// stop words and repeats dropped; each word a term with its translations and its rarity.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace ivcr::engine {
+
+struct Term {
+  std::string word;                // the query's word
+  std::vector<std::string> forms;  // it and its translations
+  double rarity = 0.0;             // words.rarity
+  std::string match;               // the FTS5 query of any form: ("a" OR "b")
+};
+
+class Lexicon {
+ public:
+  // The tables under <model_dir>/lexicon, read once per folder; throws Unsupported when they
+  // are not prepared.
+  static std::shared_ptr<const Lexicon> load(const std::string& model_dir);
+  explicit Lexicon(const std::string& folder);
+
+  // words.VERSION of the segmentation the tables follow (an index's lexical table must match).
+  const std::string& version() const { return version_; }
+  std::vector<std::string> query_words(const std::string& text) const;  // words.query_words
+  std::vector<Term> terms(const std::string& text) const;               // lexical.query_terms
+  double rarity(const std::string& word) const;                         // words.rarity
+
+ private:
+  std::vector<std::string> cut(const std::u32string& run) const;  // one CJK run, jieba's precise cut
+  void route(const std::u32string& block, std::vector<std::string>& out) const;
+  bool is_word_char(char32_t c) const;
+
+  std::string version_;
+  std::unordered_map<std::string, int64_t> freq_;  // jieba's FREQ (prefixes at 0)
+  double log_total_ = 0.0, total_ = 0.0;
+  std::unordered_map<std::string, int64_t> rank_;  // English word -> rank
+  double log_n_ = 0.0;
+  std::unordered_map<std::string, std::vector<std::string>> translations_;
+  std::vector<std::pair<char32_t, char32_t>> word_ranges_;  // Python's \w, sorted
+  std::unordered_map<char32_t, std::u32string> lower_;
+  std::unordered_set<std::string> stop_;
+};
+
+bool has_cjk(const std::u32string& s);
+std::u32string utf8_decode(const std::string& s);  // throws InvalidArgument on malformed UTF-8
+std::string utf8_encode(const std::u32string& s);
+
+}  // namespace ivcr::engine
