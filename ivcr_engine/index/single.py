@@ -57,7 +57,6 @@ class _View:
     mapped: Mapped
     ranking: Ranking
     native: NativeIndex
-    ref_of: dict  # video id -> ref
     native_refs: int  # videos in the engine's snapshot (opened after this view's: as many, or more)
 
 
@@ -102,8 +101,7 @@ class Index(MomentShortcuts):
         mapped = map_snapshot(self.store, snap, self.prefault)
         native = NativeIndex(self.store.root, model_dir=self.query_encoder.models_root, moment_edges=self.moment_edges,
                              prefault=mapped.prefaulted)
-        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._chance), native,
-                     {int(v["id"]): r for r, v in enumerate(mapped.videos)}, native.num_refs())
+        return _View(mapped, Ranking(mapped, self.store.root / "vectors", self._chance), native, native.num_refs())
 
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,

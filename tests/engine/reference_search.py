@@ -17,6 +17,7 @@ class Reference:
     def __init__(self, index: Index):
         self.index = index
         self.lexical = LexicalSearch(index.store)
+        self.ref_of = {int(v["id"]): r for r, v in enumerate(index.mapped.videos)}  # video id -> ref
         settings = index.settings
         scale = LineScale(usable=settings.get("line_text_model") == index_text_model(settings), chance=index._chance)
         self.service = MomentService(index.mapped, index.store, index.clip_seconds, index.moment_edges, scale,
@@ -26,7 +27,7 @@ class Reference:
         ix = self.index
         q = query_rows(queries)
         return reference_rank(ix.mapped, self.lexical, q, ix._weights(q, weights), int(k), ix._eligible(ix._view, allow, deny),
-                              None, ix._view.ref_of)
+                              None, self.ref_of)
 
     def moments(self, queries, videos, weights=None, window=None, top: int = 1, evidence: bool = True):
         q = query_rows(queries)
