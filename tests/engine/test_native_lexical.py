@@ -9,7 +9,6 @@ import ctypes
 import numpy as np
 import pytest
 
-from ivcr_engine.index import Index
 from ivcr_engine.native import NativeIndex, Unsupported, lib
 
 from .native_queries import line_queries, python_rows, texts
@@ -18,15 +17,6 @@ from .reference_lexical import LexicalSearch, query_terms
 IVCR_INVALID_ARGUMENT = 1  # include/ivcr.h
 EDGES = ["bird 鸟", "the the the", "café au lait", "ÉCOLE Straße", "日食 eclipse NASA", "面团 bread",
          "x" * 300, "光合作用", "𠀀𠀁 rare characters", "a_b snake_case 42", "Ünïcödé", "  spaced   out  "]
-
-
-@pytest.fixture(scope="module")
-def both(shared_index):
-    root, _ = shared_index
-    py, nat = Index(root), NativeIndex(root)
-    yield py, nat
-    nat.close()
-    py.close()
 
 
 def _batch(py, shared_data):
