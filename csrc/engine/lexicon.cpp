@@ -54,7 +54,10 @@ bool has_cjk(const std::u32string& s) { return std::any_of(s.begin(), s.end(), i
 
 std::shared_ptr<const Lexicon> Lexicon::load(const std::string& model_dir) {
   static std::mutex mu;
-  static std::map<std::string, std::shared_ptr<const Lexicon>> loaded;  // ~1 s to read: once per folder
+  // ~1-2 s to read, so once per folder and process (include/ivcr.h: the one global besides the
+  // thread pool; read-only once loaded): a host that opens a new handle on each refresh, as the
+  // Python package does, reads them once
+  static std::map<std::string, std::shared_ptr<const Lexicon>> loaded;
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = loaded[model_dir];
   if (!slot) slot = std::make_shared<const Lexicon>(model_dir + "/lexicon");
