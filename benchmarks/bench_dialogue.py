@@ -224,6 +224,7 @@ def test_lexical_cost(engine, sentences, record):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.engine.native_queries import python_matches as matches_of
     from tests.engine.reference_lexical import LexicalSearch
 
     corpus, engine = engine
@@ -237,18 +238,7 @@ def test_lexical_cost(engine, sentences, record):
 
     def python_matches(queries):  # the Python path's Index._lexical, as it was
         texts = queries.get("lexical")
-        if texts is None:
-            return None
-        out = []
-        for text in np.asarray(texts).reshape(-1):
-            found = python.find(str(text))
-            videos: dict[int, float] = {}
-            for rowid, c in found.coverage.items():
-                ref = ref_of.get(found.video_of[rowid])
-                if ref is not None:
-                    videos[ref] = max(videos.get(ref, 0.0), c)
-            out.append((videos, found.coverage))
-        return out
+        return None if texts is None else [matches_of(python, ref_of, str(t)) for t in np.asarray(texts).reshape(-1)]
 
     turns = [(f"find videos where {sentences[k].lower()}", f"when does {sentences[k + 1].lower()}")
              for k in range(0, len(sentences) - 1, 2)]

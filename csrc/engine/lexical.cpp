@@ -38,17 +38,10 @@ bool LexicalSearch::common(const Term& t) {
     auto it = common_.find(t.match);
     if (it != common_.end()) return it->second;
   }
-  int64_t cap;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    cap = cap_;
-  }
-  if (cap < 0) {
-    cap = std::min(kCommonMax, std::max(kCommonMin, int64_t(kCommonShare * double(store_->line_total()))));
-    std::lock_guard<std::mutex> lock(mu_);
-    cap_ = cap;
-  }
-  const bool is = store_->count_matching(t.match, cap + 1) > cap;
+  std::call_once(cap_once_, [&] {
+    cap_ = std::min(kCommonMax, std::max(kCommonMin, int64_t(kCommonShare * double(store_->line_total()))));
+  });
+  const bool is = store_->count_matching(t.match, cap_ + 1) > cap_;
   std::lock_guard<std::mutex> lock(mu_);
   common_[t.match] = is;
   return is;
@@ -87,17 +80,14 @@ FoundLines LexicalSearch::find(const std::string& text) {
       };
       std::stable_sort(steps.begin(), steps.end(),
                        [&](const std::vector<size_t>& a, const std::vector<size_t>& b) { return weight(a) > weight(b); });
-      std::unordered_map<int64_t, bool> have;
       for (const auto& step : steps) {
         if (got.coverage.size() >= kLinesRead) break;
         const double c = weight(step) / total;
         std::string match;
         for (size_t i = 0; i < step.size(); ++i) match += (i ? " AND " : "") + used[step[i]]->match;
         for (const auto& [rowid, vid] : store_->lines_with(match, int64_t(kLinesRead - got.coverage.size()))) {
-          if (have.count(rowid)) continue;  // found by a better step already
-          have[rowid] = true;
+          if (!got.video_of.emplace(rowid, vid).second) continue;  // found by a better step already
           got.coverage.emplace_back(rowid, c);
-          got.video_of[rowid] = vid;
         }
       }
     }

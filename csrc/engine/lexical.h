@@ -42,7 +42,8 @@ class LexicalSearch {
   std::shared_ptr<const Lexicon> lexicon_;
   std::unordered_map<int64_t, int64_t> ref_of_;
   std::mutex mu_;
-  int64_t cap_ = -1;  // counted on the first query
+  std::once_flag cap_once_;  // the cap is counted on the first query that needs it
+  int64_t cap_ = 0;
   std::unordered_map<std::string, bool> common_;
   std::list<std::pair<std::string, FoundLines>> kept_;  // most recent first
   std::unordered_map<std::string, std::list<std::pair<std::string, FoundLines>>::iterator> kept_at_;

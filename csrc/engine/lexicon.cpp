@@ -109,26 +109,26 @@ bool Lexicon::is_word_char(char32_t c) const {
 // jieba's __cut_DAG_NO_HMM over one block of han characters: each position's dictionary words
 // (the DAG), then from the end the route of the highest summed log probability, ties to the
 // longer word (Python's max over (log p, end) tuples).
-void Lexicon::route(const std::u32string& block, std::vector<std::string>& out) const {
+void Lexicon::route(const std::u32string& block, std::vector<std::u32string>& out) const {
   const size_t n = block.size();
-  std::vector<std::vector<size_t>> dag(n);
+  // dag[k]: the ends of the dictionary words starting at k, each with its count (1 for the lone
+  // character jieba falls back to when none is a word)
+  std::vector<std::vector<std::pair<size_t, int64_t>>> dag(n);
   for (size_t k = 0; k < n; ++k) {
     std::u32string frag(1, block[k]);
     for (size_t i = k; i < n;) {
       auto it = freq_.find(utf8_encode(frag));
       if (it == freq_.end()) break;
-      if (it->second) dag[k].push_back(i);
+      if (it->second) dag[k].emplace_back(i, it->second);
       ++i;
       if (i < n) frag.push_back(block[i]);
     }
-    if (dag[k].empty()) dag[k].push_back(k);
+    if (dag[k].empty()) dag[k].emplace_back(k, 1);
   }
   std::vector<std::pair<double, size_t>> best(n + 1, {0.0, 0});
   for (size_t idx = n; idx-- > 0;) {
     bool first = true;
-    for (size_t x : dag[idx]) {
-      auto it = freq_.find(utf8_encode(block.substr(idx, x + 1 - idx)));
-      const int64_t f = it == freq_.end() || it->second == 0 ? 1 : it->second;
+    for (const auto& [x, f] : dag[idx]) {
       const std::pair<double, size_t> cand{std::log(double(f)) - log_total_ + best[x + 1].first, x};
       if (first || cand > best[idx]) best[idx] = cand;
       first = false;
@@ -136,17 +136,16 @@ void Lexicon::route(const std::u32string& block, std::vector<std::string>& out) 
   }
   for (size_t x = 0; x < n;) {
     const size_t y = best[x].second + 1;
-    out.push_back(utf8_encode(block.substr(x, y - x)));
+    out.push_back(block.substr(x, y - x));
     x = y;
   }
 }
 
-std::vector<std::string> Lexicon::cut(const std::u32string& run) const {
+void Lexicon::cut(const std::u32string& run, std::vector<std::u32string>& out) const {
   // jieba.cut: han blocks through the DAG, any other character of the run on its own
-  std::vector<std::string> out;
   for (size_t i = 0; i < run.size();) {
     if (!in_han(run[i])) {
-      out.push_back(utf8_encode(run.substr(i, 1)));
+      out.push_back(run.substr(i, 1));
       ++i;
       continue;
     }
@@ -155,7 +154,6 @@ std::vector<std::string> Lexicon::cut(const std::u32string& run) const {
     route(run.substr(i, j - i), out);
     i = j;
   }
-  return out;
 }
 
 std::vector<std::string> Lexicon::query_words(const std::string& text) const {
@@ -170,7 +168,7 @@ std::vector<std::string> Lexicon::query_words(const std::string& text) const {
     size_t j = i;
     while (j < s.size() && in_cjk(s[j])) ++j;
     parts.push_back(s.substr(at, i - at));
-    for (const std::string& w : cut(s.substr(i, j - i))) parts.push_back(utf8_decode(w));
+    cut(s.substr(i, j - i), parts);
     at = i = j;
   }
   parts.push_back(s.substr(at));

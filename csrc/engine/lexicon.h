@@ -38,8 +38,9 @@ class Lexicon {
   double rarity(const std::string& word) const;                         // words.rarity
 
  private:
-  std::vector<std::string> cut(const std::u32string& run) const;  // one CJK run, jieba's precise cut
-  void route(const std::u32string& block, std::vector<std::string>& out) const;
+  // One CJK run's words by jieba's precise cut, appended to `out` (route: one block of han characters).
+  void cut(const std::u32string& run, std::vector<std::u32string>& out) const;
+  void route(const std::u32string& block, std::vector<std::u32string>& out) const;
   bool is_word_char(char32_t c) const;
 
   std::string version_;

@@ -32,9 +32,13 @@ def python_rows(index: Index, batch: list[str]) -> tuple[dict[str, np.ndarray], 
     dense = {c: v for c, v in rows.items() if c != LEXICAL}
     lex = LexicalSearch(index.store)  # the Python path's, the engine's reference
     ref_of = {int(v["id"]): r for r, v in enumerate(index.videos)}
-    matches = []
-    for t in batch:
-        videos = {ref_of[v]: c for v, c in lex.videos(t).items() if v in ref_of} if lex.ready else {}
-        lines = dict(lex.find(t).coverage) if lex.ready else {}
-        matches.append((videos, lines))
-    return dense, matches
+    return dense, [python_matches(lex, ref_of, t) for t in batch]
+
+
+def python_matches(lex: LexicalSearch, ref_of: dict, text: str) -> tuple[dict, dict]:
+    """One text's lexical matches by the Python search, in the form the ABI takes them (video ref
+    -> best coverage, line rowid -> coverage); ``ref_of``: video id -> ref."""
+    if not lex.ready:
+        return {}, {}
+    videos = {ref_of[v]: c for v, c in lex.videos(text).items() if v in ref_of}
+    return videos, dict(lex.find(text).coverage)

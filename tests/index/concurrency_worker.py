@@ -5,8 +5,8 @@ time, and readers that search in a bounded loop and check every answer against w
     python concurrency_worker.py reader ROOT MODE OUT_JSON      (MODE: refresh | open | threads)
 
 "threads": one Index searched from SEARCH_THREADS threads while another thread refreshes it in a
-loop (what `ivcr serve` does); its searches also read the lexical channel, whose lines come from
-the index's SQLite connection while a refresh reads a snapshot on it.
+loop (what `ivcr serve` does), while the main thread refreshes it once more at the end; half its
+searches also use the lexical channel.
 """
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def test_searches_during_an_ingest_are_all_consistent(tmp_path):
 
 def test_one_index_refreshed_beside_eight_searching_threads(tmp_path):
     """What `ivcr serve` does with the index it answers from: one Index, searched from 8 threads
-    (dense, and dense with the lexical channel, whose lines it reads on the index's connection)
+    (dense, and dense with the lexical channel)
     while a ninth refreshes it in a loop and another process commits videos and tombstones."""
     stats, = _run(tmp_path, ("threads",))
     assert stats["searches"] >= 2 * worker.SEARCH_THREADS
