@@ -11,7 +11,9 @@ Writes OUT_DIR/lexicon/:
   translations.tsv  word<TAB>form<TAB>form... for every word a query can hold that has translations
                     (English headwords; jieba's words and every single CJK character)
   chars.tsv         w<TAB>first<TAB>last: code point ranges Python's \\w matches;
-                    l<TAB>cp<TAB>lowercase: code points whose str.lower() differs
+                    l<TAB>cp<TAB>lowercase: code points whose str.lower() differs;
+                    c<TAB>first<TAB>last and i<TAB>first<TAB>last: what str.lower()'s final-sigma
+                    test counts as cased (and not case-ignorable) and as case-ignorable
   stop.txt          the stop words, one a line
   card.json         words.VERSION (an index's lexical table must be built under it) and the hashes
 """
@@ -64,14 +66,12 @@ def export(out_dir: Path) -> Path:
     _lines(target / "translations.tsv", rows)
 
     word = re.compile(r"\w")
-    chars, start = [], None
-    for c in range(0x110001):  # (one past the last code point closes an open range)
-        hit = c < 0x110000 and bool(word.match(chr(c)))
-        if hit and start is None:
-            start = c
-        elif not hit and start is not None:
-            chars.append(("w", start, c - 1))
-            start = None
+    chars = _ranges("w", lambda c: bool(word.match(c)))
+    # Python exposes neither property, so they are read off str.lower() itself: a capital sigma
+    # after c ends final when c is cased and not case-ignorable; after "A" + c, also when c is
+    # case-ignorable (skipped, leaving the cased "A")
+    chars += _ranges("c", lambda c: (c + "\u03a3").lower()[-1] == "\u03c2")
+    chars += _ranges("i", lambda c: ("A" + c + "\u03a3").lower()[-1] == "\u03c2" and (c + "\u03a3").lower()[-1] != "\u03c2")
     for c in range(0x110000):
         low = chr(c).lower()
         if low != chr(c):
@@ -87,6 +87,19 @@ def export(out_dir: Path) -> Path:
             "files": {f: sha256(target / f) for f in FILES[1:]}}
     (target / "card.json").write_text(json.dumps(card | {"sha256": sha256(target / "jieba.tsv")}, indent=2))
     return target
+
+
+def _ranges(kind: str, holds) -> list[tuple]:
+    """(kind, first, last) for each run of code points whose character ``holds``."""
+    out, start = [], None
+    for c in range(0x110001):  # (one past the last code point closes an open range)
+        hit = c < 0x110000 and holds(chr(c))
+        if hit and start is None:
+            start = c
+        elif not hit and start is not None:
+            out.append((kind, start, c - 1))
+            start = None
+    return out
 
 
 if __name__ == "__main__":

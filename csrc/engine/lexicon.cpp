@@ -90,20 +90,43 @@ Lexicon::Lexicon(const std::string& folder) {
     translations_[f[0]] = std::vector<std::string>(f.begin() + 1, f.end());
   });
   each_line(folder + "/chars.tsv", [&](const std::vector<std::string>& f) {
-    if (f.size() == 3 && f[0] == "w")
-      word_ranges_.emplace_back(char32_t(std::stoul(f[1])), char32_t(std::stoul(f[2])));
-    else if (f.size() == 3 && f[0] == "l")
+    if (f.size() != 3) return;
+    Ranges* ranges = f[0] == "w" ? &word_ : f[0] == "c" ? &cased_ : f[0] == "i" ? &case_ignorable_ : nullptr;
+    if (ranges)
+      ranges->r.emplace_back(char32_t(std::stoul(f[1])), char32_t(std::stoul(f[2])));
+    else if (f[0] == "l")
       lower_[char32_t(std::stoul(f[1]))] = utf8_decode(f[2]);
   });
-  std::sort(word_ranges_.begin(), word_ranges_.end());
+  for (Ranges* ranges : {&word_, &cased_, &case_ignorable_}) std::sort(ranges->r.begin(), ranges->r.end());
   each_line(folder + "/stop.txt", [&](const std::vector<std::string>& f) { stop_.insert(f[0]); });
-  if (total_ <= 0 || log_n_ <= 0 || word_ranges_.empty())
+  if (total_ <= 0 || log_n_ <= 0 || word_.r.empty() || cased_.r.empty() || case_ignorable_.r.empty())
     fail(Status::Unsupported, "the lexical channel's tables under " + folder + " are incomplete; run `ivcr models prepare --force`");
 }
 
-bool Lexicon::is_word_char(char32_t c) const {
-  auto it = std::upper_bound(word_ranges_.begin(), word_ranges_.end(), std::make_pair(c, char32_t(0x10FFFF)));
-  return it != word_ranges_.begin() && std::prev(it)->first <= c && c <= std::prev(it)->second;
+bool Lexicon::Ranges::has(char32_t c) const {
+  auto it = std::upper_bound(r.begin(), r.end(), std::make_pair(c, char32_t(0x10FFFF)));
+  return it != r.begin() && std::prev(it)->first <= c && c <= std::prev(it)->second;
+}
+
+std::u32string Lexicon::lower(const std::u32string& part, size_t begin, size_t end) const {
+  std::u32string w;
+  for (size_t i = begin; i < end; ++i) {
+    if (part[i] == U'\u03A3') {  // CPython's handle_capital_sigma, within the word as words.py lowers it
+      size_t j = i;
+      while (j > begin && case_ignorable_.has(part[j - 1])) --j;
+      bool final = j > begin && cased_.has(part[j - 1]);
+      for (j = i + 1; final && j < end && case_ignorable_.has(part[j]);) ++j;
+      final = final && (j == end || !cased_.has(part[j]));
+      w.push_back(final ? U'\u03C2' : U'\u03C3');
+      continue;
+    }
+    auto low = lower_.find(part[i]);
+    if (low == lower_.end())
+      w.push_back(part[i]);
+    else
+      w += low->second;
+  }
+  return w;
 }
 
 // jieba's __cut_DAG_NO_HMM over one block of han characters: each position's dictionary words
@@ -176,19 +199,13 @@ std::vector<std::string> Lexicon::query_words(const std::string& text) const {
   std::unordered_set<std::string> seen;
   for (const std::u32string& part : parts)
     for (size_t i = 0; i < part.size();) {  // \w+, lowercased
-      if (!is_word_char(part[i])) {
+      if (!word_.has(part[i])) {
         ++i;
         continue;
       }
-      std::u32string w;
-      for (; i < part.size() && is_word_char(part[i]); ++i) {
-        auto low = lower_.find(part[i]);
-        if (low == lower_.end())
-          w.push_back(part[i]);
-        else
-          w += low->second;
-      }
-      std::string word = utf8_encode(w);
+      const size_t begin = i;
+      while (i < part.size() && word_.has(part[i])) ++i;
+      std::string word = utf8_encode(lower(part, begin, i));
       if (word == "_" || stop_.count(word) || !seen.insert(word).second) continue;
       words.push_back(std::move(word));
     }

@@ -41,7 +41,15 @@ class Lexicon {
   // One CJK run's words by jieba's precise cut, appended to `out` (route: one block of han characters).
   void cut(const std::u32string& run, std::vector<std::u32string>& out) const;
   void route(const std::u32string& block, std::vector<std::u32string>& out) const;
-  bool is_word_char(char32_t c) const;
+  // Python's str.lower() of one \w+ word: each character's lowercase, except that a capital sigma
+  // ends as the final form where Unicode's Final_Sigma condition holds inside the word.
+  std::u32string lower(const std::u32string& part, size_t begin, size_t end) const;
+
+  // Sorted, disjoint code point ranges [first, last].
+  struct Ranges {
+    std::vector<std::pair<char32_t, char32_t>> r;
+    bool has(char32_t c) const;
+  };
 
   std::string version_;
   std::unordered_map<std::string, int64_t> freq_;  // jieba's FREQ (prefixes at 0)
@@ -49,7 +57,8 @@ class Lexicon {
   std::unordered_map<std::string, int64_t> rank_;  // English word -> rank
   double log_n_ = 0.0;
   std::unordered_map<std::string, std::vector<std::string>> translations_;
-  std::vector<std::pair<char32_t, char32_t>> word_ranges_;  // Python's \w, sorted
+  Ranges word_;                   // Python's \w
+  Ranges cased_, case_ignorable_;  // as str.lower()'s Final_Sigma test sees them (prepare_lexicon.py)
   std::unordered_map<char32_t, std::u32string> lower_;
   std::unordered_set<std::string> stop_;
 };

@@ -29,6 +29,11 @@ class Reference:
         return reference_rank(ix.mapped, self.lexical, q, ix._weights(q, weights), int(k), ix._eligible(ix._view, allow, deny),
                               None, self.ref_of)
 
+    rank_videos = rank  # the index protocol's names, so a caller asks either the same way
+
+    def num_refs(self) -> int:
+        return self.index.num_refs()
+
     def moments(self, queries, videos, weights=None, window=None, top: int = 1, evidence: bool = True):
         q = query_rows(queries)
         return self.service.find(q, self.index._weights(q, weights), list(videos), window, top, evidence)
