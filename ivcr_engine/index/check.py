@@ -23,7 +23,7 @@ import numpy as np
 from .store import LINE_VECTOR_DTYPE, IndexStore
 
 DTYPES = {"float16", "float32", "int8"}
-_CACHE = re.compile(r"^first\.(?P<tag>.+)\.(?P<rows>\d+)\.(?P<part>values|scales|basis)(?P<tmp>\.tmp)?\.npy$")
+_CACHE = re.compile(r"^first\.(?P<tag>.+)\.(?P<rows>\d+)\.(?P<part>values|scales|basis|rows_basis|centre|fitted)(?P<tmp>\.tmp)?\.npy$")
 BLOCK = 1 << 16
 
 

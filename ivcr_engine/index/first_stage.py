@@ -23,11 +23,19 @@ re-ranks. The copies:
 - **coarse** (in front of a wide projected copy): its leading principal directions only, so a
   first pass reads a fraction of the bytes and the projected copy ranks only that pass's shortlist.
 
-A copy is derived data: built on first use after the index grew, written beside the vectors under
-a name that records the row count, and memory-mapped afterwards.
+A copy is derived data: made on first use after the index grew, written beside the vectors under
+a name that records the row count, and memory-mapped afterwards. It is fitted (its encoding chosen
+from the rows, the text copy's checked) when first built, and after that **grown**: the rows a
+commit added are encoded with the kept encoding and appended to a copy of the previous one, until
+the index has ``GROW_LIMIT`` times the rows the encoding was fitted on, when it is fitted again.
+A live server at 1M clips otherwise refitted every copy on the first search after each commit
+(62 s for the text copy, 43 s for the visual one here; grown, 1.6 s and 2.3 s:
+benchmarks/bench_live_growth.py). The previous generation's files are removed once the new one
+is complete; encoding parts that cannot be read mean a refit, not an error.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -64,6 +72,9 @@ COARSE_MIN_WIDTH = 256
 COARSE_DIMS = 48
 COARSE_SHORTLIST = 8_000
 SAMPLE_ROWS = 50_000   # rows the principal directions are fitted on (evenly spaced)
+# A copy grows with the encoding it was fitted with until the index holds this many times the rows
+# it was fitted on (refits cost O(rows) each, so growth keeps their cost per added row bounded).
+GROW_LIMIT = 2.0
 BLOCK = 65_536         # rows per build pass: bounded memory on million-clip indexes
 
 RowReader = Callable[[slice | np.ndarray], np.ndarray]  # a slice or row numbers -> float32 rows
@@ -273,29 +284,130 @@ def candidates(sample: np.ndarray, energies: Sequence[float]) -> list[Encoding]:
 
 def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
                   projected: Encoding | None = None, fit: EncodingFit | None = None) -> FirstStageCopy:
-    """The first-stage copy of ``rows`` rows named ``tag`` in ``folder``, built from ``read`` when
-    missing. Files: ``first.<tag>.<rows>.{basis,scales,values}.npy`` (values int8, or uint8 for
-    packed int4); values are written last, so their presence marks a complete copy (a killed build
-    leaves only a ``.tmp`` file). ``projected``: the encoding when ``read`` already returns
-    projected rows (a coarse copy: only quantised); otherwise ``fit`` chooses it (e.g.
-    ``checked_encoding`` for text), or by default the rows' principal basis is fitted (or none, for
-    near-isotropic rows)."""
-    vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
-    if vals_p.exists() and scal_p.exists():
-        basis = np.load(basis_p) if basis_p.exists() else None
-        return FirstStageCopy(np.load(vals_p, mmap_mode="r"), np.load(scal_p), basis)
+    """The first-stage copy of ``rows`` rows named ``tag`` in ``folder``, grown from the previous
+    generation or built from ``read`` when missing. Files: ``first.<tag>.<rows>.<part>.npy``:
+    ``values`` (int8, or uint8 for packed int4) and ``scales``; ``basis`` (the query projection),
+    ``rows_basis`` and ``centre`` (how rows are written, where they differ) and ``fitted`` (the rows
+    the encoding was fitted on, and whether ``read`` gives rows already projected), which a later
+    generation grows with. Values are written last, so their presence marks a complete copy (a
+    killed build leaves only a ``.tmp`` file). ``projected``: the encoding when ``read`` already
+    returns projected rows (a coarse copy: only quantised); otherwise ``fit`` chooses it (e.g.
+    ``checked_encoding`` for text), or by default the rows' principal basis is fitted (or none,
+    for near-isotropic rows)."""
+    if _part(folder, tag, rows, "values").exists() and _part(folder, tag, rows, "scales").exists():
+        return _open(folder, tag, rows)
     for pattern in (f"first.{tag}.coarse*.{rows}.*.npy", f"first.{tag}.lists.{rows}.*"):
         for derived in folder.glob(pattern):  # made from the copy being (re)built
             derived.unlink()
+    previous = _growable(folder, tag, rows)
     with blas.all_threads():
-        basis, out_s = _build(folder, tag, rows, dim, read, projected, fit)
-    return FirstStageCopy(np.load(vals_p, mmap_mode="r"), out_s, basis)
+        try:
+            grown = previous is not None and _grow(folder, tag, rows, read, *previous)
+        except DAMAGED:  # the previous generation's parts disagree: fitted again
+            grown = False
+        if not grown:
+            _build(folder, tag, rows, dim, read, projected, fit)
+    for p in _superseded(folder, tag, rows, refitted=not grown):
+        p.unlink(missing_ok=True)  # (a search still on an older view keeps what it mapped)
+    return _open(folder, tag, rows)
+
+
+def _open(folder: Path, tag: str, rows: int) -> FirstStageCopy:
+    basis_p = _part(folder, tag, rows, "basis")
+    return FirstStageCopy(np.load(_part(folder, tag, rows, "values"), mmap_mode="r"),
+                          np.load(_part(folder, tag, rows, "scales")), np.load(basis_p) if basis_p.exists() else None)
+
+
+PARTS = ("values", "scales", "basis", "rows_basis", "centre", "fitted")
+DAMAGED = (OSError, ValueError, TypeError, EOFError)  # what reading or using a damaged part raises
+
+
+def _part(folder: Path, tag: str, rows: int, part: str) -> Path:
+    return folder / f"first.{tag}.{rows}.{part}.npy"
+
+
+def _own(tag: str) -> re.Pattern:
+    """A copy's file names: its row count is group 1 (a tag may hold dots: "speech0.5")."""
+    return re.compile(rf"first\.{re.escape(tag)}\.(\d+)\.(?:{'|'.join(PARTS)})(?:\.tmp)?\.npy")
+
+
+def generations(folder: Path, tag: str) -> list[int]:
+    """Row counts of the complete copies named ``tag`` in ``folder``, ascending."""
+    own = _own(tag)
+    return sorted(int(m[1]) for p in folder.glob(f"first.{tag}.*.values.npy") if (m := own.fullmatch(p.name)))
+
+
+def _superseded(folder: Path, tag: str, rows: int, refitted: bool):
+    """Files of the copy ``tag`` built for fewer rows than ``rows``; when it was ``refitted``,
+    also those of the coarse copies and lists made from it, which then cannot grow (their rows
+    are in the old encoding's space)."""
+    t = re.escape(tag)
+    names = [_own(tag)]
+    if refitted:
+        names += [re.compile(rf"first\.{t}\.coarse\d+\.(\d+)\..+"), re.compile(rf"first\.{t}\.lists\.(\d+)\..+")]
+    for p in folder.glob(f"first.{tag}.*"):
+        if any((m := n.fullmatch(p.name)) and int(m[1]) < rows for n in names):
+            yield p
+
+
+def _growable(folder: Path, tag: str, rows: int):
+    """(its rows, write encoding, query basis, fitted rows, rows come projected) of the newest
+    complete copy with fewer rows whose encoding may still serve ``rows`` (see GROW_LIMIT), or None."""
+    older = [n for n in generations(folder, tag) if n < rows]
+    if not older or not _part(folder, tag, older[-1], "fitted").exists():  # a copy from before growth kept its fit
+        return None
+    n = older[-1]
+    load = (lambda part: np.load(_part(folder, tag, n, part)) if _part(folder, tag, n, part).exists() else None)
+    try:
+        fitted, rows_projected = (int(x) for x in load("fitted"))
+        values = np.load(_part(folder, tag, n, "values"), mmap_mode="r")
+        bits, basis = 4 if values.dtype == np.uint8 else 8, load("basis")
+        write = Encoding(bits, None) if rows_projected else Encoding(bits, basis, load("rows_basis"), load("centre"))
+    except DAMAGED:  # fitted again (`ivcr check --repair` removes such parts)
+        return None
+    if rows > GROW_LIMIT * fitted or len(values) != n:
+        return None
+    return n, write, basis, fitted, rows_projected
+
+
+def _grow(folder: Path, tag: str, rows: int, read: RowReader, n: int, write: Encoding, basis: np.ndarray | None,
+          fitted: int, rows_projected: int):
+    """Write the copy of ``rows`` rows from generation ``n``: its rows as they are, then rows
+    n..rows written with its encoding (see load_or_build)."""
+    old_v = np.load(_part(folder, tag, n, "values"), mmap_mode="r")
+    out_s = np.zeros(rows, np.float32)
+    out_s[:n] = np.load(_part(folder, tag, n, "scales"))
+    tmp = folder / f"first.{tag}.{rows}.values.tmp.npy"
+    out_v = np.lib.format.open_memmap(tmp, mode="w+", dtype=old_v.dtype, shape=(rows, old_v.shape[1]))
+    for a in range(0, n, BLOCK):
+        out_v[a:min(a + BLOCK, n)] = old_v[a:min(a + BLOCK, n)]
+    for a in range(n, rows, BLOCK):
+        b = min(a + BLOCK, rows)
+        out_v[a:b], out_s[a:b] = write.encode(read(slice(a, b)))
+    out_v.flush()
+    del out_v
+    _save_encoding(folder, tag, rows, write, basis, fitted, bool(rows_projected))
+    np.save(_part(folder, tag, rows, "scales"), out_s)
+    tmp.replace(_part(folder, tag, rows, "values"))
+    return True
+
+
+def _save_encoding(folder: Path, tag: str, rows: int, enc: Encoding, basis: np.ndarray | None, fitted: int,
+                   rows_projected: bool) -> None:
+    """The parts a later generation grows with (see load_or_build)."""
+    for part, value in (("basis", basis), ("rows_basis", None if rows_projected else enc.rows_basis),
+                        ("centre", None if rows_projected else enc.centre)):
+        if value is None:
+            _part(folder, tag, rows, part).unlink(missing_ok=True)
+        else:
+            np.save(_part(folder, tag, rows, part), value)
+    np.save(_part(folder, tag, rows, "fitted"), np.array([fitted, int(rows_projected)], np.int64))
 
 
 def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, projected: Encoding | None,
            fit: EncodingFit | None):
-    """Write the copy's files (see load_or_build); returns its basis and scales."""
-    vals_p, scal_p, basis_p = (folder / f"first.{tag}.{rows}.{part}.npy" for part in ("values", "scales", "basis"))
+    """Write the copy's files, its encoding fitted (see load_or_build)."""
+    vals_p, scal_p = (_part(folder, tag, rows, part) for part in ("values", "scales"))
     if projected is not None:  # rows come projected: quantised only
         enc, write = projected, Encoding(projected.bits, None)
     else:
@@ -318,9 +430,6 @@ def _build(folder: Path, tag: str, rows: int, dim: int, read: RowReader, project
         out_v[a:a + len(block)], out_s[a:a + len(block)] = write.encode(block)
     out_v.flush()
     del out_v
-    basis_p.unlink(missing_ok=True)
-    if enc.basis is not None:
-        np.save(basis_p, enc.basis)
+    _save_encoding(folder, tag, rows, enc, enc.basis, rows, projected is not None)
     np.save(scal_p, out_s)
     tmp.replace(vals_p)
-    return enc.basis, out_s

@@ -16,10 +16,17 @@ as a "something like this" turn leaves it out), and the smallest probe count who
 at least ``SELF_CHECK_RECALL`` of the full copy scan's top 10 is kept. Rows that do not cluster
 (random vectors) reach it at no useful probe count: then no lists are kept, and the first stage
 scans the whole copy as before.
+
+The lists grow with their copy (first_stage.py): rows a commit added join their nearest list and
+the permuted copy is written again, the centroids and the measured probe count kept, until the
+index has ``first_stage.GROW_LIMIT`` times the rows they were fitted on. A refitted copy takes
+its lists with it (first_stage removes them), so lists only ever grow over the space they were
+fitted in.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +34,7 @@ import numpy as np
 
 from .. import blas
 from ..corpus import Corpus
+from . import first_stage
 from .first_stage import FirstStageCopy
 
 ROWS_PER_LIST = 1_000      # 1M clips -> 1,000 lists of ~1,000 rows (a probed list is one ~100-400 KB run)
@@ -88,7 +96,8 @@ def load_or_build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndar
     """The inverted lists over ``copy`` (named ``tag``: ``first.<tag>.lists.<rows>.*``), built when
     missing, or None when the build found that no probe count keeps the copy's ranking (that
     verdict is kept too). ``shortlist``: the videos a query keeps, as the self-check counts them.
-    The verdict file is written last, so a killed build is redone."""
+    The verdict file is written last, so a killed build is redone. Lists of an earlier
+    generation of the copy grow into these (see above) while they may."""
     rows = len(copy.values)
     part = paths(folder, tag, rows)
     if part["meta"].exists():
@@ -97,10 +106,55 @@ def load_or_build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndar
             return None
         if part["values"].exists():
             return _open(part, probe)
-    for p in folder.glob(f"first.{tag}.lists.*"):  # an older build's lists, or a killed one's
-        p.unlink()
+    older = _growable(folder, tag, rows)
     with blas.all_threads():
-        return _build(folder, tag, copy, offsets, shortlist, part)
+        try:
+            grown = _grow(copy, paths(folder, tag, older[0]), older[1], part) if older else None
+        except first_stage.DAMAGED:  # the older lists' files disagree: fitted again
+            part["meta"].unlink(missing_ok=True)
+            older = None
+        for p in folder.glob(f"first.{tag}.lists.*"):  # an older build's lists, or a killed one's
+            if older is None or not p.name.startswith(part["meta"].stem + "."):
+                p.unlink()
+        return grown if older else _build(folder, tag, copy, offsets, shortlist, part)
+
+
+def _growable(folder: Path, tag: str, rows: int) -> tuple[int, dict] | None:
+    """(rows, verdict) of the newest complete lists (or kept verdict) over fewer rows that may
+    grow to ``rows``: fitted on at least ``rows / GROW_LIMIT`` rows."""
+    own = re.compile(rf"first\.{re.escape(tag)}\.lists\.(\d+)\.json")
+    older = sorted(int(m[1]) for p in folder.glob(f"first.{tag}.lists.*.json") if (m := own.fullmatch(p.name)))
+    older = [n for n in older if n < rows]
+    if not older:
+        return None
+    part = paths(folder, tag, older[-1])
+    try:
+        meta = {"fitted": older[-1]} | json.loads(part["meta"].read_text())
+        meta["lists"], meta["probe"], meta["fitted"] = int(meta["lists"]), int(meta["probe"]), int(meta["fitted"])
+    except (*first_stage.DAMAGED, KeyError):  # a damaged verdict: fitted again
+        return None
+    if rows > first_stage.GROW_LIMIT * meta["fitted"] or (meta["probe"] and not part["values"].exists()):
+        return None
+    return older[-1], meta
+
+
+def _grow(copy: FirstStageCopy, old: dict[str, Path], meta: dict, part: dict[str, Path]) -> InvertedLists | None:
+    """Lists over ``copy`` from those over its first rows (files ``old``, verdict ``meta``): each
+    added row joins its nearest list, after the list's own rows."""
+    rows = len(copy.values)
+    verdict = {"lists": meta["lists"], "probe": meta["probe"], "fitted": meta["fitted"]}
+    if not meta["probe"]:
+        part["meta"].write_text(json.dumps(verdict))
+        return None
+    centroids, before = np.load(old["centroids"]), np.load(old["order"])
+    n = len(before)
+    added = [nearest(copy.rows(slice(a, min(a + BLOCK, rows))), centroids) for a in range(n, rows, BLOCK)]
+    assign = np.concatenate([np.repeat(np.arange(len(centroids), dtype=np.int32), np.diff(np.load(old["bounds"]))),
+                             *added])
+    by_list = np.argsort(assign, kind="stable")  # a list's earlier rows first, then the added ones in row order
+    _write(part, copy, centroids, np.concatenate([before, np.arange(n, rows)])[by_list], assign[by_list])
+    part["meta"].write_text(json.dumps(verdict))
+    return _open(part, meta["probe"])
 
 
 def _build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, shortlist: int,
@@ -114,25 +168,32 @@ def _build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, sh
     assign = np.concatenate([nearest(copy.rows(slice(a, min(a + BLOCK, rows))), centroids)
                              for a in range(0, rows, BLOCK)])
     order = np.argsort(assign, kind="stable")  # within a list rows keep their order: a video's clips stay together
-    tmp = part["values"].with_suffix(".tmp.npy")
-    values = np.lib.format.open_memmap(tmp, mode="w+", dtype=copy.values.dtype, shape=copy.values.shape)
-    for a in range(0, rows, BLOCK):
-        values[a:a + BLOCK] = copy.values[order[a:a + BLOCK]]
-    values.flush()
-    del values
-    np.save(part["centroids"], centroids)
-    np.save(part["bounds"], np.searchsorted(assign[order], np.arange(n_lists + 1)))
-    np.save(part["order"], order)
-    np.save(part["scales"], copy.scales[order])
-    tmp.replace(part["values"])
+    _write(part, copy, centroids, order, assign[order])
     lists = _open(part, 0)
     lists.probe = _choose_probe(lists, copy, offsets, shortlist, rng)
-    part["meta"].write_text(json.dumps({"lists": n_lists, "probe": lists.probe}))
+    part["meta"].write_text(json.dumps({"lists": n_lists, "probe": lists.probe, "fitted": rows}))
     if not lists.probe:
         for p in folder.glob(f"first.{tag}.lists.{rows}.*.npy"):
             p.unlink()
         return None
     return lists
+
+
+def _write(part: dict[str, Path], copy: FirstStageCopy, centroids: np.ndarray, order: np.ndarray,
+           sorted_lists: np.ndarray) -> None:
+    """The permuted copy: the copy's row ``order[i]`` at position i, in list ``sorted_lists[i]``
+    (ascending); the values last, then the caller's verdict."""
+    tmp = part["values"].with_suffix(".tmp.npy")
+    values = np.lib.format.open_memmap(tmp, mode="w+", dtype=copy.values.dtype, shape=copy.values.shape)
+    for a in range(0, len(order), BLOCK):
+        values[a:a + BLOCK] = copy.values[order[a:a + BLOCK]]
+    values.flush()
+    del values
+    np.save(part["centroids"], centroids)
+    np.save(part["bounds"], np.searchsorted(sorted_lists, np.arange(len(centroids) + 1)))
+    np.save(part["order"], order)
+    np.save(part["scales"], copy.scales[order])
+    tmp.replace(part["values"])
 
 
 def _open(part: dict[str, Path], probe: int) -> InvertedLists:

@@ -10,7 +10,7 @@ import pytest
 
 from ivcr_engine.models.registry import TEXT_MODELS
 from ivcr_engine.index import first_stage
-from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8
+from ivcr_engine.corpus import Corpus, quantize_int4, quantize_int8, unpack_int4
 
 
 def unit(x):
@@ -60,6 +60,70 @@ def test_copies_are_cached_and_a_killed_build_is_redone(tmp_path):
     (tmp_path / "first.visual.3000.values.npy").unlink()
     first_stage.load_or_build(tmp_path, "visual", len(rows), 256, read)
     assert not fake.exists()
+
+
+def test_a_whitened_int4_copy_grows_with_its_encoding_until_the_index_doubles(tmp_path):
+    """Rows a commit added are written with the kept encoding (centre, rotation, spreads) after the
+    previous generation's rows, which stay as they were; past GROW_LIMIT times the fitted rows the
+    encoding is fitted again. Each complete generation replaces the one before, and a tag that
+    only starts like this one ("subtitle2" and "subtitle2.5") is left alone."""
+    rng = np.random.default_rng(5)
+    rows = unit(rng.standard_normal((4300, 24)) @ rng.standard_normal((24, 64)) + 2.0 * rng.standard_normal(64))
+    fits, upto = [], [0]
+
+    def fit():
+        x = rows[:upto[0]]
+        mean = x.mean(0)
+        vals, vecs = np.linalg.eigh((x - mean).T @ (x - mean))
+        fits.append(first_stage.whitened_int4(mean, vals[::-1], vecs[:, ::-1], len(x), 32, 1.0))
+        return fits[-1]
+
+    def build(n, tag="text-speech0.5-subtitle2"):
+        upto[0] = n
+        return first_stage.load_or_build(tmp_path, tag, n, 64, lambda sel: rows[:n][sel], fit=fit)
+
+    build(5, "text-speech0.5-subtitle2.5")  # another fold's copy, of fewer rows
+    fits.clear()
+    a = build(2000)
+    values, scales = np.array(a.values), np.array(a.scales)
+    assert a.values.dtype == np.uint8 and len(fits) == 1
+    b = build(3000)
+    assert len(fits) == 1  # grown, not fitted
+    np.testing.assert_array_equal(b.values[:2000], values)
+    np.testing.assert_array_equal(b.scales[:2000], scales)
+    same_codes(b, 2000, fits[0].encode(rows[2000:3000]))
+    np.testing.assert_array_equal(b.basis, a.basis)
+    assert first_stage.generations(tmp_path, "text-speech0.5-subtitle2") == [3000]
+    assert first_stage.generations(tmp_path, "text-speech0.5-subtitle2.5") == [5]
+    build(4000)
+    assert len(fits) == 1 and first_stage.generations(tmp_path, "text-speech0.5-subtitle2") == [4000]
+    build(4001)  # past twice the 2,000 rows it was fitted on
+    assert len(fits) == 2
+    c = build(4200)
+    assert len(fits) == 2 and first_stage.generations(tmp_path, "text-speech0.5-subtitle2") == [4200]
+    same_codes(c, 4001, fits[1].encode(rows[4001:4200]))
+    assert sorted(p.name.split(".")[-2] for p in tmp_path.glob("first.text-speech0.5-subtitle2.4200.*")) == \
+        ["basis", "centre", "fitted", "rows_basis", "scales", "values"]
+    # a copy from before copies kept their encoding's parts is fitted again rather than grown, and
+    # so is one whose parts are damaged or disagree
+    for part in ("fitted", "centre", "rows_basis"):
+        (tmp_path / f"first.text-speech0.5-subtitle2.4200.{part}.npy").unlink()
+    build(4250)
+    assert len(fits) == 3
+    (tmp_path / "first.text-speech0.5-subtitle2.4250.centre.npy").write_bytes(b"\x93NUMPY garbage")
+    build(4260)
+    np.save(tmp_path / "first.text-speech0.5-subtitle2.4260.centre.npy", np.zeros(3, np.float32))
+    d = build(4300)
+    assert len(fits) == 5 and first_stage.generations(tmp_path, "text-speech0.5-subtitle2") == [4300]
+    same_codes(d, 0, fits[4].encode(rows[:4300]))
+
+
+def same_codes(copy, start: int, want: tuple) -> None:
+    """``copy``'s rows from ``start`` are ``want`` (values, scales) up to the float rounding of
+    another BLAS thread count: a code off by one step at most, and rarely."""
+    got, expected = unpack_int4(copy.values[start:]).astype(int), unpack_int4(want[0]).astype(int)
+    assert np.abs(got - expected).max() <= 1 and (got != expected).mean() < 1e-3
+    np.testing.assert_allclose(copy.scales[start:], want[1], rtol=1e-5)
 
 
 @pytest.fixture(scope="module", params=TEXT_MODELS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord, inverted_lists
+from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord, first_stage, inverted_lists
 from ivcr_engine.index import ranking as searcher
 from ivcr_engine.corpus import Corpus
 
@@ -124,6 +124,93 @@ def test_lists_over_real_frame_features_keep_the_exact_top10(tmp_path, frame_row
     finally:
         inverted_lists.spherical_kmeans = original
 
+
+def test_commits_grow_the_copy_and_its_lists_until_the_index_doubles(tmp_path, frame_rows, small_lists, monkeypatch):
+    """A live index's first search after a commit grows the copy and its lists (first_stage.py,
+    inverted_lists.py) instead of fitting them again: the earlier rows stay as they were, the added
+    ones are written with the kept projection and join their nearest lists, the probe count is
+    kept, the engine ranks on them as before, and the older generation's files go. An index that
+    has doubled since the fit is fitted again."""
+    monkeypatch.setattr(first_stage, "DEFAULT_ENERGY", 0.95)  # a projected copy: growth keeps its basis
+    first = 2000 * CLIPS
+    index = build(tmp_path, frame_rows[:first], small_lists)
+    stage = index.ranking.first_stage(("visual",), None)
+    copy, lists = stage.copies["visual"], stage.lists
+    assert copy.basis is not None and lists is not None and lists.probe > 0
+    values, scales = np.array(copy.values), np.array(copy.scales)
+    fitted = []
+    for module, name in ((first_stage, "principal_basis"), (inverted_lists, "spherical_kmeans"),
+                         (inverted_lists, "_choose_probe")):
+        monkeypatch.setattr(module, name, lambda *a, _f=getattr(module, name), _n=name, **k: fitted.append(_n) or _f(*a, **k))
+    add(tmp_path, frame_rows[first:], first // CLIPS)
+    assert index.refresh()
+    grown = index.ranking.first_stage(("visual",), None)
+    copy2, lists2 = grown.copies["visual"], grown.lists
+    rows = len(frame_rows)
+    assert not fitted and len(copy2.values) == rows
+    np.testing.assert_array_equal(copy2.values[:first], values)
+    np.testing.assert_array_equal(copy2.scales[:first], scales)
+    np.testing.assert_array_equal(copy2.basis, copy.basis)
+    stored = np.asarray(index.channels["visual"][first:], np.float32)  # (float16 on disk)
+    err = np.abs(copy2.rows(slice(first, None)) - stored @ copy.basis).max(axis=1)
+    assert np.all(err <= 0.501 * copy2.scales[first:])  # the kept projection, to int8 rounding
+    np.testing.assert_array_equal(lists2.centroids, lists.centroids)
+    assert lists2.probe == lists.probe
+    np.testing.assert_array_equal(np.sort(lists2.order), np.arange(rows))
+    np.testing.assert_array_equal(lists2.values, copy2.values[lists2.order])
+    bounds = lists2.corpus.offsets
+    list_at = np.repeat(np.arange(lists2.lists), np.diff(bounds))
+    added = lists2.order >= first
+    np.testing.assert_array_equal(list_at[added], inverted_lists.nearest(copy2.rows(lists2.order[added]), lists2.centroids))
+    assert all(np.all(np.diff(added[a:b].astype(int)) >= 0) for a, b in zip(bounds[:-1], bounds[1:]))  # added rows last
+    names = sorted(p.name for p in (tmp_path / "vectors").glob("first.*"))
+    assert names and all(f".{rows}." in n for n in names), names  # the older generation is gone
+    # the grown lists rank as lists fitted on all the rows do (recall of the exact top 10, the
+    # engine ranking; queries among the added rows and among all)
+    small_lists.clear()
+    picks = np.concatenate([np.random.default_rng(8).choice(np.arange(first, rows), 30, replace=False),
+                            np.random.default_rng(9).choice(rows, 30, replace=False)])
+    grown_recall = recall(index, frame_rows, picks)
+    assert small_lists == ["lists"] * len(picks)
+    # past twice the rows the copy and its lists were fitted on: fitted again
+    add(tmp_path, frame_rows[:2 * first - rows + CLIPS], rows // CLIPS)
+    assert index.refresh()
+    refit = index.ranking.first_stage(("visual",), None)
+    assert len(refit.copies["visual"].values) == 2 * first + CLIPS
+    assert set(fitted) == {"principal_basis", "spherical_kmeans", "_choose_probe"}
+    names = sorted(p.name for p in (tmp_path / "vectors").glob("first.*"))
+    assert all(f".{2 * first + CLIPS}." in n for n in names), names
+    # lists whose files are damaged are fitted again rather than grown (and the search answers)
+    (tmp_path / "vectors" / f"first.visual.lists.{2 * first + CLIPS}.order.npy").write_bytes(b"damaged")
+    add(tmp_path, frame_rows[:CLIPS], 2 * first // CLIPS + 1)
+    fitted.clear()
+    assert index.refresh()
+    again = index.ranking.first_stage(("visual",), None)
+    assert again.lists is not None and fitted == ["spherical_kmeans", "_choose_probe"]
+    assert index.rank_videos({"visual": frame_rows[:1]}, 10, {"visual": 1.0})[0][0][0] >= 0
+    index.close()
+    fresh = build(tmp_path / "fresh", frame_rows, None)  # lists fitted on the grown index's rows
+    fresh_recall = recall(fresh, frame_rows, picks)
+    fresh.close()
+    assert grown_recall >= min(0.95, fresh_recall - 0.01), (grown_recall, fresh_recall)
+
+
+def recall(index, rows, picks) -> float:
+    """Mean share of the exact top 10 (own video left out) in the index's ranking of each row."""
+    found = []
+    for r in picks:
+        own = int(r) // CLIPS
+        q = {"visual": rows[[r]]}
+        refs, _ = index.rank_videos(q, 10, {"visual": 1.0}, deny=[own])
+        found.append(len(set(refs[0]) & set(exact_top(index, q, deny=[own]).ids[0])) / 10)
+    return float(np.mean(found))
+
+
+def add(root, rows: np.ndarray, first_video: int) -> None:
+    times = np.stack([np.arange(CLIPS) * 2.0, np.arange(CLIPS) * 2.0 + 2.0], 1)
+    with IndexStore(root) as store:
+        store.add_videos([VideoRecord(f"/v/{first_video + i}.mp4", f"h{first_video + i}", 12.0, times,
+                                      {"visual": rows[i * CLIPS:(i + 1) * CLIPS]}) for i in range(len(rows) // CLIPS)])
 
 def test_rows_that_do_not_cluster_get_no_lists_and_the_verdict_is_kept(tmp_path, small_lists, monkeypatch):
     rows = unit(np.random.default_rng(6).standard_normal((2400, 48)))
