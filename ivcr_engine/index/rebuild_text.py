@@ -132,7 +132,9 @@ def _rebuild_store(store: IndexStore, text: TextEncoder, frames: FrameEncoder) -
         store.set_meta(REBUILD_MARKER, json.dumps({"text_model": text.card.name, "started": time.time()}))
         for name, (tmp, _) in new_files.items():
             tmp.replace(store.vector_path(name))
-        for p in folder.glob("first.text-*"):  # first-stage copies of the old text rows
+        # first-stage copies of the old text rows (folded, or of one text channel): none may grow
+        # into the new model's space (first_stage.py)
+        for p in [*folder.glob("first.text-*"), *(q for name in new_files for q in folder.glob(f"first.{name}.*"))]:
             p.unlink(missing_ok=True)
         settings = store.settings() | {"text_model": text.card.name, "line_text_model": text.card.name}
         store.record_text_model(settings, {name: dim for name, (_, dim) in new_files.items()}, text.card.name,

@@ -119,7 +119,14 @@ def test_rebuild_text_moves_an_index_to_the_multilingual_model(minilm_index, e5_
     shutil.copytree(minilm_index, root)
     reader = Index.open(root)  # a reader open during the rebuild: sees the new model after refresh
     assert reader.text_encoder.card.name.startswith("text_minilm_l6")
+    # first-stage copies of the old text rows, folded or of one channel, go with them; others stay
+    stale = [root / "vectors" / f"first.{tag}.{reader.corpus.rows}.values.npy" for tag in ("text-concept1-speech1", "speech")]
+    kept = root / "vectors" / f"first.visual.{reader.corpus.rows}.values.npy"
+    for p in (*stale, kept):
+        np.save(p, np.zeros((reader.corpus.rows, 4), np.int8))
     report = rebuild_text(root, "text_me5_small")
+    assert not any(p.exists() for p in stale) and kept.exists()
+    kept.unlink()
     assert report.previous == ["text_minilm_l6"] and report.rows == reader.corpus.offsets[-1]
     assert reader.refresh() and reader.text_encoder.card.name == "text_me5_small"
     assert top(reader, "如何做番茄酱")[0] == "sauce.mp4"
