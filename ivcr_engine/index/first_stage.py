@@ -333,8 +333,14 @@ def _own(tag: str) -> re.Pattern:
 
 def generations(folder: Path, tag: str) -> list[int]:
     """Row counts of the complete copies named ``tag`` in ``folder``, ascending."""
-    own = _own(tag)
-    return sorted(int(m[1]) for p in folder.glob(f"first.{tag}.*.values.npy") if (m := own.fullmatch(p.name)))
+    return row_counts(folder, f"first.{tag}", ".values.npy")
+
+
+def row_counts(folder: Path, stem: str, suffix: str) -> list[int]:
+    """N of each file ``<stem>.<N><suffix>`` in ``folder``, ascending (a stem may hold dots:
+    "speech0.5", so the name is matched whole)."""
+    own = re.compile(rf"{re.escape(stem)}\.(\d+){re.escape(suffix)}")
+    return sorted(int(m[1]) for p in folder.glob(f"{stem}.*{suffix}") if (m := own.fullmatch(p.name)))
 
 
 def _superseded(folder: Path, tag: str, rows: int, refitted: bool):

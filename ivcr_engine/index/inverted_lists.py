@@ -26,7 +26,6 @@ fitted in.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,9 +121,7 @@ def load_or_build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndar
 def _growable(folder: Path, tag: str, rows: int) -> tuple[int, dict] | None:
     """(rows, verdict) of the newest complete lists (or kept verdict) over fewer rows that may
     grow to ``rows``: fitted on at least ``rows / GROW_LIMIT`` rows."""
-    own = re.compile(rf"first\.{re.escape(tag)}\.lists\.(\d+)\.json")
-    older = sorted(int(m[1]) for p in folder.glob(f"first.{tag}.lists.*.json") if (m := own.fullmatch(p.name)))
-    older = [n for n in older if n < rows]
+    older = [n for n in first_stage.row_counts(folder, f"first.{tag}.lists", ".json") if n < rows]
     if not older:
         return None
     part = paths(folder, tag, older[-1])

@@ -150,10 +150,10 @@ def _matches(values) -> list:
     return [None if math.isnan(x) else float(x) for x in values]
 
 
-def hit_record(h, lines: Table) -> dict:
+def hit_record(h, table: Table) -> dict:
     e = h.evidence
     return {"ref": int(h.video_index), "start": h.start, "end": h.end, "score": float(h.score),
-            "moment_score": float(h.moment_score), "lines": lines.ids(e.lines), "concepts": lines.ids(e.concepts),
+            "moment_score": float(h.moment_score), "lines": table.ids(e.lines), "concepts": table.ids(e.concepts),
             "line_match": _matches(e.line_match), "channel_scores": {c: float(s) for c, s in sorted(e.channel_scores.items())}}
 
 
@@ -169,7 +169,7 @@ def row_of(rows: dict, r: int) -> dict:
 def shared_answers(index, texts: list[str], dense: dict[str, np.ndarray], like: np.ndarray) -> dict:
     """What ``index`` (an Index, or the Reference over one) answers for the shared material;
     ``like``: a moment's visual vector ("something like this")."""
-    lines = Table()
+    table = Table()
     lexical = {"lexical": np.array(texts)[:, None]}
     out = {"rank": ranking_record(*index.rank_videos({**dense, **lexical}, 10)),
            "rank_dense": ranking_record(*index.rank_videos(dense, 5)),
@@ -177,27 +177,27 @@ def shared_answers(index, texts: list[str], dense: dict[str, np.ndarray], like: 
     n = index.num_refs()
     for r, t in enumerate(texts):
         rows = row_of(dense, r) | {"lexical": np.array([[t]])}
-        out["search"].append([hit_record(h, lines) for h in index.search(rows, k=3, moments_per_video=2)])
+        out["search"].append([hit_record(h, table) for h in index.search(rows, k=3, moments_per_video=2)])
         found = index.moments(rows, list(range(n)), window=(1.0, 7.0), top=2)
         out["moments"].append([[{"start": m.moment.start, "end": m.moment.end, "score": float(m.moment.score),
-                                 "lines": lines.ids(m.evidence.lines), "concepts": lines.ids(m.evidence.concepts)}
+                                 "lines": table.ids(m.evidence.lines), "concepts": table.ids(m.evidence.concepts)}
                                 for m in video] for video in found])
         e = index.evidence(r % n, 0.0, 8.0, rows)
-        out["evidence"].append({"lines": lines.ids(e.lines), "concepts": lines.ids(e.concepts),
+        out["evidence"].append({"lines": table.ids(e.lines), "concepts": table.ids(e.concepts),
                                 "line_match": _matches(e.line_match)})
-    out["allow_deny"] = [[hit_record(h, lines) for h in index.search({"visual": like}, k=n, weights={"visual": 1.0},
+    out["allow_deny"] = [[hit_record(h, table) for h in index.search({"visual": like}, k=n, weights={"visual": 1.0},
                                                                      allow=a, deny=d)]
                          for a, d in ((None, None), ([0, 2, 3], None), (None, [2]))]
-    out["table"] = lines.table
+    out["table"] = table.table
     return out
 
 
 def synthetic_answers(index, rows: dict[str, np.ndarray]) -> dict:
-    lines = Table()
+    table = Table()
     out = {"rank": ranking_record(*index.rank_videos(rows, 10)),
            "rank_visual": ranking_record(*index.rank_videos({"visual": rows["visual"]}, 10)),
-           "search": [[hit_record(h, lines) for h in index.search(row_of(rows, r), k=5)] for r in range(len(rows["visual"]))]}
-    out["table"] = lines.table
+           "search": [[hit_record(h, table) for h in index.search(row_of(rows, r), k=5)] for r in range(len(rows["visual"]))]}
+    out["table"] = table.table
     return out
 
 
