@@ -6,6 +6,7 @@ Every figure in a table comes from this one run, so ratios compare like with lik
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 
 import numpy as np
 import pytest
@@ -201,3 +202,40 @@ def test_results_agree_with_faiss(data, faiss_index):
     ours = data["fp32"].topk_clips(Q, K).ids
     agree = np.mean([len(set(a) & set(b)) / K for a, b in zip(fi, ours)])
     assert agree >= 0.999
+
+
+INT4_TABLE = "int4 first-stage scan by kernel family (1M rows x 256 dims, 100k videos, best 400 videos)"
+
+
+@pytest.mark.parametrize("B", [1, 32])
+def test_int4_kernel_families(record, first_stage_copies, B):
+    """The whitened text copy's scan (int4 x 256, E5's width) with each kernel family this CPU
+    runs, same copy, same queries, same run, families taking turns round by round: AVX2's
+    vpmaddubsw into int16 partial sums against AVX-512's vpdpbusd into int32 (128 dims a step).
+    The scalar table only at B=1 (at B=32 it takes seconds a batch)."""
+    from ivcr_engine import _core
+
+    corpus = first_stage_copies[("int4", 256)]
+    q = np.random.default_rng(3).standard_normal((B, 256), dtype=np.float32)
+    families = [(0, "scalar"), (1, "avx2"), (2, "avx512")][0 if B == 1 else 1:]
+    times: dict[str, list[float]] = {}
+    try:
+        for _ in range(15 if B == 1 else 5):
+            for level, name in families:
+                _core.set_simd_level(level)
+                if _core.simd_level() != name:
+                    continue
+                corpus.topk_videos(q, 400)  # untimed: the copy's pages and this family's code warm
+                t0 = time.perf_counter()
+                corpus.topk_videos(q, 400)
+                times.setdefault(name, []).append(time.perf_counter() - t0)
+    finally:
+        _core.set_simd_level(-1)
+    row = f"B={B}"
+    for name, t in times.items():
+        ms = float(np.median(t)) * 1000
+        record.put(INT4_TABLE, row, f"{name} p50 ms", ms)
+        if "avx2" in times and name != "avx2":
+            record.put(INT4_TABLE, row, f"{name} speed-up over avx2", float(np.median(times["avx2"])) * 1000 / ms)
+    record.note(INT4_TABLE, "p50 of 15 rounds (B=1) or 5 (B=32), the engine's thread count; a family runs only where "
+                            "the CPU has it (IVCR_SIMD caps it too)")

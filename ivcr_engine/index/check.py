@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import first_stage
 from .store import LINE_VECTOR_DTYPE, IndexStore
 
 DTYPES = {"float16", "float32", "int8"}
@@ -214,6 +215,8 @@ def _check_caches(store: IndexStore, rows: int, report: CheckReport, repair: boo
         groups.setdefault((m["tag"], int(m["rows"])), {})[m["part"] + (m["tmp"] or "")] = p
     rebuild = []
     for (tag, n), parts in sorted(groups.items()):
+        if _being_built(folder, tag):  # a search is writing (or growing from) these: not leftovers
+            continue
         why = None
         if n != rows:
             why = f"stale (built for {n} rows, the index has {rows})"
@@ -234,6 +237,14 @@ def _check_caches(store: IndexStore, rows: int, report: CheckReport, repair: boo
     for tag in rebuild:
         if _rebuild_cache(store, tag):
             report.repaired.append(f"first-stage copy {tag!r}: rebuilt")
+
+
+def _being_built(folder: Path, tag: str) -> bool:
+    try:
+        with first_stage.building(folder, f"first.{tag}", wait=False):
+            return False
+    except BlockingIOError:
+        return True
 
 
 def _cache_problem(parts: dict[str, Path], rows: int) -> str | None:

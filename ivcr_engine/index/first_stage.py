@@ -31,10 +31,15 @@ the index has ``GROW_LIMIT`` times the rows the encoding was fitted on, when it 
 A live server at 1M clips otherwise refitted every copy on the first search after each commit
 (62 s for the text copy, 43 s for the visual one here; grown, 1.6 s and 2.3 s:
 benchmarks/bench_live_growth.py). The previous generation's files are removed once the new one
-is complete; encoding parts that cannot be read mean a refit, not an error.
+is complete; encoding parts that cannot be read mean a refit, not an error. A build holds a lock
+(``building``): two processes opening one grown index at once (a server and a CLI search) would
+otherwise write the same temporary file and delete each other's parts; the second waits, then
+opens what the first built.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,8 +299,36 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
     returns projected rows (a coarse copy: only quantised); otherwise ``fit`` chooses it (e.g.
     ``checked_encoding`` for text), or by default the rows' principal basis is fitted (or none,
     for near-isotropic rows)."""
-    if _part(folder, tag, rows, "values").exists() and _part(folder, tag, rows, "scales").exists():
+    if _complete(folder, tag, rows):
         return _open(folder, tag, rows)
+    with building(folder, f"first.{tag}"):
+        if not _complete(folder, tag, rows):  # (not built by another process meanwhile)
+            _build_or_grow(folder, tag, rows, dim, read, projected, fit)
+    return _open(folder, tag, rows)
+
+
+def _complete(folder: Path, tag: str, rows: int) -> bool:
+    return _part(folder, tag, rows, "values").exists() and _part(folder, tag, rows, "scales").exists()
+
+
+@contextlib.contextmanager
+def building(folder: Path, name: str, wait: bool = True):
+    """An exclusive lock on ``folder/.<name>.lock`` while the derived files ``name`` are written
+    (a lock per open file: other processes and other threads wait alike). With ``wait`` False,
+    raises BlockingIOError when a build holds it. The lock file stays (removing one that another
+    process has open would let a third take a second lock); its leading dot keeps it out of every
+    ``first.*`` pattern."""
+    with open(folder / f".{name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build_or_grow(folder: Path, tag: str, rows: int, dim: int, read: RowReader, projected: Encoding | None,
+                   fit: EncodingFit | None) -> None:
+    """Write the copy of ``rows`` rows (see load_or_build), under its build lock."""
     for pattern in (f"first.{tag}.coarse*.{rows}.*.npy", f"first.{tag}.lists.{rows}.*"):
         for derived in folder.glob(pattern):  # made from the copy being (re)built
             derived.unlink()
@@ -309,7 +342,6 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
             _build(folder, tag, rows, dim, read, projected, fit)
     for p in _superseded(folder, tag, rows, refitted=not grown):
         p.unlink(missing_ok=True)  # (a search still on an older view keeps what it mapped)
-    return _open(folder, tag, rows)
 
 
 def _open(folder: Path, tag: str, rows: int) -> FirstStageCopy:

@@ -99,12 +99,32 @@ def load_or_build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndar
     generation of the copy grow into these (see above) while they may."""
     rows = len(copy.values)
     part = paths(folder, tag, rows)
+    built = _built(part)
+    if built is not None:
+        return None if built is False else built
+    with first_stage.building(folder, f"first.{tag}.lists"):  # (another process may be writing them)
+        built = _built(part)
+        if built is not None:
+            return None if built is False else built
+        return _build_or_grow(folder, tag, copy, offsets, shortlist, part)
+
+
+def _built(part: dict[str, Path]) -> InvertedLists | bool | None:
+    """The complete lists ``part``, False for a kept "no probe count keeps the ranking" verdict,
+    None when they are still to be written."""
     if part["meta"].exists():
         probe = json.loads(part["meta"].read_text())["probe"]
         if not probe:
-            return None
+            return False
         if part["values"].exists():
             return _open(part, probe)
+    return None
+
+
+def _build_or_grow(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, shortlist: int,
+                   part: dict[str, Path]) -> InvertedLists | None:
+    """Write the lists (see load_or_build), under their build lock."""
+    rows = len(copy.values)
     older = _growable(folder, tag, rows)
     with blas.all_threads():
         try:

@@ -150,3 +150,19 @@ def test_check_refuses_while_an_ingest_holds_the_write_lock(tmp_path):
         with pytest.raises(RuntimeError, match="is being written"):
             check_index(root, repair=True)
     assert check_index(root).ok
+
+
+def test_a_copy_being_built_is_not_taken_for_a_leftover(tmp_path):
+    """A search building a first-stage copy holds its build lock (first_stage.building); its
+    half-written values are then work in progress, not a killed build's leftovers, and
+    ``--repair`` must leave them alone. Released, the same file is reported and removed."""
+    root = make(tmp_path)
+    with IndexStore(root) as s:
+        rows = s.row_count()
+    half = root / "vectors" / f"first.visual.{rows}.values.tmp.npy"
+    np.save(half, np.zeros((rows, 4), np.int8))
+    with first_stage.building(root / "vectors", "first.visual"):
+        report = check_index(root, repair=True)
+        assert report.ok and not report.repaired and half.exists()
+    assert "half-written" in "\n".join(check_index(root).problems)
+    assert check_index(root, repair=True).ok and not half.exists()

@@ -4,6 +4,7 @@ the exact scan's top 10 in its shortlist."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -60,6 +61,35 @@ def test_copies_are_cached_and_a_killed_build_is_redone(tmp_path):
     (tmp_path / "first.visual.3000.values.npy").unlink()
     first_stage.load_or_build(tmp_path, "visual", len(rows), 256, read)
     assert not fake.exists()
+
+
+def _open_in_a_child(folder, inodes):
+    rows = _visual_rows()
+    first_stage.load_or_build(folder, "visual", len(rows), 256, lambda sel: rows[sel])
+    inodes.put((folder / f"first.visual.{len(rows)}.values.npy").stat().st_ino)
+
+
+def _visual_rows() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    return unit(rng.standard_normal((3000, 8)) @ rng.standard_normal((8, 256))).astype(np.float32)
+
+
+def test_a_second_process_waits_for_a_build_and_opens_what_it_wrote(tmp_path):
+    """Two processes opening one grown index (a server and a CLI search) both find its copy
+    missing. The one that builds holds the build lock; the other waits on it, then opens the
+    copy the first wrote (the same file) instead of writing the same temporary file beside it."""
+    rows = _visual_rows()
+    ctx = multiprocessing.get_context("fork")
+    inodes = ctx.Queue()
+    with first_stage.building(tmp_path, "first.visual"):
+        child = ctx.Process(target=_open_in_a_child, args=(tmp_path, inodes))
+        child.start()
+        first_stage._build_or_grow(tmp_path, "visual", len(rows), 256, lambda sel: rows[sel], None, None)
+        built = (tmp_path / f"first.visual.{len(rows)}.values.npy").stat().st_ino
+    child.join(60)
+    assert child.exitcode == 0
+    assert inodes.get(timeout=5) == built
+    assert not list(tmp_path.glob("*.tmp.npy"))
 
 
 def test_a_whitened_int4_copy_grows_with_its_encoding_until_the_index_doubles(tmp_path):

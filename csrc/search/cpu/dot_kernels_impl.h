@@ -5,14 +5,15 @@
 //   load_i8(const int8_t*) -> vq (widened to int16), load_i16(const int16_t*) -> vq,
 //   dot_i16(vi acc, vq a, vq b) (adjacent int16 products summed into int32 lanes), ihsum(vi),
 //   ihsum8(const vi* acc, int32_t* out) (eight accumulators reduced at once: out[i] = ihsum(acc[i])).
-// The int4 kernels take a traits type N with izero(), ihsum(vi), ihsum8() as above and, over 32
-// byte lanes (vb): load_b(const int8_t*) (32 query bytes); load_i4x64(const uint8_t* p, vb& lo,
-// vb& hi): 32 bytes (two groups) into their low nibbles and their high nibbles, as stored (0..15,
-// the value + 8); load_i4x32: the same for 16 bytes (one group), the upper lanes zero; vs (int16
-// partial sums), szero(); dot_u8i8(vs acc, vb lo, vb qlo, vb hi, vb qhi): acc plus the products
-// lo*qlo + hi*qhi (unsigned nibbles times signed query bytes) summed into its int16 lanes (at most
-// 7,680 a call); widen_add(vi acc, vs part): part's lanes summed into acc's int32 lanes. Integer
-// sums are exact, so every table gives the same scores whatever the order.
+// The int4 kernels take a traits type N with izero(), ihsum(vi), ihsum8() as above and, over
+// byte lanes (vb, 16 per 32-dim group): kGroups (groups per step); load_b(const int8_t*) (a step's
+// half of query bytes); load_i4(const uint8_t* p, int groups, vb& lo, vb& hi): ``groups`` groups
+// (16 bytes each, at most kGroups) into their low nibbles and their high nibbles, as stored (0..15,
+// the value + 8), the lanes past them zero; vs (partial sums), szero(); dot_u8i8(vs acc, vb lo,
+// vb qlo, vb hi, vb qhi): acc plus the products lo*qlo + hi*qhi (unsigned nibbles times signed
+// query bytes) summed into its lanes; kStepsPerWiden (steps whose partial sums cannot overflow);
+// widen_add(vi acc, vs part): part's lanes summed into acc's int32 lanes. Integer sums are exact,
+// so every table gives the same scores whatever the order.
 // Every corpus row goes through the same accumulation order whatever its position in a tile,
 // so equal rows give bit-identical scores and ties are broken only by id.
 #pragma once
@@ -110,46 +111,46 @@ inline void tile_i8(const int16_t* Q, const float* qscale, int D, const int8_t* 
   finish_int<S, R, NQ>(&acc[0][0], Dv, D, E, Q, nullptr, rowscale, qscale, out, ldo, acc_out);
 }
 
-// int4 rows (layout in dot_kernels.h), int8 queries: a step of 64 dims is one 32-byte load of two
-// groups, whose low nibbles (dims 0-15 of each group) and high nibbles (dims 16-31) are multiplied
-// as unsigned bytes with the query's signed bytes (u8 x s8 pair sums into int16, then int32):
-// 9 instructions for 64 dims where int16 queries took 14 and kept the B=1 scan of the 128 MB
-// text copy at half the memory's speed. Nibbles are stored biased (value + 8), so unpacking is a
-// mask and a shift; ``bias[j]`` = 8 * sum of query j's values is taken off each sum. A last group
-// of 32 dims (D % 64 == 32) is a 16-byte load with the query's upper half zero.
-// Q8: per query, per step, 32 bytes of the query for the low nibbles then 32 for the high ones
-// (arrange_i4_query). kOneChunk: D <= 64 * kI4StepsPerWiden, so the int32 accumulators are only
+// int4 rows (layout in dot_kernels.h), int8 queries: a step of N::kGroups groups (64 dims for
+// 256-bit traits, 128 for 512-bit ones) is one load of their bytes, whose low nibbles (dims 0-15 of
+// each group) and high nibbles (dims 16-31) are multiplied as unsigned bytes with the query's signed
+// bytes. With 256-bit maddubs that is 9 instructions for 64 dims, where int16 queries took 14 and
+// kept the B=1 scan of the 128 MB text copy at half the memory's speed; VNNI's vpdpbusd fuses the
+// multiply, the pair sums and the int32 accumulation (6 for 128 dims at 512 bits). Nibbles are
+// stored biased (value + 8), so unpacking is a mask and a shift; ``bias[j]`` = 8 * sum of query j's
+// values is taken off each sum. A last step with fewer groups (D not a multiple of the step) loads
+// only its bytes, the query zero past D.
+// Q8: per query, per step, the query bytes for the low nibbles then those for the high ones
+// (arrange_i4_query). kOneChunk: D <= step * kStepsPerWiden, so the int32 accumulators are only
 // written at the end and hold no registers during the loop (at 4 queries x 2 rows they spilled
 // the partial sums).
-constexpr int kI4StepsPerWiden = 4;  // steps whose int16 partial sums fit: 4 x 7,680 = 30,720
 template <class N, int R, int NQ, bool kOneChunk>
 inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, int D, const uint8_t* E,
                     const float* rowscale, float* out, int ldo, bool acc_out) {
+  constexpr int SD = 32 * N::kGroups;  // dims per step
   typename N::vi acc[R][NQ];
   if constexpr (!kOneChunk)
     for (int i = 0; i < R; ++i)
       for (int j = 0; j < NQ; ++j) acc[i][j] = N::izero();
-  const int row_bytes = D / 2, steps = (D + 63) / 64, q_bytes = steps * 64;
-  // Sums stay in int16 lanes for up to kI4StepsPerWiden steps (each adds at most 7,680), then
-  // widen into the int32 accumulators: one widening a row for the 256 dims of a text copy.
-  for (int s0 = 0; s0 < steps; s0 += kI4StepsPerWiden) {
+  const int row_bytes = D / 2, steps = (D + SD - 1) / SD, q_bytes = steps * SD;
+  // Partial sums stay in their narrow lanes for up to kStepsPerWiden steps, then widen into the
+  // int32 accumulators: for the 256-bit maddubs traits one widening a row at the 256 dims of a
+  // text copy; VNNI sums into int32 from the start and never needs one.
+  for (int s0 = 0; s0 < steps; s0 += N::kStepsPerWiden) {
     typename N::vs part[R][NQ];
     for (int i = 0; i < R; ++i)
       for (int j = 0; j < NQ; ++j) part[i][j] = N::szero();
-    const int s1 = s0 + kI4StepsPerWiden < steps ? s0 + kI4StepsPerWiden : steps;
+    const int s1 = steps - s0 > N::kStepsPerWiden ? s0 + N::kStepsPerWiden : steps;
     for (int s = s0; s < s1; ++s) {
-      const bool whole = 64 * s + 64 <= D;
+      const int left = (D - SD * s) / 32, groups = left < N::kGroups ? left : N::kGroups;
       typename N::vb qlo[NQ], qhi[NQ];
       for (int j = 0; j < NQ; ++j) {
-        qlo[j] = N::load_b(Q8 + j * q_bytes + 64 * s);
-        qhi[j] = N::load_b(Q8 + j * q_bytes + 64 * s + 32);
+        qlo[j] = N::load_b(Q8 + j * q_bytes + SD * s);
+        qhi[j] = N::load_b(Q8 + j * q_bytes + SD * s + SD / 2);
       }
       for (int i = 0; i < R; ++i) {
         typename N::vb lo, hi;
-        if (whole)
-          N::load_i4x64(E + i * row_bytes + 32 * s, lo, hi);
-        else
-          N::load_i4x32(E + i * row_bytes + 32 * s, lo, hi);
+        N::load_i4(E + i * row_bytes + SD / 2 * s, groups, lo, hi);
         for (int j = 0; j < NQ; ++j) part[i][j] = N::dot_u8i8(part[i][j], lo, qlo[j], hi, qhi[j]);
       }
     }
@@ -160,15 +161,18 @@ inline void tile_i4(const int8_t* Q8, const float* qscale, const int32_t* bias, 
 }
 
 // One query's int16 values (within int8's range: corpus.cpp quantises int4 channels' queries so)
-// in tile_i4's step order: for each 64 dims, [0-15, 32-47] then [16-31, 48-63], zero past D.
+// in tile_i4's step order for steps of G groups (SD = 32 G dims): for each step, the first 16 dims
+// of each of its groups, then the last 16 of each; zero past D.
+template <int G>
 inline void arrange_i4_query(const int16_t* q, int D, int8_t* out) {
-  const int steps = (D + 63) / 64;
+  constexpr int SD = 32 * G;
+  const int steps = (D + SD - 1) / SD;
   for (int s = 0; s < steps; ++s)
     for (int half = 0; half < 2; ++half)      // low nibbles, high nibbles
-      for (int g = 0; g < 2; ++g)             // the step's first and second group
+      for (int g = 0; g < G; ++g)             // the step's groups
         for (int j = 0; j < 16; ++j) {
-          const int d = 64 * s + 32 * g + 16 * half + j;
-          out[64 * s + 32 * half + 16 * g + j] = d < D ? int8_t(q[d]) : int8_t(0);
+          const int d = SD * s + 32 * g + 16 * half + j;
+          out[SD * s + SD / 2 * half + 16 * g + j] = d < D ? int8_t(q[d]) : int8_t(0);
         }
 }
 
@@ -227,15 +231,16 @@ template <class N, int NQ>
 void rows_i4(const int16_t* Q, const float* qs, int D, const uint8_t* E, const float* rs, int nrows, float* out,
              int ldo, bool acc) {
   constexpr int R = I8RowTile<NQ>::value;
+  constexpr int SD = 32 * N::kGroups;
   const std::size_t row_bytes = std::size_t(D) / 2;
-  const int q_bytes = (D + 63) / 64 * 64;
-  alignas(64) int8_t q8[NQ * 4096];  // D <= 4096 (checked by the corpus)
+  const int q_bytes = (D + SD - 1) / SD * SD;
+  alignas(64) int8_t q8[NQ * 4096];  // D <= 4096 (checked by the corpus), so q_bytes <= 4096 too
   int32_t bias[NQ];
   for (int j = 0; j < NQ; ++j) {
     int32_t sum = 0;
     for (int d = 0; d < D; ++d) sum += Q[j * D + d];
     bias[j] = 8 * sum;
-    arrange_i4_query(Q + j * D, D, q8 + j * q_bytes);
+    arrange_i4_query<N::kGroups>(Q + j * D, D, q8 + j * q_bytes);
   }
   const auto rows = [&](auto one_chunk) {
     constexpr bool kOne = decltype(one_chunk)::value;
@@ -244,7 +249,7 @@ void rows_i4(const int16_t* Q, const float* qs, int D, const uint8_t* E, const f
       tile_i4<N, R, NQ, kOne>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
     for (; r < nrows; ++r) tile_i4<N, 1, NQ, kOne>(q8, qs, bias, D, E + r * row_bytes, rs + r, out + r, ldo, acc);
   };
-  if (D <= 64 * kI4StepsPerWiden)
+  if (D <= SD * N::kStepsPerWiden)
     rows(std::true_type{});
   else
     rows(std::false_type{});

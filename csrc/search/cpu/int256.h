@@ -1,7 +1,6 @@
 // The 256-bit integer members of the tile-kernel traits (see dot_kernels_impl.h): the AVX2 table's
-// int8 and int4 kernels, and the AVX-512 table's int4 kernel. Include only from translation units
-// compiled with AVX2 enabled. The AVX-512 table scans int4 at this width too: a step is two
-// 32-dim groups, and at 256 dims a 512-bit step of four would leave the last one half empty.
+// int8 and int4 kernels. Include only from translation units compiled with AVX2 enabled. (The
+// AVX-512 table has its own int4 members: VNNI at 512 bits.)
 #pragma once
 #include <immintrin.h>
 
@@ -19,23 +18,22 @@ struct Int256 {
   static vi izero() { return _mm256_setzero_si256(); }
   static vq load_i8(const int8_t* p) { return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static vq load_i16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  // int4 rows against int8 queries (dot_kernels_impl.h, tile_i4): 32 lanes of bytes.
+  // int4 rows against int8 queries (dot_kernels_impl.h, tile_i4): steps of two groups, 32 lanes
+  // of bytes.
+  static constexpr int kGroups = 2;
   using vb = __m256i;
   static vb load_b(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static void load_i4x64(const uint8_t* p, vb& lo, vb& hi) {  // two groups' nibbles, as stored (0..15)
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), m = _mm256_set1_epi8(15);
-    lo = _mm256_and_si256(x, m);
-    hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);
-  }
-  static void load_i4x32(const uint8_t* p, vb& lo, vb& hi) {  // one group's, the upper lanes zero
-    const __m256i x = _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  static void load_i4(const uint8_t* p, int groups, vb& lo, vb& hi) {  // nibbles as stored (0..15)
+    const __m256i x = groups == 2 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
+                                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     const __m256i m = _mm256_set1_epi8(15);
     lo = _mm256_and_si256(x, m);
     hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m);
   }
   // maddubs sums two u8 x s8 products into int16 (|sum| <= 2 * 15 * 128, never saturating); the
-  // two halves' sums (<= 7,680) are added in int16 (tile_i4 widens before four steps overflow).
+  // two halves' sums (<= 7,680) are added in int16 (tile_i4 widens before they could overflow).
   using vs = __m256i;
+  static constexpr int kStepsPerWiden = 4;  // 4 x 7,680 = 30,720 fits int16
   static vs szero() { return _mm256_setzero_si256(); }
   static vs dot_u8i8(vs acc, vb lo, vb qlo, vb hi, vb qhi) {
     return _mm256_add_epi16(acc, _mm256_add_epi16(_mm256_maddubs_epi16(lo, qlo), _mm256_maddubs_epi16(hi, qhi)));

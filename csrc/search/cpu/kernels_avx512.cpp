@@ -1,9 +1,9 @@
-// AVX-512 (F/BW/VL/DQ + VNNI) kernels: 16 floats per vector, and VNNI's vpdpwssd fuses the int16
-// multiply-add into the accumulator. Entered only when the CPU reports all of these features.
+// AVX-512 (F/BW/VL/DQ + VNNI) kernels: 16 floats per vector, and VNNI fuses the integer multiply-adds
+// into the accumulator (vpdpwssd for int8 rows widened to int16, vpdpbusd for int4 nibbles times
+// query bytes). Entered only when the CPU reports all of these features.
 #include <immintrin.h>
 
 #include "search/cpu/dot_kernels_impl.h"
-#include "search/cpu/int256.h"
 
 namespace ivcr::search {
 namespace {
@@ -36,8 +36,32 @@ struct Avx512 {
   }
 };
 
+// int4 rows (tile_i4): a step is four 32-dim groups, one 64-byte load; vpdpbusd multiplies the
+// unsigned nibbles with the signed query bytes and adds each four products into int32 lanes, so the
+// partial sums are the accumulators (no int16 stage, no widening). A last step of one to three
+// groups is a masked load, which reads no byte past the row.
+struct Avx512Int4 : Avx512 {
+  static constexpr int kGroups = 4;
+  static constexpr int kStepsPerWiden = 1 << 20;  // int32 lanes throughout: one chunk at any D <= 4096
+  using vb = __m512i;
+  static vb load_b(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static void load_i4(const uint8_t* p, int groups, vb& lo, vb& hi) {
+    const __m512i x = groups == 4 ? _mm512_loadu_si512(p)
+                                  : _mm512_maskz_loadu_epi8((__mmask64(1) << (16 * groups)) - 1, p);
+    const __m512i m = _mm512_set1_epi8(15);
+    lo = _mm512_and_si512(x, m);
+    hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m);
+  }
+  using vs = __m512i;
+  static vs szero() { return _mm512_setzero_si512(); }
+  static vs dot_u8i8(vs acc, vb lo, vb qlo, vb hi, vb qhi) {
+    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, lo, qlo), hi, qhi);
+  }
+  static vi widen_add(vi acc, vs part) { return _mm512_add_epi32(acc, part); }
+};
+
 }  // namespace
 
-const DotKernels kDotKernelsAvx512 = impl::make_table<Avx512, Int256>("avx512");
+const DotKernels kDotKernelsAvx512 = impl::make_table<Avx512, Avx512Int4>("avx512");
 
 }  // namespace ivcr::search

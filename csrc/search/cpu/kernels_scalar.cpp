@@ -56,21 +56,17 @@ struct Scalar {
   static vq load_i16(const int16_t* p) { vq r; for (int i = 0; i < 16; ++i) r.v[i] = p[i]; return r; }
   struct vb { int16_t v[32]; };  // byte lanes (held wider: nibbles 0..15, query bytes -127..127)
   static vb load_b(const int8_t* p) { vb r; for (int i = 0; i < 32; ++i) r.v[i] = p[i]; return r; }
-  static void load_i4x64(const uint8_t* p, vb& lo, vb& hi) {  // low / high nibbles of 32 bytes, as stored
-    for (int i = 0; i < 32; ++i) {
-      lo.v[i] = int16_t(p[i] & 15);
-      hi.v[i] = int16_t(p[i] >> 4);
-    }
-  }
-  static void load_i4x32(const uint8_t* p, vb& lo, vb& hi) {  // of 16 bytes, the upper lanes zero
+  static constexpr int kGroups = 2;
+  static void load_i4(const uint8_t* p, int groups, vb& lo, vb& hi) {  // nibbles as stored, lanes past them zero
     lo = vb{};
     hi = vb{};
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < 16 * groups; ++i) {
       lo.v[i] = int16_t(p[i] & 15);
       hi.v[i] = int16_t(p[i] >> 4);
     }
   }
-  struct vs { int32_t v[8]; };  // (int16 lanes in the SIMD tables; exact sums either way)
+  struct vs { int32_t v[8]; };  // (int16 lanes in the AVX2 table; exact sums either way)
+  static constexpr int kStepsPerWiden = 4;
   static vs szero() { return vs{}; }
   static vs dot_u8i8(vs acc, const vb& lo, const vb& qlo, const vb& hi, const vb& qhi) {
     for (int i = 0; i < 32; ++i) acc.v[i / 4] += int32_t(lo.v[i]) * qlo.v[i] + int32_t(hi.v[i]) * qhi.v[i];
