@@ -21,6 +21,7 @@ struct Int256 {
   // int4 rows against int8 queries (dot_kernels_impl.h, tile_i4): steps of two groups, 32 lanes
   // of bytes.
   static constexpr int kGroups = 2;
+  static constexpr int kRowsAt4Queries = 2;  // 8 accumulators: 16 vector registers hold no more
   using vb = __m256i;
   static vb load_b(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void load_i4(const uint8_t* p, int groups, vb& lo, vb& hi) {  // nibbles as stored (0..15)

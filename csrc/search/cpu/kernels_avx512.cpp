@@ -42,6 +42,7 @@ struct Avx512 {
 // groups is a masked load, which reads no byte past the row.
 struct Avx512Int4 : Avx512 {
   static constexpr int kGroups = 4;
+  static constexpr int kRowsAt4Queries = 4;       // 16 accumulators + 8 query vectors + 2: of 32 registers
   static constexpr int kStepsPerWiden = 1 << 20;  // int32 lanes throughout: one chunk at any D <= 4096
   using vb = __m512i;
   static vb load_b(const int8_t* p) { return _mm512_loadu_si512(p); }

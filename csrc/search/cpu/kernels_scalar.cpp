@@ -57,6 +57,7 @@ struct Scalar {
   struct vb { int16_t v[32]; };  // byte lanes (held wider: nibbles 0..15, query bytes -127..127)
   static vb load_b(const int8_t* p) { vb r; for (int i = 0; i < 32; ++i) r.v[i] = p[i]; return r; }
   static constexpr int kGroups = 2;
+  static constexpr int kRowsAt4Queries = 2;  // (as the AVX2 table)
   static void load_i4(const uint8_t* p, int groups, vb& lo, vb& hi) {  // nibbles as stored, lanes past them zero
     lo = vb{};
     hi = vb{};
