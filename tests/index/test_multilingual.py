@@ -128,7 +128,7 @@ def test_rebuild_text_moves_an_index_to_the_multilingual_model(minilm_index, e5_
     assert not any(p.exists() for p in stale) and kept.exists()
     kept.unlink()
     assert report.previous == ["text_minilm_l6"] and report.rows == reader.corpus.offsets[-1]
-    assert reader.refresh() and reader.text_encoder.card.name == "text_me5_small"
+    assert reader.refresh() and reader.text_encoder.card.name == "text_me5_small_query"  # its query encoder
     assert top(reader, "如何做番茄酱")[0] == "sauce.mp4"
     fresh, rebuilt = IndexStore(e5_index), IndexStore(root)
     try:

@@ -67,3 +67,26 @@ def test_a_query_encodes_the_same_alone_or_in_a_batch(encoders):
     together = int8_enc.encode(texts, "query")
     for t, row in zip(texts, together):
         np.testing.assert_array_equal(int8_enc.encode([t], "query")[0], row)
+
+
+def test_multilingual_queries_go_through_its_float32_graph(shared_data):
+    """E5 indexes encode queries with the passage graph's float32-activation twin (what libivcr's
+    own encoder computes, tests/engine/test_native_encoder.py): every 4-bit product at accuracy
+    level 0, the base card's query steps carried over, and the same model to rounding."""
+    import onnx
+
+    prepare_models()
+    assert query_encoder_name("text_me5_small") == "text_me5_small_query"
+    root = model_dir()
+    graph = onnx.load(str(root / "text_me5_small_query" / "model.onnx"), load_external_data=False)
+    levels = [a.i for n in graph.graph.node if n.op_type == "MatMulNBits" for a in n.attribute
+              if a.name == "accuracy_level"]
+    assert len(levels) == 72 and set(levels) == {0}
+    base, query = TextEncoder("text_me5_small"), TextEncoder("text_me5_small_query")
+    for key in ("chance_similarity", "query_prefix", "passage_prefix", "language_direction_sha256"):
+        assert query.card.raw[key] == base.card.raw[key], key
+    texts = annotation_queries(shared_data)[::4]
+    a, b = base.encode(texts, "query"), query.encode(texts, "query")
+    cos = (a * b).sum(axis=1)
+    assert cos.min() >= 0.9995, cos.min()
+    assert np.abs(a - b).max() > 1e-4  # int8 activations against float32 ones: not the same graph

