@@ -292,3 +292,34 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
         record.put(PAIRS_TABLE, name, "min cosine", f"{cos:.7f}")
     record.note(PAIRS_TABLE, f"{len(texts)} ActivityNet Captions sentences, dense channels only, the engine's staged "
                              "ranking")
+
+
+LATENCY_TABLE = "query encoders of multilingual-e5-small, one query a call (a turn's case), ms"
+
+
+def test_query_encoder_latency(corpus, shared_data, record):
+    """What float32 activations cost a query: the passage graph (int8 activations, what the
+    Python path ran before), the Python path's float32 query graph and libivcr's own float32
+    encoder (ivcr_encode_queries, its rows shaped as ivcr_search uses them), taking turns text by
+    text on 64 ActivityNet Captions sentences, three rounds."""
+    from ivcr_engine.models.text import TextEncoder
+
+    index, _ = corpus
+    nat = native_encoder(index)
+    texts = activitynet_sentences(shared_data, 64)
+    passage, query = TextEncoder("text_me5_small"), TextEncoder("text_me5_small_query")
+    encoders = {"ONNX int8 activations (the passage graph)": lambda t: passage.encode([t], "query"),
+                "ONNX float32 (the Python path's query graph)": lambda t: query.encode([t], "query"),
+                "libivcr float32 (ivcr_search)": lambda t: nat.encode([t])}
+    times = {name: [] for name in encoders}
+    for _ in range(3):
+        for t in texts:
+            for name, fn in encoders.items():
+                t0 = time.perf_counter()
+                fn(t)
+                times[name].append(time.perf_counter() - t0)
+    base = float(np.median(times["ONNX int8 activations (the passage graph)"]))
+    for name, ts in times.items():
+        record.put(LATENCY_TABLE, name, "p50", float(np.median(ts)) * 1000)
+        record.put(LATENCY_TABLE, name, "against int8", float(np.median(ts)) / base)
+    record.note(LATENCY_TABLE, f"{os.cpu_count()} threads; the same token ids and weights in all three")

@@ -92,17 +92,49 @@ static void matmul_f32(const block_q4_0 *W, const float *bias, const float *X, f
     }
 }
 
+/* e5.c's tokenizer normalises into a buffer of 4 codepoints a byte (+16); a few characters expand
+ * further (U+FDFA: 3 bytes, 18 codepoints), and a text of them would overrun it. Such a text is
+ * normalised here first, into UTF-8 that fits: the map is idempotent (every character it writes
+ * maps to itself; checked over all 4,837 entries), so tokenising the result gives the same ids.
+ * Returns NULL when the text fits as it is (or when out of memory, which then fails later). */
+static char *normalised_if_needed(const tokenizer *t, const char *text, size_t n) {
+    size_t cps = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += (size_t)utf8_decode(text + i, (int)(n - i), &cp);
+        const int ni = norm_find(t, cp);
+        cps += ni < 0 ? 1 : t->norm_off[ni + 1] - t->norm_off[ni];
+    }
+    if (cps <= (n + 2) * 4 + 16) return NULL;
+    char *out = (char *)malloc(cps * 4 + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += (size_t)utf8_decode(text + i, (int)(n - i), &cp);
+        const int ni = norm_find(t, cp);
+        if (ni < 0) o += utf8_encode(cp, o);
+        else
+            for (uint32_t k = t->norm_off[ni]; k < t->norm_off[ni + 1]; k++) o += utf8_encode(t->norm_out[k], o);
+    }
+    *o = '\0';
+    return out;
+}
+
 /* One text's token ids: <s>, "query: "/"passage: " + text, </s>, cut to the model's positions as
  * the Python path's tokenizer truncates (e5.c's own path averages windows instead). */
 static int float_tokens(e5_model *m, const char *text, int is_query, int **ids_out) {
     const char *pfx = is_query ? "query: " : "passage: ";
     const size_t plen = strlen(pfx), tl = strlen(text);
     char *buf = (char *)malloc(plen + tl + 1);
-    int *ids = (int *)malloc(sizeof(int) * (plen + tl + 6));
+    /* the content is capped at MAXP - 2 tokens, and normalisation may expand a character into
+     * many (U+FDFA is 18), so the cap, not the text's length, bounds the buffer */
+    int *ids = (int *)malloc(sizeof(int) * (size_t)m->MAXP);
     if (!buf || !ids) { free(buf); free(ids); return -1; }
     memcpy(buf, pfx, plen);
     memcpy(buf + plen, text, tl + 1);
-    const int n = tok_content(&m->tok, buf, ids + 1, m->MAXP - 2);
+    char *normalised = normalised_if_needed(&m->tok, buf, plen + tl);
+    const int n = tok_content(&m->tok, normalised ? normalised : buf, ids + 1, m->MAXP - 2);
+    free(normalised);
     free(buf);
     ids[0] = m->tok.bos;
     ids[n + 1] = m->tok.eos;
