@@ -141,8 +141,9 @@ def _base_unchanged(card: ModelCard, root: Path) -> bool:
 def query_encoder_name(text_model: str, root: Path | None = None) -> str:
     """The model that encodes queries for an index built with ``text_model``: its prepared query
     encoder (MiniLM's int8 graph, E5's float32 one) when one matches the current base graph, else
-    the text model itself. ``IVCR_QUERY_ENCODER=float`` keeps the text model's own graph."""
-    if os.environ.get("IVCR_QUERY_ENCODER", "").lower() in ("float", "fp32"):
+    the text model itself. ``IVCR_QUERY_ENCODER=base`` keeps the text model's own graph
+    (``float``, from when the only query encoder was MiniLM's int8 one, too)."""
+    if os.environ.get("IVCR_QUERY_ENCODER", "").lower() in ("base", "float", "fp32"):
         return text_model
     root = root or model_dir()
     for name in MODEL_NAMES:

@@ -41,8 +41,10 @@ def test_indexes_pick_the_query_encoder_of_their_text_model(monkeypatch):
     prepare_models()
     assert query_encoder_name("text_minilm_l6") == "text_minilm_l6_int8"
     assert query_encoder_name("some_other_model") == "some_other_model"
-    monkeypatch.setenv("IVCR_QUERY_ENCODER", "float")
-    assert query_encoder_name("text_minilm_l6") == "text_minilm_l6"
+    for value in ("base", "float"):
+        monkeypatch.setenv("IVCR_QUERY_ENCODER", value)
+        assert query_encoder_name("text_minilm_l6") == "text_minilm_l6"
+        assert query_encoder_name("text_me5_small") == "text_me5_small"
 
 
 def test_a_stale_query_encoder_is_not_used(tmp_path):
