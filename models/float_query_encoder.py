@@ -72,7 +72,8 @@ def export(out_dir: Path) -> Path:
         "base_sha256": base_card["sha256"],
         "text_cards": {BASE: card_digest(base)},
     }
-    assert sha256(target / card["language_direction"]) == card["language_direction_sha256"]
+    if sha256(target / card["language_direction"]) != card["language_direction_sha256"]:
+        raise ValueError(f"{base / card['language_direction']} does not match its card; run `ivcr models prepare --force`")
     write_card(target, card, onnx_path)
     return target
 

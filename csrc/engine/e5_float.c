@@ -254,7 +254,3 @@ int ivcr_e5_float_embed_batch(e5_model *m, const char *const *texts, int n, int 
     free(tok); free(len); free(ids); free(seg);
     return rc;
 }
-
-int ivcr_e5_float_embed(e5_model *m, const char *text, int is_query, float *out) {
-    return ivcr_e5_float_embed_batch(m, &text, 1, is_query, out);
-}

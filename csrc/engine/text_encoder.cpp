@@ -126,10 +126,10 @@ std::vector<float> TextEncoder::unit(const std::vector<std::string>& texts) {
 #ifdef IVCR_WITH_E5
   {
     std::lock_guard<std::mutex> lock(mu_);
-    std::vector<const char*> ptrs;
-    for (const std::string& t : texts) ptrs.push_back(t.c_str());
     if (texts.size() > size_t(std::numeric_limits<int>::max()))
       fail(Status::InvalidArgument, "too many texts in one call");
+    std::vector<const char*> ptrs;
+    for (const std::string& t : texts) ptrs.push_back(t.c_str());
     if (ivcr_e5_float_embed_batch(model_, ptrs.data(), int(ptrs.size()), 1, out.data()) != 0)
       fail(Status::OutOfMemory, "out of memory while encoding queries");
   }
