@@ -174,10 +174,12 @@ IVCR_API ivcr_status ivcr_search_options_set_candidates(ivcr_search_options *opt
                                                         size_t width);
 /* The staged ranking's sizes: from `min_rows` clips on (default 200000) each row's exact stage
  * re-ranks the `shortlist` (400) best videos of a first stage over the compact copies the Python
- * package builds beside the vectors on its first search (vectors/first.*.npy; `coarse_shortlist`,
- * 8000, videos pass a coarse copy first; inverted lists serve while at least `lists_min_eligible`,
- * 0.95, of the videos are eligible, each reading `clips_per_video` (8) clips a wanted video).
- * Without copies, every row is scanned exactly. */
+ * package writes beside the vectors (vectors/first.*.npy: every `ivcr index` run leaves those of a
+ * text query and a visual query ready, and a Python search builds any other on first use;
+ * `coarse_shortlist`, 8000, videos pass a coarse copy first; inverted lists serve while at least
+ * `lists_min_eligible`, 0.95, of the videos are eligible, each reading `clips_per_video` (8) clips
+ * a wanted video). Without copies, every row is scanned exactly (`ivcr_results_stage` says
+ * "exact"; at 1M clips about 8x slower). */
 IVCR_API ivcr_status ivcr_search_options_set_first_stage(ivcr_search_options *opts, int64_t min_rows, int64_t shortlist,
                                                          int64_t coarse_shortlist, double lists_min_eligible,
                                                          int64_t clips_per_video);

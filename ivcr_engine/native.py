@@ -420,15 +420,19 @@ class NativeIndex:
             L.ivcr_queries_free(q)
 
     def search(self, texts: str | Sequence[str], k: int = 10, weights: Mapping[str, float] | None = None,
-               allow=None, deny=None, moments: int = 1, evidence: bool = True) -> list[list[NativeHit]]:
-        """Text queries through the native encoder (see ``encode``), one list of hits per text."""
+               allow=None, deny=None, moments: int = 1, evidence: bool = True, stage: Sequence | None = None,
+               paths: list | None = None) -> list[list[NativeHit]]:
+        """Text queries through the native encoder (see ``encode``), one list of hits per text;
+        ``stage`` and ``paths`` as for ``rank_vectors``."""
         texts = [texts] if isinstance(texts, str) else list(texts)
         L = lib()
-        o = self._options(weights, allow, deny, moments, evidence, None)
+        o = self._options(weights, allow, deny, moments, evidence, None, stage=stage)
         try:
             arr = (C.c_char_p * len(texts))(*[t.encode() for t in texts])
             out = (_P * len(texts))()
             _check(L.ivcr_search_batch(self._h, arr, len(texts), int(k), o, out))
+            if paths is not None:
+                paths += [L.ivcr_results_stage(out[b]).decode() for b in range(len(texts))]
             return [_read_results(out[b], ["concept", "speech", "subtitle", "ocr"]) for b in range(len(texts))]
         finally:
             L.ivcr_search_options_free(o)

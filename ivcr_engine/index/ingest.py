@@ -17,6 +17,8 @@ from ..models.registry import index_text_model
 from .inputs import collect_videos, content_hash
 from .onscreen import OCR_LONG_SIDE
 from .partition import store_for
+from . import ranking
+from .single import Index
 from .store import ChannelSpec, IndexStore, VideoRecord
 from .video_encoder import VideoEncoder
 
@@ -128,6 +130,24 @@ def commit_video(stores: Sequence[IndexStore], rec: VideoRecord) -> bool:
     return True
 
 
+def prepare_search(stores: Sequence[IndexStore], report: IngestReport, models_root: Path | None = None) -> None:
+    """After a run, every large shard's first-stage copies (Index.prepare_search), so that the
+    first search after the commit, and a host on libivcr that has no Python to build them, find
+    them ready; a copy already there (or grown from the last one) costs little."""
+    t0 = time.perf_counter()
+    built = False
+    for st in stores:
+        if st.row_count() < ranking.TWO_STAGE_MIN_ROWS:
+            continue
+        index = Index(st.root, models_root=models_root)
+        try:
+            built = bool(index.prepare_search()) or built
+        finally:
+            index.close()
+    if built:
+        report.stage_seconds["search copies"] = time.perf_counter() - t0
+
+
 class Ingestor(VideoEncoder):
     """Holds the encoders (loaded once) and writes videos into one index."""
 
@@ -137,6 +157,7 @@ class Ingestor(VideoEncoder):
         from .manifest import open_stores
 
         # ``shards`` (or a manifest already at index_dir): a sharded index, one writer per shard
+        self.models_root = models_root
         self.stores = open_stores(index_dir, shards)
         self.store = self.stores[0]
         try:
@@ -222,6 +243,7 @@ class Ingestor(VideoEncoder):
                     bar.update(1)
         if bar:
             bar.close()
+        prepare_search(self.stores, report, self.models_root)
         report.wall_seconds = time.perf_counter() - t_start
         return report
 

@@ -20,6 +20,7 @@ from .ingest import (
     check_settings,
     commit_video,
     ocr_for_index,
+    prepare_search,
     prepare_store,
 )
 from .inputs import collect_videos, content_hash
@@ -156,6 +157,7 @@ class RayIngest:
                 bar.update(1)
         if bar:
             bar.close()
+        prepare_search(self.stores, report)
         report.wall_seconds = time.perf_counter() - t_start
         return report
 

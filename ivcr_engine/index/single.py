@@ -238,6 +238,29 @@ class Index(MomentShortcuts):
                                         eligible=self._engine_mask(view, eligible), stage=first_stages.stage_sizes(),
                                         paths=self.ranking_paths)
 
+    def prepare_search(self) -> list[str]:
+        """Build the first-stage copies that a large index's usual searches scan, where they are
+        missing: a text query's (its text channels folded under the default weights, as
+        ``ivcr_search`` folds them) and a visual query's ("something like this", with its coarse
+        copy and lists). Returns their tags; below ``ranking.TWO_STAGE_MIN_ROWS`` clips there is no
+        first stage and nothing is built. A search builds a missing copy itself, but only in
+        Python: a host on libivcr alone cannot, and scans every row exactly instead (2.3 GB of
+        float16 rows a query at 1M clips), so the writer calls this after it commits."""
+        view = self._view
+        if view.mapped.corpus.rows < first_stages.TWO_STAGE_MIN_ROWS:
+            return []
+        text = dense(self.encode_queries(["a query"]))  # any text: its channels and widths decide the copy
+        stages = [(text, self._weights(text, None))]
+        if "visual" in view.mapped.channels:
+            visual = {"visual": np.zeros((1, view.mapped.channels["visual"].shape[1]), np.float32)}
+            stages.append((visual, {"visual": 1.0}))
+        tags = []
+        for rows, weights in stages:
+            view.ranking.prepare(rows, weights)
+            first_q, _, folded = view.ranking.first_stage_queries(rows, weights)
+            tags += [first_stages.copy_tag(c, folded) for c in sorted(first_q)]
+        return tags
+
     @staticmethod
     def _engine_mask(view: _View, eligible: np.ndarray) -> np.ndarray | None:
         """The eligibility mask the engine needs, or None when its own (every live video) is the

@@ -1,0 +1,76 @@
+"""The writer leaves a large index's first-stage copies ready (Index.prepare_search, called at the
+end of every ingest run): a host on libivcr alone cannot build them, and without them it scans
+every row exactly. The shared videos' index stands in for a large one (the two-stage threshold
+lowered to one clip, a shortlist of 4 of its 8 videos)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from ivcr_engine.index import Index, Ingestor, ranking
+from ivcr_engine.native import NativeIndex
+
+STAGE = (1, 4, 8_000, 0.95, 8)  # the engine's staged sizes: from 1 clip on, 4 videos re-ranked exactly
+
+
+@pytest.fixture
+def fresh_copy(shared_index, tmp_path, monkeypatch):
+    """The shared index copied without any first-stage file, large enough for a first stage."""
+    root = tmp_path / "index"
+    shutil.copytree(shared_index[0], root, ignore=shutil.ignore_patterns("first.*", ".first.*"))
+    monkeypatch.setattr(ranking, "TWO_STAGE_MIN_ROWS", 1)
+    monkeypatch.setattr(ranking, "SHORTLIST", STAGE[1])
+    return root
+
+
+def _paths(root, visual_row):
+    """The path the engine's own text search (``ivcr_search``) and a visual search took."""
+    text, visual = [], []
+    with NativeIndex(root) as nat:
+        nat.search(["a parrot on a perch"], k=3, stage=STAGE, paths=text)
+        nat.rank_vectors({"visual": visual_row}, 3, {"visual": 1.0}, stage=STAGE, paths=visual)
+    return text + visual
+
+
+def test_an_ingest_run_leaves_the_copies_the_engine_s_own_searches_scan(fresh_copy):
+    index = Index(fresh_copy)
+    row = index.moment_vector(0, 0.0, float("inf"), "visual").reshape(1, -1)
+    index.close()
+    assert _paths(fresh_copy, row) == ["exact", "exact"]  # no copies: every row scanned exactly
+    ing = Ingestor(fresh_copy)
+    try:
+        report = ing.run([], progress=False)  # nothing to add: the copies of what is there
+    finally:
+        ing.close()
+    assert report.stage_seconds["search copies"] > 0
+    names = sorted(p.name for p in (fresh_copy / "vectors").glob("first.*.values.npy"))
+    assert any(n.startswith("first.text-concept1-") for n in names) and any(n.startswith("first.visual.") for n in names)
+    assert _paths(fresh_copy, row) == ["copies", "copies"]  # found by the fold the engine itself computes
+    # and the engine's own search ranks over them as Python's search does
+    index = Index(fresh_copy)
+    try:
+        refs, _ = index.rank_videos(index.encode_queries(["a parrot on a perch"]), 3)
+    finally:
+        index.close()
+    with NativeIndex(fresh_copy) as nat:
+        got = nat.search(["a parrot on a perch"], k=3, stage=STAGE, moments=0, evidence=False)[0]
+    assert [h.ref for h in got] == refs[0].tolist()
+
+
+def test_prepare_search_is_a_no_op_below_the_threshold_and_when_ready(fresh_copy, monkeypatch):
+    def files():
+        return {p.name: p.stat().st_mtime_ns for p in (fresh_copy / "vectors").glob("first.*")}
+
+    index = Index(fresh_copy)
+    tags = index.prepare_search()
+    index.close()
+    assert tags[0].startswith("text-concept1-") and tags[-1] == "visual"
+    built = files()
+    index = Index(fresh_copy)  # a new process's view: it finds the copies and writes nothing
+    try:
+        assert index.prepare_search() == tags and files() == built
+        monkeypatch.setattr(ranking, "TWO_STAGE_MIN_ROWS", index.corpus.rows + 1)
+        assert index.prepare_search() == []
+    finally:
+        index.close()
