@@ -39,6 +39,32 @@ bool load_copy(const std::string& base, Copy& c) {
   return true;
 }
 
+// The base name ("<folder>/<stem>.<N>") of the complete generation of copy `stem` that serves a
+// snapshot of `rows` rows: its own (N == rows), else the least later one, or "" when none. Rows
+// are appended and never rewritten, and a grown generation keeps its predecessor's rows as they
+// are, so a later generation's first `rows` rows are this snapshot's: a handle whose own
+// generation the writer replaced after a commit it has not refreshed to still has a first stage.
+std::string generation(const std::string& folder, const std::string& stem, int64_t rows) {
+  if (file_exists(folder + "/" + stem + "." + std::to_string(rows) + ".values.npy"))
+    return folder + "/" + stem + "." + std::to_string(rows);
+  const std::string prefix = stem + ".", suffix = ".values.npy";
+  int64_t best = -1;
+  if (DIR* d = ::opendir(folder.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
+      const std::string n = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+      if (n.empty() || n.size() > 18 || n.find_first_not_of("0123456789") != std::string::npos) continue;
+      const int64_t later = std::stoll(n);
+      if (later > rows && (best < 0 || later < best)) best = later;
+    }
+    ::closedir(d);
+  }
+  return best < 0 ? "" : folder + "/" + stem + "." + std::to_string(best);
+}
+
 std::vector<uint64_t> bitset(const std::vector<uint8_t>& mask) {
   std::vector<uint64_t> bits((mask.size() + 63) / 64, 0);
   for (size_t v = 0; v < mask.size(); ++v)
@@ -88,16 +114,24 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
   auto st = std::make_shared<Stage>();
   st->channels = channels;
   const std::string rows = std::to_string(snap_->rows);
+  bool borrowed = false;  // a later generation's leading rows (see generation)
   for (const auto& c : channels) {
     const std::string tag = c == "text" && !fold_tag.empty() ? fold_tag : c;
+    const std::string base = generation(folder_, "first." + tag, snap_->rows);
     Copy copy;
-    if (!load_copy(folder_ + "/first." + tag + "." + rows, copy)) {
+    if (base.empty() || !load_copy(base, copy)) {
       stages_[key] = nullptr;  // absent: looked for again next time (Python builds copies on first use)
       return nullptr;
     }
+    if (int64_t(copy.values.rows()) < snap_->rows || int64_t(copy.scales.rows()) < snap_->rows)
+      fail(Status::IndexDamaged, base + ".values.npy/.scales.npy hold fewer rows than the index's " + rows +
+                                     " (`ivcr check --repair` removes a damaged copy)");
+    borrowed = borrowed || base != folder_ + "/first." + tag + "." + rows;
     st->copies.emplace(c, std::move(copy));
   }
-  if (channels.size() == 1) {
+  // A borrowed copy serves alone: the coarse copies and lists of its generation hold its later
+  // rows too (the lists' rows permuted among them), and a refresh brings this snapshot's own.
+  if (channels.size() == 1 && !borrowed) {
     const std::string tag = channels[0] == "text" && !fold_tag.empty() ? fold_tag : channels[0];
     // a coarse copy in front of a wide one: first.<tag>.coarse<N>.<rows>.*
     if (DIR* d = ::opendir(folder_.c_str())) {

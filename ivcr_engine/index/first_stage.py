@@ -109,6 +109,7 @@ class FirstStageCopy:
     values: np.ndarray            # (rows, r) int8, or (rows, r / 2) uint8: packed int4 (search.quantize_int4)
     scales: np.ndarray            # (rows,) float32
     basis: np.ndarray | None      # (d, r) float32 query projection, or None for a plain int8 copy
+    borrowed: bool = False        # a later generation's leading rows (see load_or_build)
 
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Queries (B, d) in the copy's space: scores against the copy approximate the true ones."""
@@ -298,13 +299,29 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
     killed build leaves only a ``.tmp`` file). ``projected``: the encoding when ``read`` already
     returns projected rows (a coarse copy: only quantised); otherwise ``fit`` chooses it (e.g.
     ``checked_encoding`` for text), or by default the rows' principal basis is fitted (or none,
-    for near-isotropic rows)."""
-    if _complete(folder, tag, rows):
-        return _open(folder, tag, rows)
-    with building(folder, f"first.{tag}"):
-        if not _complete(folder, tag, rows):  # (not built by another process meanwhile)
-            _build_or_grow(folder, tag, rows, dim, read, projected, fit)
-    return _open(folder, tag, rows)
+    for near-isotropic rows). A view older than the newest generation, whose own generation a
+    writer has replaced, gets the least later generation's leading rows (``borrowed``): rows are
+    appended and never rewritten and a grown generation keeps its predecessor's rows, so they are
+    the view's; building its generation again would refit every row for a view about to refresh."""
+    copy = _existing(folder, tag, rows)
+    if copy is None:
+        with building(folder, f"first.{tag}"):
+            copy = _existing(folder, tag, rows)  # (built by another process meanwhile)
+            if copy is None:
+                _build_or_grow(folder, tag, rows, dim, read, projected, fit)
+                copy = _open(folder, tag, rows)
+    return copy
+
+
+def _existing(folder: Path, tag: str, rows: int) -> FirstStageCopy | None:
+    """The copy for ``rows`` rows: its own generation, else a later one's leading rows, else None."""
+    for n in ([rows] if _complete(folder, tag, rows) else []) + [n for n in generations(folder, tag) if n > rows]:
+        try:
+            copy = _open(folder, tag, n)
+        except FileNotFoundError:  # superseded by a writer meanwhile: the next one
+            continue
+        return copy if n == rows else FirstStageCopy(copy.values[:rows], copy.scales[:rows], copy.basis, borrowed=True)
+    return None
 
 
 def _complete(folder: Path, tag: str, rows: int) -> bool:

@@ -97,7 +97,7 @@ class Ranking:
             copies = {c: self.first_copy(c, folded if c == "text" else None) for c in channels}
             corpus = Corpus({c: (cp.values, cp.scales) for c, cp in copies.items()}, view.offsets)
             coarse = lists = None
-            if len(copies) == 1:
+            if len(copies) == 1 and not next(iter(copies.values())).borrowed:  # (a borrowed copy serves alone)
                 (c, copy), = copies.items()
                 tag = copy_tag(c, folded)
                 if first_stage.coarse_width(copy) is not None:

@@ -212,6 +212,38 @@ def add(root, rows: np.ndarray, first_video: int) -> None:
         store.add_videos([VideoRecord(f"/v/{first_video + i}.mp4", f"h{first_video + i}", 12.0, times,
                                       {"visual": rows[i * CLIPS:(i + 1) * CLIPS]}) for i in range(len(rows) // CLIPS)])
 
+def test_a_view_older_than_the_copies_ranks_on_their_leading_rows(tmp_path, frame_rows, small_lists, monkeypatch):
+    """A writer that grows the copy after its commit removes the generation an older view would
+    read. That view, Python's and its engine handle alike, then ranks on the later generation's
+    leading rows, which are its own rows as they were: the same answers as its own generation
+    gave, with nothing fitted or written again, and no exact scan of every row."""
+    monkeypatch.setattr(first_stage, "DEFAULT_ENERGY", 0.95)
+    monkeypatch.setattr(searcher, "LISTS_MIN_ELIGIBLE", 2.0)  # the copies whole: the same path for both views
+    first = 2000 * CLIPS
+    index = build(tmp_path, frame_rows[:first], small_lists)
+    w, q = {"visual": 1.0}, {"visual": frame_rows[[3, 4000, 9000]]}
+    expected = index.rank_videos(q, 10, w)  # its own generation, built and mapped
+    older = opened(tmp_path, [])  # another view of the same snapshot, its stage not loaded yet
+    add(tmp_path, frame_rows[first:], first // CLIPS)
+    writer = opened(tmp_path, None)
+    writer.rank_videos(q, 10, w)  # grows the copy to the new rows and removes the generation before
+    writer.close()
+    folder = tmp_path / "vectors"
+    assert first_stage.generations(folder, "visual") == [len(frame_rows)]
+    fitted = []
+    for module, name in ((first_stage, "principal_basis"), (inverted_lists, "spherical_kmeans")):
+        monkeypatch.setattr(module, name, lambda *a, _f=getattr(module, name), _n=name, **k: fitted.append(_n) or _f(*a, **k))
+    names = sorted(p.name for p in folder.glob("first.*"))
+    got = older.rank_videos(q, 10, w)
+    assert older.ranking_paths == ["copies"] * 3 and older.ranking.first_stage(("visual",), None).copies["visual"].borrowed
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert not fitted and sorted(p.name for p in folder.glob("first.*")) == names
+    assert older.refresh() and older.ranking.first_stage(("visual",), None).copies["visual"].borrowed is False
+    older.close()
+    index.close()
+
+
 def test_rows_that_do_not_cluster_get_no_lists_and_the_verdict_is_kept(tmp_path, small_lists, monkeypatch):
     rows = unit(np.random.default_rng(6).standard_normal((2400, 48)))
     index = build(tmp_path, rows, small_lists)
