@@ -133,17 +133,22 @@ def commit_video(stores: Sequence[IndexStore], rec: VideoRecord) -> bool:
 def prepare_search(stores: Sequence[IndexStore], report: IngestReport, models_root: Path | None = None) -> None:
     """After a run, every large shard's first-stage copies (Index.prepare_search), so that the
     first search after the commit, and a host on libivcr that has no Python to build them, find
-    them ready; a copy already there (or grown from the last one) costs little."""
+    them ready; a copy already there (or grown from the last one) costs little. The videos are
+    committed by then: a copy that cannot be built is a note, and a search builds it later."""
     t0 = time.perf_counter()
     built = False
     for st in stores:
         if st.row_count() < ranking.TWO_STAGE_MIN_ROWS:
             continue
-        index = Index(st.root, models_root=models_root)
         try:
-            built = bool(index.prepare_search()) or built
-        finally:
-            index.close()
+            index = Index(st.root, models_root=models_root)
+            try:
+                built = bool(index.prepare_search()) or built
+            finally:
+                index.close()
+        except Exception as exc:  # noqa: BLE001 (any cause: what was committed stays committed)
+            report.notes.append(f"the first-stage copies of {st.root} were not prepared ({type(exc).__name__}: {exc}); "
+                                "a search builds them on first use, and a host on libivcr alone scans every row until then")
     if built:
         report.stage_seconds["search copies"] = time.perf_counter() - t0
 

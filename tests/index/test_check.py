@@ -2,6 +2,8 @@
 bad clip times, NaN rows and derived first-stage caches; repair never touches committed rows."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -113,7 +115,12 @@ def test_derived_caches_stale_broken_and_rebuilt(tmp_path):
         data = np.asarray(s.vectors("visual"), np.float32)
     read = lambda sel: data[sel]  # noqa: E731
     first_stage.load_or_build(root / "vectors", "visual", rows, worker.DIM, read)
-    first_stage.load_or_build(root / "vectors", "visual", rows - 3, worker.DIM, lambda sel: data[:rows - 3][sel])
+    # an older generation left behind (built aside: beside a later one, load_or_build borrows that one's rows)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    first_stage.load_or_build(aside, "visual", rows - 3, worker.DIM, lambda sel: data[:rows - 3][sel])
+    for p in aside.glob("first.*.npy"):
+        shutil.copy(p, root / "vectors" / p.name)
     np.save(root / "vectors" / f"first.visual.{rows}.scales.npy", np.zeros(rows - 1, np.float32))  # broken
     report = check_index(root)
     text = "\n".join(report.problems)

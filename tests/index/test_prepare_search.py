@@ -74,3 +74,17 @@ def test_prepare_search_is_a_no_op_below_the_threshold_and_when_ready(fresh_copy
         assert index.prepare_search() == []
     finally:
         index.close()
+
+
+def test_a_copy_that_cannot_be_built_leaves_the_run_a_note_not_an_error(fresh_copy, monkeypatch):
+    def fail(self):
+        raise MemoryError("no room for the copy")
+
+    monkeypatch.setattr(Index, "prepare_search", fail)
+    ing = Ingestor(fresh_copy)
+    try:
+        report = ing.run([], progress=False)
+    finally:
+        ing.close()
+    assert report.exit_code() == 0 and "search copies" not in report.stage_seconds
+    assert any("were not prepared (MemoryError: no room for the copy)" in n for n in report.notes), report.notes
