@@ -332,3 +332,31 @@ def test_query_encoder_latency(corpus, shared_data, record):
         record.put(LATENCY_TABLE, name, "p50", float(np.median(ts)) * 1000)
         record.put(LATENCY_TABLE, name, "against int8", float(np.median(ts)) / base)
     record.note(LATENCY_TABLE, f"{os.cpu_count()} threads; the same token ids and weights in all of them")
+
+
+HOST_TABLE = "a host's text search (ivcr_search, native encoder, k=10, no moments) at 1M clips, ms"
+
+
+def test_host_search_with_and_without_copies(corpus, shared_data, record):
+    """What the first-stage copies that every ingest run now leaves ready (Index.prepare_search)
+    are worth to a host on libivcr alone, which cannot build them: its text search over the copies,
+    against the exact scan of every row it falls back to without them (the staged sizes set so
+    that no first stage runs), taking turns text by text on 20 sentences, two rounds."""
+    index, _ = corpus
+    index.prepare_search()
+    nat = native_encoder(index)
+    sentences = activitynet_sentences(shared_data, 20)
+    exact_only = (1 << 62, 400, 8_000, 0.95, 8)
+    times: dict[str, list] = {"copies (prepared)": [], "exact scan (no copies)": []}
+    paths: dict[str, list] = {name: [] for name in times}
+    for _ in range(2):
+        for t in sentences:
+            for name, stage in (("copies (prepared)", None), ("exact scan (no copies)", exact_only)):
+                t0 = time.perf_counter()
+                nat.search([t], k=10, moments=0, evidence=False, stage=stage, paths=paths[name])
+                times[name].append(time.perf_counter() - t0)
+    base = float(np.median(times["exact scan (no copies)"]))
+    for name, ts in times.items():
+        record.put(HOST_TABLE, name, "p50", float(np.median(ts)) * 1000)
+        record.put(HOST_TABLE, name, "speed-up", base / float(np.median(ts)))
+        record.note(HOST_TABLE, f"{name}: the engine's path {sorted(set(paths[name]))}")
