@@ -75,7 +75,11 @@ int main(int argc, char **argv) {
     int k = argc > 3 ? atoi(argv[3]) : 5;
     if ((s = ivcr_search(index, argv[2], k, NULL, &res)) != IVCR_OK) rc = failed(s, "search");
   }
-  if (rc == 0) print_hits(res);
+  if (rc == 0) {
+    // "exact" on a large index means its first-stage copies are missing: `ivcr index --index DIR` builds them
+    printf("ranked by: %s\n", ivcr_results_stage(res));
+    print_hits(res);
+  }
   ivcr_results_free(res);
   ivcr_index_close(index);
   return rc;

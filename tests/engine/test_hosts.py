@@ -65,6 +65,7 @@ def test_c_host_searches_as_the_engine_does(c_example, shared_index):
     got = run([c_example, root, "a bird on a branch", 3], env=host_env())
     assert got.returncode == 0, got.stderr
     assert got.stdout.startswith("index: 8 videos, text model text_me5_small")
+    assert "\nranked by: exact\n" in got.stdout  # 8 videos: below the first stage's 200k clips
     assert hits_of(got.stdout) == native_hits(root, "a bird on a branch", 3)
     like = run([c_example, root, "--like", 2, 0, 4, 3])
     assert like.returncode == 0, like.stderr
