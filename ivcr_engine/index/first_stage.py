@@ -314,13 +314,19 @@ def load_or_build(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
 
 
 def _existing(folder: Path, tag: str, rows: int) -> FirstStageCopy | None:
-    """The copy for ``rows`` rows: its own generation, else a later one's leading rows, else None."""
-    for n in ([rows] if _complete(folder, tag, rows) else []) + [n for n in generations(folder, tag) if n > rows]:
+    """The copy for ``rows`` rows: its own generation, else a later one's leading rows, else None
+    (the folder is listed only when its own generation is missing)."""
+    if _complete(folder, tag, rows):
+        try:
+            return _open(folder, tag, rows)
+        except FileNotFoundError:  # superseded by a writer meanwhile
+            pass
+    for n in (n for n in generations(folder, tag) if n > rows):
         try:
             copy = _open(folder, tag, n)
         except FileNotFoundError:  # superseded by a writer meanwhile: the next one
             continue
-        return copy if n == rows else FirstStageCopy(copy.values[:rows], copy.scales[:rows], copy.basis, borrowed=True)
+        return FirstStageCopy(copy.values[:rows], copy.scales[:rows], copy.basis, borrowed=True)
     return None
 
 
