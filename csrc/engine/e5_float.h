@@ -12,7 +12,7 @@ struct e5_model;
  * every activation in float32, into n rows of `out` (the model's dimension each). Each layer's
  * weights are read once for all the texts' tokens (in passes of up to 4,096 tokens), and each row
  * is the same, to the bit, as the text's alone. 0 on success, -1 when out of memory. Parallel over
- * the cores (OpenMP), like e5_embed: one call at a time per model. */
+ * the cores on the engine's thread pool; one call at a time per model. */
 int ivcr_e5_float_embed_batch(struct e5_model *m, const char *const *texts, int n, int is_query, float *out);
 
 #ifdef __cplusplus

