@@ -15,9 +15,10 @@
  *    value, and the ones filled in (ivcr_hit, ivcr_line) only grow at their end: a caller states
  *    the size it was compiled with through IVCR_ABI_VERSION, checked by ivcr_index_open.
  *  - The only global state is the thread pool that searches and the native text encoder run on
- *    (IVCR_NUM_THREADS threads, default one per core; libivcr links no OpenMP runtime) and the lexical channel's language tables, read-only once loaded: read on the
- *    first lexical query of a model folder (~1-2 s, ~130 MB) and shared by every handle after it
- *    until the process ends, so a handle opened again on each refresh does not read them again.
+ *    (IVCR_NUM_THREADS threads, default one per core; libivcr links no OpenMP runtime) and the
+ *    lexical channel's language tables, read-only once loaded: read on the first lexical query of
+ *    a model folder (~1-2 s, ~130 MB) and shared by every handle after it until the process ends,
+ *    so a handle opened again on each refresh does not read them again.
  *
  * Threading: an ivcr_index may be searched from any number of threads at once. ivcr_index_refresh
  * may run beside those searches: a search that started before it finishes on the snapshot it
