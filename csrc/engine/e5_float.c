@@ -49,18 +49,19 @@ static void parallel_spans(size_t n, size_t grain, void (*body)(void *, size_t, 
     ivcr_pool_run(tasks, span_task, &j);
 }
 
-/* deq_row's arithmetic eight weights at a time: (q - 8) * scale, the scale from F16C. */
+/* deq_row's arithmetic eight weights at a time: (q - 8) * scale, the scale from F16C, as one fused
+ * q * scale - 8 * scale: 8 * scale is exact, so the single rounding of the fused product is the
+ * rounding of (q - 8) * scale, to the bit, with one instruction fewer. */
 static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
     const __m128i low = _mm_set1_epi8(0x0F);
-    const __m256 eight = _mm256_set1_ps(8.f);
     for (int i = 0; i < nin / QK; i++) {
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d)), minus8d = _mm256_mul_ps(d, _mm256_set1_ps(-8.f));
         const __m128i bytes = _mm_loadu_si128((const __m128i *)b[i].qs);
         const __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
         const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
         for (int p = 0; p < 4; p++) {
             const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[p]));
-            _mm256_storeu_ps(out + i * QK + p * 8, _mm256_mul_ps(_mm256_sub_ps(q, eight), d));
+            _mm256_storeu_ps(out + i * QK + p * 8, _mm256_fmadd_ps(q, d, minus8d));
         }
     }
 }
