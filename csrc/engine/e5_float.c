@@ -26,11 +26,15 @@
 #include "engine/e5_float.h"
 #include "engine/gelu_avx2.h"
 
-/* body(ctx, lo, hi) over [0, n) in contiguous spans, one per pool thread as OpenMP's static
- * schedule cut them, none under `grain` items (a short span is cheaper run where it is). Every
- * item is computed by exactly one span with the same arithmetic, so the cut changes no result. */
+/* body(ctx, task, lo, hi) over [0, n) in at most `tasks` contiguous spans (task 0, 1, ...), as
+ * OpenMP's static schedule cut them, none under `grain` items (a short span is cheaper run where
+ * it is). A forward pass takes `tasks` from the pool once, so a span's scratch (task) is its own
+ * even if the pool is resized meanwhile. Every item is computed by exactly one span with the
+ * same arithmetic, so the cut changes no result. */
+typedef void (*span_body)(void *ctx, size_t task, size_t lo, size_t hi);
+
 typedef struct {
-    void (*body)(void *ctx, size_t lo, size_t hi);
+    span_body body;
     void *ctx;
     size_t n, per;
 } spans_t;
@@ -38,11 +42,10 @@ typedef struct {
 static void span_task(void *p, size_t task) {
     const spans_t *j = (const spans_t *)p;
     const size_t lo = task * j->per, hi = lo + j->per < j->n ? lo + j->per : j->n;
-    if (lo < hi) j->body(j->ctx, lo, hi);
+    if (lo < hi) j->body(j->ctx, task, lo, hi);
 }
 
-static void parallel_spans(size_t n, size_t grain, void (*body)(void *, size_t, size_t), void *ctx) {
-    size_t tasks = (size_t)ivcr_pool_threads();
+static void parallel_spans(size_t n, size_t grain, size_t tasks, span_body body, void *ctx) {
     if (grain > 0 && n / grain < tasks) tasks = n / grain;
     if (tasks < 1) tasks = 1;
     spans_t j = {body, ctx, n, (n + tasks - 1) / tasks};
@@ -77,15 +80,15 @@ typedef struct {
     const float *bias, *X;
     float *Y;
     int T, nout, nin;
+    float *scratch; /* FRO rows of the widest input a task, 32-byte aligned (forward_f32's) */
+    size_t scratch_per_task;
 } matmul_t;
 
-static void matmul_tiles(void *p, size_t lo, size_t hi) { /* tiles lo..hi-1 of FRO output rows */
+static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles lo..hi-1 of FRO output rows */
     const matmul_t *a = (const matmul_t *)p;
     const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK;
     const float *X = a->X, *bias = a->bias;
-    float *Y = a->Y;
-    float *w = (float *)aligned_alloc(32, sizeof(float) * (size_t)FRO * nin);
-    if (!w) abort(); /* 24 KB at most: nothing sensible is left to do without it */
+    float *Y = a->Y, *w = a->scratch + task * a->scratch_per_task;
     for (size_t tile = lo; tile < hi; tile++) {
         const int oo = (int)tile * FRO;
         const int ro = nout - oo < FRO ? nout - oo : FRO;
@@ -128,13 +131,18 @@ static void matmul_tiles(void *p, size_t lo, size_t hi) { /* tiles lo..hi-1 of F
             for (int r = 0; r < ro; r++) Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
         }
     }
-    free(w);
 }
 
-static void matmul_f32(const block_q4_0 *W, const float *bias, const float *X, float *Y, int T, int nout,
-                       int nin) {
-    matmul_t a = {W, bias, X, Y, T, nout, nin};
-    parallel_spans((size_t)(nout + FRO - 1) / FRO, 1, matmul_tiles, &a);
+/* The pool's threads a forward pass runs on (read once), and each one's scratch. */
+typedef struct {
+    size_t tasks, scratch_per_task;
+    float *scratch;
+} workers_t;
+
+static void matmul_f32(const workers_t *wk, const block_q4_0 *W, const float *bias, const float *X, float *Y, int T,
+                       int nout, int nin) {
+    matmul_t a = {W, bias, X, Y, T, nout, nin, wk->scratch, wk->scratch_per_task};
+    parallel_spans((size_t)(nout + FRO - 1) / FRO, 1, wk->tasks, matmul_tiles, &a);
 }
 
 /* e5.c's add_layernorm over spans of rows (each row's arithmetic is its own). */
@@ -145,18 +153,19 @@ typedef struct {
     float eps;
 } layernorm_t;
 
-static void layernorm_rows(void *p, size_t lo, size_t hi) {
+static void layernorm_rows(void *p, size_t task, size_t lo, size_t hi) {
     const layernorm_t *a = (const layernorm_t *)p;
     add_layernorm(a->x + lo * (size_t)a->H, a->y ? a->y + lo * (size_t)a->H : NULL, a->w, a->b, (int)(hi - lo), a->H,
                   a->eps);
 }
 
-static void layernorm(float *x, const float *y, const float *w, const float *b, int T, int H, float eps) {
+static void layernorm(const workers_t *wk, float *x, const float *y, const float *w, const float *b, int T, int H,
+                      float eps) {
     layernorm_t a = {x, y, w, b, H, eps};
-    parallel_spans((size_t)T, 64, layernorm_rows, &a);
+    parallel_spans((size_t)T, 64, wk->tasks, layernorm_rows, &a);
 }
 
-static void gelu_items(void *p, size_t lo, size_t hi) { ivcr_gelu_avx2((float *)p + lo, hi - lo); }
+static void gelu_items(void *p, size_t task, size_t lo, size_t hi) { ivcr_gelu_avx2((float *)p + lo, hi - lo); }
 
 /* Attention over each token's own text, a (token, head) pair per item. */
 typedef struct {
@@ -167,7 +176,7 @@ typedef struct {
     float scale;
 } attention_t;
 
-static void attention_items(void *p, size_t lo, size_t hi) {
+static void attention_items(void *p, size_t task, size_t lo, size_t hi) {
     const attention_t *a = (const attention_t *)p;
     const int H = a->H, NH = a->NH, hd = a->hd;
     for (size_t th = lo; th < hi; th++) {
@@ -259,8 +268,12 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
     float *ctx = (float *)malloc(TH * sizeof(float)), *y = (float *)malloc(TH * sizeof(float));
     float *mid = (float *)malloc((size_t)T * FF * sizeof(float));
     float *probs = (float *)malloc((size_t)T * NH * longest * sizeof(float));
+    workers_t wk = {(size_t)ivcr_pool_threads(), 0, NULL};
+    if (wk.tasks < 1) wk.tasks = 1;
+    wk.scratch_per_task = ((size_t)FRO * (size_t)(FF > H ? FF : H) + 7) / 8 * 8; /* whole 32-byte lines */
+    wk.scratch = (float *)aligned_alloc(32, sizeof(float) * wk.scratch_per_task * wk.tasks);
     int rc = 0;
-    if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs) {
+    if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs || !wk.scratch) {
         rc = -1;
         goto done;
     }
@@ -272,21 +285,21 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
         const float *pp = m->pos + (size_t)(t - seg[at[t]]) * H;
         for (int i = 0; i < H; i++) r[i] += pp[i] + m->type[i];
     }
-    layernorm(x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
+    layernorm(&wk, x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
 
     attention_t att = {q, k, v, ctx, probs, at, seg, H, NH, hd, longest, 1.f / sqrtf((float)hd)};
     for (int l = 0; l < m->NL; l++) {
         const layer_t *ly = &m->layers[l];
-        matmul_f32(ly->qw, ly->qb, x, q, T, H, H);
-        matmul_f32(ly->kw, ly->kb, x, k, T, H, H);
-        matmul_f32(ly->vw, ly->vb, x, v, T, H, H);
-        parallel_spans((size_t)T * NH, 1, attention_items, &att);
-        matmul_f32(ly->aow, ly->aob, ctx, y, T, H, H);
-        layernorm(x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
-        matmul_f32(ly->fiw, ly->fib, x, mid, T, FF, H);
-        parallel_spans((size_t)T * FF, 4096, gelu_items, mid);
-        matmul_f32(ly->fow, ly->fob, mid, y, T, H, FF);
-        layernorm(x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
+        matmul_f32(&wk, ly->qw, ly->qb, x, q, T, H, H);
+        matmul_f32(&wk, ly->kw, ly->kb, x, k, T, H, H);
+        matmul_f32(&wk, ly->vw, ly->vb, x, v, T, H, H);
+        parallel_spans((size_t)T * NH, 1, wk.tasks, attention_items, &att);
+        matmul_f32(&wk, ly->aow, ly->aob, ctx, y, T, H, H);
+        layernorm(&wk, x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
+        matmul_f32(&wk, ly->fiw, ly->fib, x, mid, T, FF, H);
+        parallel_spans((size_t)T * FF, 4096, wk.tasks, gelu_items, mid);
+        matmul_f32(&wk, ly->fow, ly->fob, mid, y, T, H, FF);
+        layernorm(&wk, x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
     }
 
     for (int i = 0; i < n; i++) { /* each text: mean over its tokens, then unit length */
@@ -301,7 +314,7 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
         for (int j = 0; j < H; j++) o[j] *= norm;
     }
 done:
-    free(at); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs);
+    free(at); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs); free(wk.scratch);
     return rc;
 }
 
