@@ -64,11 +64,13 @@ class Ranking:
         """Build the first stages again on next use (after their settings changed: benchmarks)."""
         self._stages.clear()
 
-    def prepare(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> FirstStage:
+    def prepare(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> list[str]:
         """The first stage the engine scans for these query channels and weights: its copies (and
-        coarse copy and lists) built on first use after the index changed, and kept."""
+        coarse copy and lists) built on first use after the index changed, and kept. Returns the
+        copies' tags (copy_tag: the names they are stored under)."""
         first_q, _, folded = self.first_stage_queries(queries, weights)
-        return self.first_stage(tuple(sorted(first_q)), folded)
+        self.first_stage(tuple(sorted(first_q)), folded)
+        return [copy_tag(c, folded) for c in sorted(first_q)]
 
     def first_stage_queries(self, queries: Mapping[str, np.ndarray], weights: Mapping[str, float]):
         """Fold the text channels of a text query into one "text" channel when they share the

@@ -254,12 +254,7 @@ class Index(MomentShortcuts):
         if "visual" in view.mapped.channels:
             visual = {"visual": np.zeros((1, view.mapped.channels["visual"].shape[1]), np.float32)}
             stages.append((visual, {"visual": 1.0}))
-        tags = []
-        for rows, weights in stages:  # (what Ranking.prepare does, keeping the tags)
-            first_q, _, folded = view.ranking.first_stage_queries(rows, weights)
-            view.ranking.first_stage(tuple(sorted(first_q)), folded)
-            tags += [first_stages.copy_tag(c, folded) for c in sorted(first_q)]
-        return tags
+        return [tag for rows, weights in stages for tag in view.ranking.prepare(rows, weights)]
 
     @staticmethod
     def _engine_mask(view: _View, eligible: np.ndarray) -> np.ndarray | None:

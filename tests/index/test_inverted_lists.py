@@ -212,6 +212,7 @@ def add(root, rows: np.ndarray, first_video: int) -> None:
         store.add_videos([VideoRecord(f"/v/{first_video + i}.mp4", f"h{first_video + i}", 12.0, times,
                                       {"visual": rows[i * CLIPS:(i + 1) * CLIPS]}) for i in range(len(rows) // CLIPS)])
 
+
 def test_a_view_older_than_the_copies_ranks_on_their_leading_rows(tmp_path, frame_rows, small_lists, monkeypatch):
     """A writer that grows the copy after its commit removes the generation an older view would
     read. That view, Python's and its engine handle alike, then ranks on the later generation's
