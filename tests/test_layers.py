@@ -29,7 +29,7 @@ LAYERS = [
                 "ivcr_engine.index.words", "ivcr_engine.index.shared_connection", "ivcr_engine.index.store_lexical",
                 "ivcr_engine.index.store",
                 "ivcr_engine.index.store_writer", "ivcr_engine.index.manifest"]),
-    ("compute", ["ivcr_engine.index.first_stage", "ivcr_engine.index.inverted_lists",
+    ("compute", ["ivcr_engine.index.first_stage", "ivcr_engine.index.folded_rows", "ivcr_engine.index.inverted_lists",
                  "ivcr_engine.index.mapped", "ivcr_engine.index.query_encoder", "ivcr_engine.index.ranking",
                  "ivcr_engine.index.lexicon",
                  "ivcr_engine.index.results", "ivcr_engine.index.image_query"]),

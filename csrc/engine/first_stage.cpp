@@ -165,6 +165,28 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
       }
     }
   }
+  // the folded rows in float16 (index/folded_rows.py), of this generation or a later one's leading rows
+  if (!fold_tag.empty() && channels.size() == 1) {
+    const std::string base = generation(folder_, "first." + fold_tag + ".folded", snap_->rows);
+    if (!base.empty() && file_exists(base + ".norms.npy")) {
+      auto f = std::make_shared<FoldedRows>();
+      f->values = map_npy(base + ".values.npy", "<f2");
+      f->norms = map_npy(base + ".norms.npy", "<f4");
+      if (int64_t(f->values.rows()) < snap_->rows || int64_t(f->norms.rows()) < snap_->rows ||
+          f->values.shape.size() != 2 || f->norms.shape.size() != 1)
+        fail(Status::IndexDamaged, base + ".values.npy/.norms.npy hold fewer rows than the index's " + rows +
+                                       " (`ivcr check --repair` removes damaged folded rows)");
+      if (prefault_) f->values.map->populate();  // read in runs, a shortlist's videos: faulted in where it lies
+      search::Channel ch;
+      ch.dtype = search::DType::F16;
+      ch.data = f->values.data;
+      ch.rows = snap_->rows;
+      ch.dim = int(f->values.cols());
+      f->corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, offsets_,
+                                                      int64_t(snap_->videos.size()));
+      st->folded = std::move(f);
+    }
+  }
   if (prefault_) {
     // What a query scans whole (the copies without lists, a coarse copy) is moved into memory
     // of its own on huge pages; what it reads in runs (lists, and the copies behind lists or a
@@ -197,7 +219,7 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
 
 bool FirstStage::shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,
                             const std::vector<uint8_t>& eligible, const StageParams& p, std::vector<int64_t>& out,
-                            size_t& width, std::vector<const char*>& how) {
+                            size_t& width, std::vector<const char*>& how, Prerank& prerank) {
   auto weight = [&](const std::string& c) {
     auto it = dense_weights.find(c);
     return it == dense_weights.end() ? 0.0f : it->second;
@@ -250,6 +272,12 @@ bool FirstStage::shortlists(const Queries& q, const std::map<std::string, float>
   for (const auto& [c, _] : first_q) channels.push_back(c);  // sorted, as Python's tuple(sorted(...))
   auto st = stage(channels, fold_tag);
   if (!st) return false;
+  if (st->folded && fold && channels.size() == 1 &&
+      size_t(q.dims.at(presence)) == st->folded->values.cols()) {  // (every other dense channel weighs 0)
+    prerank.rows = st->folded;
+    prerank.query = q.rows.at(presence).data();
+    prerank.dim = q.dims.at(presence);
+  }
 
   const size_t B = q.batch;
   const int64_t n_videos = int64_t(snap_->videos.size());

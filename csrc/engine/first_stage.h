@@ -7,6 +7,11 @@
 // is one copy, the inverted lists over it (first.<tag>.lists.<rows>.*) where the build kept them
 // and a coarse copy in front of it (first.<tag>.coarse<N>.<rows>.*) where it is wide. A stage
 // whose copies are missing is absent: the exact stage then scans every row (still exact).
+//
+// A folded text stage may also have the folded rows in float16 (first.<tag>.folded.<rows>.
+// {values,norms}.npy, index/folded_rows.py): one row a clip where the exact stage reads one per
+// text channel. The exact stage pre-ranks a text query's shortlist on them and re-ranks exactly only
+// the videos that their rounding bound leaves in reach of the top k (Ranking::rank).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -37,6 +42,21 @@ struct Lists {
   std::unique_ptr<search::CpuCorpus> corpus;  // the permuted copy, its "videos" the lists
 };
 
+// The folded text rows (values: rows x dim float16) and each row's bound factor (norms: float32,
+// sum_c |w_c| |e_c[r]|, so |score on the folded row - exact score| <= kFoldedBound |q| norms[r]).
+struct FoldedRows {
+  Npy values, norms;
+  std::unique_ptr<search::CpuCorpus> corpus;
+};
+
+// What the exact stage pre-ranks a query's shortlist with: the folded rows and the query's row in
+// their space (the presence channel's row, B x dim), where the query is the folded text alone.
+struct Prerank {
+  std::shared_ptr<const FoldedRows> rows;
+  const float* query = nullptr;
+  size_t dim = 0;
+};
+
 struct Stage {
   std::vector<std::string> channels;  // first-stage channels ("text" for the folded ones)
   std::map<std::string, Copy> copies;
@@ -44,6 +64,7 @@ struct Stage {
   std::unique_ptr<Copy> coarse;
   std::unique_ptr<search::CpuCorpus> coarse_corpus;
   std::unique_ptr<Lists> lists;
+  std::shared_ptr<const FoldedRows> folded;  // null: none written (the exact stage reads every text channel)
 };
 
 class FirstStage {
@@ -54,9 +75,11 @@ class FirstStage {
   // copies (then nothing is written). `dense_weights` covers the query's dense channels.
   // `how` (one per row) says which path gave each row's shortlist: "lists" (its inverted lists),
   // "coarse" (a coarse copy, then the copy), "copies" (a whole scan of the copies).
+  // `prerank` receives the stage's folded rows where the query's only dense channels are the
+  // folded text ones and the rows were written (else its rows stay null).
   bool shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,
                   const std::vector<uint8_t>& eligible, const StageParams& p, std::vector<int64_t>& out,
-                  size_t& width, std::vector<const char*>& how);
+                  size_t& width, std::vector<const char*>& how, Prerank& prerank);
 
  private:
   std::shared_ptr<Stage> stage(const std::vector<std::string>& channels, const std::string& fold_tag);

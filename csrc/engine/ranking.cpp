@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <unordered_map>
 
@@ -26,6 +27,61 @@ void best_of(const std::vector<std::unordered_map<int64_t, float>>& rows, int64_
 }
 
 }  // namespace
+
+std::vector<int64_t> Ranking::within_reach(const Prerank& pre, const std::vector<int64_t>& keep, size_t& width,
+                                           int64_t k_out) const {
+  // Each row's candidates scored on the folded rows (a video: its best clip), all of them, best first.
+  const size_t B = keep.size() / width;
+  search::QueryBatch fq;
+  fq.batch = int64_t(B);
+  fq.per_channel = {pre.query};
+  fq.weights = {1.0f};
+  std::vector<float> fs(keep.size());
+  std::vector<int64_t> fi(keep.size());
+  pre.rows->corpus->topk_videos_among(fq, int64_t(width), keep.data(), int64_t(width), fs.data(), fi.data());
+  // A clip's folded score is within kFoldedBound |q| norms[r] (+ a float16 subnormal's share) of
+  // its exact one, so a video's best clip is within its clips' largest such bound. With T the
+  // k-th best of (score - bound), k videos score >= T exactly, so every video of the exact top k
+  // has score + bound >= T: those are kept, in their shortlist's order.
+  const float* norms = pre.rows->norms.as<float>();
+  std::vector<std::vector<int64_t>> kept(B);
+  size_t most = 0;
+  for (size_t b = 0; b < B; ++b) {
+    const float* qr = pre.query + b * pre.dim;
+    double q2 = 0, q1 = 0;
+    for (size_t d = 0; d < pre.dim; ++d) {
+      q2 += double(qr[d]) * qr[d];
+      q1 += std::fabs(double(qr[d]));
+    }
+    const double qn = std::sqrt(q2), floor = q1 * kFoldedSubnormal;
+    std::vector<double> lo, hi;
+    std::vector<int64_t> ids;
+    for (size_t j = 0; j < width; ++j) {
+      const int64_t v = fi[b * width + j];
+      if (v < 0) continue;
+      float m = 0.0f;
+      for (int64_t r = offsets_[size_t(v)]; r < offsets_[size_t(v) + 1]; ++r) m = std::max(m, norms[r]);
+      const double bound = kFoldedBound * qn * double(m) + floor;
+      lo.push_back(double(fs[b * width + j]) - bound);
+      hi.push_back(double(fs[b * width + j]) + bound);
+      ids.push_back(v);
+    }
+    if (int64_t(ids.size()) > k_out && k_out > 0) {
+      std::vector<double> order(lo);
+      std::nth_element(order.begin(), order.begin() + (k_out - 1), order.end(), std::greater<double>());
+      const double t = order[size_t(k_out - 1)];
+      for (size_t j = 0; j < ids.size(); ++j)
+        if (hi[j] >= t) kept[b].push_back(ids[j]);
+    } else {
+      kept[b] = ids;
+    }
+    most = std::max(most, kept[b].size());
+  }
+  width = std::max<size_t>(most, 1);
+  std::vector<int64_t> out(B * width, -1);
+  for (size_t b = 0; b < B; ++b) std::copy(kept[b].begin(), kept[b].end(), out.begin() + long(b * width));
+  return out;
+}
 
 Ranking::Ranking(std::shared_ptr<const SnapshotData> snap, const std::string& folder, bool prefault)
     : snap_(std::move(snap)) {
@@ -98,11 +154,12 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
     return;
   }
   std::vector<int64_t> staged;  // the first stage's shortlists, on a large index
+  Prerank prerank;
   if (!candidates && snap_->rows >= p.min_rows) {
     std::map<std::string, float> dense;
     for (const auto& [c, w] : weights)
       if (c != kLexical) dense[c] = w;
-    if (first_->shortlists(q, dense, k, eligible, p, staged, width, how)) candidates = staged.data();
+    if (first_->shortlists(q, dense, k, eligible, p, staged, width, how, prerank)) candidates = staged.data();
   }
   std::vector<std::vector<float>> zeros;
   const search::QueryBatch qb = batch(q, weights, zeros);
@@ -123,6 +180,7 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
     std::vector<int64_t> keep(candidates, candidates + B * width);
     for (int64_t& c : keep)
       if (c >= 0 && (size_t(c) >= eligible.size() || !eligible[size_t(c)])) c = -1;
+    if (prerank.rows) keep = within_reach(prerank, keep, width, k_out);
     corpus_->topk_videos_among(qb, k_out, keep.data(), int64_t(width), s.data(), i.data());
   } else {
     corpus_->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, s.data(), i.data());

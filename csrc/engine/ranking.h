@@ -20,6 +20,12 @@
 namespace ivcr::engine {
 
 constexpr size_t kLexicalJoin = 16;  // ranking.LEXICAL_JOIN: lexical candidates a row's exact stage takes
+// How far a clip's score on the folded float16 rows may be from its exact score, per unit of
+// |q| norms[r] (index/folded_rows.py): float16's rounding of the folded row (2^-11 of each value)
+// and the float32 sums of both scores (under 2^-13 each up to 2,000 dims) stay under 2^-10; values
+// below float16's normal range are rounded by 2^-25 at most, under kFoldedSubnormal per unit of sum |q|.
+constexpr double kFoldedBound = 1.0 / 1024;
+constexpr double kFoldedSubnormal = 1.0 / (1 << 24);
 
 class Ranking {
  public:
@@ -36,6 +42,10 @@ class Ranking {
  private:
   search::QueryBatch batch(const Queries& q, const std::map<std::string, float>& weights,
                            std::vector<std::vector<float>>& zeros) const;
+  // The shortlists (B x width, -1 padded) cut to the videos that can still be in each row's exact
+  // top k_out after a pre-rank on the folded rows; `width` becomes the new one.
+  std::vector<int64_t> within_reach(const Prerank& pre, const std::vector<int64_t>& keep, size_t& width,
+                                    int64_t k_out) const;
 
   std::shared_ptr<const SnapshotData> snap_;
   std::vector<int64_t> offsets_;

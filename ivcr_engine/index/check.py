@@ -24,7 +24,7 @@ from . import first_stage
 from .store import LINE_VECTOR_DTYPE, IndexStore
 
 DTYPES = {"float16", "float32", "int8"}
-_CACHE = re.compile(r"^first\.(?P<tag>.+)\.(?P<rows>\d+)\.(?P<part>values|scales|basis|rows_basis|centre|fitted)(?P<tmp>\.tmp)?\.npy$")
+_CACHE = re.compile(r"^first\.(?P<tag>.+)\.(?P<rows>\d+)\.(?P<part>values|scales|norms|basis|rows_basis|centre|fitted)(?P<tmp>\.tmp)?\.npy$")
 BLOCK = 1 << 16
 
 
@@ -223,7 +223,7 @@ def _check_caches(store: IndexStore, rows: int, report: CheckReport, repair: boo
         elif "values.tmp" in parts:
             why = "half-written (a build was interrupted)"
         elif "values" in parts:
-            why = _cache_problem(parts, rows)
+            why = _folded_problem(parts, rows) if tag.endswith(".folded") else _cache_problem(parts, rows)
         if why is None:
             continue
         if repair:
@@ -267,6 +267,22 @@ def _cache_problem(parts: dict[str, Path], rows: int) -> str | None:
     return None
 
 
+def _folded_problem(parts: dict[str, Path], rows: int) -> str | None:
+    """The folded text rows (folded_rows.py): float16 rows and one finite norm each."""
+    if "norms" not in parts:
+        return "its norms are missing"
+    try:
+        values = np.load(parts["values"], mmap_mode="r")
+        norms = np.load(parts["norms"])
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    if values.dtype != np.float16 or values.ndim != 2 or values.shape[0] != rows or norms.shape != (rows,):
+        return f"shape {values.shape} {values.dtype} with {norms.shape} norms, expected {rows} float16 rows"
+    if norms.dtype != np.float32 or not np.isfinite(norms).all():
+        return "its norms are not finite float32 values"
+    return None
+
+
 def _rebuild_cache(store: IndexStore, tag: str) -> bool:
     """Build a removed current copy again through the ranking (the one place that knows how);
     False when the tag names no channel of this index (it is rebuilt on first use then)."""
@@ -277,9 +293,11 @@ def _rebuild_cache(store: IndexStore, tag: str) -> bool:
         if tag in index.channels:
             index.ranking.first_copy(tag, None)
             return True
-        m = re.fullmatch(r"text-(.+)", tag)
+        m = re.fullmatch(r"text-(.+?)(\.folded)?", tag)
         folded = tuple((c, float(w)) for c, w in re.findall(r"([a-z_]+)([0-9.e+]+)", m[1])) if m else ()
         if folded and all(c in index.channels for c, _ in folded):
+            if m[2]:
+                return index.ranking.folded_rows(folded)
             index.ranking.first_copy("text", folded)
             return True
         return False

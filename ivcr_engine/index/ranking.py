@@ -10,7 +10,9 @@ the bytes, or whitened int4, with the text channels folded into one (they share 
 embedding, so sum_c w_c <q_c, e_c> = <q, sum_c w_c e_c>). A one-copy stage gets inverted lists
 over its copy (inverted_lists.py) where they keep its ranking, and a coarse copy in front of it
 when it is wide; the engine reads a row's lists, else ranks what the coarse copy keeps, else
-scans the copy whole, and re-ranks the best ``SHORTLIST`` videos.
+scans the copy whole, and re-ranks the best ``SHORTLIST`` videos. A folded text stage also gets
+the folded rows in float16 (folded_rows.py), on which the engine pre-ranks those videos so that
+it reads every text channel only for the few that can still be in the top k.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Mapping
 import numpy as np
 
 from ..corpus import Corpus
-from . import first_stage, inverted_lists
+from . import first_stage, folded_rows, inverted_lists
 from .layout import LEXICAL, PRESENCE_CHANNELS, TEXT_BASELINE, TEXT_CHANNELS
 from .mapped import Mapped
 from .protocol import dense
@@ -107,6 +109,8 @@ class Ranking:
                     coarse = (Corpus({c: (cp.values, cp.scales)}, view.offsets), {c: cp})
                 if inverted_lists.wanted(len(copy.values), TWO_STAGE_MIN_ROWS):
                     lists = inverted_lists.load_or_build(self.folder, tag, copy, view.offsets, SHORTLIST)
+            if channels == ("text",) and folded:
+                self.folded_rows(folded)
             self._stages[key] = FirstStage(corpus, copies, coarse, lists)
         return self._stages[key]
 
@@ -131,6 +135,24 @@ class Ranking:
 
         fit = (lambda: self._checked_text_encoding(read, folded)) if folded else None
         return first_stage.load_or_build(self.folder, copy_tag(channel, folded), view.snapshot.rows, dim, read, fit=fit)
+
+    def folded_rows(self, folded: tuple) -> bool:
+        """The folded text rows in float16 that the engine's exact stage pre-ranks a text query's
+        shortlist with (folded_rows.py), written on first use; False when none can be."""
+        view = self.view
+        dim = next(view.channels[c].shape[1] for c, _ in folded if c in PRESENCE_CHANNELS)
+
+        def read(sel):
+            block = norms = None
+            for c, w in folded:
+                part = np.asarray(view.channels[c][sel], np.float32)
+                if block is None:
+                    block, norms = np.zeros((len(part), dim), np.float32), np.zeros(len(part), np.float32)
+                block[:, :part.shape[1]] += w * part
+                norms += abs(w) * np.linalg.norm(part, axis=1)
+            return block, norms
+
+        return folded_rows.ensure(self.folder, copy_tag("text", folded), view.snapshot.rows, dim, read)
 
     def _checked_text_encoding(self, read, folded: tuple) -> first_stage.Encoding | None:
         """The folded text copy's encoding, checked on whole videos (first_stage.checked_encoding):
