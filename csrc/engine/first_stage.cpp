@@ -174,8 +174,8 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
       f->norms = map_npy(base + ".norms.npy", "<f4");
       if (int64_t(f->values.rows()) < snap_->rows || int64_t(f->norms.rows()) < snap_->rows ||
           f->values.shape.size() != 2 || f->norms.shape.size() != 1)
-        fail(Status::IndexDamaged, base + ".values.npy/.norms.npy hold fewer rows than the index's " + rows +
-                                       " (`ivcr check --repair` removes damaged folded rows)");
+        fail(Status::IndexDamaged, base + ".values.npy/.norms.npy do not hold the index's " + rows +
+                                       " rows (`ivcr check --repair` writes damaged folded rows again)");
       if (prefault_) f->values.map->populate();  // read in runs, a shortlist's videos: faulted in where it lies
       search::Channel ch;
       ch.dtype = search::DType::F16;

@@ -5,8 +5,9 @@
  *   erf(z) = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-z^2),  t = 1 / (1 + p z),  z >= 0,
  * whose error is at most 1.5e-7 for every z (1.39e-7 measured against the double erf), odd for
  * z < 0. Below z = 1/2, where that absolute error is a large part of a small erf (and the GELU
- * near 0), erf is its Maclaurin series instead, to z^13 (next term < 4e-10 of it). e^(-z^2) reduces to 2^n e^r with |r| <= ln 2 / 2 and takes e^r from its Taylor polynomial
- * of degree 7 (next term < 6e-9). The GELU's error is x/2 times erf's, which is what libm's erff
+ * near 0), erf is its Maclaurin series instead, to z^13 (next term < 4e-10 of it). e^(-z^2)
+ * reduces to 2^n e^r with |r| <= ln 2 / 2 and takes e^r from its Taylor polynomial of degree 7
+ * (next term < 6e-9). The GELU's error is x/2 times erf's, which is what libm's erff
  * gives as well once 1 + erf cancels for negative x: tests/engine/gelu_test.c holds both to the
  * double-precision GELU.
  *

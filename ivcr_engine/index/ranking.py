@@ -118,20 +118,10 @@ class Ranking:
         """A compact copy of a channel or of the folded text channels, cached beside the index and
         named by the row count and the fold (see first_stage.py)."""
         view = self.view
-        # the folded copy is as wide as the presence channels (an index may lack some, e.g. ocr)
-        dim = (next(view.channels[c].shape[1] for c, _ in folded if c in PRESENCE_CHANNELS) if folded
-               else view.channels[channel].shape[1])
+        dim = self._folded_dim(folded) if folded else view.channels[channel].shape[1]
 
         def read(sel) -> np.ndarray:
-            if not folded:
-                return np.asarray(view.channels[channel][sel], np.float32)
-            block = None
-            for c, w in folded:
-                part = w * np.asarray(view.channels[c][sel], np.float32)
-                if block is None:
-                    block = np.zeros((len(part), dim), np.float32)
-                block[:, :part.shape[1]] += part
-            return block
+            return self._fold(folded, sel)[0] if folded else np.asarray(view.channels[channel][sel], np.float32)
 
         fit = (lambda: self._checked_text_encoding(read, folded)) if folded else None
         return first_stage.load_or_build(self.folder, copy_tag(channel, folded), view.snapshot.rows, dim, read, fit=fit)
@@ -139,20 +129,26 @@ class Ranking:
     def folded_rows(self, folded: tuple) -> bool:
         """The folded text rows in float16 that the engine's exact stage pre-ranks a text query's
         shortlist with (folded_rows.py), written on first use; False when none can be."""
-        view = self.view
-        dim = next(view.channels[c].shape[1] for c, _ in folded if c in PRESENCE_CHANNELS)
+        return folded_rows.ensure(self.folder, copy_tag("text", folded), self.view.snapshot.rows,
+                                  self._folded_dim(folded), lambda sel: self._fold(folded, sel, norms=True))
 
-        def read(sel):
-            block = norms = None
-            for c, w in folded:
-                part = np.asarray(view.channels[c][sel], np.float32)
-                if block is None:
-                    block, norms = np.zeros((len(part), dim), np.float32), np.zeros(len(part), np.float32)
-                block[:, :part.shape[1]] += w * part
-                norms += abs(w) * np.linalg.norm(part, axis=1)
-            return block, norms
+    def _folded_dim(self, folded: tuple) -> int:
+        """The folded rows are as wide as the presence channels (an index may lack some, e.g. ocr)."""
+        return next(self.view.channels[c].shape[1] for c, _ in folded if c in PRESENCE_CHANNELS)
 
-        return folded_rows.ensure(self.folder, copy_tag("text", folded), view.snapshot.rows, dim, read)
+    def _fold(self, folded: tuple, sel, norms: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``sel`` of sum_c w_c e_c (float32), and with ``norms`` each row's sum_c |w_c| |e_c|
+        (the folded rows' bound factor, folded_rows.py)."""
+        block = factor = None
+        for c, w in folded:
+            part = np.asarray(self.view.channels[c][sel], np.float32)
+            if block is None:
+                block = np.zeros((len(part), self._folded_dim(folded)), np.float32)
+                factor = np.zeros(len(part), np.float32) if norms else None
+            block[:, :part.shape[1]] += w * part
+            if norms:
+                factor += abs(w) * np.linalg.norm(part, axis=1)
+        return block, factor
 
     def _checked_text_encoding(self, read, folded: tuple) -> first_stage.Encoding | None:
         """The folded text copy's encoding, checked on whole videos (first_stage.checked_encoding):

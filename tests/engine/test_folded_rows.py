@@ -13,6 +13,7 @@ from ivcr_engine.index import ChannelSpec, Index, IndexStore, VideoRecord
 from ivcr_engine.index import folded_rows
 from ivcr_engine.index import ranking as ranking_module
 from ivcr_engine.index.check import check_index
+from ivcr_engine.index.store import IndexDamaged
 
 D = 48        # the concept dims; speech and subtitle have one more (presence)
 CLIPS = 8
@@ -232,8 +233,8 @@ def test_rows_float16_cannot_hold_are_not_folded(tmp_path, staged, monkeypatch):
 
 
 def test_check_knows_the_folded_rows(tmp_path, staged):
-    """`ivcr check` takes complete folded rows as a valid cache, reports damaged ones, and the
-    repair writes them again."""
+    """`ivcr check` takes complete folded rows as a valid cache, reports damaged ones (which a
+    search refuses with a clear error, not a wrong answer), and the repair writes them again."""
     root = tmp_path / "idx"
     rng = np.random.default_rng(8)
     add(root, text_rows(rng, 100), 0, 100, create=True)
@@ -242,6 +243,8 @@ def test_check_knows_the_folded_rows(tmp_path, staged):
     assert check_index(root).ok, check_index(root).problems
     norms = folded_rows.part(vectors(root), TAG, rows, "norms")
     np.save(norms, np.zeros(rows - 1, np.float32))
+    with pytest.raises(IndexDamaged, match=r"folded\.\d+\.values\.npy/\.norms\.npy do not hold .* check --repair"):
+        answers(root, queries(rng, 2), 5)
     report = check_index(root)
     assert any("folded" in p and "float16 rows" in p for p in report.problems), report.problems
     fixed = check_index(root, repair=True)
