@@ -22,8 +22,10 @@ std::string fmt_g(float w) {
   return buf;
 }
 
-// A first-stage copy's files, or false when its values (written last) are missing.
-bool load_copy(const std::string& base, Copy& c) {
+// A first-stage copy's files for query rows of `dim` dims, or false when its values (written
+// last) are missing. `used` gets the values file before anything is mapped (see FirstStage::stage).
+bool load_copy(const std::string& base, size_t dim, Copy& c, std::vector<std::string>& used) {
+  used.push_back(base + ".values.npy");
   if (!file_exists(base + ".values.npy") || !file_exists(base + ".scales.npy")) return false;
   c.values = map_npy(base + ".values.npy");
   c.scales = map_npy(base + ".scales.npy", "<f4");
@@ -33,8 +35,12 @@ bool load_copy(const std::string& base, Copy& c) {
   c.width = int(c.values.cols()) * (c.int4 ? 2 : 1);
   if (file_exists(base + ".basis.npy")) {
     c.basis = map_npy(base + ".basis.npy", "<f4");
-    if (c.basis.cols() != size_t(c.width))
-      fail(Status::IndexDamaged, base + ".basis.npy does not match its copy's width");
+    if (c.basis.cols() != size_t(c.width) || c.basis.rows() != dim)
+      fail(Status::IndexDamaged, base + ".basis.npy does not match its copy's width or the query's " +
+                                     std::to_string(dim) + " dims");
+  } else if (size_t(c.width) != dim) {  // a projected copy whose basis is gone: its scores would be noise
+    fail(Status::IndexDamaged, base + ".values.npy holds " + std::to_string(c.width) + " dims and no basis maps the query's " +
+                                   std::to_string(dim) + " onto them (`ivcr check --repair` removes a damaged copy)");
   }
   return true;
 }
@@ -104,13 +110,37 @@ FirstStage::FirstStage(std::shared_ptr<const SnapshotData> snap, std::string fol
                        bool prefault)
     : snap_(std::move(snap)), folder_(std::move(folder)), offsets_(offsets), prefault_(prefault) {}
 
-std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channels, const std::string& fold_tag) {
+std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channels, const std::string& fold_tag,
+                                         const std::map<std::string, size_t>& dims) {
   std::string key;
   for (const auto& c : channels) key += c + "|";
   key += fold_tag;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = stages_.find(key);
   if (it != stages_.end() && it->second) return it->second;
+  // The writer removes a generation only once a later one is complete, its values file first
+  // (index/first_stage.py, folded_rows.py), and a mapped file outlives its removal. So a stage
+  // whose values files all still exist once it is mapped was read whole (a part found missing
+  // was missing before the removal began), and one that lost a file while it was read (a failed
+  // open, or a basis gone) is looked for again, when the later generation serves it.
+  for (int attempt = 0;; ++attempt) {
+    std::vector<std::string> used;  // every values file the stage was read from, listed before it is mapped
+    std::shared_ptr<Stage> st;
+    try {
+      st = load_stage(channels, fold_tag, dims, used);
+    } catch (const Error&) {
+      if (attempt >= kStageRetries || std::all_of(used.begin(), used.end(), file_exists)) throw;
+      continue;
+    }
+    if (attempt < kStageRetries && !std::all_of(used.begin(), used.end(), file_exists)) continue;
+    stages_[key] = st;  // null: absent, looked for again next time (Python builds copies on first use)
+    return st;
+  }
+}
+
+std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& channels, const std::string& fold_tag,
+                                              const std::map<std::string, size_t>& dims,
+                                              std::vector<std::string>& used) const {
   auto st = std::make_shared<Stage>();
   st->channels = channels;
   const std::string rows = std::to_string(snap_->rows);
@@ -119,10 +149,7 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
     const std::string tag = c == "text" && !fold_tag.empty() ? fold_tag : c;
     const std::string base = generation(folder_, "first." + tag, snap_->rows);
     Copy copy;
-    if (base.empty() || !load_copy(base, copy)) {
-      stages_[key] = nullptr;  // absent: looked for again next time (Python builds copies on first use)
-      return nullptr;
-    }
+    if (base.empty() || !load_copy(base, dims.at(c), copy, used)) return nullptr;
     if (int64_t(copy.values.rows()) < snap_->rows || int64_t(copy.scales.rows()) < snap_->rows)
       fail(Status::IndexDamaged, base + ".values.npy/.scales.npy hold fewer rows than the index's " + rows +
                                      " (`ivcr check --repair` removes a damaged copy)");
@@ -140,8 +167,9 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
         const std::string name = e->d_name;
         if (name.size() > prefix.size() + suffix.size() && name.compare(0, prefix.size(), prefix) == 0 &&
             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-          auto coarse = std::make_unique<Copy>();
-          if (load_copy(folder_ + "/" + name.substr(0, name.size() - std::string(".values.npy").size()), *coarse))
+          auto coarse = std::make_unique<Copy>();  // (its basis maps the copy's rows onto its own)
+          if (load_copy(folder_ + "/" + name.substr(0, name.size() - std::string(".values.npy").size()),
+                        size_t(st->copies.at(channels[0]).width), *coarse, used))
             st->coarse = std::move(coarse);
           break;
         }
@@ -151,6 +179,7 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
     // inverted lists over the copy: first.<tag>.lists.<rows>.*, where the build kept them
     const std::string base = folder_ + "/first." + tag + ".lists." + rows;
     if (file_exists(base + ".json") && file_exists(base + ".values.npy")) {
+      used.push_back(base + ".values.npy");
       Json meta;
       const int probe = Json::load(base + ".json", meta) ? int(meta.num("probe", 0)) : 0;
       if (probe > 0) {
@@ -169,6 +198,7 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
   if (!fold_tag.empty() && channels.size() == 1) {
     const std::string base = generation(folder_, "first." + fold_tag + ".folded", snap_->rows);
     if (!base.empty() && file_exists(base + ".norms.npy")) {
+      used.push_back(base + ".values.npy");
       auto f = std::make_shared<FoldedRows>();
       f->values = map_npy(base + ".values.npy", "<f2");
       f->norms = map_npy(base + ".norms.npy", "<f4");
@@ -213,7 +243,6 @@ std::shared_ptr<Stage> FirstStage::stage(const std::vector<std::string>& channel
     lists.corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, lists.bounds.as<int64_t>(),
                                                        int64_t(lists.bounds.rows()) - 1);
   }
-  stages_[key] = st;
   return st;
 }
 
@@ -270,7 +299,9 @@ bool FirstStage::shortlists(const Queries& q, const std::map<std::string, float>
   }
   std::vector<std::string> channels;
   for (const auto& [c, _] : first_q) channels.push_back(c);  // sorted, as Python's tuple(sorted(...))
-  auto st = stage(channels, fold_tag);
+  std::map<std::string, size_t> dims;  // each first-stage channel's query width
+  for (const auto& [c, qd] : first_q) dims[c] = qd.second;
+  auto st = stage(channels, fold_tag, dims);
   if (!st) return false;
   if (st->folded && fold && channels.size() == 1 &&
       size_t(q.dims.at(presence)) == st->folded->values.cols()) {  // (every other dense channel weighs 0)

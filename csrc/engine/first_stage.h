@@ -82,7 +82,13 @@ class FirstStage {
                   size_t& width, std::vector<const char*>& how, Prerank& prerank);
 
  private:
-  std::shared_ptr<Stage> stage(const std::vector<std::string>& channels, const std::string& fold_tag);
+  static constexpr int kStageRetries = 3;  // generations removed while one stage is read (see stage)
+  // The stage of `channels` (with `dims`: each one's query width) under `fold_tag`, from the cache
+  // or read; null where a copy is missing.
+  std::shared_ptr<Stage> stage(const std::vector<std::string>& channels, const std::string& fold_tag,
+                               const std::map<std::string, size_t>& dims);
+  std::shared_ptr<Stage> load_stage(const std::vector<std::string>& channels, const std::string& fold_tag,
+                                    const std::map<std::string, size_t>& dims, std::vector<std::string>& used) const;
   std::shared_ptr<const SnapshotData> snap_;
   std::string folder_;
   const int64_t* offsets_;

@@ -363,8 +363,16 @@ def _build_or_grow(folder: Path, tag: str, rows: int, dim: int, read: RowReader,
             grown = False
         if not grown:
             _build(folder, tag, rows, dim, read, projected, fit)
-    for p in _superseded(folder, tag, rows, refitted=not grown):
-        p.unlink(missing_ok=True)  # (a search still on an older view keeps what it mapped)
+    remove_superseded(_superseded(folder, tag, rows, refitted=not grown))
+
+
+def remove_superseded(paths) -> None:
+    """Removes the files of generations a later complete one replaced (a search still on an older
+    view keeps what it mapped), each generation's values file first: the engine looks a generation
+    up by its values file, and one that is still there once the engine has read a stage vouches
+    that a part found missing was never written, not half removed (FirstStage::stage)."""
+    for p in sorted(paths, key=lambda p: not p.name.endswith(".values.npy")):
+        p.unlink(missing_ok=True)
 
 
 def _open(folder: Path, tag: str, rows: int) -> FirstStageCopy:

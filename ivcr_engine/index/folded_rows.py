@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from .first_stage import BLOCK, building, row_counts
+from .first_stage import BLOCK, building, remove_superseded, row_counts
 
 # folded float32 rows and their norms (sum_c |w_c| |e_c[r]|) for a slice or row numbers
 FoldedReader = Callable[[slice | np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -64,9 +64,8 @@ def ensure(folder: Path, tag: str, rows: int, dim: int, read: FoldedReader) -> b
         done = _write(folder, tag, rows, dim, read, older[-1] if older else 0)
         if done:
             own = re.compile(rf"{re.escape(stem(tag))}\.(\d+)\.(?:values|norms)(?:\.tmp)?\.npy")
-            for p in folder.glob(f"{stem(tag)}.*"):
-                if (m := own.fullmatch(p.name)) and int(m[1]) < rows:
-                    p.unlink(missing_ok=True)  # (a search still on an older view keeps what it mapped)
+            remove_superseded(p for p in folder.glob(f"{stem(tag)}.*")
+                              if (m := own.fullmatch(p.name)) and int(m[1]) < rows)
         return done
 
 

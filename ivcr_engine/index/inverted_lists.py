@@ -134,9 +134,9 @@ def _build_or_grow(folder: Path, tag: str, copy: FirstStageCopy, offsets: np.nda
         except first_stage.DAMAGED:  # the older lists' files disagree: fitted again
             part["meta"].unlink(missing_ok=True)
             older = None
-        for p in folder.glob(f"first.{tag}.lists.*"):  # an older build's lists, or a killed one's
-            if older is None or not p.name.startswith(part["meta"].stem + "."):
-                p.unlink()
+        first_stage.remove_superseded(  # an older build's lists, or a killed one's
+            p for p in folder.glob(f"first.{tag}.lists.*")
+            if older is None or not p.name.startswith(part["meta"].stem + "."))
         return grown if older else _build(folder, tag, copy, offsets, shortlist, part)
 
 

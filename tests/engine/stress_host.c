@@ -1,18 +1,24 @@
 /* 8 threads search one libivcr handle while a refresher thread maps what another process
- * commits. Runs for the seconds given, then prints "searches N refreshes_changed M videos V"
- * and exits 0, or prints the first failure and exits 2. Built (also with ASan and UBSan) and
- * run by tests/engine/test_hosts.py. */
+ * commits. Runs for the seconds given, then prints "searches N refreshes_changed M videos V
+ * staged S" and exits 0, or prints the first failure and exits 2. With "staged" after the
+ * seconds, every other thread searches text through the staged ranking (a first stage from one
+ * clip on, over the copies and folded rows the committing process writes, grows and removes
+ * generations of); S counts those searches. Built (also with ASan and UBSan) and run by
+ * tests/engine/test_hosts.py. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "ivcr.h"
 
 static ivcr_index *index_;
 static atomic_int stop, failures;
-static atomic_long searches, changed_count;
+static atomic_long searches, changed_count, staged_count;
+static int staged;
+static ivcr_queries *text_query;
 static int dim;
 
 static double now(void) {
@@ -21,8 +27,39 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* A text query's rows (the native encoder's, encoded once) through the first stage, whose
+ * shortlist is smaller than the index; each hit checked. */
+static ivcr_status staged_search(const ivcr_search_options *opts) {
+  ivcr_results *res = NULL;
+  ivcr_status s = ivcr_search_vectors(index_, text_query, 3, opts, &res);
+  if (s == IVCR_OK && ivcr_results_count(res) == 0) s = IVCR_INTERNAL;
+  for (size_t i = 0; s == IVCR_OK && i < ivcr_results_count(res); ++i) {
+    ivcr_hit h;
+    s = ivcr_results_hit(res, i, &h);
+    if (s == IVCR_OK && !(h.end > h.start)) s = IVCR_INTERNAL;
+  }
+  if (s == IVCR_OK && strcmp(ivcr_results_stage(res), "exact") != 0) atomic_fetch_add(&staged_count, 1);
+  ivcr_results_free(res);
+  return s;
+}
+
 static void *searcher(void *arg) {
   long id = (long)arg;
+  if (staged && id % 2) {
+    ivcr_search_options *opts = NULL;
+    ivcr_search_options_new(&opts);
+    ivcr_search_options_set_first_stage(opts, 1, 4, 8000, 0.95, 8);
+    while (!atomic_load(&stop)) {
+      ivcr_status s = staged_search(opts);
+      if (s != IVCR_OK) {
+        fprintf(stderr, "thread %ld: %s: %s\n", id, ivcr_status_name(s), ivcr_last_error());
+        atomic_fetch_add(&failures, 1);
+      }
+      atomic_fetch_add(&searches, 1);
+    }
+    ivcr_search_options_free(opts);
+    return NULL;
+  }
   float *row = calloc((size_t)dim, sizeof(float));
   ivcr_search_options *opts = NULL;
   ivcr_search_options_new(&opts);
@@ -74,12 +111,18 @@ static void *refresher(void *arg) {
 int main(int argc, char **argv) {
   if (argc < 3) return 1;
   double seconds = atof(argv[2]);
+  staged = argc > 3 && strcmp(argv[3], "staged") == 0;
   ivcr_status s = ivcr_index_open(argv[1], NULL, &index_);
   if (s != IVCR_OK) {
     fprintf(stderr, "open: %s: %s\n", ivcr_status_name(s), ivcr_last_error());
     return 2;
   }
   dim = ivcr_index_channel_dim(index_, "visual");
+  const char *text = "a bird on a branch";
+  if (staged && (s = ivcr_encode_queries(index_, &text, 1, &text_query)) != IVCR_OK) {
+    fprintf(stderr, "encode: %s: %s\n", ivcr_status_name(s), ivcr_last_error());
+    return 2;
+  }
   pthread_t t[9];
   for (long i = 0; i < 8; ++i) pthread_create(&t[i], NULL, searcher, (void *)i);
   pthread_create(&t[8], NULL, refresher, NULL);
@@ -94,8 +137,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 9; ++i) pthread_join(t[i], NULL);
   int changed = 0;
   ivcr_index_refresh(index_, &changed);
-  printf("searches %ld refreshes_changed %ld videos %zu\n", atomic_load(&searches), atomic_load(&changed_count),
-         ivcr_index_video_count(index_));
+  printf("searches %ld refreshes_changed %ld videos %zu staged %ld\n", atomic_load(&searches),
+         atomic_load(&changed_count), ivcr_index_video_count(index_), atomic_load(&staged_count));
+  ivcr_queries_free(text_query);
   ivcr_index_close(index_);
   return atomic_load(&failures) ? 2 : 0;
 }

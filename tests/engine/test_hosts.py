@@ -1,7 +1,8 @@
 """Hosts that embed the engine with no Python in them: the C example (built against the installed
 package through `ivcr config` and through pkg-config), the Rust example (a cargo crate with no
 dependencies), both C programs again under AddressSanitizer and UndefinedBehaviorSanitizer, one
-of them searching from 8 threads while this process commits videos and it refreshes, and the
+of them searching from 8 threads while this process commits videos and it refreshes (also through
+the staged ranking, while this process grows the first-stage copies and folded rows), and the
 benchmark programs (benchmarks/*.cpp)."""
 from __future__ import annotations
 
@@ -203,8 +204,51 @@ def test_eight_threads_search_while_another_process_commits(sanitized, shared_in
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-4000:]
     assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
-    searches, changed, videos = map(int, re.findall(r"\d+", out.splitlines()[-1]))
+    searches, changed, videos, _ = map(int, re.findall(r"\d+", out.splitlines()[-1]))
     assert searches > 50 and changed >= 1 and videos == before + 4, out
+
+
+def test_staged_searches_while_another_process_grows_their_copies(sanitized, shared_index, tmp_path, monkeypatch):
+    """The staged ranking under ASan/UBSan, on one handle that refreshes while this process
+    commits videos and writes each commit's first-stage copies and folded rows (grown from the
+    last generation, which is then removed): text searches through the first stage, its folded
+    pre-rank and the exact stage, beside visual ones, each stage read from whichever generation
+    is there (FirstStage::stage looks again for one removed while it was read)."""
+    from ivcr_engine.index import Index, first_stage, folded_rows, ranking
+
+    monkeypatch.setattr(ranking, "TWO_STAGE_MIN_ROWS", 1)  # (the host's own threshold is set as 1 too)
+    root, _ = shared_index
+    copy = tmp_path / "index"
+    shutil.copytree(root, copy)
+
+    def write_copies() -> list[str]:
+        index = Index(copy)
+        try:
+            return index.prepare_search()
+        finally:
+            index.close()
+
+    text_tag = next(t for t in write_copies() if t.startswith("text"))
+    exe = sanitized_program(sanitized, REPO / "tests/engine/stress_host.c", tmp_path / "stress", "-lpthread")
+    proc = subprocess.Popen([str(exe), str(copy), "10", "staged"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=SAN_ENV)
+    assert proc.stdout.readline().strip() == "ready"
+    store = IndexStore(copy)
+    before = len(store.videos(include_removed=True))
+    for i in range(4):
+        store.add_video(synthetic_video(store, 3 + i, seed=10 + i))
+        write_copies()
+    store.close()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-4000:]
+    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+    searches, changed, videos, staged = map(int, re.findall(r"\d+", out.splitlines()[-1]))
+    assert staged > 100 and changed >= 1 and videos == before + 4, out
+    index = Index(copy)  # the copies grew with every commit, and only the last generation is left
+    rows = index.corpus.rows
+    index.close()
+    assert first_stage.generations(copy / "vectors", text_tag) == [rows]
+    assert folded_rows.generations(copy / "vectors", text_tag) == [rows]
 
 
 # ---- the benchmark hosts ---------------------------------------------------------------------
