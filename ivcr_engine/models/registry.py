@@ -142,7 +142,8 @@ def query_encoder_name(text_model: str, root: Path | None = None) -> str:
     """The model that encodes queries for an index built with ``text_model``: its prepared query
     encoder (MiniLM's int8 graph, E5's float32 one) when one matches the current base graph, else
     the text model itself. ``IVCR_QUERY_ENCODER=base`` keeps the text model's own graph
-    (``float``, from when the only query encoder was MiniLM's int8 one, too)."""
+    (``float``, from when the only query encoder was MiniLM's int8 one, too). Where libivcr has an
+    encoder of the model, it runs the query model's pass instead (index/query_encoder.py)."""
     if os.environ.get("IVCR_QUERY_ENCODER", "").lower() in ("base", "float", "fp32"):
         return text_model
     root = root or model_dir()

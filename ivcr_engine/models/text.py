@@ -29,6 +29,24 @@ def _session(onnx_path: Path, threads: int | None, tensorrt: bool = True):
 ROLES = ("query", "passage")
 
 
+class TokenCounter:
+    """Each text's tokens under a model's tokenizer, without truncation or special tokens (what the
+    OpenAI-shaped routes report as ``usage``); the tokenizer is read on first use."""
+
+    def __init__(self, tokenizer_json: Path):
+        self._path, self._tok = tokenizer_json, None
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        if self._tok is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self._path))
+            tok.no_truncation()
+            tok.no_padding()
+            self._tok = tok
+        return [len(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
 def calibrated(cosines, chance: float) -> np.ndarray:
     """Cosines of a text model whose unrelated pairs reach ``chance`` (its card's
     ``chance_similarity``) on the scale the engine's thresholds were set on (MiniLM's, chance 0)."""
@@ -54,7 +72,7 @@ class TextEncoder:
         self._tok = Tokenizer.from_file(str(self.card.path / "tokenizer.json"))
         self._tok.enable_truncation(self.max_tokens)
         self._tok.enable_padding()
-        self._counter = None  # the same tokenizer without truncation, made on first count_tokens
+        self.count_tokens = TokenCounter(self.card.path / "tokenizer.json")
         self._sess = _session(self.card.path / "model.onnx", threads)
         # Query encoders encode one text per call. MiniLM's int8 one is dynamically quantised:
         # it scales activations per call (per tensor), so in a batch a text would depend on its
@@ -66,17 +84,6 @@ class TextEncoder:
         self._language = np.load(self.card.path / direction).astype(np.float32) if direction else None
         self.providers = self._sess.get_providers()
         self.encode(["warm-up"], "query")  # first run allocates and optimises; keep it out of request latency
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Each text's tokens under this model's tokenizer, without truncation or special tokens
-        (what the OpenAI-shaped routes report as ``usage``)."""
-        if self._counter is None:
-            from tokenizers import Tokenizer
-
-            self._counter = Tokenizer.from_file(str(self.card.path / "tokenizer.json"))
-            self._counter.no_truncation()
-            self._counter.no_padding()
-        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def finish(self, vectors: np.ndarray, role: str) -> np.ndarray:
         """The model's unit vectors as the engine uses them: queries without the card's language

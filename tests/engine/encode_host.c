@@ -1,7 +1,10 @@
 /* Encodes its arguments' texts through libivcr's native encoder twice: all in one call (one
- * batched forward pass, several passes when long) and one by one; prints "rows N same S" (S: how
- * many rows were equal to the bit) and exits 0, or prints the failure and exits 2. Built with
- * ASan and UBSan and run by tests/engine/test_hosts.py. */
+ * batched forward pass, several passes when long) and one by one; then once more through the lone
+ * encoder (ivcr_text_encoder_*), whose unit vectors are the directions of those rows. Prints
+ * "rows N same S lone L" (S: rows equal to the bit; L: unit vectors within 1e-6 of their row's
+ * direction) and exits 0, or prints the failure and exits 2. Built with ASan and UBSan and run by
+ * tests/engine/test_hosts.py. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +39,22 @@ int main(int argc, char **argv) {
     same += memcmp(row, rows + i * dim, dim * sizeof(float)) == 0;
     ivcr_queries_free(one);
   }
-  printf("rows %zu same %zu\n", n, same);
+  ivcr_text_encoder *enc = NULL;
+  if (ivcr_text_encoder_open(NULL, ivcr_index_text_model(index), &enc) != IVCR_OK) return failed("lone open");
+  if (ivcr_text_encoder_dim(enc) != dim) return failed("lone dim");
+  float *unit = malloc(n * dim * sizeof(float));
+  if (!unit || ivcr_text_encoder_encode(enc, texts, n, unit, n * dim) != IVCR_OK) return failed("lone encode");
+  size_t lone = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double norm = 0, worst = 0;
+    for (size_t j = 0; j < dim; ++j) norm += (double)rows[i * dim + j] * rows[i * dim + j];
+    norm = sqrt(norm);
+    for (size_t j = 0; j < dim; ++j) worst = fmax(worst, fabs(rows[i * dim + j] / norm - unit[i * dim + j]));
+    lone += worst <= 1e-6;
+  }
+  free(unit);
+  ivcr_text_encoder_free(enc);
+  printf("rows %zu same %zu lone %zu\n", n, same, lone);
   ivcr_queries_free(all);
   ivcr_index_close(index);
   return 0;

@@ -166,14 +166,14 @@ def test_c_host_under_sanitizers(sanitized, shared_index, tmp_path):
 def test_batched_native_encoding_under_sanitizers(sanitized, shared_index, tmp_path):
     """libivcr's float32 encoder over a batch that takes several passes (ten 512-token texts),
     texts that normalise into many characters, and a short one, under ASan/UBSan: each row as the
-    text alone."""
+    text alone, and the lone encoder's unit vectors (ivcr_text_encoder_*) their directions."""
     root, _ = shared_index
     exe = sanitized_program(sanitized, REPO / "tests/engine/encode_host.c", tmp_path / "encode_host")
     long_text = " ".join(f"a person walks a dog along the river bank, scene {i}" for i in range(60))
     texts = [long_text + f" {i}" for i in range(10)] + ["\ufdfa" * 40, "a bird on a branch", "城市夜景"]
     got = run([exe, root, *texts], env=SAN_ENV)
     assert got.returncode == 0 and "Sanitizer" not in got.stderr and "runtime error" not in got.stderr, got.stderr
-    assert got.stdout.split() == ["rows", str(len(texts)), "same", str(len(texts))], got.stdout
+    assert got.stdout.split() == ["rows", str(len(texts)), "same", str(len(texts)), "lone", str(len(texts))], got.stdout
 
 
 def synthetic_video(store: IndexStore, n: int, seed: int) -> VideoRecord:

