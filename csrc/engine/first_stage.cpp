@@ -35,9 +35,8 @@ bool load_copy(const std::string& base, size_t dim, Copy& c, std::vector<std::st
   c.width = int(c.values.cols()) * (c.int4 ? 2 : 1);
   if (file_exists(base + ".basis.npy")) {
     c.basis = map_npy(base + ".basis.npy", "<f4");
-    if (c.basis.cols() != size_t(c.width) || c.basis.rows() != dim)
-      fail(Status::IndexDamaged, base + ".basis.npy does not match its copy's width or the query's " +
-                                     std::to_string(dim) + " dims");
+    if (c.basis.cols() != size_t(c.width))  // (its rows against the query's width: Copy::project)
+      fail(Status::IndexDamaged, base + ".basis.npy does not match its copy's width");
   } else if (size_t(c.width) != dim) {  // a projected copy whose basis is gone: its scores would be noise
     fail(Status::IndexDamaged, base + ".values.npy holds " + std::to_string(c.width) + " dims and no basis maps the query's " +
                                    std::to_string(dim) + " onto them (`ivcr check --repair` removes a damaged copy)");

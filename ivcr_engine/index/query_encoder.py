@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InvalidArgument, NotFound
 from ..models import FrameEncoder, TextEncoder
 from ..models.registry import ModelCard, index_text_model, model_dir, query_encoder_name
-from ..models.text import TokenCounter
+from ..models.text import TokenCounter, as_texts
 from ..native import NativeTextEncoder, QueryShape, Unsupported
 from .layout import LEXICAL, TEXT_CHANNELS
 from .image_query import image_rows, read_image
@@ -206,11 +206,7 @@ class NativeQueryEncoder:
     def encode(self, texts: str | Sequence[str], role: str) -> np.ndarray:
         if role != "query":
             raise ValueError(f"libivcr encodes queries; {role!r} texts take the text model's graph")
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        for t in texts:
-            if not isinstance(t, str):
-                raise TypeError(f"texts must be strings, got {type(t).__name__}")
-        return self._native.encode(texts)
+        return self._native.encode(as_texts(texts))
 
 
 def _query_encoder(name: str, model: str, root: Path):

@@ -29,6 +29,15 @@ def _session(onnx_path: Path, threads: int | None, tensorrt: bool = True):
 ROLES = ("query", "passage")
 
 
+def as_texts(texts: str | Sequence[str]) -> list[str]:
+    """One text or several, as a list; anything but strings is a TypeError."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"texts must be strings, got {type(t).__name__}")
+    return texts
+
+
 class TokenCounter:
     """Each text's tokens under a model's tokenizer, without truncation or special tokens (what the
     OpenAI-shaped routes report as ``usage``); the tokenizer is read on first use."""
@@ -101,13 +110,7 @@ class TextEncoder:
     def encode(self, texts: str | Sequence[str], role: str, batch_size: int = 64) -> np.ndarray:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        for t in texts:
-            if not isinstance(t, str):
-                raise TypeError(f"texts must be strings, got {type(t).__name__}")
-        texts = [self.prefixes[role] + t for t in texts]
+        texts = [self.prefixes[role] + t for t in as_texts(texts)]
         out = np.zeros((len(texts), self.dim), np.float32)
         # Sorting by length keeps padding small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

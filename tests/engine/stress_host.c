@@ -27,17 +27,23 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* A text query's rows (the native encoder's, encoded once) through the first stage, whose
- * shortlist is smaller than the index; each hit checked. */
-static ivcr_status staged_search(const ivcr_search_options *opts) {
-  ivcr_results *res = NULL;
-  ivcr_status s = ivcr_search_vectors(index_, text_query, 3, opts, &res);
+/* A search's status, its results checked: at least one hit, each a span that ends after it starts. */
+static ivcr_status checked(ivcr_status s, const ivcr_results *res) {
   if (s == IVCR_OK && ivcr_results_count(res) == 0) s = IVCR_INTERNAL;
   for (size_t i = 0; s == IVCR_OK && i < ivcr_results_count(res); ++i) {
     ivcr_hit h;
     s = ivcr_results_hit(res, i, &h);
     if (s == IVCR_OK && !(h.end > h.start)) s = IVCR_INTERNAL;
   }
+  return s;
+}
+
+/* A text query's rows (the native encoder's, encoded once) through the first stage, whose
+ * shortlist is smaller than the index. */
+static ivcr_status staged_search(const ivcr_search_options *opts) {
+  ivcr_results *res = NULL;
+  ivcr_status s = ivcr_search_vectors(index_, text_query, 3, opts, &res);
+  s = checked(s, res);
   if (s == IVCR_OK && strcmp(ivcr_results_stage(res), "exact") != 0) atomic_fetch_add(&staged_count, 1);
   ivcr_results_free(res);
   return s;
@@ -73,12 +79,7 @@ static void *searcher(void *arg) {
     if (s == IVCR_OK) s = ivcr_queries_new(1, &q);
     if (s == IVCR_OK) s = ivcr_queries_set_channel(q, "visual", row, (size_t)dim);
     if (s == IVCR_OK) s = ivcr_search_vectors(index_, q, 5, opts, &res);
-    if (s == IVCR_OK && ivcr_results_count(res) == 0) s = IVCR_INTERNAL;
-    for (size_t i = 0; s == IVCR_OK && i < ivcr_results_count(res); ++i) {
-      ivcr_hit h;
-      s = ivcr_results_hit(res, i, &h);
-      if (s == IVCR_OK && !(h.end > h.start)) s = IVCR_INTERNAL;
-    }
+    s = checked(s, res);
     if (s != IVCR_OK && s != IVCR_INVALID_ARGUMENT) {  /* a ref past a moment's end is the only allowed refusal */
       fprintf(stderr, "thread %ld: %s: %s\n", id, ivcr_status_name(s), ivcr_last_error());
       atomic_fetch_add(&failures, 1);

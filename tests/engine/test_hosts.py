@@ -187,24 +187,36 @@ def synthetic_video(store: IndexStore, n: int, seed: int) -> VideoRecord:
                        clip_times=times, vectors=vectors)
 
 
+def start_stress(sanitized, root, tmp_path, seconds: int, *mode: str) -> subprocess.Popen:
+    """tests/engine/stress_host.c under ASan/UBSan on the index at ``root``, once its threads run."""
+    exe = sanitized_program(sanitized, REPO / "tests/engine/stress_host.c", tmp_path / "stress", "-lpthread")
+    proc = subprocess.Popen([str(exe), str(root), str(seconds), *mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=SAN_ENV)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def stress_result(proc: subprocess.Popen, timeout: int) -> tuple[list[int], str]:
+    """The stress host's counts (searches, refreshes that changed, videos, staged searches) once it
+    exited cleanly with no sanitizer report, and its last line."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-4000:]
+    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
+    return [int(n) for n in re.findall(r"\d+", out.splitlines()[-1])], out
+
+
 def test_eight_threads_search_while_another_process_commits(sanitized, shared_index, tmp_path):
     root, _ = shared_index
     copy = tmp_path / "index"
     shutil.copytree(root, copy)
-    exe = sanitized_program(sanitized, REPO / "tests/engine/stress_host.c", tmp_path / "stress", "-lpthread")
-    proc = subprocess.Popen([str(exe), str(copy), "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=SAN_ENV)
-    assert proc.stdout.readline().strip() == "ready"
+    proc = start_stress(sanitized, copy, tmp_path, 8)
     store = IndexStore(copy)
     before = len(store.videos(include_removed=True))
     for i in range(4):  # commits while 8 threads search and the handle refreshes
         store.add_video(synthetic_video(store, 3 + i, seed=i))
         time.sleep(1.0)
     store.close()
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-4000:]
-    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
-    searches, changed, videos, _ = map(int, re.findall(r"\d+", out.splitlines()[-1]))
+    (searches, changed, videos, _), out = stress_result(proc, 120)
     assert searches > 50 and changed >= 1 and videos == before + 4, out
 
 
@@ -229,20 +241,14 @@ def test_staged_searches_while_another_process_grows_their_copies(sanitized, sha
             index.close()
 
     text_tag = next(t for t in write_copies() if t.startswith("text"))
-    exe = sanitized_program(sanitized, REPO / "tests/engine/stress_host.c", tmp_path / "stress", "-lpthread")
-    proc = subprocess.Popen([str(exe), str(copy), "10", "staged"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=SAN_ENV)
-    assert proc.stdout.readline().strip() == "ready"
+    proc = start_stress(sanitized, copy, tmp_path, 10, "staged")
     store = IndexStore(copy)
     before = len(store.videos(include_removed=True))
     for i in range(4):
         store.add_video(synthetic_video(store, 3 + i, seed=10 + i))
         write_copies()
     store.close()
-    out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 0, err[-4000:]
-    assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
-    searches, changed, videos, staged = map(int, re.findall(r"\d+", out.splitlines()[-1]))
+    (searches, changed, videos, staged), out = stress_result(proc, 180)
     assert staged > 100 and changed >= 1 and videos == before + 4, out
     index = Index(copy)  # the copies grew with every commit, and only the last generation is left
     rows = index.corpus.rows
