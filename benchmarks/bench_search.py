@@ -239,3 +239,64 @@ def test_int4_kernel_families(record, first_stage_copies, B):
             record.put(INT4_TABLE, row, f"{name} speed-up over avx2", float(np.median(times["avx2"])) * 1000 / ms)
     record.note(INT4_TABLE, "p50 of 15 rounds (B=1) or 5 (B=32), the engine's thread count; a family runs only where "
                             "the CPU has it (IVCR_SIMD caps it too)")
+
+
+def on_huge_pages(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` in anonymous memory advised onto 2 MB pages before it is written."""
+    import ctypes
+    import mmap
+
+    huge = 2 << 20
+    buf = mmap.mmap(-1, a.nbytes + huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    skip = (-start) % huge
+    ctypes.CDLL(None).madvise(ctypes.c_void_p(start + skip), ctypes.c_size_t(a.nbytes // huge * huge),
+                              mmap.MADV_HUGEPAGE)
+    out = np.frombuffer(buf, a.dtype, count=a.size, offset=skip).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+BLOCKS_TABLE = "int4 rows in blocks of 16 against row-major (1M rows x 256 dims, 100k videos, best 400 videos)"
+
+
+@pytest.mark.parametrize("B", [1, 32])
+def test_int4_blocks(record, first_stage_copies, copy_gbs, B):
+    """The layout the engine scans a resident int4 copy in (search/cpu/int4_blocks.h) against the
+    row-major one, same rows, same queries, same run, the two taking turns round by round, with
+    each kernel family this CPU runs: one 64-byte load holds a word of 16 rows and one vector
+    lane accumulates each row, where the row-major kernel walks 8 rows at once and reduces each
+    row's lanes. Both give the same scores to the bit (tests/search/test_topk.py)."""
+    from ivcr_engine import _core
+
+    rng = np.random.default_rng(4)
+    packed, scales = quantize_int4(rng.standard_normal((N, 256), dtype=np.float32))
+    packed = on_huge_pages(packed)  # as the blocks are (the binding's copy), and the engine's resident copy
+    offsets = np.arange(0, N + 1, CLIPS, dtype=np.int64)
+    layouts = {"rows": _core.SearchCorpus([(packed, scales)], offsets),
+               "blocks": _core.SearchCorpus([(packed, scales)], offsets, int4_blocks=True)}
+    q = rng.standard_normal((B, 256), dtype=np.float32)
+    times: dict[tuple[str, str], list[float]] = {}
+    try:
+        for r in range(15 if B == 1 else 5):
+            for level, family in [(1, "avx2"), (2, "avx512")]:
+                _core.set_simd_level(level)
+                if _core.simd_level() != family:
+                    continue
+                for name in (("rows", "blocks") if r % 2 == 0 else ("blocks", "rows")):
+                    layouts[name].topk_videos([q], [1.0], 400)  # untimed: pages and code warm
+                    t0 = time.perf_counter()
+                    layouts[name].topk_videos([q], [1.0], 400)
+                    times.setdefault((family, name), []).append(time.perf_counter() - t0)
+    finally:
+        _core.set_simd_level(-1)
+    for (family, name), t in times.items():
+        ms = float(np.median(t)) * 1000
+        row = f"B={B}, {family}, {name}"
+        record.put(BLOCKS_TABLE, row, "p50 ms", ms)
+        record.put(BLOCKS_TABLE, row, "GB/s", N * (128 + 4) / (ms / 1000) / 1e9)
+        record.put(BLOCKS_TABLE, row, "% of memcpy rate", 100 * N * (128 + 4) / (ms / 1000) / 1e9 / copy_gbs)
+        if name == "blocks":
+            record.put(BLOCKS_TABLE, row, "speed-up over rows", float(np.median(times[(family, "rows")])) * 1000 / ms)
+    record.note(BLOCKS_TABLE, "p50 of 15 rounds (B=1) or 5 (B=32), the engine's thread count; both layouts on "
+                              "2 MB pages where the kernel gives them, as the engine's resident copies are")

@@ -86,7 +86,10 @@ IVCR_API ivcr_status ivcr_open_options_set_load_encoder(ivcr_open_options *opts,
 
 /* 1: fault every row into memory at open and at each refresh that maps new rows (a long-running
  * server: the exact stage reads rows at random, and a row first touched costs a page fault).
- * Default 0. */
+ * Each first stage, when first used, also moves the copies it scans whole into memory of its own
+ * (on huge pages where the kernel gives them; an int4 copy in blocks of 16 rows, which its scan
+ * reads in order) and locks its folded text rows in memory (mlock) where RLIMIT_MEMLOCK allows,
+ * else faults them in. Default 0. */
 IVCR_API ivcr_status ivcr_open_options_set_prefault(ivcr_open_options *opts, int prefault);
 
 /* Open the index folder at `path` (the folder holding meta.sqlite). opts may be NULL. */

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <sys/mman.h>
 
 #include <cmath>
 #include <memory>
@@ -15,6 +16,7 @@
 
 #include "bindings/checks.h"
 #include "search/cpu/corpus.h"
+#include "search/cpu/int4_blocks.h"
 
 namespace ivcr::bindings {
 
@@ -40,10 +42,22 @@ inline DType dtype_of(const py::array& a, std::size_t c) {
                        std::string(py::str(dt)) + ")");
 }
 
+// Asks for huge pages over the 2 MB-aligned part of [p, p + bytes) before it is first written.
+inline void advise_huge_pages(void* p, std::size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) / kHuge * kHuge;
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) / kHuge * kHuge;
+  if (e > a) ::madvise(reinterpret_cast<void*>(a), e - a, MADV_HUGEPAGE);
+#endif
+}
+
 template <class Backend>
 class PySearchCorpus {
  public:
-  PySearchCorpus(const py::list& channels, py::array offsets) {
+  // `int4_blocks`: keep int4 channels in blocks of 16 rows (int4_blocks.h; a copy the corpus owns),
+  // the layout the engine scans a resident first-stage copy in.
+  PySearchCorpus(const py::list& channels, py::array offsets, bool int4_blocks) {
     std::vector<Channel> chans;
     for (std::size_t c = 0; c < channels.size(); ++c) {
       const std::string name = "channel " + std::to_string(c);
@@ -70,6 +84,14 @@ class PySearchCorpus {
         keep_.push_back(scales);
       }
       keep_.push_back(values);
+      if (int4_blocks && ch.dtype == DType::I4) {
+        py::array_t<uint8_t> blocks(py::ssize_t(ivcr::search::int4_blocks_bytes(ch.rows, ch.dim)));
+        advise_huge_pages(blocks.mutable_data(), std::size_t(blocks.size()));  // as the engine's resident copy
+        ivcr::search::interleave_int4_rows(static_cast<const uint8_t*>(ch.data), ch.rows, ch.dim, blocks.mutable_data());
+        ch.dtype = DType::I4B16;
+        ch.data = blocks.data();
+        keep_.push_back(blocks);
+      }
       chans.push_back(ch);
       dims_.push_back(ch.dim);
     }
@@ -172,7 +194,8 @@ class PySearchCorpus {
       cls.def("topk_videos_among", &PySearchCorpus::topk_videos_among, py::arg("queries"), py::arg("weights"),
               py::arg("k"), py::arg("candidates"));
     return cls
-        .def(py::init<const py::list&, py::array>(), py::arg("channels"), py::arg("offsets"))
+        .def(py::init<const py::list&, py::array, bool>(), py::arg("channels"), py::arg("offsets"),
+             py::arg("int4_blocks") = false)
         .def("topk_clips", &PySearchCorpus::topk_clips, py::arg("queries"), py::arg("weights"), py::arg("k"),
              py::arg("filter_bits") = py::none(), py::arg("filter_mode") = "deny")
         .def("topk_videos", &PySearchCorpus::topk_videos, py::arg("queries"), py::arg("weights"), py::arg("k"),

@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/json.h"
+#include "search/cpu/int4_blocks.h"
 
 namespace ivcr::engine {
 namespace {
@@ -70,6 +71,20 @@ std::string generation(const std::string& folder, const std::string& stem, int64
   return best < 0 ? "" : folder + "/" + stem + "." + std::to_string(best);
 }
 
+// Moves an int4 copy a query scans whole into resident memory in blocks of 16 rows
+// (search/cpu/int4_blocks.h): its scan then reads it in order, one row a vector lane, at the rate
+// a plain read of it gets (the row-major kernel took 1.1-1.4x that; docs/BENCHMARKS.md).
+void make_resident_blocks(Copy& c) {
+  const int64_t rows = int64_t(c.values.rows());
+  const int dim = c.width;
+  const uint8_t* src = c.values.as<uint8_t>();
+  c.values.map = Mapping::resident(search::int4_blocks_bytes(rows, dim), [&](void* dst) {
+    search::interleave_int4_rows(src, rows, dim, static_cast<uint8_t*>(dst));
+  });
+  c.values.data = c.values.map->data();
+  c.blocked = true;
+}
+
 std::vector<uint64_t> bitset(const std::vector<uint8_t>& mask) {
   std::vector<uint64_t> bits((mask.size() + 63) / 64, 0);
   for (size_t v = 0; v < mask.size(); ++v)
@@ -81,7 +96,7 @@ std::vector<uint64_t> bitset(const std::vector<uint8_t>& mask) {
 
 search::Channel Copy::channel(int64_t rows) const {
   search::Channel ch;
-  ch.dtype = int4 ? search::DType::I4 : search::DType::I8;
+  ch.dtype = blocked ? search::DType::I4B16 : int4 ? search::DType::I4 : search::DType::I8;
   ch.data = values.data;
   ch.scales = scales.as<float>();
   ch.rows = rows;
@@ -205,7 +220,10 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
           f->values.shape.size() != 2 || f->norms.shape.size() != 1)
         fail(Status::IndexDamaged, base + ".values.npy/.norms.npy do not hold the index's " + rows +
                                        " rows (`ivcr check --repair` writes damaged folded rows again)");
-      if (prefault_) f->values.map->populate();  // read in runs, a shortlist's videos: faulted in where it lies
+      // Locked in memory where the process may (a query reads 3 MB of them, scattered: between
+      // queries the pages went cold, and this VM's DAMON reclaim paged them out, so a text
+      // turn's pre-rank took 1.5-2.3 ms instead of 0.4; docs/BENCHMARKS.md), else faulted in.
+      if (prefault_ && !f->values.map->lock()) f->values.map->populate();
       search::Channel ch;
       ch.dtype = search::DType::F16;
       ch.data = f->values.data;
@@ -224,7 +242,7 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
       for (auto& [_, c] : st->copies) c.values.map->populate();
       st->lists->values.map->populate();
     } else {
-      for (auto& [_, c] : st->copies) make_resident(c.values);
+      for (auto& [_, c] : st->copies) c.int4 ? make_resident_blocks(c) : make_resident(c.values);
     }
     if (st->coarse) make_resident(st->coarse->values);
   }
@@ -237,6 +255,7 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
   if (st->lists) {
     Lists& lists = *st->lists;
     search::Channel ch = st->copies.begin()->second.channel(snap_->rows);
+    ch.dtype = st->copies.begin()->second.int4 ? search::DType::I4 : search::DType::I8;  // the lists' rows: row-major
     ch.data = lists.values.data;
     ch.scales = lists.scales.as<float>();
     lists.corpus = std::make_unique<search::CpuCorpus>(std::vector<search::Channel>{ch}, lists.bounds.as<int64_t>(),

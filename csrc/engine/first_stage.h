@@ -30,6 +30,7 @@ namespace ivcr::engine {
 struct Copy {
   Npy values, scales, basis;  // basis.data null: no projection (a plain int8 copy)
   bool int4 = false;
+  bool blocked = false;       // int4 rows in blocks of 16 (resident: what a query scans whole)
   int width = 0;              // the copy's dims
   search::Channel channel(int64_t rows) const;
   // B query rows of the channel's dim -> B rows of the copy's width.

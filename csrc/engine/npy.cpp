@@ -63,7 +63,8 @@ void make_resident(Npy& n) {
   for (size_t d : n.shape) count *= d;
   const size_t item = n.descr.size() >= 3 ? size_t(std::stoul(n.descr.substr(2))) : 0;
   if (!n.data || item == 0 || count == 0) return;
-  n.map = Mapping::resident(n.data, count * item);
+  const void* src = n.data;
+  n.map = Mapping::resident(count * item, [&](void* dst) { std::memcpy(dst, src, count * item); });
   n.data = n.map->data();
 }
 

@@ -113,7 +113,9 @@ void Mapping::populate() const {
   if (::madvise(data_, bytes_, MADV_POPULATE_READ) != 0) ::madvise(data_, bytes_, MADV_WILLNEED);
 }
 
-std::shared_ptr<Mapping> Mapping::resident(const void* src, size_t bytes) {
+bool Mapping::lock() const { return !data_ || ::mlock(data_, bytes_) == 0; }
+
+std::shared_ptr<Mapping> Mapping::resident(size_t bytes, const std::function<void(void*)>& fill) {
   std::shared_ptr<Mapping> m(new Mapping());
   if (bytes == 0) return m;
   constexpr size_t kHuge = size_t(2) << 20;
@@ -130,7 +132,7 @@ std::shared_ptr<Mapping> Mapping::resident(const void* src, size_t bytes) {
 #ifdef MADV_HUGEPAGE
   ::madvise(m->data_, want, MADV_HUGEPAGE);  // a hint: without huge pages the copy still works
 #endif
-  std::memcpy(m->data_, src, bytes);
+  fill(m->data_);
   ::mprotect(m->data_, want, PROT_READ);
   return m;
 }

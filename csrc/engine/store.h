@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,10 +25,13 @@ class Mapping {
   // Fault every page in now (MADV_POPULATE_READ; a read-ahead hint where the kernel lacks it), so
   // later random reads cost no page faults: for a long-running server.
   void populate() const;
-  // A private copy of `bytes` at `src` in anonymous memory backed by huge pages where the kernel
-  // gives them (read-only once written): a whole-scanned copy read through 2 MB pages instead of
-  // the page cache's 4 KB ones, which took a sixth off the int4 text copy's scan (first_stage.cpp).
-  static std::shared_ptr<Mapping> resident(const void* src, size_t bytes);
+  // Faults every page in and locks it in memory (mlock) until unmapped, so no reclaim pages it
+  // out; false where the process may not lock this much (RLIMIT_MEMLOCK), nothing locked then.
+  bool lock() const;
+  // `bytes` of anonymous memory backed by huge pages where the kernel gives them, written once by
+  // `fill` and read-only after: a whole-scanned copy read through 2 MB pages instead of the page
+  // cache's 4 KB ones, which took a sixth off the int4 text copy's scan (first_stage.cpp).
+  static std::shared_ptr<Mapping> resident(size_t bytes, const std::function<void(void*)>& fill);
   ~Mapping();
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;

@@ -66,7 +66,9 @@ class Index(MomentShortcuts):
     (see moments.MOMENT_EDGES). ``query_encoder``: the process's shared one (a new one otherwise);
     ``text_encoder``: a caller's encoder for it (see QueryEncoder).
     ``prefault``: map every row into this process up front (and again after each refresh), for a
-    long-running server (see mapped.map_snapshot; ``prefaulted`` says whether it was done).
+    long-running server (see mapped.map_snapshot; ``prefaulted`` says whether it was done); the
+    engine then also keeps its first stages' whole-scanned copies resident and locks their folded
+    text rows in memory where it may (``ivcr_open_options_set_prefault`` in include/ivcr.h).
     Opening an index limits numpy's BLAS to one thread in this process (blas.py)."""
 
     def __init__(self, root: str | Path, text_encoder=None, models_root: Path | None = None,

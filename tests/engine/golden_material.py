@@ -247,9 +247,10 @@ def _half(rows: np.ndarray) -> np.ndarray:
     return np.asarray(rows, np.float16).astype(np.float32)
 
 
-def engine_answers(kind: str, root: Path) -> dict:
+def engine_answers(kind: str, root: Path, prefault: bool = False) -> dict:
     """The engine's answers (``Index`` on libivcr) for a material rebuilt at ``root``; the
-    synthetic index's rows report the ranking path each took (``paths``)."""
+    synthetic index's rows report the ranking path each took (``paths``). ``prefault``: opened as
+    ``ivcr serve`` opens it (the copies a query scans whole resident, int4 ones in blocks)."""
     if kind == "shared":
         golden = json.loads((GOLDEN / "shared.json").read_text())
         rows = dict(np.load(GOLDEN / "shared_queries.npz"))
@@ -261,10 +262,14 @@ def engine_answers(kind: str, root: Path) -> dict:
             index.close()
     first_stages.TWO_STAGE_MIN_ROWS = SYNTHETIC_TWO_STAGE
     rows = dict(np.load(GOLDEN / "synthetic_queries.npz"))
-    index = Index(root)
+    index = Index(root, prefault=prefault)
     try:
         index.ranking_paths = paths = []
-        return synthetic_answers(index, rows) | {"paths": sorted(set(paths))}
+        answers = synthetic_answers(index, rows)
+        # with shortlists of k videos the first stage's scores decide which videos are found
+        first_stages.SHORTLIST = 10
+        narrow = [ranking_record(*index.rank_videos(rows, 10)), ranking_record(*index.rank_videos(row_of(rows, 0), 10))]
+        return answers | {"paths": sorted(set(paths)), "narrow": narrow}
     finally:
         index.close()
 
@@ -279,5 +284,5 @@ if __name__ == "__main__":
 
         with tempfile.TemporaryDirectory() as tmp:
             record(Path(sys.argv[2]), Path(tmp), Path(__file__).resolve().parents[3] / "shared" / "data")
-    else:  # answer shared|synthetic ROOT: the engine's answers as JSON (test_golden.py, per kernel family)
-        print(json.dumps(engine_answers(sys.argv[2], Path(sys.argv[3]))))
+    else:  # answer shared|synthetic ROOT [prefault]: the engine's answers as JSON (test_golden.py, per kernel family)
+        print(json.dumps(engine_answers(sys.argv[2], Path(sys.argv[3]), prefault=sys.argv[4:] == ["prefault"])))

@@ -3,8 +3,10 @@
  * staged S" and exits 0, or prints the first failure and exits 2. With "staged" after the
  * seconds, every other thread searches text through the staged ranking (a first stage from one
  * clip on, over the copies and folded rows the committing process writes, grows and removes
- * generations of); S counts those searches. Built (also with ASan and UBSan) and run by
- * tests/engine/test_hosts.py. */
+ * generations of); S counts those searches. With "prefault" after that, the handle is opened
+ * as `ivcr serve` opens it: each stage's whole-scanned copies and folded rows moved into resident
+ * memory (an int4 copy in blocks of 16 rows) as it is read. Built (also with ASan and UBSan) and
+ * run by tests/engine/test_hosts.py. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -113,7 +115,11 @@ int main(int argc, char **argv) {
   if (argc < 3) return 1;
   double seconds = atof(argv[2]);
   staged = argc > 3 && strcmp(argv[3], "staged") == 0;
-  ivcr_status s = ivcr_index_open(argv[1], NULL, &index_);
+  ivcr_open_options *opts = NULL;
+  ivcr_status s = ivcr_open_options_new(&opts);
+  if (s == IVCR_OK && argc > 4 && strcmp(argv[4], "prefault") == 0) s = ivcr_open_options_set_prefault(opts, 1);
+  if (s == IVCR_OK) s = ivcr_index_open(argv[1], opts, &index_);
+  ivcr_open_options_free(opts);
   if (s != IVCR_OK) {
     fprintf(stderr, "open: %s: %s\n", ivcr_status_name(s), ivcr_last_error());
     return 2;

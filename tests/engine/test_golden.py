@@ -75,10 +75,10 @@ def same_ranking(want: list, got: list, where: str) -> None:
             assert gr in tied, f"{where}[{i}]: video {gr} where the Python path ranked {wr} ({ws})"
 
 
-def engine_answers(kind: str, root, kernel: str) -> dict:
+def engine_answers(kind: str, root, kernel: str, prefault: bool = False) -> dict:
     env = dict(os.environ, IVCR_SIMD=kernel)
-    got = subprocess.run([sys.executable, "-m", "tests.engine.golden_material", "answer", kind, str(root)],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    got = subprocess.run([sys.executable, "-m", "tests.engine.golden_material", "answer", kind, str(root)]
+                         + ["prefault"] * prefault, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr[-3000:]
     return json.loads(got.stdout)
 
@@ -102,8 +102,24 @@ def test_the_engine_gives_the_golden_answers_through_its_first_stage(material, k
     want = golden("synthetic")
     got = engine_answers("synthetic", material["synthetic"], kernel)
     paths = got.pop("paths")
+    got.pop("narrow")
     assert paths and "exact" not in paths, f"the synthetic index should rank in two stages, took {paths}"
     same(resolved(want), resolved(got))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_a_resident_first_stage_gives_the_golden_answers(material, kernel):
+    """Opened as ``ivcr serve`` opens it (prefault), the engine ranks on the copies it moved into
+    resident memory (here int8 ones; the int4 blocks in test_resident_stage.py): the same answers
+    through the same paths, and with shortlists as short as k, where the first stage's scores
+    decide which videos are found, the same videos."""
+    want = golden("synthetic")
+    mapped = engine_answers("synthetic", material["synthetic"], kernel)
+    got = engine_answers("synthetic", material["synthetic"], kernel, prefault=True)
+    assert got.pop("paths") == mapped.pop("paths") == ["copies"]
+    assert got.pop("narrow") == mapped.pop("narrow")
+    same(resolved(want), resolved(got))
+    assert got == mapped
 
 
 def test_the_python_path_still_gives_its_golden_answers(material, monkeypatch):

@@ -220,12 +220,16 @@ def test_eight_threads_search_while_another_process_commits(sanitized, shared_in
     assert searches > 50 and changed >= 1 and videos == before + 4, out
 
 
-def test_staged_searches_while_another_process_grows_their_copies(sanitized, shared_index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("opened", ["mapped", "prefault"])
+def test_staged_searches_while_another_process_grows_their_copies(sanitized, shared_index, tmp_path, monkeypatch,
+                                                                  opened):
     """The staged ranking under ASan/UBSan, on one handle that refreshes while this process
     commits videos and writes each commit's first-stage copies and folded rows (grown from the
     last generation, which is then removed): text searches through the first stage, its folded
     pre-rank and the exact stage, beside visual ones, each stage read from whichever generation
-    is there (FirstStage::stage looks again for one removed while it was read)."""
+    is there (FirstStage::stage looks again for one removed while it was read); on a handle that
+    maps the copies, and on one opened as ``ivcr serve`` opens it, which moves each stage's copies
+    and folded rows into resident memory (the text copy in int4 blocks of 16 rows)."""
     from ivcr_engine.index import Index, first_stage, folded_rows, ranking
 
     monkeypatch.setattr(ranking, "TWO_STAGE_MIN_ROWS", 1)  # (the host's own threshold is set as 1 too)
@@ -241,7 +245,7 @@ def test_staged_searches_while_another_process_grows_their_copies(sanitized, sha
             index.close()
 
     text_tag = next(t for t in write_copies() if t.startswith("text"))
-    proc = start_stress(sanitized, copy, tmp_path, 10, "staged")
+    proc = start_stress(sanitized, copy, tmp_path, 10, "staged", *(["prefault"] if opened == "prefault" else []))
     store = IndexStore(copy)
     before = len(store.videos(include_removed=True))
     for i in range(4):

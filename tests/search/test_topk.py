@@ -222,6 +222,38 @@ def test_int4_matches_reference(simd_level, d, b):
     check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=1e-5, candidates=s)
 
 
+@pytest.mark.parametrize("d,b", [(32, 1), (64, 2), (256, 1), (96, 3), (128, 4), (64, 5), (256, 9)])
+def test_int4_blocks_score_every_row_as_the_row_major_layout(simd_level, d, b):
+    """int4 rows in blocks of 16 (search/cpu/int4_blocks.h: how the engine keeps a resident copy)
+    give every row the row-major kernel's score to the bit: every clip (k = all rows), videos by
+    each aggregate, a filtered scan and a shortlist, whose videos start and end inside blocks
+    (0-13 clips, rows not a multiple of 16), alone and summed with another channel; full nibble
+    range."""
+    rng = np.random.default_rng(d * 11 + b)
+    off = random_offsets(rng, 300, 13)
+    n = int(off[-1])
+    packed = rng.integers(0, 256, size=(n, d // 2), dtype=np.uint8)
+    scales = rng.uniform(0.01, 0.2, n).astype(np.float32)
+    other = unit_rows(rng, n, 24).astype(np.float16)
+    rows = _core.SearchCorpus([(packed, scales), (other, None)], off)
+    blocks = _core.SearchCorpus([(packed, scales), (other, None)], off, int4_blocks=True)
+    q = [unit_rows(rng, b, d), unit_rows(rng, b, 24)]
+    mask = rng.random(300) < 0.3
+    cand = np.stack([rng.choice(300, 40, replace=False) for _ in range(b)]).astype(np.int64)
+    for w in ([1.0, 0.0], [0.7, -0.4]):
+        calls = [lambda c: c.topk_clips(q, w, n)]
+        calls += [lambda c, a=a: c.topk_videos(q, w, 300, agg=a) for a in ("max", "mean", "logsumexp")]
+        calls += [lambda c: c.topk_videos(q, w, 50, filter_bits=video_bitset(mask, 300), filter_mode="allow"),
+                  lambda c: c.topk_videos_among(q, w, 20, cand)]
+        for call in calls:
+            want, got = call(rows), call(blocks)
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[0], want[0])
+    if b == 1:  # and the row-major kernel itself against the reference, on these rows
+        s = ref.clip_scores([(packed, scales)], [ref.int4_query(q[0])], [1.0])
+        check(blocks.topk_clips(q, [1.0, 0.0], 40), *ref.topk(s, 40), tol=1e-5, candidates=s)
+
+
 def test_int4_fuses_with_other_formats_and_refines(simd_level):
     rng = np.random.default_rng(8)
     off = random_offsets(rng, 300, 10, allow_empty=False)

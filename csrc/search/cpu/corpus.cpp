@@ -6,6 +6,7 @@
 
 #include "common/thread_pool.h"
 #include "search/cpu/dot_kernels.h"
+#include "search/cpu/int4_blocks.h"
 #include "search/cpu/topk_collector.h"
 
 namespace ivcr::search {
@@ -44,7 +45,7 @@ PreparedQueries prepare(const std::vector<Channel>& channels, const QueryBatch& 
       continue;
     }
     // |sum| <= 127 * qmax * D must fit in int32.
-    const double qmax = channels[c].dtype == DType::I4
+    const double qmax = channels[c].int4()
                             ? 127.0
                             : std::min(32767.0, std::floor(2147483647.0 / (127.0 * std::max(D, 1))));
     p.q16[c].resize(n);
@@ -93,9 +94,38 @@ void score_tile(const DotKernels& K, const std::vector<Channel>& channels, const
              static_cast<const uint8_t*>(ch.data) + std::size_t(row0) * ch.row_bytes(), ch.scales + row0, nrows,
              tile, ldo, acc);
         break;
+      case DType::I4B16:
+        K.i4b(pq.q16[c].data() + qoff, pq.qscale[c].data() + b0, int(B), ch.dim, static_cast<const uint8_t*>(ch.data),
+              ch.scales, row0, nrows, tile, ldo, acc);
+        break;
     }
   }
   if (!written) std::fill(tile, tile + std::size_t(B) * ldo, 0.f);
+}
+
+// max(from, s[0..n)): four running maxima, so a video's clips are not one chain of dependent
+// compares (a 10-clip video's max cost as much as a third of its rows' int4 scoring). A NaN
+// never wins, as with std::max; only a -0/+0 tie may come out with either sign.
+inline float max_of(float from, const float* s, int n) {
+  float m[4] = {from, from, from, from};
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) m[j] = std::max(m[j], s[i + j]);
+  for (; i < n; ++i) m[0] = std::max(m[0], s[i]);
+  return std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
+}
+
+// Prefetches rows [a, b) of every channel the query reads (at most kMaxPrefetchBytes each): the
+// next run of a filtered scan, or the next video of a shortlist, while this one is scored.
+void prefetch_rows(const std::vector<Channel>& channels, const PreparedQueries& pq, int64_t a, int64_t b) {
+  for (std::size_t c = 0; c < channels.size(); ++c) {
+    if (!pq.active[c]) continue;  // a channel the query does not weigh is never read
+    const Channel& ch = channels[c];
+    const char* p = ch.rows_at(a);
+    const std::size_t bytes = std::min(ch.rows_bytes(a, b), kMaxPrefetchBytes);
+    for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+    if (ch.scales) __builtin_prefetch(ch.scales + a);
+  }
 }
 
 // Rows per block: the score tile (rows x B floats) stays within a few hundred KB of cache.
@@ -121,13 +151,27 @@ void merge_heaps(std::vector<WorkerState>& workers, int64_t B, int64_t k_out, fl
 
 }  // namespace
 
+const char* Channel::rows_at(int64_t a) const {
+  if (dtype == DType::I4B16) a -= a % kI4BlockRows;
+  return static_cast<const char*>(data) + std::size_t(a) * row_bytes();
+}
+
+std::size_t Channel::rows_bytes(int64_t a, int64_t b) const {
+  if (b <= a) return 0;
+  if (dtype == DType::I4B16) {
+    a -= a % kI4BlockRows;
+    b += (kI4BlockRows - b % kI4BlockRows) % kI4BlockRows;
+  }
+  return std::size_t(b - a) * row_bytes();
+}
+
 CpuCorpus::CpuCorpus(std::vector<Channel> channels, const int64_t* offsets, int64_t n_videos)
     : channels_(std::move(channels)), offsets_(offsets), n_videos_(n_videos) {
   if (channels_.empty()) throw std::invalid_argument("a corpus needs at least one channel");
   rows_ = channels_[0].rows;
   for (const Channel& c : channels_) {
     if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
-    if (c.dtype == DType::I4 && (c.dim % 32 != 0 || c.dim > 4096))
+    if (c.int4() && (c.dim % 32 != 0 || c.dim > 4096))
       throw std::invalid_argument("int4 channels need a dimension that is a multiple of 32, at most 4096");
   }
   if (offsets_[0] != 0 || offsets_[n_videos_] != rows_)
@@ -162,16 +206,6 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
   }
   cuts.push_back(rows_);
 
-  const auto prefetch_rows = [&](int64_t a, int64_t b) {
-    for (std::size_t c = 0; c < channels_.size(); ++c) {
-      if (!pq.active[c]) continue;
-      const Channel& ch = channels_[c];
-      const char* p = static_cast<const char*>(ch.data) + std::size_t(a) * ch.row_bytes();
-      const std::size_t bytes = std::min<std::size_t>(std::size_t(b - a) * ch.row_bytes(), kMaxPrefetchBytes);
-      for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
-      if (ch.scales) __builtin_prefetch(ch.scales + a);
-    }
-  };
   const auto video_of = [&](int64_t row) {
     return int64_t(std::upper_bound(offsets_, offsets_ + n_videos_ + 1, row) - offsets_) - 1;
   };
@@ -214,7 +248,8 @@ void CpuCorpus::scan(const QueryBatch& q, int64_t k_out, bool align_to_videos, c
       int64_t e = v;
       while (e < n_videos_ && offsets_[e] < r1 && filter.eligible(e)) ++e;
       const int64_t next = next_eligible(e);
-      if (next < n_videos_ && offsets_[next] < r1) prefetch_rows(offsets_[next], std::min(r1, offsets_[next + 1]));
+      if (next < n_videos_ && offsets_[next] < r1)
+        prefetch_rows(channels_, pq, offsets_[next], std::min(r1, offsets_[next + 1]));
       run_blocks(std::max(r0, offsets_[v]), std::min(r1, offsets_[e]), v);
       v = next;
     }
@@ -250,9 +285,7 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
       if (agg == Agg::Max && first && seg_end == off[v + 1]) {  // a whole video in this block: the common case
         for (int64_t b = 0; b < B; ++b) {
           const float* s = ws.tile.data() + b * ldo;
-          float mx = kNegInf;
-          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
-          ws.heaps[b].push(mx, v);
+          ws.heaps[b].push(max_of(kNegInf, s + i0, i1 - i0), v);
         }
         r = seg_end;
         continue;
@@ -262,16 +295,13 @@ void CpuCorpus::topk_videos(const QueryBatch& q, int64_t k_out, Agg agg, float t
         float& m = ws.agg_m[b];
         float& acc = ws.agg_s[b];
         if (agg == Agg::Max) {
-          float mx = first ? kNegInf : m;
-          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
-          m = mx;
+          m = max_of(first ? kNegInf : m, s + i0, i1 - i0);
         } else if (agg == Agg::Mean) {
           float sum = first ? 0.f : acc;
           for (int i = i0; i < i1; ++i) sum += s[i];
           acc = sum;
         } else {
-          float mx = kNegInf;
-          for (int i = i0; i < i1; ++i) mx = std::max(mx, s[i]);
+          const float mx = max_of(kNegInf, s + i0, i1 - i0);
           float sum = first ? 0.f : acc;
           float cur = first ? mx : m;
           if (mx > cur) {  // rescale the running sum to the new maximum
@@ -317,17 +347,6 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
     const PreparedQueries pq = prepare(channels_, q);
     const DotKernels& K = active_dot_kernels();
     constexpr int kBlock = 256;  // rows scored per kernel call
-    const auto prefetch_video = [&](int64_t v) {
-      for (std::size_t c = 0; c < channels_.size(); ++c) {
-        if (!pq.active[c]) continue;  // a channel the query does not weigh is never read
-        const Channel& ch = channels_[c];
-        const char* p = static_cast<const char*>(ch.data) + std::size_t(offsets_[v]) * ch.row_bytes();
-        const std::size_t bytes =
-            std::min<std::size_t>(std::size_t(offsets_[v + 1] - offsets_[v]) * ch.row_bytes(), kMaxPrefetchBytes);
-        for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
-        if (ch.scales) __builtin_prefetch(ch.scales + offsets_[v]);
-      }
-    };
     parallel_for(std::size_t(B * chunks), [&](std::size_t task, int) {
       const int64_t b = int64_t(task) / chunks, c0 = (int64_t(task) % chunks) * kPerTask;
       const int64_t c1 = std::min(n_candidates, c0 + kPerTask);
@@ -338,12 +357,12 @@ void CpuCorpus::topk_videos_among(const QueryBatch& q, int64_t k_out, const int6
       for (int64_t i = c0; i < c1; ++i) {
         const int64_t v = cand[i];
         if (v < 0 || offsets_[v + 1] == offsets_[v]) continue;
-        if (i + 1 < c1) prefetch_video(cand[i + 1]);
+        if (i + 1 < c1) prefetch_rows(channels_, pq, offsets_[cand[i + 1]], offsets_[cand[i + 1] + 1]);
         float mx = kNegInf;
         for (int64_t row = offsets_[v]; row < offsets_[v + 1];) {
           const int n = int(std::min<int64_t>(kBlock, offsets_[v + 1] - row));
           score_tile<true>(K, channels_, pq, 1, row, n, tile, n, b);
-          for (int r = 0; r < n; ++r) mx = std::max(mx, tile[r]);
+          mx = max_of(mx, tile, n);
           row += n;
         }
         heap.push(mx, v);

@@ -10,19 +10,25 @@
 
 namespace ivcr::search {
 
-enum class DType { F32, F16, I8, I4 };  // I4: packed pairs, layout in dot_kernels.h
+// I4: packed pairs, layout in dot_kernels.h; I4B16: the same rows in blocks of 16 (int4_blocks.h)
+enum class DType { F32, F16, I8, I4, I4B16 };
 enum class Agg { Max, Mean, LogSumExp };
 
 struct Channel {
   DType dtype = DType::F32;
-  const void* data = nullptr;       // rows x dim, C-contiguous (int4: rows x dim / 2 bytes)
+  const void* data = nullptr;       // rows x dim, C-contiguous (int4: rows x dim / 2 bytes; I4B16 in blocks)
   const float* scales = nullptr;    // per-row scales, int8 and int4 only
   int64_t rows = 0;
   int dim = 0;
+  bool int4() const { return dtype == DType::I4 || dtype == DType::I4B16; }
   std::size_t row_bytes() const {
     const std::size_t d = std::size_t(dim);
     return dtype == DType::F32 ? 4 * d : dtype == DType::F16 ? 2 * d : dtype == DType::I8 ? d : d / 2;
   }
+  // Where rows [a, b) lie: their first byte and how many bytes from there hold them (I4B16: their
+  // blocks, whole).
+  const char* rows_at(int64_t a) const;
+  std::size_t rows_bytes(int64_t a, int64_t b) const;
 };
 
 // Allow- or deny-list of videos as a bitset (bit v of word v / 64).

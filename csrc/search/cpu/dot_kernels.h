@@ -23,6 +23,11 @@ struct DotKernels {
   // range (-127..127): the kernel multiplies bytes.
   void (*i4)(const int16_t* Q, const float* qscale, int nq, int D, const uint8_t* E, const float* rowscale,
              int nrows, float* out, int ldo, bool accumulate);
+  // The same int4 rows in blocks of 16 (int4_blocks.h): `blocks` and `rowscale` are the whole
+  // channel's, and out[b * ldo + r] (+)= the score of row row0 + r, r < nrows; a row scores
+  // bit-identically to i4's.
+  void (*i4b)(const int16_t* Q, const float* qscale, int nq, int D, const uint8_t* blocks, const float* rowscale,
+              int64_t row0, int nrows, float* out, int ldo, bool accumulate);
   const char* name;
 };
 

@@ -17,11 +17,13 @@
 // Every corpus row goes through the same accumulation order whatever its position in a tile,
 // so equal rows give bit-identical scores and ties are broken only by id.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
 #include "search/cpu/dot_kernels.h"
+#include "search/cpu/int4_blocks.h"
 
 namespace ivcr::search::impl {
 
@@ -280,10 +282,82 @@ void kernel_i4(const int16_t* Q, const float* qs, int nq, int D, const uint8_t* 
   });
 }
 
+// int4 rows in blocks of 16 (int4_blocks.h): the traits N also give, over a block's 16 rows,
+// vk (16 int32 lanes, lane i row i) with kzero() and kadd(a, b); Nib, one 64-byte word chunk's
+// nibbles (nibbles(const uint8_t*)); kdot(lo, hi, Nib, qlo, qhi), which adds to each lane its row's
+// low nibbles times the 4 query bytes of qlo into lo and its high nibbles times qhi's into hi (hi
+// in the traits' own scale); and kscores(lo, hi, bias, rowscale, qscale, out, acc): out[i] (+)=
+// float(row i's sum - bias) * rowscale[i] * qscale for the 16 rows, finish_int's expression, so
+// a row scores bit-identically in either layout. kBlockChains: accumulator pairs one query keeps
+// (vpdpbusd's latency hidden behind independent sums).
+// A block partly outside [row0, row0 + nrows) (a video's first or last rows) is scored whole, its
+// rows' scales read only where they exist, and only its rows in range are written.
+template <class N, int NQ>
+void rows_i4b(const int16_t* Q, const float* qs, int D, const uint8_t* blocks, const float* rs, int64_t row0,
+              int nrows, float* out, int ldo, bool acc) {
+  constexpr int C = NQ == 1 ? N::kBlockChains : NQ == 2 && N::kBlockChains > 1 ? N::kBlockChains / 2 : 1;
+  constexpr int K = kI4BlockRows;
+  const int words = D / 8;  // a multiple of 4 (D of 32s), so of C too
+  const std::size_t block_bytes = std::size_t(K) * std::size_t(D / 2);
+  // per query, per word: its low-nibble then its high-nibble query bytes, each 4 as one int32
+  // (D bytes: D <= 4096, checked by the corpus)
+  alignas(64) int32_t qw[NQ][1024];
+  int32_t bias[NQ];
+  for (int j = 0; j < NQ; ++j) {
+    int32_t sum = 0;
+    for (int d = 0; d < D; ++d) sum += Q[j * D + d];
+    bias[j] = 8 * sum;
+    arrange_i4_block_query(Q + j * D, D, reinterpret_cast<int8_t*>(qw[j]));
+  }
+  const int64_t end = row0 + nrows;
+  for (int64_t blk = row0 / K; blk * K < end; ++blk) {
+    const uint8_t* p = blocks + std::size_t(blk) * block_bytes;
+    typename N::vk lo[NQ][C], hi[NQ][C];
+    for (int j = 0; j < NQ; ++j)
+      for (int c = 0; c < C; ++c) lo[j][c] = hi[j][c] = N::kzero();
+    for (int w = 0; w < words; w += C)
+      for (int c = 0; c < C; ++c) {
+        const typename N::Nib n = N::nibbles(p + 64 * std::size_t(w + c));
+        for (int j = 0; j < NQ; ++j) N::kdot(lo[j][c], hi[j][c], n, qw[j][2 * (w + c)], qw[j][2 * (w + c) + 1]);
+      }
+    for (int j = 0; j < NQ; ++j)
+      for (int c = 1; c < C; ++c) {
+        lo[j][0] = N::kadd(lo[j][0], lo[j][c]);
+        hi[j][0] = N::kadd(hi[j][0], hi[j][c]);
+      }
+    const int64_t first_row = blk * K;
+    const int first = int(std::max(row0, first_row) - first_row), last = int(std::min(end, first_row + K) - first_row);
+    if (first == 0 && last == K) {
+      for (int j = 0; j < NQ; ++j)
+        N::kscores(lo[j][0], hi[j][0], bias[j], rs + first_row, qs[j], out + j * ldo + (first_row - row0), acc);
+      continue;
+    }
+    float scales[K] = {}, scored[K];
+    for (int i = first; i < last; ++i) scales[i] = rs[first_row + i];
+    for (int j = 0; j < NQ; ++j) {
+      N::kscores(lo[j][0], hi[j][0], bias[j], scales, qs[j], scored, false);
+      for (int i = first; i < last; ++i) {
+        float& o = out[j * ldo + (first_row + i - row0)];
+        o = acc ? o + scored[i] : scored[i];
+      }
+    }
+  }
+}
+
+template <class N>
+void kernel_i4b(const int16_t* Q, const float* qs, int nq, int D, const uint8_t* blocks, const float* rs, int64_t row0,
+                int nrows, float* out, int ldo, bool acc) {
+  by_query_groups(nq, [&](int b, auto group) {
+    rows_i4b<N, decltype(group)::value>(Q + std::size_t(b) * D, qs + b, D, blocks, rs, row0, nrows,
+                                        out + std::size_t(b) * ldo, ldo, acc);
+  });
+}
+
 // N: the int4 traits (S itself where its integer vectors hold 16 int16 lanes).
 template <class S, class N = S>
 constexpr DotKernels make_table(const char* name) {
-  return DotKernels{&kernel_float<S, F32Rows>, &kernel_float<S, F16Rows>, &kernel_i8<S>, &kernel_i4<N>, name};
+  return DotKernels{&kernel_float<S, F32Rows>, &kernel_float<S, F16Rows>, &kernel_i8<S>, &kernel_i4<N>,
+                    &kernel_i4b<N>, name};
 }
 
 }  // namespace ivcr::search::impl

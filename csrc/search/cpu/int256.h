@@ -40,6 +40,44 @@ struct Int256 {
     return _mm256_add_epi16(acc, _mm256_add_epi16(_mm256_maddubs_epi16(lo, qlo), _mm256_maddubs_epi16(hi, qhi)));
   }
   static vi widen_add(vi acc, vs part) { return _mm256_add_epi32(acc, _mm256_madd_epi16(part, _mm256_set1_epi16(1))); }
+  // Blocks of 16 rows (rows_i4b): a word chunk is two 32-byte loads (rows 0-7, rows 8-15). maddubs
+  // sums each row's two byte pairs into int16 (low and high nibbles' together: <= 4 * 15 * 127),
+  // madd with ones the two int16s into the row's int32 lane; the high sums go with the low ones.
+  static constexpr int kBlockChains = 2;  // (16 registers: 4 accumulators, a chunk's 4 nibble vectors)
+  struct vk {
+    __m256i a, b;
+  };
+  static vk kzero() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+  static vk kadd(vk x, vk y) { return {_mm256_add_epi32(x.a, y.a), _mm256_add_epi32(x.b, y.b)}; }
+  struct Nib {
+    __m256i lo_a, hi_a, lo_b, hi_b;
+  };
+  static Nib nibbles(const uint8_t* p) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
+    const __m256i m = _mm256_set1_epi8(15);
+    return {_mm256_and_si256(x, m), _mm256_and_si256(_mm256_srli_epi16(x, 4), m), _mm256_and_si256(y, m),
+            _mm256_and_si256(_mm256_srli_epi16(y, 4), m)};
+  }
+  static void kdot(vk& lo, vk&, const Nib& n, int32_t qlo, int32_t qhi) {
+    const __m256i ql = _mm256_set1_epi32(qlo), qh = _mm256_set1_epi32(qhi), ones = _mm256_set1_epi16(1);
+    const __m256i a = _mm256_add_epi16(_mm256_maddubs_epi16(n.lo_a, ql), _mm256_maddubs_epi16(n.hi_a, qh));
+    const __m256i b = _mm256_add_epi16(_mm256_maddubs_epi16(n.lo_b, ql), _mm256_maddubs_epi16(n.hi_b, qh));
+    lo.a = _mm256_add_epi32(lo.a, _mm256_madd_epi16(a, ones));
+    lo.b = _mm256_add_epi32(lo.b, _mm256_madd_epi16(b, ones));
+  }
+  static void kscores(vk lo, vk, int32_t bias, const float* rowscale, float qscale, float* out, bool acc) {
+    const __m256i bv = _mm256_set1_epi32(bias);
+    const __m256 qs = _mm256_set1_ps(qscale);
+    __m256 fa = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(lo.a, bv)), _mm256_loadu_ps(rowscale)), qs);
+    __m256 fb = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(lo.b, bv)), _mm256_loadu_ps(rowscale + 8)), qs);
+    if (acc) {
+      fa = _mm256_add_ps(_mm256_loadu_ps(out), fa);
+      fb = _mm256_add_ps(_mm256_loadu_ps(out + 8), fb);
+    }
+    _mm256_storeu_ps(out, fa);
+    _mm256_storeu_ps(out + 8, fb);
+  }
   static vi dot_i16(vi acc, vq a, vq b) { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b)); }
   static int32_t ihsum(vi a) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));

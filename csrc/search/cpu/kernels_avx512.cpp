@@ -59,6 +59,31 @@ struct Avx512Int4 : Avx512 {
     return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc, lo, qlo), hi, qhi);
   }
   static vi widen_add(vi acc, vs part) { return _mm512_add_epi32(acc, part); }
+
+  // Blocks of 16 rows (rows_i4b): a word chunk is one 64-byte load, lane i row i's 4 bytes. The
+  // high nibbles are left in place (16 x their value, a mask instead of a shift and a mask: still
+  // within vpdpbusd's unsigned bytes) and their sums shifted back once a block.
+  static constexpr int kBlockChains = 4;
+  using vk = __m512i;
+  static vk kzero() { return _mm512_setzero_si512(); }
+  static vk kadd(vk a, vk b) { return _mm512_add_epi32(a, b); }
+  struct Nib {
+    __m512i lo, hi16;
+  };
+  static Nib nibbles(const uint8_t* p) {
+    const __m512i x = _mm512_loadu_si512(p), m = _mm512_set1_epi8(15);
+    return {_mm512_and_si512(x, m), _mm512_andnot_si512(m, x)};
+  }
+  static void kdot(vk& lo, vk& hi, const Nib& n, int32_t qlo, int32_t qhi) {
+    lo = _mm512_dpbusd_epi32(lo, n.lo, _mm512_set1_epi32(qlo));
+    hi = _mm512_dpbusd_epi32(hi, n.hi16, _mm512_set1_epi32(qhi));
+  }
+  static void kscores(vk lo, vk hi, int32_t bias, const float* rowscale, float qscale, float* out, bool acc) {
+    const __m512i sum = _mm512_sub_epi32(_mm512_add_epi32(lo, _mm512_srai_epi32(hi, 4)), _mm512_set1_epi32(bias));
+    __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(rowscale)), _mm512_set1_ps(qscale));
+    if (acc) f = _mm512_add_ps(_mm512_loadu_ps(out), f);
+    _mm512_storeu_ps(out, f);
+  }
 };
 
 }  // namespace

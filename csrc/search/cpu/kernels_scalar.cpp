@@ -81,6 +81,32 @@ struct Scalar {
     for (int i = 0; i < 8; ++i) acc.v[i] += int32_t(a.v[2 * i]) * b.v[2 * i] + int32_t(a.v[2 * i + 1]) * b.v[2 * i + 1];
     return acc;
   }
+  // Blocks of 16 rows (rows_i4b), one row a lane.
+  static constexpr int kBlockChains = 1;
+  struct vk { int32_t v[16]; };
+  static vk kzero() { return vk{}; }
+  static vk kadd(vk a, const vk& b) { for (int i = 0; i < 16; ++i) a.v[i] += b.v[i]; return a; }
+  struct Nib { uint8_t lo[64], hi[64]; };
+  static Nib nibbles(const uint8_t* p) {
+    Nib n;
+    for (int i = 0; i < 64; ++i) {
+      n.lo[i] = p[i] & 15;
+      n.hi[i] = p[i] >> 4;
+    }
+    return n;
+  }
+  static void kdot(vk& lo, vk&, const Nib& n, int32_t qlo, int32_t qhi) {
+    for (int i = 0; i < 16; ++i)
+      for (int k = 0; k < 4; ++k)
+        lo.v[i] += int32_t(n.lo[4 * i + k]) * int8_t(uint32_t(qlo) >> (8 * k)) +
+                   int32_t(n.hi[4 * i + k]) * int8_t(uint32_t(qhi) >> (8 * k));
+  }
+  static void kscores(const vk& lo, const vk&, int32_t bias, const float* rowscale, float qscale, float* out, bool acc) {
+    for (int i = 0; i < 16; ++i) {
+      const float f = float(lo.v[i] - bias) * rowscale[i] * qscale;
+      out[i] = acc ? out[i] + f : f;
+    }
+  }
   static int32_t ihsum(const vi& a) { int32_t s = 0; for (int i = 0; i < 8; ++i) s += a.v[i]; return s; }
   static void ihsum8(const vi* a, int32_t* out) { for (int i = 0; i < 8; ++i) out[i] = ihsum(a[i]); }
 };

@@ -280,7 +280,7 @@ DeviceCorpus::DeviceCorpus(const std::vector<Channel>& channels, const int64_t* 
   rows_ = channels[0].rows;
   for (const Channel& c : channels) {
     if (c.rows != rows_) throw std::invalid_argument("all channels must have the same number of rows");
-    if (c.dtype == DType::I4)  // a first-stage format of the CPU scan; the GPU scans int8 at its bandwidth
+    if (c.int4())  // a first-stage format of the CPU scan; the GPU scans int8 at its bandwidth
       throw std::invalid_argument("int4 channels are searched on the CPU only; pass int8 or float to the CUDA corpus");
   }
   if (offsets_[0] != 0 || offsets_[n_videos] != rows_)
