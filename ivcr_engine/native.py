@@ -102,6 +102,7 @@ _SIGNATURES = {
     "ivcr_search_options_set_eligible": (C.c_int, [_P, _P, C.c_size_t]),
     "ivcr_search_options_set_first_stage": (C.c_int, [_P, C.c_int64, C.c_int64, C.c_int64, C.c_double, C.c_int64]),
     "ivcr_results_stage": (C.c_char_p, [_P]),
+    "ivcr_results_stage_ms": (C.c_int, [_P, C.c_char_p, C.POINTER(C.c_double)]),
     "ivcr_evidence": (C.c_int, [_P, _P, C.c_int64, C.c_double, C.c_double, _P, C.POINTER(_P)]),
     "ivcr_search_options_set_evidence": (C.c_int, [_P, C.c_int]),
     "ivcr_search_options_set_window": (C.c_int, [_P, C.c_double, C.c_double]),
@@ -139,6 +140,19 @@ def lib() -> C.CDLL:
                 raise EngineFault(f"{path} implements ABI {handle.ivcr_abi_version()}; this package needs {ABI_VERSION}")
             _lib = handle
         return _lib
+
+
+STAGE_PARTS = ("first", "prerank", "exact", "lexical")
+
+
+def stage_ms(results) -> dict[str, float]:
+    """Where the ranking call behind ``results`` spent its time, ms per part (ivcr_results_stage_ms)."""
+    ms = C.c_double()
+    out = {}
+    for part in STAGE_PARTS:
+        _check(lib().ivcr_results_stage_ms(results, part.encode(), C.byref(ms)))
+        out[part] = ms.value
+    return out
 
 
 class Unsupported(EngineFault):
@@ -430,11 +444,12 @@ class NativeIndex:
     def rank_vectors(self, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None = None,
                      lexical: Sequence[tuple] | None = None, candidates: np.ndarray | None = None,
                      eligible: np.ndarray | None = None, stage: Sequence | None = None,
-                     paths: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     paths: list | None = None, times: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Videos only: each row's top k as ``(refs (B, k) padded -1, scores (B, k) padded -inf)``,
         read back in one call a row (``ivcr_results_ranking``). ``stage``: the staged ranking's
         sizes (min rows, shortlist, coarse shortlist, lists' minimum eligible share, clips per
-        video); ``paths``, when given, receives each row's path ("exact", "lists", ...)."""
+        video); ``paths``, when given, receives each row's path ("exact", "lists", ...);
+        ``times``, the call's ms per part ({"first", "prerank", "exact", "lexical"}), once a call."""
         L = lib()
         q = self._queries(queries, lexical)
         o = self._options(weights, None, None, 0, False, None, candidates, eligible, stage)
@@ -442,6 +457,8 @@ class NativeIndex:
             batch = next(iter(queries.values())).shape[0] if queries else len(lexical)
             out = (_P * batch)()
             _check(L.ivcr_search_vectors_batch(self._h, q, int(k), o, out))
+            if times is not None and batch:
+                times.append(stage_ms(out[0]))
             refs = np.full((batch, k), -1, np.int64)
             scores = np.full((batch, k), -np.inf, np.float32)
             for b in range(batch):

@@ -569,6 +569,21 @@ float ivcr_results_channel_score(const ivcr_results* results, size_t i, const ch
 
 const char* ivcr_results_stage(const ivcr_results* results) { return results ? results->r.stage : ""; }
 
+ivcr_status ivcr_results_stage_ms(const ivcr_results* results, const char* part, double* ms) {
+  return guard([&] {
+    need(results, "results");
+    need(part, "part");
+    need(ms, "ms");
+    const StageTimes& t = results->r.times;
+    const std::string p = part;
+    if (p == "first") *ms = t.first;
+    else if (p == "prerank") *ms = t.prerank;
+    else if (p == "exact") *ms = t.exact;
+    else if (p == "lexical") *ms = t.lexical;
+    else fail(Status::InvalidArgument, "part must be \"first\", \"prerank\", \"exact\" or \"lexical\", got \"" + p + "\"");
+  });
+}
+
 void ivcr_results_free(ivcr_results* results) { delete results; }
 
 }  // extern "C"

@@ -152,8 +152,13 @@ std::vector<Results> Index::search(const Queries& query, int64_t k, const Search
   std::vector<int64_t> ids(q.batch * size_t(k));
   std::vector<float> scores(q.batch * size_t(k));
   std::vector<const char*> how;
-  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, opts.stage, ids.data(), scores.data(), how);
-  for (size_t b = 0; b < q.batch; ++b) out[b].stage = how[b];
+  StageTimes times;
+  v->ranking->rank(q, w, k, eligible, candidates, opts.candidate_width, opts.stage, ids.data(), scores.data(), how,
+                   times);
+  for (size_t b = 0; b < q.batch; ++b) {
+    out[b].stage = how[b];
+    out[b].times = times;
+  }
   for (size_t b = 0; b < q.batch; ++b) {
     std::vector<int64_t> refs;
     std::vector<float> s;

@@ -1,6 +1,7 @@
 #include "engine/ranking.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -123,9 +124,15 @@ search::QueryBatch Ranking::batch(const Queries& q, const std::map<std::string, 
 
 void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
                    const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width,
-                   const StageParams& p, int64_t* ids, float* scores, std::vector<const char*>& how) const {
+                   const StageParams& p, int64_t* ids, float* scores, std::vector<const char*>& how,
+                   StageTimes& times) const {
+  using Clock = std::chrono::steady_clock;
+  const auto ms = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+  };
   const size_t B = q.batch;
   how.assign(B, candidates ? "candidates" : "exact");
+  times = StageTimes{};
   std::fill(ids, ids + B * size_t(k), int64_t(-1));
   std::fill(scores, scores + B * size_t(k), kNegInf);
   // flags are 0 or 1: memchr finds either in a few microseconds where a byte loop took 0.2 ms
@@ -156,11 +163,14 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
   std::vector<int64_t> staged;  // the first stage's shortlists, on a large index
   Prerank prerank;
   if (!candidates && snap_->rows >= p.min_rows) {
+    const Clock::time_point t = Clock::now();
     std::map<std::string, float> dense;
     for (const auto& [c, w] : weights)
       if (c != kLexical) dense[c] = w;
     if (first_->shortlists(q, dense, k, eligible, p, staged, width, how, prerank)) candidates = staged.data();
+    times.first = ms(t, Clock::now());
   }
+  const Clock::time_point t_exact = Clock::now();
   std::vector<std::vector<float>> zeros;
   const search::QueryBatch qb = batch(q, weights, zeros);
   std::vector<uint64_t> bits;
@@ -180,11 +190,17 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
     std::vector<int64_t> keep(candidates, candidates + B * width);
     for (int64_t& c : keep)
       if (c >= 0 && (size_t(c) >= eligible.size() || !eligible[size_t(c)])) c = -1;
-    if (prerank.rows) keep = within_reach(prerank, keep, width, k_out);
+    if (prerank.rows) {
+      const Clock::time_point t = Clock::now();
+      keep = within_reach(prerank, keep, width, k_out);
+      times.prerank = ms(t, Clock::now());
+    }
     corpus_->topk_videos_among(qb, k_out, keep.data(), int64_t(width), s.data(), i.data());
   } else {
     corpus_->topk_videos(qb, k_out, search::Agg::Max, 0.1f, filter, s.data(), i.data());
   }
+  const Clock::time_point t_lexical = Clock::now();
+  times.exact = ms(t_exact, t_lexical) - times.prerank;
   if (!has_bonus) {
     for (size_t r = 0; r < B; ++r)
       for (int64_t j = 0; j < k_out; ++j) {
@@ -218,6 +234,7 @@ void Ranking::rank(const Queries& q, const std::map<std::string, float>& weights
     }
   }
   best_of(fused, k, ids, scores);
+  times.lexical = ms(t_lexical, Clock::now());
 }
 
 }  // namespace ivcr::engine

@@ -14,6 +14,7 @@
 
 #include "engine/first_stage.h"
 #include "engine/query.h"
+#include "engine/results.h"
 #include "engine/store.h"
 #include "search/cpu/corpus.h"
 
@@ -34,10 +35,10 @@ class Ranking {
   // ids (B x k, padded -1) and scores (B x k, padded -inf); `eligible` has one flag per ref.
   // `candidates` (B x width, -1 padded; null: none): each row's exact stage ranks only these.
   // `how` receives each row's path: "exact" (every eligible row scanned), "candidates" (the
-  // host's), or the first stage's ("lists", "coarse", "copies").
+  // host's), or the first stage's ("lists", "coarse", "copies"); `times`, where the call's time went.
   void rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
             const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, const StageParams& p,
-            int64_t* ids, float* scores, std::vector<const char*>& how) const;
+            int64_t* ids, float* scores, std::vector<const char*>& how, StageTimes& times) const;
 
  private:
   search::QueryBatch batch(const Queries& q, const std::map<std::string, float>& weights,

@@ -32,10 +32,17 @@ struct Hit {
   Evidence evidence;
 };
 
+// Where a ranking call's time went, ms (Ranking::rank; every row of a batch shares its call's):
+// the first stage's shortlists, the pre-rank on the folded rows, the exact stage, the lexical join.
+struct StageTimes {
+  double first = 0, prerank = 0, exact = 0, lexical = 0;
+};
+
 struct Results {
   std::shared_ptr<const SnapshotData> snapshot;
   std::vector<Hit> hits;
   const char* stage = "exact";  // how the ranking found these videos (Ranking::rank's `how`)
+  StageTimes times;
 };
 
 }  // namespace ivcr::engine

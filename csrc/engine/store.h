@@ -22,8 +22,8 @@ namespace ivcr::engine {
 class Mapping {
  public:
   Mapping(const std::string& path, size_t bytes);
-  // Fault every page in now (MADV_POPULATE_READ; a read-ahead hint where the kernel lacks it), so
-  // later random reads cost no page faults: for a long-running server.
+  // Fault every page in now (MADV_POPULATE_READ; a read-ahead hint where the kernel lacks it) and
+  // read each once, so later random reads cost no page faults: for a long-running server.
   void populate() const;
   // Faults every page in and locks it in memory (mlock) until unmapped, so no reclaim pages it
   // out; false where the process may not lock this much (RLIMIT_MEMLOCK), nothing locked then.

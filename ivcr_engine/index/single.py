@@ -77,6 +77,7 @@ class Index(MomentShortcuts):
             raise InvalidArgument(f"moment_edges must be one of {MOMENT_EDGES}, got {moment_edges!r}")
         self.moment_edges = moment_edges
         self.ranking_paths: list | None = None  # a list: each ranked row's path is appended (tests, benchmarks)
+        self.ranking_times: list | None = None  # a list: each ranking call's ms per part is appended (benchmarks)
         self.prefault = bool(prefault)
         blas.for_queries()  # a turn's numpy products run on one BLAS thread (see blas.py)
         self.store = IndexStore(root)
@@ -238,7 +239,7 @@ class Index(MomentShortcuts):
             view.ranking.prepare(rows, weights)  # the compact copies the engine's first stage scans
         return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(queries),
                                         eligible=self._engine_mask(view, eligible), stage=first_stages.stage_sizes(),
-                                        paths=self.ranking_paths)
+                                        paths=self.ranking_paths, times=self.ranking_times)
 
     def prepare_search(self) -> list[str]:
         """Build the first-stage copies that a large index's usual searches scan, where they are

@@ -133,6 +133,50 @@ def test_a_pre_ranked_shortlist_gives_the_exact_stage_s_answers(tmp_path, staged
         np.testing.assert_array_equal(one_scores[0], scores[5])
 
 
+def test_a_ranking_says_where_its_time_went(tmp_path, staged):
+    """ivcr_results_stage_ms: a staged text ranking spends time in its first stage, its pre-rank
+    on the folded rows and its exact stage, none in a lexical join it did not run, and no more in
+    all of them than the call took; an exact ranking (below the staged size) only in its exact
+    stage; an unknown part is refused, naming the parts."""
+    import ctypes
+    import time
+
+    from ivcr_engine.errors import InvalidArgument
+    from ivcr_engine.native import NativeIndex, _check, lib
+
+    root = tmp_path / "idx"
+    rng = np.random.default_rng(5)
+    add(root, text_rows(rng, 200), 0, 200, create=True)
+    q = queries(rng, 4)
+    index = Index(root, text_encoder=object())
+    index.rank_videos(q, 10, WEIGHTS)  # writes the copy and the folded rows
+    index.close()
+    with NativeIndex(root) as nat:
+        times: list = []
+        t0 = time.perf_counter()
+        nat.rank_vectors(q, 10, weights=WEIGHTS, stage=(1, 60, 8000, 0.95, 8), times=times)
+        wall = (time.perf_counter() - t0) * 1000
+        (staged_ms,) = times
+        assert set(staged_ms) == {"first", "prerank", "exact", "lexical"}
+        assert staged_ms["first"] > 0 and staged_ms["prerank"] > 0 and staged_ms["exact"] > 0
+        assert staged_ms["lexical"] == 0 and sum(staged_ms.values()) <= wall
+        times.clear()
+        nat.rank_vectors(q, 10, weights=WEIGHTS, stage=(10**9, 60, 8000, 0.95, 8), times=times)
+        assert times[0]["first"] == times[0]["prerank"] == 0 and times[0]["exact"] > 0
+        L = lib()
+        opts, out, rows = ctypes.c_void_p(), (ctypes.c_void_p * 4)(), nat._queries(q, None)
+        _check(L.ivcr_search_options_new(ctypes.byref(opts)))
+        try:
+            _check(L.ivcr_search_vectors_batch(nat._h, rows, 10, opts, out))
+            with pytest.raises(InvalidArgument, match='"first", "prerank", "exact" or "lexical", got "scan"'):
+                _check(L.ivcr_results_stage_ms(out[0], b"scan", ctypes.byref(ctypes.c_double())))
+        finally:
+            for r in out:
+                L.ivcr_results_free(r)
+            L.ivcr_search_options_free(opts)
+            L.ivcr_queries_free(rows)
+
+
 def test_the_exact_stage_reads_only_what_the_folded_rows_leave_in_reach(tmp_path, staged):
     """Folded rows that lie (another index's rows, their norms near zero) change the answers: the
     exact stage ranked only the few videos they left in reach, not the whole shortlist."""
