@@ -146,11 +146,15 @@ STAGE_PARTS = ("first", "prerank", "exact", "lexical")
 
 
 def stage_ms(results) -> dict[str, float]:
-    """Where the ranking call behind ``results`` spent its time, ms per part (ivcr_results_stage_ms)."""
+    """Where the ranking call behind ``results`` spent its time, ms per part (ivcr_results_stage_ms;
+    empty from a library that predates it, as an A/B base may)."""
+    fn = getattr(lib(), "ivcr_results_stage_ms", None)
+    if fn is None:
+        return {}
     ms = C.c_double()
     out = {}
     for part in STAGE_PARTS:
-        _check(lib().ivcr_results_stage_ms(results, part.encode(), C.byref(ms)))
+        _check(fn(results, part.encode(), C.byref(ms)))
         out[part] = ms.value
     return out
 
