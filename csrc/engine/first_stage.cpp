@@ -223,8 +223,7 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
       // Locked in memory where the process may (a query reads 3 MB of them, scattered: between
       // queries the pages went cold, and this VM's DAMON reclaim paged them out, so a text
       // turn's pre-rank took 1.5-2.3 ms instead of 0.4; docs/BENCHMARKS.md), else faulted in;
-      // their norms too (read at the same rows: left to fault in from disk after an eviction,
-      // they cost a cold turn's pre-rank 3.5 ms).
+      // their norms too (read at the same rows, and before this never faulted in at all).
       if (prefault_)
         for (const Npy* part : {&f->values, &f->norms})
           if (!part->map->lock()) part->map->populate();
