@@ -279,7 +279,8 @@ IVCR_API float ivcr_results_channel_score(const ivcr_results *results, size_t i,
 IVCR_API const char *ivcr_results_stage(const ivcr_results *results);
 /* Where the ranking call that gave these results spent its time, in ms (every row of a batch
  * reports its call's): part "first" (the first stage's shortlists), "prerank" (the pre-rank on the
- * folded text rows), "exact" (the exact stage), "lexical" (the join of the lexical candidates); 0
+ * folded text rows), "exact" (the exact stage), "lexical" (the join of the lexical candidates), "words"
+ * (finding the query's words, their translations and the lines that hold them, before ranking); 0
  * for a part the call did not run. Results of ivcr_moments and ivcr_evidence report 0. */
 IVCR_API ivcr_status ivcr_results_stage_ms(const ivcr_results *results, const char *part, double *ms);
 IVCR_API void ivcr_results_free(ivcr_results *results);

@@ -387,7 +387,7 @@ ivcr_status ivcr_search_options_set_candidates(ivcr_search_options* opts, const 
                                               size_t width) {
   return guard([&] {
     need(opts, "opts");
-    if (rows * width) need(refs, "refs");
+    if (rows != 0 && width != 0) need(refs, "refs");
     opts->opts.candidates.assign(refs, refs + rows * width);
     opts->opts.candidate_rows = rows;
     opts->opts.candidate_width = width;
@@ -580,7 +580,10 @@ ivcr_status ivcr_results_stage_ms(const ivcr_results* results, const char* part,
     else if (p == "prerank") *ms = t.prerank;
     else if (p == "exact") *ms = t.exact;
     else if (p == "lexical") *ms = t.lexical;
-    else fail(Status::InvalidArgument, "part must be \"first\", \"prerank\", \"exact\" or \"lexical\", got \"" + p + "\"");
+    else if (p == "words") *ms = t.words;
+    else
+      fail(Status::InvalidArgument,
+           "part must be \"first\", \"prerank\", \"exact\", \"lexical\" or \"words\", got \"" + p + "\"");
   });
 }
 

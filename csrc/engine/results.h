@@ -36,6 +36,7 @@ struct Hit {
 // the first stage's shortlists, the pre-rank on the folded rows, the exact stage, the lexical join.
 struct StageTimes {
   double first = 0, prerank = 0, exact = 0, lexical = 0;
+  double words = 0;  // the lexical lookup (Index::with_lexical: SQLite reads), before the ranking
 };
 
 struct Results {

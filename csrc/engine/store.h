@@ -113,6 +113,9 @@ class Store {
   std::string root_;
   sqlite3* db_ = nullptr;
   bool line_vectors_ = false;
+  // The lexical lookups' statements, prepared once (a text query runs several of each)
+  sqlite3_stmt* count_stmt_ = nullptr;
+  sqlite3_stmt* lines_stmt_ = nullptr;
   std::mutex mu_;
 };
 

@@ -35,8 +35,11 @@ def test_the_engine_finds_the_lines_the_python_path_found(both, shared_data):
     assert len(found) >= 20  # the comparison below covers real matches, not only empty ones
     for i, text in enumerate(batch):
         row = {c: v[i:i + 1] for c, v in dense.items()}
-        want = nat.rank_vectors(row, 8, lexical=[matches[i]])
-        got = nat.rank_vectors(row, 8, lexical=[text])
+        times: list = []
+        want = nat.rank_vectors(row, 8, lexical=[matches[i]], times=times)
+        got = nat.rank_vectors(row, 8, lexical=[text], times=times)
+        # the words are looked up (ivcr_results_stage_ms "words") only when the text is handed over
+        assert times[0]["words"] == 0 and times[1]["words"] > 0
         np.testing.assert_array_equal(got[0], want[0], err_msg=text)
         np.testing.assert_array_equal(got[1], want[1], err_msg=text)
         videos = [int(r) for r in want[0][0] if r >= 0][:3]
