@@ -70,6 +70,7 @@ def _ensure_lines(root: Path, shared_data: Path) -> None:
     of a real index's size and vocabulary. Written once, in one transaction, then its words."""
     with IndexStore(root) as store:
         if store._meta("synthetic_lines") == str(LINES_VERSION):
+            store.merge_lexical()  # as an ingest run leaves it (a corpus cached before runs merged)
             return
         sentences = corpus_sentences(shared_data)
         rows = store.row_count()

@@ -7,6 +7,7 @@ text model and one CLIP model.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,10 +132,20 @@ def commit_video(stores: Sequence[IndexStore], rec: VideoRecord) -> bool:
 
 
 def prepare_search(stores: Sequence[IndexStore], report: IngestReport, models_root: Path | None = None) -> None:
-    """After a run, every large shard's first-stage copies (Index.prepare_search), so that the
-    first search after the commit, and a host on libivcr that has no Python to build them, find
-    them ready; a copy already there (or grown from the last one) costs little. The videos are
-    committed by then: a copy that cannot be built is a note, and a search builds it later."""
+    """After a run, every shard's lexical table in one segment (store_lexical.merge_lexical) and
+    every large shard's first-stage copies (Index.prepare_search), so that the first search after
+    the commit, and a host on libivcr that has no Python to build them, find them ready; a copy
+    already there (or grown from the last one) costs little. The videos are committed by then:
+    what cannot be prepared is a note, and searches still run (more slowly) without it."""
+    t0 = time.perf_counter()
+    merged = False
+    for st in stores:
+        try:
+            merged = st.merge_lexical() or merged
+        except sqlite3.Error as exc:  # (e.g. another writer holds the lock: the next run merges)
+            report.notes.append(f"the lexical table of {st.root} was not merged ({exc})")
+    if merged:
+        report.stage_seconds["lexical merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     built = False
     for st in stores:

@@ -149,3 +149,34 @@ def test_the_lexical_rows_are_texts():
 
     with pytest.raises(WrongType, match="query texts"):
         query_rows({"lexical": np.zeros((1, 4), np.float32)})
+
+
+def test_an_ingest_run_leaves_the_table_in_one_segment_with_the_same_matches(tmp_path):
+    """Each commit adds a segment to the FTS5 index, which every query word is looked up in; the
+    end of an ingest run (ingest.prepare_search) merges them, and the words find what they found."""
+    from ivcr_engine.index.ingest import IngestReport, prepare_search
+
+    root = tmp_path / "idx"
+    worker.create(root)
+    with IndexStore(root) as s:
+        for i in range(1, 6):
+            s.add_video(record(i))  # a commit each, as ingest makes them
+        before = s.lexical_segments()
+    queries = ["dough", "fishing boat", "NASA episode 12", "train station morning", "面包"]
+    index = Index.open(root)
+    want = [rank(index, q, k=5) for q in queries]
+    index.close()
+    assert before > 1
+    with IndexStore(root) as s:
+        report = IngestReport()
+        prepare_search([s], report)
+        assert s.lexical_segments() == 1 and s.lexical_problems() == []
+        assert report.stage_seconds["lexical merge"] > 0 and not report.notes
+        prepare_search([s], report := IngestReport())  # one segment: nothing to merge again
+        assert "lexical merge" not in report.stage_seconds
+    index = Index.open(root)
+    for q, (paths, scores) in zip(queries, want):
+        got_paths, got_scores = rank(index, q, k=5)
+        assert got_paths == paths, q
+        np.testing.assert_array_equal(got_scores, scores)
+    index.close()
