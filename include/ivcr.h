@@ -112,6 +112,12 @@ IVCR_API int ivcr_index_channel_dim(const ivcr_index *index, const char *channel
 IVCR_API size_t ivcr_index_line_reads(const ivcr_index *index);
 /* The text model the index's text channels were built with when it was opened, e.g. "text_me5_small". */
 IVCR_API const char *ivcr_index_text_model(const ivcr_index *index);
+/* What a prefaulted handle (ivcr_open_options_set_prefault) keeps locked in memory for its current
+ * view, in bytes: the folded text rows of the first stages searched so far (a text query reads a
+ * few MB of them at random, and a host that reclaims cold memory would page them out between
+ * queries). *unlocked: what it meant to lock but the process may not (RLIMIT_MEMLOCK; `ulimit -l`
+ * or CAP_IPC_LOCK raise it): faulted in instead. Both 0 without prefault or before a text search. */
+IVCR_API ivcr_status ivcr_index_locked_bytes(const ivcr_index *index, size_t *locked, size_t *unlocked);
 
 /* ---- queries as vectors ------------------------------------------------------------------ */
 

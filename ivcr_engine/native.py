@@ -76,6 +76,7 @@ _SIGNATURES = {
     "ivcr_index_channel_dim": (C.c_int, [_P, C.c_char_p]),
     "ivcr_index_text_model": (C.c_char_p, [_P]),
     "ivcr_index_line_reads": (C.c_size_t, [_P]),
+    "ivcr_index_locked_bytes": (C.c_int, [_P, C.POINTER(C.c_size_t), C.POINTER(C.c_size_t)]),
     "ivcr_queries_new": (C.c_int, [C.c_size_t, C.POINTER(_P)]),
     "ivcr_queries_free": (None, [_P]),
     "ivcr_queries_set_channel": (C.c_int, [_P, C.c_char_p, _P, C.c_size_t]),
@@ -350,6 +351,16 @@ class NativeIndex:
     def line_reads(self) -> int:
         """Videos whose timed lines this snapshot has read from the index (the kept lines' misses)."""
         return int(lib().ivcr_index_line_reads(self._h))
+
+    def locked_bytes(self) -> tuple[int, int]:
+        """(locked, unlocked): bytes a prefaulted handle keeps locked in memory, and those it meant to
+        lock but RLIMIT_MEMLOCK refused (ivcr_index_locked_bytes); (0, 0) from an older library."""
+        fn = getattr(lib(), "ivcr_index_locked_bytes", None)
+        if fn is None:
+            return 0, 0
+        locked, unlocked = C.c_size_t(), C.c_size_t()
+        _check(fn(self._h, C.byref(locked), C.byref(unlocked)))
+        return int(locked.value), int(unlocked.value)
 
     def channel_dim(self, channel: str) -> int:
         return int(lib().ivcr_index_channel_dim(self._h, channel.encode()))

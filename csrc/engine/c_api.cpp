@@ -210,6 +210,15 @@ size_t ivcr_index_line_reads(const ivcr_index* index) {
   return index ? index->index->view()->moments->line_reads() : 0;
 }
 const char* ivcr_index_text_model(const ivcr_index* index) { return index ? index->text_model.c_str() : ""; }
+ivcr_status ivcr_index_locked_bytes(const ivcr_index* index, size_t* locked, size_t* unlocked) {
+  return guard([&] {
+    need(index, "index");
+    need(locked, "locked");
+    need(unlocked, "unlocked");
+    *locked = *unlocked = 0;
+    index->index->view()->ranking->locked_bytes(*locked, *unlocked);
+  });
+}
 
 ivcr_status ivcr_queries_new(size_t batch, ivcr_queries** out) {
   return guard([&] {

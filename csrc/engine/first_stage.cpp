@@ -225,8 +225,11 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
       // turn's pre-rank took 1.5-2.3 ms instead of 0.4; docs/BENCHMARKS.md), else faulted in;
       // their norms too (read at the same rows, and before this never faulted in at all).
       if (prefault_)
-        for (const Npy* part : {&f->values, &f->norms})
-          if (!part->map->lock()) part->map->populate();
+        for (const Npy* part : {&f->values, &f->norms}) {
+          const bool locked = part->map->lock();
+          if (!locked) part->map->populate();
+          (locked ? f->locked : f->unlocked) += part->map->size();
+        }
       search::Channel ch;
       ch.dtype = search::DType::F16;
       ch.data = f->values.data;
@@ -265,6 +268,15 @@ std::shared_ptr<Stage> FirstStage::load_stage(const std::vector<std::string>& ch
                                                        int64_t(lists.bounds.rows()) - 1);
   }
   return st;
+}
+
+void FirstStage::locked_bytes(size_t& locked, size_t& unlocked) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [_, st] : stages_)
+    if (st && st->folded) {
+      locked += st->folded->locked;
+      unlocked += st->folded->unlocked;
+    }
 }
 
 bool FirstStage::shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,

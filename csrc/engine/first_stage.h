@@ -48,6 +48,7 @@ struct Lists {
 struct FoldedRows {
   Npy values, norms;
   std::unique_ptr<search::CpuCorpus> corpus;
+  size_t locked = 0, unlocked = 0;  // bytes a prefaulted handle locked / could not lock (RLIMIT_MEMLOCK)
 };
 
 // What the exact stage pre-ranks a query's shortlist with: the folded rows and the query's row in
@@ -81,6 +82,9 @@ class FirstStage {
   bool shortlists(const Queries& q, const std::map<std::string, float>& dense_weights, int64_t k,
                   const std::vector<uint8_t>& eligible, const StageParams& p, std::vector<int64_t>& out,
                   size_t& width, std::vector<const char*>& how, Prerank& prerank);
+  // Bytes of the stages read so far that a prefaulted handle locked in memory, and that it meant
+  // to lock but the process's RLIMIT_MEMLOCK refused (faulted in instead).
+  void locked_bytes(size_t& locked, size_t& unlocked);
 
  private:
   static constexpr int kStageRetries = 3;  // generations removed while one stage is read (see stage)

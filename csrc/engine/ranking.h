@@ -39,6 +39,8 @@ class Ranking {
   void rank(const Queries& q, const std::map<std::string, float>& weights, int64_t k,
             const std::vector<uint8_t>& eligible, const int64_t* candidates, size_t width, const StageParams& p,
             int64_t* ids, float* scores, std::vector<const char*>& how, StageTimes& times) const;
+  // FirstStage::locked_bytes of this snapshot's first stages.
+  void locked_bytes(size_t& locked, size_t& unlocked) const { first_->locked_bytes(locked, unlocked); }
 
  private:
   search::QueryBatch batch(const Queries& q, const std::map<std::string, float>& weights,

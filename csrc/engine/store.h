@@ -36,6 +36,7 @@ class Mapping {
   Mapping(const Mapping&) = delete;
   Mapping& operator=(const Mapping&) = delete;
   const void* data() const { return data_; }
+  size_t size() const { return bytes_; }
 
  private:
   Mapping() = default;

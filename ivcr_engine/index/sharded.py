@@ -206,6 +206,11 @@ class ShardedIndex(MomentShortcuts):
         s, loc = self._split(check_ref(self, video))
         return self._fan.call(s, "moment_vector", loc, start, end, channel)
 
+    def locked_bytes(self) -> tuple[int, int]:
+        """Index.locked_bytes summed over the shards (each on its own node's memory with Ray)."""
+        got = self._fan.all("locked_bytes", [()] * self.n)
+        return sum(g[0] for g in got), sum(g[1] for g in got)
+
     def refresh(self) -> bool:
         changed = any(self._fan.all("refresh", [()] * self.n))
         self._describe()

@@ -354,6 +354,11 @@ class Index(MomentShortcuts):
                                 evidence=m.evidence, aliases=list(mapped.snapshot.aliases.get(int(v["id"]), []))))
         return hits
 
+    def locked_bytes(self) -> tuple[int, int]:
+        """(locked, unlocked) bytes of a prefaulted index's first stages: kept in memory with mlock,
+        and meant to be but refused by RLIMIT_MEMLOCK (NativeIndex.locked_bytes)."""
+        return self._view.native.locked_bytes()
+
     def close(self) -> None:
         self._view.native.close()
         self.store.close()

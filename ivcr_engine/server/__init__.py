@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import resource
 from pathlib import Path
 
 LOOPBACK_NAMES = {"localhost"}
@@ -40,6 +41,23 @@ def serving_stack(index_dir: str | Path, sessions_db: str | Path | None = None, 
     return manager, live
 
 
+def memory_note(index) -> str | None:
+    """What to tell whoever runs the server when the index could not lock its first stages' folded
+    rows in memory (after the warm-up search, which loads them); None when all were locked."""
+    locked_bytes = getattr(index, "locked_bytes", None)
+    if locked_bytes is None:
+        return None
+    _, unlocked = locked_bytes()
+    if not unlocked:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft / 2**20:.0f} MB"
+    return (f"{unlocked / 2**20:.0f} MB of the first stage's rows could not be locked in memory (RLIMIT_MEMLOCK "
+            f"{limit}): they are read into memory instead, and a host that reclaims cold memory may page them "
+            "out between queries (slower text turns); raise the limit (`ulimit -l`, systemd's LimitMEMLOCK=) "
+            "or grant CAP_IPC_LOCK")
+
+
 def build_app(index_dir: str | Path, sessions_db: str | Path | None = None, token: str | None = None,
               ttl_s: float = 24 * 3600, batching: bool | None = None, poll_s: float = 1.0, responder=None):
     """Open the index, the sessions' database (default: ``sessions.sqlite`` in the index folder)
@@ -61,6 +79,9 @@ def serve(index_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, toke
     app = build_app(index_dir, token=token, **kw)
     mode = "on" if app.state.live.batching else "off"
     print(f"ivcr serve: micro-batching {mode}", flush=True)
+    note = memory_note(app.state.live.engine.index)
+    if note:
+        print(f"ivcr serve: {note}", flush=True)
     print(f"ivcr serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (index {index_dir})", flush=True)
     # keep-alive well above any client's idle gap: a server closing an idle connection just as the
     # client reuses it fails that request (seen under load with uvicorn's 5 s default)
