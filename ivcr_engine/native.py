@@ -468,7 +468,7 @@ class NativeIndex:
         read back in one call a row (``ivcr_results_ranking``). ``stage``: the staged ranking's
         sizes (min rows, shortlist, coarse shortlist, lists' minimum eligible share, clips per
         video); ``paths``, when given, receives each row's path ("exact", "lists", ...);
-        ``times``, the call's ms per part ({"first", "prerank", "exact", "lexical"}), once a call."""
+        ``times``, the call's ms per part (``stage_ms``: STAGE_PARTS), once a call."""
         L = lib()
         q = self._queries(queries, lexical)
         o = self._options(weights, None, None, 0, False, None, candidates, eligible, stage)

@@ -32,11 +32,11 @@ struct Hit {
   Evidence evidence;
 };
 
-// Where a ranking call's time went, ms (Ranking::rank; every row of a batch shares its call's):
-// the first stage's shortlists, the pre-rank on the folded rows, the exact stage, the lexical join.
+// Where a search call's time went, ms (every row of a batch shares its call's): the query's words
+// looked up (Index::search, before the ranking: SQLite reads), then Ranking::rank's first stage,
+// pre-rank on the folded rows, exact stage and lexical join.
 struct StageTimes {
-  double first = 0, prerank = 0, exact = 0, lexical = 0;
-  double words = 0;  // the lexical lookup (Index::with_lexical: SQLite reads), before the ranking
+  double words = 0, first = 0, prerank = 0, exact = 0, lexical = 0;
 };
 
 struct Results {
