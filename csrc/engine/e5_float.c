@@ -70,66 +70,58 @@ static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
 }
 
 #define FRO 4 /* weight rows of one tile */
-#define FTT 2 /* tokens of one tile */
 
-/* Y[T,nout] = X[T,nin] W^T + bias, W in Q4_0 [nout,nin]. A thread dequantises FRO rows of W at a
- * time (exactly as the exporter's dequantize: (q - 8) * scale, one rounding) and multiplies them
- * against every token, FTT tokens at a time: 8 accumulators, 6 loads per 8 FMAs. */
+/* Y[T,nout] = X[T,nin] W^T + bias, W in Q4_0 [nout,nin], for up to three products over the same X
+ * in one region (a layer's Q, K and V: one wait for the pool instead of three). A thread
+ * dequantises FRO rows of W at a time (exactly as the exporter's dequantize: (q - 8) * scale, one
+ * rounding) and multiplies them against every token, three tokens at a time: 12 accumulators, the
+ * three tokens' vectors and one weight vector fill AVX2's 16 registers, 7 loads per 12 FMAs (the
+ * earlier 2-token tile loaded 6 per 8 and the compiler folded each weight load into both of its
+ * FMAs: 10 per 8, 1.13-1.22x slower on one Zen 4 core). Every output is one token's row of W
+ * summed in the same 8 lanes in the same order, then hsum256, whichever tile computes it, so the
+ * tiling changes no bit of the result. */
 typedef struct {
-    const block_q4_0 *W;
-    const float *bias, *X;
-    float *Y;
-    int T, nout, nin;
+    const block_q4_0 *W[3];
+    const float *bias[3], *X;
+    float *Y[3];
+    int products, T, nout, nin;
     float *scratch; /* FRO rows of the widest input a task, 32-byte aligned (forward_f32's) */
     size_t scratch_per_task;
 } matmul_t;
 
+/* Outputs oo..oo+ro-1 (ro <= FRO) of tokens t0..t0+n-1 (n <= 3) from the FRO dequantised rows w. */
+static void tile_tokens(const float *w, const float *X, const float *bias, float *Y, int t0, int n, int nin,
+                        int nout, int oo, int ro) {
+    const float *xa = X + (size_t)t0 * nin, *xb = n > 1 ? xa + nin : xa, *xc = n > 2 ? xa + 2 * (size_t)nin : xa;
+    __m256 acc[3][FRO];
+    for (int i = 0; i < 3; i++)
+        for (int r = 0; r < FRO; r++) acc[i][r] = _mm256_setzero_ps();
+    for (int j = 0; j < nin; j += 8) {
+        const __m256 x = _mm256_loadu_ps(xa + j), y = _mm256_loadu_ps(xb + j), z = _mm256_loadu_ps(xc + j);
+        for (int r = 0; r < FRO; r++) {
+            const __m256 v = _mm256_load_ps(w + (size_t)r * nin + j);
+            acc[0][r] = _mm256_fmadd_ps(v, x, acc[0][r]);
+            acc[1][r] = _mm256_fmadd_ps(v, y, acc[1][r]);
+            acc[2][r] = _mm256_fmadd_ps(v, z, acc[2][r]);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < ro; r++) Y[(size_t)(t0 + i) * nout + oo + r] = hsum256(acc[i][r]) + bias[oo + r];
+}
+
 static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles lo..hi-1 of FRO output rows */
     const matmul_t *a = (const matmul_t *)p;
-    const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK;
-    const float *X = a->X, *bias = a->bias;
-    float *Y = a->Y, *w = a->scratch + task * a->scratch_per_task;
+    const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK, per = (nout + FRO - 1) / FRO;
+    float *w = a->scratch + task * a->scratch_per_task;
     for (size_t tile = lo; tile < hi; tile++) {
-        const int oo = (int)tile * FRO;
+        const int m = (int)tile / per, oo = ((int)tile % per) * FRO; /* product m's rows oo.. */
         const int ro = nout - oo < FRO ? nout - oo : FRO;
         for (int r = 0; r < FRO; r++) {
-            if (r < ro) deq_row_avx2(a->W + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
+            if (r < ro) deq_row_avx2(a->W[m] + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
             else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
         }
-        const float *w0 = w, *w1 = w + nin, *w2 = w + 2 * (size_t)nin, *w3 = w + 3 * (size_t)nin;
-        int t = 0;
-        for (; t + FTT <= T; t += FTT) {
-            const float *xa = X + (size_t)t * nin, *xb = xa + nin;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            for (int j = 0; j < nin; j += 8) {
-                const __m256 x = _mm256_loadu_ps(xa + j), y = _mm256_loadu_ps(xb + j);
-                const __m256 v0 = _mm256_load_ps(w0 + j), v1 = _mm256_load_ps(w1 + j);
-                const __m256 v2 = _mm256_load_ps(w2 + j), v3 = _mm256_load_ps(w3 + j);
-                a0 = _mm256_fmadd_ps(v0, x, a0); b0 = _mm256_fmadd_ps(v0, y, b0);
-                a1 = _mm256_fmadd_ps(v1, x, a1); b1 = _mm256_fmadd_ps(v1, y, b1);
-                a2 = _mm256_fmadd_ps(v2, x, a2); b2 = _mm256_fmadd_ps(v2, y, b2);
-                a3 = _mm256_fmadd_ps(v3, x, a3); b3 = _mm256_fmadd_ps(v3, y, b3);
-            }
-            const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
-            const float sb[FRO] = {hsum256(b0), hsum256(b1), hsum256(b2), hsum256(b3)};
-            for (int r = 0; r < ro; r++) {
-                Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
-                Y[(size_t)(t + 1) * nout + oo + r] = sb[r] + bias[oo + r];
-            }
-        }
-        for (; t < T; t++) {
-            const float *xa = X + (size_t)t * nin;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int j = 0; j < nin; j += 8) {
-                const __m256 x = _mm256_loadu_ps(xa + j);
-                a0 = _mm256_fmadd_ps(_mm256_load_ps(w0 + j), x, a0);
-                a1 = _mm256_fmadd_ps(_mm256_load_ps(w1 + j), x, a1);
-                a2 = _mm256_fmadd_ps(_mm256_load_ps(w2 + j), x, a2);
-                a3 = _mm256_fmadd_ps(_mm256_load_ps(w3 + j), x, a3);
-            }
-            const float sa[FRO] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
-            for (int r = 0; r < ro; r++) Y[(size_t)t * nout + oo + r] = sa[r] + bias[oo + r];
-        }
+        for (int t = 0; t < T; t += 3)
+            tile_tokens(w, a->X, a->bias[m], a->Y[m], t, T - t < 3 ? T - t : 3, nin, nout, oo, ro);
     }
 }
 
@@ -139,13 +131,22 @@ typedef struct {
     float *scratch;
 } workers_t;
 
-static void matmul_f32(const workers_t *wk, const block_q4_0 *W, const float *bias, const float *X, float *Y, int T,
-                       int nout, int nin) {
-    matmul_t a = {W, bias, X, Y, T, nout, nin, wk->scratch, wk->scratch_per_task};
-    parallel_spans((size_t)(nout + FRO - 1) / FRO, 1, wk->tasks, matmul_tiles, &a);
+/* `products` (1-3) products of the same X, W[i] and bias[i] into Y[i], as one region. */
+static void matmul_f32(const workers_t *wk, int products, const block_q4_0 *const *W, const float *const *bias,
+                       const float *X, float *const *Y, int T, int nout, int nin) {
+    matmul_t a = {{NULL}, {NULL}, X, {NULL}, products, T, nout, nin, wk->scratch, wk->scratch_per_task};
+    for (int i = 0; i < products; i++) a.W[i] = W[i], a.bias[i] = bias[i], a.Y[i] = Y[i];
+    parallel_spans((size_t)products * ((nout + FRO - 1) / FRO), 1, wk->tasks, matmul_tiles, &a);
 }
 
-/* e5.c's add_layernorm over spans of rows (each row's arithmetic is its own). */
+static void matmul1_f32(const workers_t *wk, const block_q4_0 *W, const float *bias, const float *X, float *Y, int T,
+                        int nout, int nin) {
+    matmul_f32(wk, 1, &W, &bias, X, &Y, T, nout, nin);
+}
+
+/* e5.c's add_layernorm over spans of rows (each row's arithmetic is its own), of 8 rows or more: a
+ * query's 20-odd tokens go to both threads (spans of 64 left them to one while the other waited,
+ * twice a layer: 3 % of a query's encoding). */
 typedef struct {
     float *x;
     const float *y, *w, *b;
@@ -162,34 +163,48 @@ static void layernorm_rows(void *p, size_t task, size_t lo, size_t hi) {
 static void layernorm(const workers_t *wk, float *x, const float *y, const float *w, const float *b, int T, int H,
                       float eps) {
     layernorm_t a = {x, y, w, b, H, eps};
-    parallel_spans((size_t)T, 64, wk->tasks, layernorm_rows, &a);
+    parallel_spans((size_t)T, 8, wk->tasks, layernorm_rows, &a);
 }
 
 static void gelu_items(void *p, size_t task, size_t lo, size_t hi) { ivcr_gelu_avx2((float *)p + lo, hi - lo); }
 
-/* Attention over each token's own text, a (token, head) pair per item. */
+/* Attention over each token's own text, a (token, head) pair per item.
+ *
+ * A score is its 32 products summed in dim order, each product rounded before it is added (as the
+ * compiler built the plain loop: multiplied in vectors, added one by one). That chain of dependent
+ * adds ran 3 cycles a dim, a tenth of the pass on one core, so eight keys are scored at once from
+ * kT, the keys transposed (dim-major, Tp columns), in eight lanes: each lane still adds its own
+ * key's products in dim order, unfused (the empty asm keeps the compiler from fusing the multiply
+ * into the add), so the scores are those of the plain loop to the bit. */
 typedef struct {
-    const float *q, *k, *v;
+    const float *q, *kT, *v;
     float *ctx, *probs;
     const int *at, *seg;
-    int H, NH, hd, longest;
+    int H, NH, hd, longest, Tp;
     float scale;
 } attention_t;
 
 static void attention_items(void *p, size_t task, size_t lo, size_t hi) {
     const attention_t *a = (const attention_t *)p;
-    const int H = a->H, NH = a->NH, hd = a->hd;
+    const int H = a->H, NH = a->NH, hd = a->hd, Tp = a->Tp;
     for (size_t th = lo; th < hi; th++) {
         const int t = (int)th / NH, h = (int)th % NH, s0 = a->seg[a->at[t]], s1 = a->seg[a->at[t] + 1];
         float *prob = a->probs + th * (size_t)a->longest;
-        const float *qh = a->q + (size_t)t * H + h * hd;
+        const float *qh = a->q + (size_t)t * H + h * hd, *kh = a->kT + (size_t)h * hd * Tp;
         float mx = -1e30f;
-        for (int s = s0; s < s1; s++) {
-            const float *kh = a->k + (size_t)s * H + h * hd;
-            float d = 0.f;
-            for (int e = 0; e < hd; e++) d += qh[e] * kh[e];
-            prob[s - s0] = d * a->scale;
-            if (prob[s - s0] > mx) mx = prob[s - s0];
+        for (int s = s0; s < s1; s += 8) { /* keys s..s+7 (those past s1 are pads or another text's: unused) */
+            __m256 d = _mm256_setzero_ps();
+            for (int e = 0; e < hd; e++) {
+                __m256 prod = _mm256_mul_ps(_mm256_set1_ps(qh[e]), _mm256_loadu_ps(kh + (size_t)e * Tp + s));
+                __asm__("" : "+x"(prod));
+                d = _mm256_add_ps(d, prod);
+            }
+            float ds[8];
+            _mm256_storeu_ps(ds, d);
+            for (int i = 0; i < 8 && s + i < s1; i++) {
+                prob[s + i - s0] = ds[i] * a->scale;
+                if (prob[s + i - s0] > mx) mx = prob[s + i - s0];
+            }
         }
         float sum = 0.f;
         for (int s = 0; s < s1 - s0; s++) { prob[s] = expf(prob[s] - mx); sum += prob[s]; }
@@ -268,12 +283,14 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
     float *ctx = (float *)malloc(TH * sizeof(float)), *y = (float *)malloc(TH * sizeof(float));
     float *mid = (float *)malloc((size_t)T * FF * sizeof(float));
     float *probs = (float *)malloc((size_t)T * NH * longest * sizeof(float));
+    const int Tp = T + 8; /* kT's columns: a text's last 8 keys read at most 7 past T (zeros) */
+    float *kT = (float *)calloc((size_t)H * Tp, sizeof(float));
     workers_t wk = {(size_t)ivcr_pool_threads(), 0, NULL};
     if (wk.tasks < 1) wk.tasks = 1;
     wk.scratch_per_task = ((size_t)FRO * (size_t)(FF > H ? FF : H) + 7) / 8 * 8; /* whole 32-byte lines */
     wk.scratch = (float *)aligned_alloc(32, sizeof(float) * wk.scratch_per_task * wk.tasks);
     int rc = 0;
-    if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs || !wk.scratch) {
+    if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs || !kT || !wk.scratch) {
         rc = -1;
         goto done;
     }
@@ -287,18 +304,21 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
     }
     layernorm(&wk, x, NULL, m->eln_w, m->eln_b, T, H, m->eps);
 
-    attention_t att = {q, k, v, ctx, probs, at, seg, H, NH, hd, longest, 1.f / sqrtf((float)hd)};
+    attention_t att = {q, kT, v, ctx, probs, at, seg, H, NH, hd, longest, Tp, 1.f / sqrtf((float)hd)};
     for (int l = 0; l < m->NL; l++) {
         const layer_t *ly = &m->layers[l];
-        matmul_f32(&wk, ly->qw, ly->qb, x, q, T, H, H);
-        matmul_f32(&wk, ly->kw, ly->kb, x, k, T, H, H);
-        matmul_f32(&wk, ly->vw, ly->vb, x, v, T, H, H);
+        const block_q4_0 *qkv_w[3] = {ly->qw, ly->kw, ly->vw};
+        const float *qkv_b[3] = {ly->qb, ly->kb, ly->vb};
+        float *qkv[3] = {q, k, v};
+        matmul_f32(&wk, 3, qkv_w, qkv_b, x, qkv, T, H, H);
+        for (int s = 0; s < T; s++) /* the keys dim-major (a few microseconds: T x H copies) */
+            for (int i = 0; i < H; i++) kT[(size_t)i * Tp + s] = k[(size_t)s * H + i];
         parallel_spans((size_t)T * NH, 1, wk.tasks, attention_items, &att);
-        matmul_f32(&wk, ly->aow, ly->aob, ctx, y, T, H, H);
+        matmul1_f32(&wk, ly->aow, ly->aob, ctx, y, T, H, H);
         layernorm(&wk, x, y, ly->aln_w, ly->aln_b, T, H, m->eps);
-        matmul_f32(&wk, ly->fiw, ly->fib, x, mid, T, FF, H);
+        matmul1_f32(&wk, ly->fiw, ly->fib, x, mid, T, FF, H);
         parallel_spans((size_t)T * FF, 4096, wk.tasks, gelu_items, mid);
-        matmul_f32(&wk, ly->fow, ly->fob, mid, y, T, H, FF);
+        matmul1_f32(&wk, ly->fow, ly->fob, mid, y, T, H, FF);
         layernorm(&wk, x, y, ly->oln_w, ly->oln_b, T, H, m->eps);
     }
 
@@ -314,7 +334,7 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
         for (int j = 0; j < H; j++) o[j] *= norm;
     }
 done:
-    free(at); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs); free(wk.scratch);
+    free(at); free(x); free(q); free(k); free(v); free(ctx); free(y); free(mid); free(probs); free(kT); free(wk.scratch);
     return rc;
 }
 
