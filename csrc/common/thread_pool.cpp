@@ -20,7 +20,7 @@ namespace {
 
 // How long a worker that finished a region keeps watching for the next one (and the caller for
 // the workers' end) before sleeping on the condition variable. Waking a sleeping worker took
-// 30-40 us here (2-core VM), and the native text encoder runs ~130 regions a query, one after
+// 30-40 us here (2-core VM), and the native text encoder runs ~100 regions a query, one after
 // another: sleeping between them would cost milliseconds. Spinning longer only burns a core
 // after the last region.
 constexpr std::chrono::microseconds kSpin{50};
