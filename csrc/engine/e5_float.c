@@ -77,14 +77,14 @@ static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
  * rounding) and multiplies them against every token, three tokens at a time: 12 accumulators, the
  * three tokens' vectors and one weight vector fill AVX2's 16 registers, 7 loads per 12 FMAs (the
  * earlier 2-token tile loaded 6 per 8 and the compiler folded each weight load into both of its
- * FMAs: 10 per 8, 1.13-1.22x slower on one Zen 4 core). Every output is one token's row of W
+ * FMAs: 10 per 8, 1.12-1.22x slower on one Zen 4 core). Every output is one token's row of W
  * summed in the same 8 lanes in the same order, then hsum256, whichever tile computes it, so the
  * tiling changes no bit of the result. */
 typedef struct {
     const block_q4_0 *W[3];
     const float *bias[3], *X;
     float *Y[3];
-    int products, T, nout, nin;
+    int T, nout, nin; /* (how many products: the region's tile count, matmul_f32) */
     float *scratch; /* FRO rows of the widest input a task, 32-byte aligned (forward_f32's) */
     size_t scratch_per_task;
 } matmul_t;
@@ -134,7 +134,7 @@ typedef struct {
 /* `products` (1-3) products of the same X, W[i] and bias[i] into Y[i], as one region. */
 static void matmul_f32(const workers_t *wk, int products, const block_q4_0 *const *W, const float *const *bias,
                        const float *X, float *const *Y, int T, int nout, int nin) {
-    matmul_t a = {{NULL}, {NULL}, X, {NULL}, products, T, nout, nin, wk->scratch, wk->scratch_per_task};
+    matmul_t a = {{NULL}, {NULL}, X, {NULL}, T, nout, nin, wk->scratch, wk->scratch_per_task};
     for (int i = 0; i < products; i++) a.W[i] = W[i], a.bias[i] = bias[i], a.Y[i] = Y[i];
     parallel_spans((size_t)products * ((nout + FRO - 1) / FRO), 1, wk->tasks, matmul_tiles, &a);
 }
