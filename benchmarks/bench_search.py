@@ -279,7 +279,7 @@ def test_int4_blocks(record, first_stage_copies, copy_gbs, B):
     times: dict[tuple[str, str], list[float]] = {}
     try:
         for r in range(15 if B == 1 else 5):
-            for level, family in [(1, "avx2"), (2, "avx512")]:
+            for level, family in [(1, "avx2"), (2, "avx512"), (3, "amx")]:  # (a family the CPU lacks: skipped)
                 _core.set_simd_level(level)
                 if _core.simd_level() != family:
                     continue

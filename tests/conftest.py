@@ -39,7 +39,7 @@ def cuda_device_available() -> bool:
     return ivcr_engine.build_info().get("cuda_device_count", 0) > 0
 
 
-SIMD_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+SIMD_NAMES = {0: "scalar", 1: "avx2", 2: "avx512", 3: "amx"}
 
 
 def available_simd_levels() -> list[int]:

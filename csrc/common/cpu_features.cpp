@@ -1,5 +1,8 @@
 #include "common/cpu_features.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cpuid.h>
 #include <cstdlib>
@@ -13,6 +16,24 @@ uint64_t xgetbv0() {
   uint32_t lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (uint64_t(hi) << 32) | lo;
+}
+
+// Highest kernel family compiled into this build (IVCR_SIMD_COMPILED comes from CMake).
+int compiled_cap() {
+  const std::string compiled = IVCR_SIMD_COMPILED;
+  if (compiled.find("amx") != std::string::npos) return 3;
+  if (compiled.find("avx512") != std::string::npos) return 2;
+  if (compiled.find("avx2") != std::string::npos) return 1;
+  return 0;
+}
+
+int env_cap() {
+  const char* e = std::getenv("IVCR_SIMD");
+  if (!e) return compiled_cap();
+  if (!std::strcmp(e, "scalar")) return 0;
+  if (!std::strcmp(e, "avx2")) return compiled_cap() < 1 ? compiled_cap() : 1;
+  if (!std::strcmp(e, "avx512")) return compiled_cap() < 2 ? compiled_cap() : 2;
+  return compiled_cap();
 }
 
 CpuFeatures detect() {
@@ -36,6 +57,17 @@ CpuFeatures detect() {
     f.avx512bw = b & (1u << 30);
     f.avx512vl = b & (1u << 31);
     f.avx512vnni = c & (1u << 11);
+    // AMX: the tiles' configuration and data saved by the OS (XCR0 bits 17, 18), and Linux's
+    // per-process permission for the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, asked once here,
+    // and not at all when IVCR_SIMD caps the engine below AMX: once granted, the kernel refuses
+    // signal stacks smaller than the larger signal frame; refused, the AVX-512 kernels run).
+    const bool tiles_os = (xcr0 & (uint64_t(3) << 17)) == (uint64_t(3) << 17);
+    if (tiles_os && (d & (1u << 24)) && (d & (1u << 25)) && env_cap() >= 3) {
+#ifdef SYS_arch_prctl
+      constexpr int kReqXcompPerm = 0x1023, kXtileData = 18;
+      f.amx_int8 = ::syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#endif
+    }
   }
   return f;
 }
@@ -45,25 +77,9 @@ std::atomic<int> g_override{-1};
 SimdLevel hardware_level() {
   const CpuFeatures& f = cpu_features();
   if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c)
-    return SimdLevel::AVX512;
+    return f.amx_int8 ? SimdLevel::AMX : SimdLevel::AVX512;
   if (f.avx2 && f.fma && f.f16c) return SimdLevel::AVX2;
   return SimdLevel::Scalar;
-}
-
-// Highest kernel family compiled into this build (IVCR_SIMD_COMPILED comes from CMake).
-int compiled_cap() {
-  const std::string compiled = IVCR_SIMD_COMPILED;
-  if (compiled.find("avx512") != std::string::npos) return 2;
-  if (compiled.find("avx2") != std::string::npos) return 1;
-  return 0;
-}
-
-int env_cap() {
-  const char* e = std::getenv("IVCR_SIMD");
-  if (!e) return compiled_cap();
-  if (!std::strcmp(e, "scalar")) return 0;
-  if (!std::strcmp(e, "avx2")) return compiled_cap() < 1 ? compiled_cap() : 1;
-  return compiled_cap();
 }
 
 }  // namespace
@@ -86,6 +102,7 @@ void set_simd_level_override(int level) { g_override.store(level); }
 
 const char* simd_level_name(SimdLevel l) {
   switch (l) {
+    case SimdLevel::AMX: return "amx";
     case SimdLevel::AVX512: return "avx512";
     case SimdLevel::AVX2: return "avx2";
     default: return "scalar";
@@ -103,6 +120,7 @@ std::vector<std::string> detected_simd_names() {
   if (f.avx512vl) out.push_back("avx512vl");
   if (f.avx512dq) out.push_back("avx512dq");
   if (f.avx512vnni) out.push_back("avx512vnni");
+  if (f.amx_int8) out.push_back("amx-int8");
   return out;
 }
 

@@ -130,7 +130,7 @@ std::vector<float> TextEncoder::unit(const std::vector<std::string>& texts) {
       fail(Status::InvalidArgument, "too many texts in one call");
     std::vector<const char*> ptrs;
     for (const std::string& t : texts) ptrs.push_back(t.c_str());
-    const bool wide = active_simd_level() == SimdLevel::AVX512;  // (IVCR_SIMD=avx2 keeps the AVX2 tile)
+    const bool wide = active_simd_level() >= SimdLevel::AVX512;  // (IVCR_SIMD=avx2 keeps the AVX2 tile)
     if (ivcr_e5_float_embed_batch(model_, ptrs.data(), int(ptrs.size()), 1, wide, out.data()) != 0)
       fail(Status::OutOfMemory, "out of memory while encoding queries");
   }

@@ -12,7 +12,7 @@ from ivcr_engine.corpus import Corpus, merge_topk, quantize_int4, quantize_int8,
 
 from . import reference as ref
 
-LEVEL_NAMES = {0: "scalar", 1: "avx2", 2: "avx512"}
+LEVEL_NAMES = {0: "scalar", 1: "avx2", 2: "avx512", 3: "amx"}
 
 
 @pytest.fixture(autouse=True)
@@ -222,13 +222,15 @@ def test_int4_matches_reference(simd_level, d, b):
     check(corpus.topk_clips(q, 40), *ref.topk(s, 40), tol=1e-5, candidates=s)
 
 
-@pytest.mark.parametrize("d,b", [(32, 1), (64, 2), (256, 1), (96, 3), (128, 4), (64, 5), (256, 9)])
+@pytest.mark.parametrize("d,b", [(32, 1), (64, 2), (256, 1), (96, 3), (128, 4), (64, 5), (256, 9), (32, 17),
+                                 (96, 16), (256, 33)])
 def test_int4_blocks_score_every_row_as_the_row_major_layout(simd_level, d, b):
     """int4 rows in blocks of 16 (search/cpu/int4_blocks.h: how the engine keeps a resident copy)
     give every row the row-major kernel's score to the bit: every clip (k = all rows), videos by
     each aggregate, a filtered scan and a shortlist, whose videos start and end inside blocks
     (0-13 clips, rows not a multiple of 16), alone and summed with another channel; full nibble
-    range."""
+    range. From 8 queries the AMX table multiplies tiles of 16 queries (kernels_amx.cpp): whole
+    and partial groups, and widths that are not a multiple of its 64-byte chunks."""
     rng = np.random.default_rng(d * 11 + b)
     off = random_offsets(rng, 300, 13)
     n = int(off[-1])

@@ -34,6 +34,8 @@ struct DotKernels {
 extern const DotKernels kDotKernelsScalar;
 extern const DotKernels kDotKernelsAvx2;
 extern const DotKernels kDotKernelsAvx512;
+// The AVX-512 table with the blocked int4 scan on AMX tiles for batches (kernels_amx.cpp).
+const DotKernels& amx_dot_kernels();
 
 // The table for the active SIMD level (see common/cpu_features.h).
 const DotKernels& active_dot_kernels();

@@ -117,6 +117,7 @@ const DotKernels kDotKernelsScalar = impl::make_table<Scalar>("scalar");
 
 const DotKernels& active_dot_kernels() {
   switch (active_simd_level()) {
+    case SimdLevel::AMX: return amx_dot_kernels();
     case SimdLevel::AVX512: return kDotKernelsAvx512;
     case SimdLevel::AVX2: return kDotKernelsAvx2;
     default: return kDotKernelsScalar;
