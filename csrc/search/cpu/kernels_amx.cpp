@@ -5,9 +5,9 @@
 //
 // Why: at B = 32 the int4 scan is compute-bound (a block of 16 rows stays in L1 while eight
 // groups of 4 queries pass over it, two vpdpbusd per 64 bytes each). One TDPBSUD multiplies 16
-// query rows by 16 corpus rows over 64 bytes: the work of 32 vpdpbusd in one instruction. On a
-// 2-core Xeon, 1M rows of 256 dims: 1.30x the AVX-512 kernel at B = 8, 2.56x at 32, 3.35x at 64
-// (docs/BENCHMARKS.md, fourteenth session).
+// query rows by 16 corpus rows over 64 bytes: 16 x 16 x 64 products, the work of 256 vpdpbusd.
+// On a 2-core Xeon, 1M rows of 256 dims: 1.3x the AVX-512 kernel at B = 8, 1.7x at 32, 1.8x at
+// 64 (docs/BENCHMARKS.md, fourteenth session).
 //
 // How: a block's 64-byte word chunk holds, for each of its 16 rows, 4 bytes (int4_blocks.h);
 // its low nibbles alone are one row of a tile B in AMX's layout (column n: row n's 4 values),
@@ -20,10 +20,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "search/cpu/dot_kernels.h"
 #include "search/cpu/int4_blocks.h"
+#include "search/cpu/kernel_scratch.h"
 
 namespace ivcr::search {
 namespace {
@@ -67,18 +67,16 @@ void kernel_i4b_amx(const int16_t* Q, const float* qs, int nq, int D, const uint
   // rows past nq zero) and biases, remade only when the queries differ from the last call's (a
   // scan calls once per 128 rows at B = 32, and arranging 32 queries each time cost as much as
   // the tiles' work), and the block's D / 4 tile rows (Dp / 4 with the zero padding).
-  thread_local std::vector<int16_t> last;
-  thread_local int last_nq = 0, last_D = 0;
-  thread_local std::vector<int8_t> qbytes;
-  thread_local std::vector<int32_t> bias;
-  thread_local std::vector<uint8_t> nib;
+  thread_local Scratch last, qbytes, biases, nib;
+  thread_local int last_nq = 0, last_D = 0, nib_Dp = 0;
   const std::size_t qn = std::size_t(nq) * std::size_t(D);
-  if (last_nq != nq || last_D != D || std::memcmp(last.data(), Q, qn * sizeof(int16_t)) != 0) {
-    last.assign(Q, Q + qn);
+  int8_t* qa = static_cast<int8_t*>(qbytes.get(std::size_t(groups) * 16 * Dp));
+  int32_t* bias = static_cast<int32_t*>(biases.get(sizeof(int32_t) * std::size_t(nq)));
+  int16_t* seen = static_cast<int16_t*>(last.get(qn * sizeof(int16_t)));
+  if (last_nq != nq || last_D != D || std::memcmp(seen, Q, qn * sizeof(int16_t)) != 0) {
+    std::memcpy(seen, Q, qn * sizeof(int16_t));
     last_nq = nq, last_D = D;
-    qbytes.assign(std::size_t(groups) * 16 * Dp + 64, 0);
-    bias.assign(std::size_t(nq), 0);
-    int8_t* qa = qbytes.data() + (64 - reinterpret_cast<uintptr_t>(qbytes.data()) % 64) % 64;
+    std::memset(qa, 0, std::size_t(groups) * 16 * Dp);
     for (int j = 0; j < nq; ++j) {
       int32_t sum = 0;
       for (int d = 0; d < D; ++d) sum += Q[std::size_t(j) * D + d];
@@ -86,9 +84,11 @@ void kernel_i4b_amx(const int16_t* Q, const float* qs, int nq, int D, const uint
       arrange_i4_block_query(Q + std::size_t(j) * D, D, qa + std::size_t(j) * Dp);
     }
   }
-  if (nib.size() != std::size_t(Dp / 4) * 64 + 64) nib.assign(std::size_t(Dp / 4) * 64 + 64, 0);
-  const int8_t* qa = qbytes.data() + (64 - reinterpret_cast<uintptr_t>(qbytes.data()) % 64) % 64;
-  uint8_t* b = nib.data() + (64 - reinterpret_cast<uintptr_t>(nib.data()) % 64) % 64;
+  uint8_t* b = static_cast<uint8_t*>(nib.get(std::size_t(Dp / 4) * 64));
+  if (nib_Dp != Dp) {  // (a tile row past the block's words stays zero)
+    std::memset(b, 0, std::size_t(Dp / 4) * 64);
+    nib_Dp = Dp;
+  }
   const TileConfig cfg = tile_config();
   _tile_loadconfig(&cfg);
   alignas(64) int32_t sums[16][16];
