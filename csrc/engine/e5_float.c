@@ -73,8 +73,6 @@ static void deq_row_strided(const block_q4_0 *b, int nin, float *out, int stride
     }
 }
 
-static void deq_row_avx2(const block_q4_0 *b, int nin, float *out) { deq_row_strided(b, nin, out, 8); }
-
 #define FRO 4 /* weight rows of one tile */
 
 /* Y[T,nout] = X[T,nin] W^T + bias, W in Q4_0 [nout,nin], for up to three products over the same X
@@ -162,24 +160,19 @@ static void matmul_tiles(void *p, size_t task, size_t lo, size_t hi) { /* tiles 
     for (size_t tile = lo; tile < hi; tile++) {
         const int m = (int)tile / per, oo = ((int)tile % per) * rows; /* product m's rows oo.. */
         const int ro = nout - oo < rows ? nout - oo : rows;
-        if (a->wide) { /* rows 2p and 2p + 1 interleaved by eights at w + 2p nin */
-            for (int r = 0; r < WIDE_ROWS; r++) {
-                float *row = w + (size_t)(r / 2) * 2 * nin + (r % 2) * 8;
-                if (r < ro) deq_row_strided(a->W[m] + (size_t)(oo + r) * nb, nin, row, 16);
-                else
-                    for (int j = 0; j < nin; j += 8) memset(row + 2 * (size_t)j, 0, 8 * sizeof(float));
-            }
-            for (int t = 0; t < T; t += WIDE_TOKENS)
-                tile_tokens_wide(w, a->X, a->bias[m], a->Y[m], t, T - t < WIDE_TOKENS ? T - t : WIDE_TOKENS, nin, nout,
-                                 oo, ro);
-            continue;
+        const int stride = a->wide ? 16 : 8; /* the wide tile's rows 2p, 2p + 1 interleaved by eights at w + 2p nin */
+        for (int r = 0; r < rows; r++) {
+            float *row = a->wide ? w + (size_t)(r / 2) * 2 * nin + (r % 2) * 8 : w + (size_t)r * nin;
+            if (r < ro) deq_row_strided(a->W[m] + (size_t)(oo + r) * nb, nin, row, stride);
+            else
+                for (int j = 0; j < nin; j += 8) memset(row + (size_t)(j / 8) * stride, 0, 8 * sizeof(float));
         }
-        for (int r = 0; r < FRO; r++) {
-            if (r < ro) deq_row_avx2(a->W[m] + (size_t)(oo + r) * nb, nin, w + (size_t)r * nin);
-            else memset(w + (size_t)r * nin, 0, sizeof(float) * (size_t)nin);
+        const int tokens = a->wide ? WIDE_TOKENS : 3;
+        for (int t = 0; t < T; t += tokens) {
+            const int n = T - t < tokens ? T - t : tokens;
+            if (a->wide) tile_tokens_wide(w, a->X, a->bias[m], a->Y[m], t, n, nin, nout, oo, ro);
+            else tile_tokens(w, a->X, a->bias[m], a->Y[m], t, n, nin, nout, oo, ro);
         }
-        for (int t = 0; t < T; t += 3)
-            tile_tokens(w, a->X, a->bias[m], a->Y[m], t, T - t < 3 ? T - t : 3, nin, nout, oo, ro);
     }
 }
 
@@ -358,7 +351,7 @@ static int forward_f32(e5_model *m, const int *ids, const int *seg, int n, int w
         for (int t = seg[i]; t < seg[i + 1]; t++) at[t] = i;
     for (int t = 0; t < T; t++) { /* word + position (from 0 in each text) + token type 0, then LayerNorm */
         float *r = x + (size_t)t * H;
-        deq_row_avx2(m->word + (size_t)ids[t] * m->nb_word, H, r);
+        deq_row_strided(m->word + (size_t)ids[t] * m->nb_word, H, r, 8);
         const float *pp = m->pos + (size_t)(t - seg[at[t]]) * H;
         for (int i = 0; i < H; i++) r[i] += pp[i] + m->type[i];
     }

@@ -294,17 +294,17 @@ void kernel_i4(const int16_t* Q, const float* qs, int nq, int D, const uint8_t* 
 // (vpdpbusd's latency hidden behind independent sums).
 // A block partly outside [row0, row0 + nrows) (a video's first or last rows) is scored whole, its
 // rows' scales read only where they exist, and only its rows in range are written.
-// qw: per query (D / 4 int32 apart), per word, its low-nibble then its high-nibble query bytes,
-// each 4 as one int32 (ArrangedI4); bias: per query, 8 x the sum of its values.
+// qw_all: per query (`stride` int32 apart), per word, its low-nibble then its high-nibble query
+// bytes, each 4 as one int32; bias: per query, 8 x the sum of its values (ArrangedI4).
 template <class N, int NQ>
-void rows_i4b(const int32_t* qw_all, const int32_t* bias, const float* qs, int D, const uint8_t* blocks,
+void rows_i4b(const int32_t* qw_all, int stride, const int32_t* bias, const float* qs, int D, const uint8_t* blocks,
               const float* rs, int64_t row0, int nrows, float* out, int ldo, bool acc) {
   constexpr int C = NQ == 1 ? N::kBlockChains : NQ == 2 && N::kBlockChains > 1 ? N::kBlockChains / 2 : 1;
   constexpr int K = kI4BlockRows;
   const int words = D / 8;  // a multiple of 4 (D of 32s), so of C too
   const std::size_t block_bytes = std::size_t(K) * std::size_t(D / 2);
   const int32_t* qw[NQ];
-  for (int j = 0; j < NQ; ++j) qw[j] = qw_all + std::size_t(j) * std::size_t(D / 4);
+  for (int j = 0; j < NQ; ++j) qw[j] = qw_all + std::size_t(j) * std::size_t(stride);
   const int64_t end = row0 + nrows;
   for (int64_t blk = row0 / K; blk * K < end; ++blk) {
     const uint8_t* p = blocks + std::size_t(blk) * block_bytes;
@@ -340,44 +340,48 @@ void rows_i4b(const int32_t* qw_all, const int32_t* bias, const float* qs, int D
   }
 }
 
-// The queries as the block kernels read them (per query, D / 4 int32 words) and their biases, per
-// thread, remade only when the queries differ from the last call's: a scan calls once per
-// block_rows(B) rows (128 at B = 32), and arranging every query on every call was a large share
-// of a batch's scan (kernels_amx.cpp, which keeps its own, measured it). A template on the
-// traits, so each kernel family has its own.
-template <class N>
+// The queries as the block kernels read them and their biases (8 x the sum of each query's
+// values), per thread, remade only when the queries differ from the last call's: a scan calls
+// once per block_rows(B) rows (128 at B = 32), and arranging every query on every call was a
+// large share of a batch's scan. Per query a row of `stride` int32 words: its D / 4 words
+// (arrange_i4_block_query), then zeros to a whole 64 bytes, and zero rows up to a multiple of 16
+// queries, so the AMX kernel loads whole 16 x 64-byte tiles from it (kernels_amx.cpp). A template
+// on the traits (or a tag), so each kernel file has its own code and its own cache.
 struct ArrangedI4 {
   const int32_t* words;
   const int32_t* bias;
+  int stride;
 };
 
 template <class N>
-ArrangedI4<N> arranged_i4(const int16_t* Q, int nq, int D) {
+ArrangedI4 arranged_i4(const int16_t* Q, int nq, int D) {
   thread_local Scratch seen_buf, words_buf, bias_buf;
   thread_local int seen_nq = 0, seen_D = 0;
-  const std::size_t n = std::size_t(nq) * std::size_t(D);
+  const int stride = (D + 63) / 64 * 16;
+  const std::size_t n = std::size_t(nq) * std::size_t(D), rows = (std::size_t(nq) + 15) / 16 * 16;
   auto* seen = static_cast<int16_t*>(seen_buf.get(n * sizeof(int16_t)));
-  auto* words = static_cast<int32_t*>(words_buf.get(std::size_t(nq) * std::size_t(D / 4) * sizeof(int32_t)));
+  auto* words = static_cast<int32_t*>(words_buf.get(rows * std::size_t(stride) * sizeof(int32_t)));
   auto* bias = static_cast<int32_t*>(bias_buf.get(std::size_t(nq) * sizeof(int32_t)));
   if (seen_nq != nq || seen_D != D || std::memcmp(seen, Q, n * sizeof(int16_t)) != 0) {
     std::memcpy(seen, Q, n * sizeof(int16_t));
     seen_nq = nq, seen_D = D;
+    std::memset(words, 0, rows * std::size_t(stride) * sizeof(int32_t));
     for (int j = 0; j < nq; ++j) {
       int32_t sum = 0;
       for (int d = 0; d < D; ++d) sum += Q[std::size_t(j) * D + d];
       bias[j] = 8 * sum;
-      arrange_i4_block_query(Q + std::size_t(j) * D, D, reinterpret_cast<int8_t*>(words + std::size_t(j) * (D / 4)));
+      arrange_i4_block_query(Q + std::size_t(j) * D, D, reinterpret_cast<int8_t*>(words + std::size_t(j) * stride));
     }
   }
-  return {words, bias};
+  return {words, bias, stride};
 }
 
 template <class N>
 void kernel_i4b(const int16_t* Q, const float* qs, int nq, int D, const uint8_t* blocks, const float* rs, int64_t row0,
                 int nrows, float* out, int ldo, bool acc) {
-  const ArrangedI4<N> a = arranged_i4<N>(Q, nq, D);
+  const ArrangedI4 a = arranged_i4<N>(Q, nq, D);
   by_query_groups(nq, [&](int b, auto group) {
-    rows_i4b<N, decltype(group)::value>(a.words + std::size_t(b) * (D / 4), a.bias + b, qs + b, D,
+    rows_i4b<N, decltype(group)::value>(a.words + std::size_t(b) * a.stride, a.stride, a.bias + b, qs + b, D,
                                         blocks, rs, row0, nrows, out + std::size_t(b) * ldo, ldo, acc);
   });
 }

@@ -21,12 +21,12 @@
 #include <algorithm>
 #include <cstring>
 
-#include "search/cpu/dot_kernels.h"
-#include "search/cpu/int4_blocks.h"
-#include "search/cpu/kernel_scratch.h"
+#include "search/cpu/dot_kernels_impl.h"
 
 namespace ivcr::search {
 namespace {
+
+struct AmxTag {};  // this file's own arranged_i4
 
 constexpr int kRows = kI4BlockRows;  // a block's rows: the tiles' 16 columns
 // Fewer queries than this take the AVX-512 kernel: a tile's 16 query rows would be mostly empty.
@@ -63,27 +63,13 @@ void kernel_i4b_amx(const int16_t* Q, const float* qs, int nq, int D, const uint
   }
   const int Dp = (D + 63) / 64 * 64;  // a query's bytes, in whole 64-byte chunks (the rest zero)
   const int chunks = Dp / 64, words = D / 8, groups = (nq + 15) / 16;
-  // Per thread, kept between calls: the queries' bytes (per group of 16, 16 rows of Dp bytes,
-  // rows past nq zero) and biases, remade only when the queries differ from the last call's (a
-  // scan calls once per 128 rows at B = 32, and arranging 32 queries each time cost as much as
-  // the tiles' work), and the block's D / 4 tile rows (Dp / 4 with the zero padding).
-  thread_local Scratch last, qbytes, biases, nib;
-  thread_local int last_nq = 0, last_D = 0, nib_Dp = 0;
-  const std::size_t qn = std::size_t(nq) * std::size_t(D);
-  int8_t* qa = static_cast<int8_t*>(qbytes.get(std::size_t(groups) * 16 * Dp));
-  int32_t* bias = static_cast<int32_t*>(biases.get(sizeof(int32_t) * std::size_t(nq)));
-  int16_t* seen = static_cast<int16_t*>(last.get(qn * sizeof(int16_t)));
-  if (last_nq != nq || last_D != D || std::memcmp(seen, Q, qn * sizeof(int16_t)) != 0) {
-    std::memcpy(seen, Q, qn * sizeof(int16_t));
-    last_nq = nq, last_D = D;
-    std::memset(qa, 0, std::size_t(groups) * 16 * Dp);
-    for (int j = 0; j < nq; ++j) {
-      int32_t sum = 0;
-      for (int d = 0; d < D; ++d) sum += Q[std::size_t(j) * D + d];
-      bias[j] = 8 * sum;
-      arrange_i4_block_query(Q + std::size_t(j) * D, D, qa + std::size_t(j) * Dp);
-    }
-  }
+  // the queries' bytes, 16 rows of Dp bytes per group, kept per thread between calls
+  // (arranged_i4), and the block's D / 4 tile rows (Dp / 4 with the zero padding)
+  const impl::ArrangedI4 arranged = impl::arranged_i4<AmxTag>(Q, nq, D);
+  const int8_t* qa = reinterpret_cast<const int8_t*>(arranged.words);
+  const int32_t* bias = arranged.bias;
+  thread_local Scratch nib;
+  thread_local int nib_Dp = 0;
   uint8_t* b = static_cast<uint8_t*>(nib.get(std::size_t(Dp / 4) * 64));
   if (nib_Dp != Dp) {  // (a tile row past the block's words stays zero)
     std::memset(b, 0, std::size_t(Dp / 4) * 64);
