@@ -69,6 +69,22 @@ def test_simd_detection_matches_proc_cpuinfo():
         assert (name in detected) == (kernel_spelling.get(name, name) in flags), name
 
 
+def test_files_built_for_one_cpu_family_define_no_shared_symbol():
+    """A file compiled with AVX2, AVX-512 or AMX flags (its name says which) must define no weak
+    symbol: an inline or template function it instantiates (a std::vector member, say) is emitted
+    weak in every file that uses it, the linker keeps one copy for all callers, and if it keeps
+    this file's, code that runs on any CPU calls instructions that CPU may lack."""
+    caches = sorted(c for c in (REPO / "build").glob("*/CMakeCache.txt") if c.parent.name not in ("sanitize", "abi-bench"))
+    if not caches or shutil.which("nm") is None:
+        pytest.skip("no CMake build folder in this checkout, or no nm")
+    objects = [o for o in (caches[-1].parent / "CMakeFiles").rglob("*.o") if re.search(r"_(avx2|avx512|amx)\.c(pp)?\.o$", o.name)]
+    assert len(objects) >= 4, objects  # the three search kernel families and the span kernel, at least
+    for obj in objects:
+        out = subprocess.run(["nm", "-C", "--defined-only", str(obj)], capture_output=True, text=True, check=True).stdout
+        shared = [line for line in out.splitlines() if line.split(" ", 2)[1:2] and line.split(" ", 2)[1] in ("W", "V", "u")]
+        assert not shared, f"{obj.name} defines weak symbols: {shared}"
+
+
 def test_ffmpeg_version_is_the_linked_library():
     info = ivcr_engine.build_info()
     assert re.match(r"^\d+\.\d+", info["ffmpeg_version"]) or info["ffmpeg_version"].startswith("n")

@@ -1,7 +1,6 @@
 // Included by contrast_kernel_scalar.cpp and contrast_kernel_avx2.cpp only.
 #pragma once
 #include <algorithm>
-#include <vector>
 
 #include "span/contrast_kernel.h"
 
@@ -10,31 +9,31 @@ namespace ivcr::span {
 // Best span per start clip by the contrast score. The scores of one start's lengths go into a
 // small buffer in a branch-free loop (vectorised), then the first maximum is taken, so
 // equal scores keep the shorter span.
-inline void contrast_candidates_impl(const float* s, int T, const SpanParams& p, std::vector<Candidate>& out,
-                                     std::vector<double>& prefix, std::vector<double>& per_len,
-                                     std::vector<float>& buf) {
-  prefix.assign(T + 1, 0.0);
+// Buffers as contrast_buffer_sizes gives them.
+inline int contrast_candidates_impl(const float* s, int T, const SpanParams& p, Candidate* out, double* prefix,
+                                    double* per_len, float* buf) {
+  prefix[0] = 0.0;
   for (int t = 0; t < T; ++t) prefix[t + 1] = prefix[t] + s[t];
   const double total = prefix[T];
   const int lmax = std::min(p.max_len, T);
   // Per-length constants, so the inner loop is straight-line arithmetic the compiler vectorises.
   // Reciprocals instead of divisions in the inner loop (the documented formula multiplies by
   // 1/n and 1/(T-n); the references do the same, so results agree bit for bit).
-  per_len.assign(3 * std::size_t(lmax + 1), 1.0);
-  double* inv_len = per_len.data();            // 1 / n
+  double* inv_len = per_len;                   // 1 / n
   double* inv_rest = inv_len + (lmax + 1);     // 1 / (T - n), or 1 for the whole video (unused)
   double* prior = inv_rest + (lmax + 1);       // length_weight * n / T
+  inv_len[0] = inv_rest[0] = prior[0] = 1.0;  // (no span is 0 clips long)
   for (int n = 1; n <= lmax; ++n) {
     inv_len[n] = 1.0 / n;
     inv_rest[n] = T - n > 0 ? 1.0 / (T - n) : 1.0;
     prior[n] = p.length_weight * double(n) / T;
   }
-  buf.resize(lmax + 1);
+  int found = 0;
   for (int i = 0; i + p.min_len <= T; ++i) {
     const int nmax = std::min(lmax, T - i);
     const double pi = prefix[i];
-    const double* pj = prefix.data() + i;
-    float* b = buf.data();
+    const double* pj = prefix + i;
+    float* b = buf;
     for (int n = p.min_len; n <= nmax; ++n) {
       const double in = pj[n] - pi;
       const double mean_in = in * inv_len[n];
@@ -46,8 +45,9 @@ inline void contrast_candidates_impl(const float* s, int T, const SpanParams& p,
     int best_n = p.min_len;
     for (int n = p.min_len + 1; n <= nmax; ++n)
       if (b[n] > b[best_n]) best_n = n;
-    out.push_back({i, i + best_n - 1, b[best_n]});
+    out[found++] = {i, i + best_n - 1, b[best_n]};
   }
+  return found;
 }
 
 }  // namespace ivcr::span

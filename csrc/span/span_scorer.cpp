@@ -65,8 +65,14 @@ void one_video(const SpanBatch& b, const SpanParams& p, int64_t v, Scratch& sc, 
   cand.clear();
   if (T > 0 && p.min_len <= T) {
     if (p.method == Method::Contrast) {
-      const auto contrast = active_simd_level() >= SimdLevel::AVX2 ? contrast_candidates_avx2 : contrast_candidates_scalar;
-      contrast(b.scores + o, T, p, cand, sc.prefix, sc.per_len, sc.buf);
+      const ContrastFn contrast =
+          active_simd_level() >= SimdLevel::AVX2 ? contrast_candidates_avx2 : contrast_candidates_scalar;
+      const ContrastSizes n = contrast_buffer_sizes(T, p);
+      cand.resize(n.out);
+      sc.prefix.resize(n.prefix);
+      sc.per_len.resize(n.per_len);
+      sc.buf.resize(n.buf);
+      cand.resize(size_t(contrast(b.scores + o, T, p, cand.data(), sc.prefix.data(), sc.per_len.data(), sc.buf.data())));
     }
     else boundary_candidates(b.scores + o, T, p, cand);
   }
