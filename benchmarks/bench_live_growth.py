@@ -1,23 +1,30 @@
-"""The first turn after a commit on a live 1M-clip index (what `ivcr serve` pays when ingest
-commits beside it): the first-stage copies and lists grown with their kept encodings
-(first_stage.py, inverted_lists.py) against fitted again, as every commit cost before; same run,
-same index, one video committed before each.
+"""A live 1M-clip index taking in commits (what `ivcr serve` does when ingest commits beside it),
+same run, same index, one video committed before each measure:
+
+- the first turn after a commit: the first-stage copies and lists grown with their kept encodings
+  (first_stage.py, inverted_lists.py) against fitted again, as every commit cost before. A "turn"
+  is ``Index.refresh()`` (which, on a prefaulted index, readies the new view's usual searches
+  before swapping it in) then the first text ranking and the first "something like this" one;
+- searches running on another thread all along, as a server's are, while the refresh maps the
+  commit: their longest latency with the new view readied and the old one freed by the refresh,
+  against the refresh before (the first searches on the new view made its copies resident, and
+  the search that held the old view last freed it).
 
 The encoder-e5 corpus (synthetic_index.py, 5.4 GB) is copied into .cache/bench/live_growth and
-removed afterwards. A "turn" here is ``Index.refresh()`` then the first text ranking and the first
-"something like this" ranking, each of which builds its stage's copies.
+removed afterwards.
 
 ``pytest benchmarks/bench_live_growth.py --benchmark-enable -p no:randomly -s``
 """
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from ivcr_engine.index import Index, IndexStore, VideoRecord, first_stage
+from ivcr_engine.index import Index, IndexStore, VideoRecord, first_stage, single
 from ivcr_engine.models import prepare_models
 
 from synthetic_index import CACHE, open_index
@@ -93,3 +100,56 @@ def test_first_turn_after_a_commit(live, benchmark, record, monkeypatch):
     record.put(TABLE, "whole first turn", "speed-up", f"{total(refit) / total(grown):.1f}x")
     names = sorted(p.name for p in (index.store.root / "vectors").glob("first.*"))
     assert all(f".{index.mapped.corpus.rows}." in n for n in names), names  # one generation kept
+
+
+SEARCH_TABLE = "searches on another thread while a commit is mapped, 1M clips (encoder-e5), ms"
+
+
+def searches_during_refresh(index: Index, text: dict) -> np.ndarray:
+    """Latencies (ms) of back-to-back pairs of searches (a text one and a "something like this"
+    one) on a thread of their own, from 0.3 s before ``refresh()`` until 1 s after it returned."""
+    lat, stop = [], threading.Event()
+
+    def searcher():
+        while not stop.is_set():
+            t = time.perf_counter()
+            index.rank_videos(text, 10)
+            index.rank_videos({"visual": index.moment_vector(0, 0.0, 6.0)}, 10, {"visual": 1.0})
+            lat.append((time.perf_counter() - t) * 1000)
+
+    th = threading.Thread(target=searcher)
+    th.start()
+    try:
+        time.sleep(0.3)
+        assert index.refresh()
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        th.join()
+    return np.array(lat)
+
+
+def test_searches_while_a_commit_is_mapped(live, record, monkeypatch):
+    """Each commit as `ivcr index` makes it (the writer grows the copies, Index.prepare_search),
+    the refresh as it is and as it was (no warm-up, no wait for the old view's searches), taking
+    turns, two commits each."""
+    index = live
+    text = {c: v for c, v in index.encode_queries(["a man rides a bike down a hill"]).items() if c != "lexical"}
+    index.rank_videos(text, 10)
+    worst: dict[str, list[float]] = {}
+    for n, way in enumerate(["now", "before", "before", "now"]):
+        commit_one(index, 10 + n)
+        writer = Index(index.store.root)
+        writer.prepare_search()
+        writer.close()
+        with monkeypatch.context() as m:
+            if way == "before":
+                m.setattr(Index, "_warm", lambda self, view: None)
+                m.setattr(single, "RETIRE_WAIT_S", 0.0)
+            lat = searches_during_refresh(index, text)
+        worst.setdefault(way, []).append(float(lat.max()))
+        record.put(SEARCH_TABLE, f"commit {n + 1} ({way})", "pairs searched", len(lat))
+        record.put(SEARCH_TABLE, f"commit {n + 1} ({way})", "p50", round(float(np.median(lat)), 1))
+        record.put(SEARCH_TABLE, f"commit {n + 1} ({way})", "longest", round(float(lat.max()), 1))
+    record.note(SEARCH_TABLE, f"longest search pair, before / now: {max(worst['before']):.0f} / {max(worst['now']):.0f} ms "
+                              "(a pair: a text ranking and a visual one; 2 cores shared with the refresh)")

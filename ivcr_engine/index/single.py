@@ -14,6 +14,7 @@ between the two readings shows no video the view lacks.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ from .store import IndexStore
 
 
 MOMENT_EDGES = ("lines", "snap", "grid")  # see the engine's open options (include/ivcr.h)
+# How long a refresh waits for the searches still running on the view it replaced (then frees it).
+RETIRE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -109,23 +112,49 @@ class Index(MomentShortcuts):
     def refresh(self) -> bool:
         """Map what was committed since this index was opened or last refreshed (new videos,
         removals); True when the view changed. Cheap when nothing was committed. Safe beside
-        searches on other threads (a server's): the new view is built whole and swapped in as
-        one reference, so a search finishes on the view it started with; refreshes run one at a
-        time. After ``ivcr index --rebuild-text`` the text model changes with the view: a query
+        searches on other threads (a server's): the new view is built whole (on a prefaulted
+        index, with its usual searches readied: ``_warm``) and swapped in as one reference, so a
+        search finishes on the view it started with, and the view replaced is freed here once
+        those searches are done; refreshes run one at a time. After ``ivcr index --rebuild-text`` the text model changes with the view: a query
         encoded just before may meet the new view's vectors once."""
         with self._refreshing:
-            old = self._view.mapped.snapshot
-            if self.store.data_version() == old.data_version:
+            seen = self._view.mapped.snapshot
+            if self.store.data_version() == seen.data_version:
                 return False
             snap = self.store.snapshot()
-            if snap.key == old.key:
+            if snap.key == seen.key:
                 return False
             settings = self.store.settings()
             if index_text_model(settings) != index_text_model(self.settings):  # `ivcr index --rebuild-text`
                 self._settings(settings)
                 self.queries = self.query_encoder.bind(self.settings, snap.channels, self.clip)
-            self._view = self._make_view(snap)
+            view = self._make_view(snap)
+            if self.prefault:
+                self._warm(view)
+            retired, self._view = self._view, view
+            # The replaced view is freed here, not by the search that happened to hold it last:
+            # closing its engine handle and unmapping its rows takes ~0.45 s at 1M clips, which
+            # was one search's latency after each commit. So wait for the searches still on it
+            # (their frames hold it), then free it on this thread.
+            deadline = time.monotonic() + RETIRE_WAIT_S
+            while sys.getrefcount(retired) > 2 and time.monotonic() < deadline:  # (this name and the argument)
+                time.sleep(0.002)
+            if sys.getrefcount(retired) <= 2:  # else a search still on it frees it when it is done
+                retired.native.close()
             return True
+
+    def _warm(self, view: _View) -> None:
+        """Readies a server's new view before it is swapped in, while searches go on on the old
+        one: a text search and a "something like this" search ranked once on it, so the engine
+        has loaded their stages and made their copies resident (and where the writer left a copy
+        to grow, Python has grown it). The first searches after a commit took that time
+        themselves: 0.4 s at 1M clips with the copies grown by the writer, seconds without
+        (docs/BENCHMARKS.md)."""
+        try:
+            for rows, weights in self._usual_searches(view):
+                self._rank_on(view, rows, 1, weights, None, None, record=False)
+        except Exception:  # (no text encoder here, say): left to the searches, which say what is wrong
+            pass
 
     @classmethod
     def open(cls, root: str | Path, **kw) -> "Index":
@@ -226,8 +255,12 @@ class Index(MomentShortcuts):
         -inf)``, all rows in one engine call (after the first stage's shortlists, on a large index)."""
         if as_int(k, "k") < 1:
             raise InvalidArgument("k must be >= 1")
-        view, k = self._view, int(k)
-        queries = query_rows(queries)
+        return self._rank_on(self._view, query_rows(queries), int(k), weights, allow, deny)
+
+    def _rank_on(self, view: _View, queries: Mapping[str, np.ndarray], k: int, weights: Mapping[str, float] | None,
+                 allow: Sequence[int] | None, deny: Sequence[int] | None, record: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """rank_videos on ``view``; ``record``: append to ranking_paths and ranking_times."""
         weights = self._weights(queries, weights)
         eligible = self._eligible(view, allow, deny)
         b = next(iter(queries.values())).shape[0]
@@ -239,7 +272,8 @@ class Index(MomentShortcuts):
             view.ranking.prepare(rows, weights)  # the compact copies the engine's first stage scans
         return view.native.rank_vectors(rows, k, weights=weights, lexical=self._lexical(queries),
                                         eligible=self._engine_mask(view, eligible), stage=first_stages.stage_sizes(),
-                                        paths=self.ranking_paths, times=self.ranking_times)
+                                        paths=self.ranking_paths if record else None,
+                                        times=self.ranking_times if record else None)
 
     def prepare_search(self) -> list[str]:
         """Build the first-stage copies that a large index's usual searches scan, where they are
@@ -252,12 +286,17 @@ class Index(MomentShortcuts):
         view = self._view
         if view.mapped.corpus.rows < first_stages.TWO_STAGE_MIN_ROWS:
             return []
-        text = dense(self.encode_queries(["a query"]))  # any text: its channels and widths decide the copy
-        stages = [(text, self._weights(text, None))]
+        return [tag for rows, weights in self._usual_searches(view)
+                for tag in view.ranking.prepare(dense(rows), self._weights(rows, weights))]
+
+    def _usual_searches(self, view: _View) -> list[tuple[dict, dict | None]]:
+        """A query of each kind whose stages a large index keeps ready, with its weights (None:
+        the defaults): a text (any text: its channels and widths decide the copy; its words take
+        the lexical channel) and, where the index has frames, "something like this"."""
+        out = [(self.encode_queries(["a query"]), None)]
         if "visual" in view.mapped.channels:
-            visual = {"visual": np.zeros((1, view.mapped.channels["visual"].shape[1]), np.float32)}
-            stages.append((visual, {"visual": 1.0}))
-        return [tag for rows, weights in stages for tag in view.ranking.prepare(rows, weights)]
+            out.append(({"visual": np.zeros((1, view.mapped.channels["visual"].shape[1]), np.float32)}, {"visual": 1.0}))
+        return out
 
     @staticmethod
     def _engine_mask(view: _View, eligible: np.ndarray) -> np.ndarray | None:

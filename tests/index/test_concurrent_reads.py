@@ -75,3 +75,39 @@ def test_refresh_maps_new_videos_and_removals_only_when_committed(tmp_path):
     assert index.refresh() is True and len(index) == 1
     assert [h.video_id for h in index.search(worker.query(), k=5, weights={"visual": 1.0})] == [1]
     assert index.refresh() is False
+
+
+def test_the_refresh_frees_the_view_it_replaced_not_the_search_still_on_it(tmp_path, monkeypatch):
+    """Freeing a view (its engine handle closed, its rows unmapped) took ~0.45 s at 1M clips, and
+    whichever thread dropped it last paid: in a server, the search that was running on the old
+    view when a commit came in. refresh() waits for such searches, then frees the view itself."""
+    import threading
+    import time
+
+    from ivcr_engine.native import NativeIndex
+
+    root = tmp_path / "idx"
+    worker.create(root)
+    index = Index.open(root)
+    closed = []
+    close = NativeIndex.close
+
+    def recording_close(self):
+        if self._h:
+            closed.append(threading.current_thread().name)
+        close(self)
+
+    monkeypatch.setattr(NativeIndex, "close", recording_close)
+    held = index._view  # what a search running on the current view holds
+    with IndexStore(root) as s:
+        s.add_video(worker.record(1))
+    refresher = threading.Thread(target=index.refresh, name="refresher")
+    refresher.start()
+    while index._view is held:  # swapped in: the refresh now waits for `held` to be let go
+        time.sleep(0.001)
+    assert refresher.is_alive() and closed == []
+    del held  # the search ends
+    refresher.join(timeout=30)
+    assert not refresher.is_alive() and closed == ["refresher"]
+    assert len(index) == 2
+    index.close()

@@ -88,3 +88,49 @@ def test_a_copy_that_cannot_be_built_leaves_the_run_a_note_not_an_error(fresh_co
         ing.close()
     assert report.exit_code() == 0 and "search copies" not in report.stage_seconds
     assert any("were not prepared (MemoryError: no room for the copy)" in n for n in report.notes), report.notes
+
+
+def _commit_copy_of_video(root, ref: int, index: Index) -> None:
+    """A new video whose rows are video ``ref``'s, a little changed (nothing prepares its copies)."""
+    import numpy as np
+
+    from ivcr_engine.index import IndexStore, VideoRecord
+
+    rows = index.mapped.clip_rows(ref, 0.0, float("inf"))
+    rng = np.random.default_rng(ref)
+    vectors = {}
+    for c, data in index.channels.items():
+        v = np.asarray(data[rows], np.float32) + 0.01 * rng.standard_normal((len(rows), data.shape[1]), dtype=np.float32)
+        vectors[c] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    times = np.stack([np.arange(len(rows)) * 2.0, np.arange(len(rows)) * 2.0 + 2.0], 1)
+    with IndexStore(root) as store:
+        store.add_video(VideoRecord(f"/new/{ref}.mp4", f"new-{ref}", 2.0 * len(rows), times, vectors))
+
+
+def test_a_server_s_refresh_readies_the_new_view_before_searches_reach_it(fresh_copy):
+    """A prefaulted index (`ivcr serve`'s) grows its copies and has the engine load them in
+    refresh(), while searches still run on the old view: the first search after a commit no
+    longer pays for them (seconds at 1M clips where the writer had not grown them)."""
+    index = Index(fresh_copy, prefault=True)
+    try:
+        index.prepare_search()
+        text = index.encode_queries(["a parrot on a perch"])
+        index.rank_videos(text, 3)
+        _commit_copy_of_video(fresh_copy, 0, index)
+        index.ranking_paths = paths = []
+        assert index.refresh()
+        rows = index.corpus.rows
+        names = {p.name for p in (fresh_copy / "vectors").glob(f"first.*.{rows}.values.npy")}
+        assert any(n.startswith("first.text-concept1-") for n in names) and f"first.visual.{rows}.values.npy" in names
+        assert paths == []  # the warm-up's rankings are not the caller's
+        locked, unlocked = index.locked_bytes()
+        assert locked + unlocked > 0  # the engine has loaded the folded text stage (and locked it where it may)
+        refs, _ = index.rank_videos(text, 3)
+        assert paths == ["copies"]
+    finally:
+        index.close()
+    fresh = Index(fresh_copy)  # the same answer from an index opened afresh
+    try:
+        assert fresh.rank_videos(fresh.encode_queries(["a parrot on a perch"]), 3)[0].tolist() == refs.tolist()
+    finally:
+        fresh.close()
