@@ -71,7 +71,8 @@ class Index(MomentShortcuts):
     ``prefault``: map every row into this process up front (and again after each refresh), for a
     long-running server (see mapped.map_snapshot; ``prefaulted`` says whether it was done); the
     engine then also keeps its first stages' whole-scanned copies resident and locks their folded
-    text rows in memory where it may (``ivcr_open_options_set_prefault`` in include/ivcr.h).
+    text rows in memory where it may (``ivcr_open_options_set_prefault`` in include/ivcr.h), and
+    the usual searches are readied at open and at each refresh (``_warm``), not by the first ones.
     Opening an index limits numpy's BLAS to one thread in this process (blas.py)."""
 
     def __init__(self, root: str | Path, text_encoder=None, models_root: Path | None = None,
@@ -92,6 +93,8 @@ class Index(MomentShortcuts):
         clip_model = self.settings.get("clip_model")
         self.clip = ClipEncoder(clip_model) if clip_model and "clip" in self.channels else None
         self.queries: IndexQueries = self.query_encoder.bind(self.settings, self.channels, self.clip)
+        if self.prefault:
+            self._warm(self._view)
 
     def _settings(self, settings: dict) -> None:
         self.settings = settings
@@ -115,8 +118,9 @@ class Index(MomentShortcuts):
         searches on other threads (a server's): the new view is built whole (on a prefaulted
         index, with its usual searches readied: ``_warm``) and swapped in as one reference, so a
         search finishes on the view it started with, and the view replaced is freed here once
-        those searches are done; refreshes run one at a time. After ``ivcr index --rebuild-text`` the text model changes with the view: a query
-        encoded just before may meet the new view's vectors once."""
+        those searches are done; refreshes run one at a time. After ``ivcr index
+        --rebuild-text`` the text model changes with the view: a query encoded just before may
+        meet the new view's vectors once."""
         with self._refreshing:
             seen = self._view.mapped.snapshot
             if self.store.data_version() == seen.data_version:
@@ -139,17 +143,18 @@ class Index(MomentShortcuts):
             deadline = time.monotonic() + RETIRE_WAIT_S
             while sys.getrefcount(retired) > 2 and time.monotonic() < deadline:  # (this name and the argument)
                 time.sleep(0.002)
-            if sys.getrefcount(retired) <= 2:  # else a search still on it frees it when it is done
+            # (else a search still on the view, or a caller holding its engine handle, frees it when done)
+            if sys.getrefcount(retired) <= 2 and sys.getrefcount(retired.native) <= 2:
                 retired.native.close()
             return True
 
     def _warm(self, view: _View) -> None:
-        """Readies a server's new view before it is swapped in, while searches go on on the old
-        one: a text search and a "something like this" search ranked once on it, so the engine
-        has loaded their stages and made their copies resident (and where the writer left a copy
-        to grow, Python has grown it). The first searches after a commit took that time
-        themselves: 0.4 s at 1M clips with the copies grown by the writer, seconds without
-        (docs/BENCHMARKS.md)."""
+        """Readies a server's view, at open and before a refresh swaps it in (while searches go on
+        on the old one): a text search and a "something like this" search ranked once on it, so
+        the engine has loaded their stages and made their copies resident (and where the writer
+        left a copy to grow, Python has grown it). The first searches took that time themselves:
+        after a commit 0.4 s at 1M clips with the copies grown by the writer, seconds without; on
+        a fresh server 0.8-2.6 s for the first text search (docs/BENCHMARKS.md)."""
         try:
             for rows, weights in self._usual_searches(view):
                 self._rank_on(view, rows, 1, weights, None, None, record=False)

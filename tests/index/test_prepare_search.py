@@ -107,13 +107,13 @@ def _commit_copy_of_video(root, ref: int, index: Index) -> None:
         store.add_video(VideoRecord(f"/new/{ref}.mp4", f"new-{ref}", 2.0 * len(rows), times, vectors))
 
 
-def test_a_server_s_refresh_readies_the_new_view_before_searches_reach_it(fresh_copy):
-    """A prefaulted index (`ivcr serve`'s) grows its copies and has the engine load them in
-    refresh(), while searches still run on the old view: the first search after a commit no
-    longer pays for them (seconds at 1M clips where the writer had not grown them)."""
+def test_a_server_s_index_readies_its_searches_at_open_and_before_a_refresh_swaps_views(fresh_copy):
+    """A prefaulted index (`ivcr serve`'s) builds its copies and has the engine load them when it
+    opens, and again in refresh() while searches still run on the old view: the first search
+    (after a commit: seconds at 1M clips where the writer had not grown the copies) no longer pays."""
     index = Index(fresh_copy, prefault=True)
     try:
-        index.prepare_search()
+        assert sum(index.locked_bytes()) > 0  # readied at open too: the engine has loaded the folded text stage
         text = index.encode_queries(["a parrot on a perch"])
         index.rank_videos(text, 3)
         _commit_copy_of_video(fresh_copy, 0, index)
