@@ -143,7 +143,7 @@ def reader(root: Path, mode: str, out: Path) -> None:
 def threaded_reader(root: Path, out: Path) -> None:
     stats = {"searches": 0, "failures": [], "inconsistent": [], "refreshed": 0, "hits": 0, "final_live": None,
              "lexical_hits": 0}
-    index = Index.open(root)
+    index = Index.open(root, prefault=True)  # as `ivcr serve` opens it: refreshes ready each view before the swap
     index.search({**query(), "lexical": np.array([" ".join(WORDS)])})  # loads the dictionaries (~1 s) before the race
     lock = threading.Lock()
     stop = threading.Event()
