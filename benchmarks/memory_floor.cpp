@@ -48,8 +48,9 @@ int main(int argc, char** argv) {
   if (const char* e = std::getenv("IVCR_NUM_THREADS")) threads = std::atoi(e);
   threads = std::max(threads, 1);
   std::vector<uint64_t> sums(size_t(threads) * 8);
-  // Each way of reading: a plain one, and one that also prefetches 8 KB ahead, as the engine's
-  // scan does on Intel CPUs (search/cpu/int4_blocks.h); the floor is the faster of the two.
+  // Each way of reading: a plain one, and one that also prefetches 8 KB ahead (on the Xeon of
+  // docs/BENCHMARKS.md the faster back to back; the engine's scan does not, since it gained
+  // nothing in turns); the floor is the faster of the two.
   const auto p50_of = [&](size_t ahead) {
     std::vector<double> ms;
     for (int r = 0; r < reps; ++r) {
