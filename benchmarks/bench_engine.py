@@ -165,19 +165,6 @@ def test_abi_overhead(corpus, record):
 HOST_TABLE = "the C ABI over the C++ call it wraps, from a compiled host (no Python), ns a call"
 
 
-@pytest.fixture(scope="module")
-def host_programs() -> Path:
-    """The benchmark programs (abi_overhead.cpp, memory_floor.cpp), built engine-only into
-    build/abi-bench: a host with no Python in it."""
-    repo = Path(__file__).resolve().parents[1]
-    out = repo / "build" / "abi-bench"
-    subprocess.run(["cmake", "-S", repo, "-B", out, "-DIVCR_ENGINE_ONLY=ON", f"-DPython_EXECUTABLE={sys.executable}"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", out, "--target", "ivcr_abi_bench", "ivcr_memory_floor",
-                    "-j", str(os.cpu_count() or 2)], check=True, capture_output=True)
-    return out
-
-
 def test_abi_overhead_from_a_c_host(shared_data, host_programs, record):
     """benchmarks/abi_overhead.cpp: the same engine opened through include/ivcr.h and as the C++
     class behind it, in one process, the same work asked of both, call by call in turn."""

@@ -4,7 +4,10 @@ also written to build/bench/<table>.md so docs/BENCHMARKS.md can be refreshed fr
 from __future__ import annotations
 
 import datetime
+import os
 import platform
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,6 +34,18 @@ class Recorder:
 @pytest.fixture(scope="session")
 def record() -> Recorder:
     return Recorder()
+
+
+@pytest.fixture(scope="session")
+def host_programs() -> Path:
+    """The benchmark programs (abi_overhead.cpp, memory_floor.cpp, turn_floor.cpp), built
+    engine-only into build/abi-bench: hosts with no Python in them."""
+    out = REPO / "build" / "abi-bench"
+    subprocess.run(["cmake", "-S", REPO, "-B", out, "-DIVCR_ENGINE_ONLY=ON", f"-DPython_EXECUTABLE={sys.executable}"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", out, "--target", "ivcr_abi_bench", "ivcr_memory_floor", "ivcr_turn_floor",
+                    "-j", str(os.cpu_count() or 2)], check=True, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _cmake_cache() -> str:
     # the package's build folder (build/<wheel tag>), not the engine-only builds beside it (the
-    # suite's sanitizer build of libivcr, benchmarks/bench_engine.py's ABI overhead program)
+    # suite's sanitizer build of libivcr, the benchmarks' host programs)
     caches = sorted(c for c in (REPO / "build").glob("*/CMakeCache.txt") if c.parent.name not in ("sanitize", "abi-bench"))
     if not caches:
         pytest.skip("no CMake build folder in this checkout (installed from a wheel?)")

@@ -264,15 +264,19 @@ def test_staged_searches_while_another_process_grows_their_copies(sanitized, sha
 # ---- the benchmark hosts ---------------------------------------------------------------------
 
 def test_the_benchmark_hosts_build_and_run(shared_index):
-    """benchmarks/abi_overhead.cpp (the C ABI against the C++ call it wraps, one process) and
-    benchmarks/memory_floor.cpp (a whole scan's floor) build engine-only, as bench_engine.py builds
-    them, and answer on a real index; what they measure is benchmarks/' business, not this test's."""
+    """benchmarks/abi_overhead.cpp (the C ABI against the C++ call it wraps, one process),
+    benchmarks/memory_floor.cpp (a whole scan's floor) and benchmarks/turn_floor.cpp (the floor in
+    a dialogue's turns, loaded by bench_dialogue.py) build engine-only, as the benchmarks' conftest
+    builds them, and answer on a real index; what they measure is benchmarks/' business, not this
+    test's."""
+    import ctypes
     import json
 
     root, _ = shared_index
     out = REPO / "build" / "abi-bench"
     run(["cmake", "-S", REPO, "-B", out, "-DIVCR_ENGINE_ONLY=ON", f"-DPython_EXECUTABLE={sys.executable}"]).check_returncode()
-    built = run(["cmake", "--build", out, "--target", "ivcr_abi_bench", "ivcr_memory_floor", "-j", str(os.cpu_count() or 2)])
+    built = run(["cmake", "--build", out, "--target", "ivcr_abi_bench", "ivcr_memory_floor", "ivcr_turn_floor",
+                 "-j", str(os.cpu_count() or 2)])
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     got = run([out / "ivcr_abi_bench", root, "200"], env=host_env())
     assert got.returncode == 0, got.stderr
@@ -284,3 +288,8 @@ def test_the_benchmark_hosts_build_and_run(shared_index):
     rows_file = next((root / "vectors").glob("*.bin"))
     floor = json.loads(run([out / "ivcr_memory_floor", rows_file, "3"], env=host_env()).stdout)
     assert floor["bytes"] == rows_file.stat().st_size // 32 * 32 and floor["gb_per_s"] > 0
+    turn = ctypes.CDLL(str(out / "libivcr_turn_floor.so"))
+    turn.ivcr_turn_floor_ms.restype = ctypes.c_double
+    turn.ivcr_turn_floor_ms.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    assert turn.ivcr_turn_floor_ms(str(root / "missing.npy").encode(), 2) == -1.0
+    assert all(turn.ivcr_turn_floor_ms(str(rows_file).encode(), t) > 0 for t in (1, 2, 1))
