@@ -228,17 +228,18 @@ def test_first_stage_against_the_floor_in_turns(engine, sentences, host_programs
         pytest.skip("measured on the default model's corpus")
     idx = engine.index
     copy = next(p for p in (idx.store.root / "vectors").glob("first.text-*.values.npy") if ".folded." not in p.name)
+    path = str(copy).encode()
     lib = ctypes.CDLL(str(host_programs / "libivcr_turn_floor.so"))
     lib.ivcr_turn_floor_ms.restype = ctypes.c_double
     lib.ivcr_turn_floor_ms.argtypes = [ctypes.c_char_p, ctypes.c_int]
     threads = int(os.environ.get("IVCR_NUM_THREADS") or os.cpu_count() or 1)  # as the engine's pool
-    assert lib.ivcr_turn_floor_ms(str(copy).encode(), threads) > 0  # (its own copy made here, untimed)
+    assert lib.ivcr_turn_floor_ms(path, threads) > 0  # (its own copy made here, untimed)
     floor: list[float] = []
     rank_videos = idx.rank_videos
 
     def read_first(queries, *args, **kw):  # a text query's ranking: the floor read just before it
         if "concept" in queries:
-            floor.append(lib.ivcr_turn_floor_ms(str(copy).encode(), threads))
+            floor.append(lib.ivcr_turn_floor_ms(path, threads))
         return rank_videos(queries, *args, **kw)
 
     idx.rank_videos = read_first

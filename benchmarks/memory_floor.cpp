@@ -5,19 +5,15 @@
 //
 //   ivcr_memory_floor FILE [REPS]
 //     ->  {"bytes": N, "threads": T, "p50_ms": .., "plain_p50_ms": .., "ahead_p50_ms": .., "gb_per_s": ..}
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <thread>
 #include <vector>
+
+#include "floor_read.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -25,24 +21,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int reps = argc > 2 ? std::atoi(argv[2]) : 30;
-  const int fd = ::open(argv[1], O_RDONLY);
-  struct stat st {};
-  if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size < 64) {
+  size_t n = 0;
+  const uint64_t* words = floor_read::resident_copy(argv[1], n);
+  if (!words) {
     std::fprintf(stderr, "cannot read %s\n", argv[1]);
     return 1;
   }
-  // the engine's resident copy: anonymous memory on huge pages where the kernel gives them
-  const size_t bytes = size_t(st.st_size) / 32 * 32;
-  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return 1;
-#ifdef MADV_HUGEPAGE
-  ::madvise(mem, bytes, MADV_HUGEPAGE);
-#endif
-  const void* file = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
-  if (file == MAP_FAILED) return 1;
-  std::memcpy(mem, file, bytes);
-  const auto* words = static_cast<const uint64_t*>(mem);
-  const size_t n = bytes / 8;
+  const size_t bytes = n * 8;
 
   int threads = int(std::thread::hardware_concurrency());
   if (const char* e = std::getenv("IVCR_NUM_THREADS")) threads = std::atoi(e);
@@ -58,16 +43,9 @@ int main(int argc, char** argv) {
       std::vector<std::thread> pool;
       for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
-          const size_t a = n * size_t(t) / size_t(threads) / 8 * 8, b = n * size_t(t + 1) / size_t(threads) / 8 * 8;
-          uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // four chains: the loads, not the adds, set the pace
-          for (size_t i = a; i < b; i += 8) {  // one 64-byte line a step
-            if (ahead && i + ahead < b) __builtin_prefetch(words + i + ahead);
-            s0 += words[i] + words[i + 4];
-            s1 += words[i + 1] + words[i + 5];
-            s2 += words[i + 2] + words[i + 6];
-            s3 += words[i + 3] + words[i + 7];
-          }
-          sums[size_t(t) * 8] ^= s0 + s1 + s2 + s3;
+          size_t a, b;
+          floor_read::share(n, t, threads, a, b);
+          sums[size_t(t) * 8] ^= floor_read::sum_words(words, a, b, ahead);
         });
       for (auto& th : pool) th.join();
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());

@@ -17,13 +17,17 @@ from ivcr_engine import _core
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _cmake_cache() -> str:
-    # the package's build folder (build/<wheel tag>), not the engine-only builds beside it (the
-    # suite's sanitizer build of libivcr, the benchmarks' host programs)
+def _package_build() -> Path:
+    """The package's build folder (build/<wheel tag>), not the engine-only builds beside it (the
+    suite's sanitizer build of libivcr, the benchmarks' host programs); skips when there is none."""
     caches = sorted(c for c in (REPO / "build").glob("*/CMakeCache.txt") if c.parent.name not in ("sanitize", "abi-bench"))
     if not caches:
         pytest.skip("no CMake build folder in this checkout (installed from a wheel?)")
-    return caches[-1].read_text()
+    return caches[-1].parent
+
+
+def _cmake_cache() -> str:
+    return (_package_build() / "CMakeCache.txt").read_text()
 
 
 def test_extension_imports_from_package():
@@ -74,10 +78,9 @@ def test_files_built_for_one_cpu_family_define_no_shared_symbol():
     symbol: an inline or template function it instantiates (a std::vector member, say) is emitted
     weak in every file that uses it, the linker keeps one copy for all callers, and if it keeps
     this file's, code that runs on any CPU calls instructions that CPU may lack."""
-    caches = sorted(c for c in (REPO / "build").glob("*/CMakeCache.txt") if c.parent.name not in ("sanitize", "abi-bench"))
-    if not caches or shutil.which("nm") is None:
-        pytest.skip("no CMake build folder in this checkout, or no nm")
-    objects = [o for o in (caches[-1].parent / "CMakeFiles").rglob("*.o") if re.search(r"_(avx2|avx512|amx)\.c(pp)?\.o$", o.name)]
+    if shutil.which("nm") is None:
+        pytest.skip("no nm")
+    objects = [o for o in (_package_build() / "CMakeFiles").rglob("*.o") if re.search(r"_(avx2|avx512|amx)\.c(pp)?\.o$", o.name)]
     assert len(objects) >= 4, objects  # the three search kernel families and the span kernel, at least
     for obj in objects:
         out = subprocess.run(["nm", "-C", "--defined-only", str(obj)], capture_output=True, text=True, check=True).stdout
